@@ -1,0 +1,212 @@
+//! Code generation: a validated [`Registration`] becomes the original function followed by a
+//! shim and an `inventory` entry.
+//!
+//! Every path in the output is absolute (`::mpreg::__private::…`, `::core::…`) so that the
+//! expansion works whatever the user has imported, including under `#![no_implicit_prelude]`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::{Ident, LitStr};
+
+use crate::parse::{FnModel, Registration, Visibility};
+use crate::types::render_type;
+
+/// The full expansion: `original` unchanged, then the registration in an anonymous const so
+/// that its items never clash with the user's or with other registrations in the same module.
+pub fn registration(registration: &Registration, original: TokenStream) -> TokenStream {
+    let function = &registration.function;
+    let cfgs = &function.cfgs;
+    let shim = shim(function);
+    let entry = entry(registration);
+    quote! {
+        #original
+        #(#cfgs)*
+        const _: () = {
+            #shim
+            #entry
+        };
+    }
+}
+
+/// The shim: decodes the positional arguments into a tuple of the parameter types, calls the
+/// function, converts its result. Shapes and names are those of `mpreg::__private`.
+fn shim(function: &FnModel) -> TokenStream {
+    // Mixed-site spans keep these locals out of reach of the user's tokens, which appear
+    // inside the closure (the parameter types).
+    let args_ident = Ident::new("__mpreg_args", Span::mixed_site());
+    let args: Vec<Ident> = (0..function.params.len())
+        .map(|i| format_ident!("__arg{}", i, span = Span::mixed_site()))
+        .collect();
+    // The user's type tokens keep their spans: a type that is not `Deserialize` is then
+    // reported on the parameter's type rather than on the attribute.
+    let types = function.params.iter().map(|p| &p.ty);
+    let pattern = quote!((#(#args,)*): (#(#types,)*));
+    let ident = &function.ident;
+    let call = quote!(#ident(#(#args),*));
+    let convert = if function.returns_result {
+        quote!(::mpreg::__private::fallible)
+    } else {
+        quote!(::mpreg::__private::infallible)
+    };
+    let body = if function.asyncness.is_some() {
+        quote! {
+            ::mpreg::__private::shim_async(#args_ident, |#pattern| async move {
+                #convert(#call.await)
+            })
+        }
+    } else {
+        quote! {
+            ::mpreg::__private::shim_sync(#args_ident, |#pattern| #convert(#call))
+        }
+    };
+    quote! {
+        // `deprecated`: registering a deprecated function is a deliberate use, not a new one.
+        // `clippy::unit_arg`: a function returning `()` is passed straight to `infallible`.
+        #[allow(non_snake_case, deprecated, clippy::unit_arg)]
+        fn __mpreg_shim(
+            #args_ident: ::mpreg::__private::Bytes,
+        ) -> ::mpreg::__private::BoxFuture<::mpreg::__private::HandlerResult> {
+            #body
+        }
+    }
+}
+
+/// The `inventory::submit!` of the function's `FnEntry`.
+fn entry(registration: &Registration) -> TokenStream {
+    let function = &registration.function;
+    let options = &registration.options;
+    let name = options
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&function.ident));
+    let params = function.params.iter().map(|p| {
+        let name = p.ident.unraw().to_string();
+        let ty = render_type(&p.ty);
+        quote!((#name, #ty))
+    });
+    let resources = &options.resources;
+    let visibility = visibility_path(options.visibility);
+    let blocking = options.blocking.is_some();
+    // `line!()` reports the line of its invocation's span; spanning it on the function's
+    // identifier gives the line of `fn name` instead of the attribute's.
+    let line = quote_spanned!(function.ident.span()=> ::core::line!());
+    quote! {
+        ::mpreg::__private::inventory::submit! {
+            ::mpreg::__private::FnEntry {
+                name: #name,
+                params: &[#(#params),*],
+                resources: &[#(#resources),*],
+                visibility: #visibility,
+                blocking: #blocking,
+                module: ::core::module_path!(),
+                file: ::core::file!(),
+                line: #line,
+                shim: __mpreg_shim,
+            }
+        }
+    }
+}
+
+/// The name used when none is given: the identifier without any `r#`, so `fn r#type` is
+/// called as `type`.
+fn default_name(ident: &Ident) -> LitStr {
+    LitStr::new(&ident.unraw().to_string(), ident.span())
+}
+
+/// The `mpreg::Visibility` variant for `visibility`.
+fn visibility_path(visibility: Visibility) -> TokenStream {
+    match visibility {
+        Visibility::Node => quote!(::mpreg::__private::Visibility::Node),
+        Visibility::Host => quote!(::mpreg::__private::Visibility::Host),
+        Visibility::Network => quote!(::mpreg::__private::Visibility::Network),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(attr: TokenStream, item: TokenStream) -> String {
+        let r = Registration::parse(attr, item.clone()).unwrap();
+        registration(&r, item).to_string()
+    }
+
+    #[test]
+    fn sync_plain_function_uses_shim_sync_and_infallible() {
+        let out = expand(
+            quote!(),
+            quote!(
+                fn add(a: i64, b: Vec<u32>) -> i64 {
+                    a
+                }
+            ),
+        );
+        assert!(out.contains("shim_sync"), "{out}");
+        assert!(out.contains("infallible (add (__arg0 , __arg1))"), "{out}");
+        assert!(
+            out.contains("(\"a\" , \"i64\") , (\"b\" , \"Vec<u32>\")"),
+            "{out}"
+        );
+        assert!(out.contains("Visibility :: Network"), "{out}");
+        assert!(out.contains("blocking : false"), "{out}");
+    }
+
+    #[test]
+    fn async_result_function_uses_shim_async_and_fallible() {
+        let out = expand(
+            quote!(name = "renamed", resources = ["gpu"], visibility = "node"),
+            quote!(
+                async fn f(x: String) -> std::io::Result<u8> {
+                    Ok(0)
+                }
+            ),
+        );
+        assert!(out.contains("shim_async"), "{out}");
+        assert!(
+            out.contains("async move { :: mpreg :: __private :: fallible (f (__arg0) . await) }"),
+            "{out}"
+        );
+        assert!(out.contains("name : \"renamed\""), "{out}");
+        assert!(out.contains("resources : & [\"gpu\"]"), "{out}");
+        assert!(out.contains("Visibility :: Node"), "{out}");
+    }
+
+    #[test]
+    fn zero_params_use_unit_tuple() {
+        let out = expand(
+            quote!(blocking),
+            quote!(
+                fn ping() {}
+            ),
+        );
+        assert!(out.contains("| () : () |"), "{out}");
+        assert!(out.contains("params : & []"), "{out}");
+        assert!(out.contains("blocking : true"), "{out}");
+    }
+
+    #[test]
+    fn raw_identifiers_are_called_raw_and_named_plain() {
+        let out = expand(
+            quote!(),
+            quote!(
+                fn r#type(r#in: u8) {}
+            ),
+        );
+        assert!(out.contains("r#type (__arg0)"), "{out}");
+        assert!(out.contains("name : \"type\""), "{out}");
+        assert!(out.contains("(\"in\" , \"u8\")"), "{out}");
+    }
+
+    #[test]
+    fn cfg_attributes_are_repeated_on_the_registration() {
+        let out = expand(
+            quote!(),
+            quote!(
+                #[cfg(feature = "x")]
+                fn f() {}
+            ),
+        );
+        assert_eq!(out.matches("# [cfg (feature = \"x\")]").count(), 2, "{out}");
+    }
+}

@@ -1,0 +1,88 @@
+//! `mpreg call FUN [ARG..]`: call a function by name, print the result as JSON.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Args;
+use mpreg::proto::json;
+use mpreg::{Error, Value};
+
+use super::NodeArgs;
+
+/// Arguments of `mpreg call`.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// Function name.
+    fun: String,
+    /// Positional arguments; each is parsed as JSON, else taken as a plain string.
+    args: Vec<String>,
+    /// Keyword argument `NAME=JSON` (a non-JSON value is taken as a string); repeatable.
+    #[arg(long = "kw", value_name = "NAME=JSON")]
+    kwargs: Vec<String>,
+    /// Seconds to wait for the result.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Print `{"result": .., "node": .., "elapsed_ms": ..}` instead of the bare result.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+fn encode(v: &Value) -> mpreg::Result<Bytes> {
+    let mut buf = Vec::new();
+    rmpv::encode::write_value(&mut buf, v).map_err(|e| Error::Config(format!("cannot encode arguments: {e}")))?;
+    Ok(Bytes::from(buf))
+}
+
+fn kwargs(pairs: &[String]) -> mpreg::Result<Option<Bytes>> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut map = Vec::new();
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| Error::Config(format!("--kw {p:?}: expected NAME=JSON")))?;
+        if k.is_empty() {
+            return Err(Error::Config(format!("--kw {p:?}: the name is empty")));
+        }
+        map.push((Value::from(k), json::parse_arg(v)));
+    }
+    encode(&Value::Map(map)).map(Some)
+}
+
+/// Runs the call as a short-lived client: no listener, no built-ins.
+pub async fn run(a: CallArgs) -> mpreg::Result<()> {
+    if !(a.timeout.is_finite() && a.timeout > 0.0) {
+        return Err(Error::Config(format!("--timeout {}: must be a positive number of seconds", a.timeout)));
+    }
+    let mut cfg = a.node.config()?;
+    if cfg.seeds.is_empty() {
+        // No discovery configured: try a node on this host's default port.
+        cfg.seeds = vec![format!("127.0.0.1:{}", mpreg::DEFAULT_PORT)];
+    }
+    cfg.listen = false;
+    cfg.builtins = false;
+    let node = mpreg::Node::start(cfg).await?;
+    let positional = Value::Array(a.args.iter().map(|s| json::parse_arg(s)).collect());
+    let result = node
+        .request(&a.fun)
+        .raw_args(encode(&positional)?, kwargs(&a.kwargs)?)
+        .timeout(Duration::from_secs_f64(a.timeout))
+        .send::<Value>()
+        .await;
+    node.shutdown().await;
+    let r = result?;
+    let out = if a.json {
+        serde_json::json!({
+            "result": json::to_json(&r.value),
+            "node": r.node,
+            "elapsed_ms": r.elapsed.as_secs_f64() * 1000.0,
+        })
+    } else {
+        json::to_json(&r.value)
+    };
+    println!("{out}");
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! Command-line arguments and dispatch to one module per subcommand.
+
+mod call;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Zero-config LAN middleware: serve functions, call them by name.
+#[derive(Debug, Parser)]
+#[command(name = "mpreg", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node with the built-ins `echo` and `echos` until Ctrl-C.
+    Serve(serve::ServeArgs),
+    /// Call a function by name and print its result as JSON.
+    Call(call::CallArgs),
+}
+
+/// Options shared by every subcommand that starts a node.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Node to connect to, `HOST:PORT`; repeatable (env MPREG_SEEDS, comma separated).
+    #[arg(long = "seed", value_name = "HOST:PORT")]
+    pub seeds: Vec<String>,
+    /// Cluster id; nodes of other clusters are refused (env MPREG_CLUSTER).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// File holding the cluster's shared secret (env MPREG_SECRET_FILE).
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Config file (env MPREG_CONFIG; default ./mpreg.toml if present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    /// Config from the file and environment, with these flags on top.
+    pub fn config(&self) -> mpreg::Result<mpreg::Config> {
+        let mut cfg = match &self.config {
+            Some(p) => {
+                let mut c = mpreg::Config::from_file(p)?;
+                c.apply_env(|k| std::env::var(k).ok())?;
+                c
+            }
+            None => mpreg::Config::load()?,
+        };
+        if !self.seeds.is_empty() {
+            cfg.seeds = self.seeds.clone();
+        }
+        if let Some(c) = &self.cluster {
+            cfg.cluster = c.clone();
+        }
+        if let Some(s) = &self.secret_file {
+            cfg.secret_file = Some(s.clone());
+        }
+        Ok(cfg)
+    }
+}
+
+impl Cli {
+    /// Whether this runs a long-lived node (which logs more).
+    pub fn is_serve(&self) -> bool {
+        matches!(self.command, Command::Serve(_))
+    }
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> mpreg::Result<()> {
+    match cli.command {
+        Command::Serve(a) => serve::run(a).await,
+        Command::Call(a) => call::run(a).await,
+    }
+}

@@ -1,0 +1,232 @@
+//! Node configuration: flags > `MPREG_*` environment > `mpreg.toml` > defaults (DESIGN §11).
+//!
+//! [`Config::load`] applies the file and the environment on top of the defaults; the CLI
+//! then applies its flags. Library users may also build a [`Config`] by hand or use
+//! [`NodeBuilder`](crate::NodeBuilder).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::proto::codec::DEFAULT_MAX_FRAME;
+
+/// Port `mpreg serve` listens on when none is given, and the port a CLI client tries on
+/// 127.0.0.1 when it is given no seed.
+pub const DEFAULT_PORT: u16 = 7700;
+
+/// Default number of calls a node serves at once for one connection before answering
+/// "busy". Large enough for heavy pipelining; bounded so one client cannot queue without end.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+
+/// Default per-call deadline (MPREG's 30 s).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything a node needs to start. Field docs name the environment variable that sets it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Node name, unique among live members (`MPREG_NAME`); default `{role}-{short id}`.
+    pub name: Option<String>,
+    /// Role, MARO's component type (`MPREG_ROLE`); default `node`.
+    pub role: String,
+    /// Host identity for host scope (`MPREG_HOST`); default `/etc/machine-id`, else the
+    /// hostname. Network namespaces share the machine id, so test harnesses set it.
+    pub host: Option<String>,
+    /// Resources this node offers (`MPREG_RESOURCES`, comma separated).
+    pub resources: Vec<String>,
+    /// `host:port` of nodes to connect to at start (`MPREG_SEEDS`, comma separated).
+    pub seeds: Vec<String>,
+    /// Interfaces for discovery (`MPREG_INTERFACES`): names or addresses.
+    pub interfaces: Vec<String>,
+    /// Cluster id (`MPREG_CLUSTER`); nodes of different clusters refuse each other.
+    pub cluster: String,
+    /// File holding the shared secret (`MPREG_SECRET_FILE`). Without one the node trusts
+    /// its network and says so once in the log.
+    pub secret_file: Option<PathBuf>,
+    /// TCP port to listen on (`MPREG_PORT`); 0 picks a free port.
+    pub port: u16,
+    /// Address to listen on (`MPREG_BIND`); default all IPv4 interfaces.
+    pub bind: IpAddr,
+    /// Whether to listen at all. Pure clients (the CLI's `call`) do not.
+    pub listen: bool,
+    /// Largest frame body accepted, in bytes; larger frames close the connection.
+    pub max_frame: usize,
+    /// Calls served at once per connection before new ones are answered "busy".
+    pub max_in_flight: usize,
+    /// Default deadline of a call in milliseconds (`MPREG_CALL_TIMEOUT_MS`).
+    pub call_timeout_ms: u64,
+    /// Whether to register the built-ins `echo` and `echos`.
+    pub builtins: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: None,
+            role: "node".into(),
+            host: None,
+            resources: Vec::new(),
+            seeds: Vec::new(),
+            interfaces: Vec::new(),
+            cluster: "default".into(),
+            secret_file: None,
+            port: 0,
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            listen: true,
+            max_frame: DEFAULT_MAX_FRAME,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            call_timeout_ms: DEFAULT_CALL_TIMEOUT.as_millis() as u64,
+            builtins: true,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then `mpreg.toml` (the file named by `MPREG_CONFIG`, else `./mpreg.toml` if
+    /// it exists), then `MPREG_*` variables.
+    pub fn load() -> Result<Self> {
+        let mut cfg = match std::env::var_os("MPREG_CONFIG") {
+            Some(path) => Self::from_file(Path::new(&path))?,
+            None if Path::new("mpreg.toml").exists() => Self::from_file(Path::new("mpreg.toml"))?,
+            None => Config::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    /// Reads a TOML file; unknown keys are errors naming the key.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("cannot read config file {}", path.display()), e))?;
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Applies `MPREG_*` variables read through `get` (injectable for tests).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
+        let list = |s: String| -> Vec<String> {
+            s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect()
+        };
+        if let Some(v) = get("MPREG_NAME") {
+            self.name = Some(v);
+        }
+        if let Some(v) = get("MPREG_ROLE") {
+            self.role = v;
+        }
+        if let Some(v) = get("MPREG_HOST") {
+            self.host = Some(v);
+        }
+        if let Some(v) = get("MPREG_RESOURCES") {
+            self.resources = list(v);
+        }
+        if let Some(v) = get("MPREG_SEEDS") {
+            self.seeds = list(v);
+        }
+        if let Some(v) = get("MPREG_INTERFACES") {
+            self.interfaces = list(v);
+        }
+        if let Some(v) = get("MPREG_CLUSTER") {
+            self.cluster = v;
+        }
+        if let Some(v) = get("MPREG_SECRET_FILE") {
+            self.secret_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("MPREG_PORT") {
+            self.port = parse_var("MPREG_PORT", &v)?;
+        }
+        if let Some(v) = get("MPREG_BIND") {
+            self.bind = parse_var("MPREG_BIND", &v)?;
+        }
+        if let Some(v) = get("MPREG_CALL_TIMEOUT_MS") {
+            self.call_timeout_ms = parse_var("MPREG_CALL_TIMEOUT_MS", &v)?;
+        }
+        Ok(())
+    }
+
+    /// The default call deadline as a duration.
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
+
+    /// Reads the shared secret, if configured. Trailing whitespace is ignored; an empty
+    /// secret is an error (it would authenticate anybody).
+    pub fn secret(&self) -> Result<Option<Vec<u8>>> {
+        let Some(path) = &self.secret_file else { return Ok(None) };
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::io(format!("cannot read secret file {}", path.display()), e))?;
+        let trimmed = bytes.trim_ascii_end().to_vec();
+        if trimmed.is_empty() {
+            return Err(Error::Config(format!("secret file {} is empty", path.display())));
+        }
+        Ok(Some(trimmed))
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<()> {
+        if self.cluster.is_empty() {
+            return Err(Error::Config("cluster id must not be empty".into()));
+        }
+        if self.role.is_empty() {
+            return Err(Error::Config("role must not be empty".into()));
+        }
+        if self.max_in_flight == 0 || self.max_frame < 1024 {
+            return Err(Error::Config(
+                "max_in_flight must be at least 1 and max_frame at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_var<T: std::str::FromStr>(name: &str, v: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    v.trim().parse().map_err(|e| Error::Config(format!("{name}={v:?}: {e}")))
+}
+
+/// This host's identity: `MPREG_HOST`/config, else `/etc/machine-id`, else the hostname.
+pub fn host_id(configured: Option<&str>) -> String {
+    if let Some(h) = configured.filter(|h| !h.is_empty()) {
+        return h.to_string();
+    }
+    for path in ["/etc/machine-id", "/var/lib/dbus/machine-id", "/proc/sys/kernel/hostname", "/etc/hostname"] {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            let s = s.trim();
+            if !s.is_empty() {
+                return s.to_string();
+            }
+        }
+    }
+    "unknown-host".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_and_names_bad_values() {
+        let mut c = Config::default();
+        let env = |k: &str| match k {
+            "MPREG_SEEDS" => Some("a:1, b:2".to_string()),
+            "MPREG_PORT" => Some("99".to_string()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        assert_eq!(c.seeds, vec!["a:1", "b:2"]);
+        assert_eq!(c.port, 99);
+        let err = c.apply_env(|k| (k == "MPREG_PORT").then(|| "x".to_string())).unwrap_err();
+        assert!(err.to_string().contains("MPREG_PORT=\"x\""), "{err}");
+    }
+
+    #[test]
+    fn toml_unknown_keys_are_named() {
+        let err = toml::from_str::<Config>("prot = 3").unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+        let c: Config = toml::from_str("port = 3\nresources = [\"gpu\"]").unwrap();
+        assert_eq!((c.port, c.resources), (3, vec!["gpu".to_string()]));
+    }
+}

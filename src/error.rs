@@ -1,0 +1,189 @@
+//! The crate's error type. Every message names what was wrong, so that a one-line print of
+//! it (as the CLI does) is enough to act on.
+
+use std::time::Duration;
+
+use crate::proto::wire::{Failure, FailureKind};
+
+/// Result alias with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when starting a node or calling a function.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No reachable node offers the function. `close` lists look-alike names that exist.
+    #[error("unknown function `{fun}`{}{}", hint(close), context(detail))]
+    UnknownFunction {
+        /// The name asked for.
+        fun: String,
+        /// Existing names that look alike.
+        close: Vec<String>,
+        /// Extra context, e.g. which peers were reachable.
+        detail: String,
+    },
+    /// The arguments did not fit the function's parameters.
+    #[error("bad arguments for `{fun}{expected}`: {detail}")]
+    BadArguments {
+        /// Function called.
+        fun: String,
+        /// Expected signature, e.g. `(a: i64, b: i64)`.
+        expected: String,
+        /// What did not fit.
+        detail: String,
+    },
+    /// The function ran on `node` and returned an error (or panicked).
+    #[error("`{fun}` failed on node `{node}`: {message}")]
+    Remote {
+        /// Function called.
+        fun: String,
+        /// Node that ran it.
+        node: String,
+        /// The function's error message.
+        message: String,
+    },
+    /// No reply within the deadline; the callee was told to abandon the work.
+    #[error("call to `{fun}` on node `{node}` timed out after {after:?}")]
+    Timeout {
+        /// Function called.
+        fun: String,
+        /// Node it was sent to.
+        node: String,
+        /// The deadline that passed.
+        after: Duration,
+    },
+    /// The connection to the serving node broke while the call was in flight.
+    #[error("node `{node}` was lost during the call to `{fun}`: {reason}")]
+    NodeLost {
+        /// Function called.
+        fun: String,
+        /// Node that was lost.
+        node: String,
+        /// Why the connection ended.
+        reason: String,
+    },
+    /// The serving node has too many calls in flight from this connection.
+    #[error("node `{node}` is busy and refused `{fun}`: {detail}")]
+    Busy {
+        /// Function called.
+        fun: String,
+        /// Busy node.
+        node: String,
+        /// The limit that was hit.
+        detail: String,
+    },
+    /// The function's visibility does not admit this caller.
+    #[error("`{fun}` on node `{node}` is not visible to this caller: {detail}")]
+    NotVisible {
+        /// Function called.
+        fun: String,
+        /// Serving node.
+        node: String,
+        /// The rule that refused.
+        detail: String,
+    },
+    /// A peer refused the handshake, or this node refused the peer's.
+    #[error("connection with {peer} refused: {reason}")]
+    Refused {
+        /// The peer's address or name.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// A peer sent something this protocol does not allow.
+    #[error("protocol error with {peer}: {detail}")]
+    Protocol {
+        /// The peer's address or name.
+        peer: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Two functions were registered under one name.
+    #[error("duplicate function `{name}`: registered by {first} and by {second}")]
+    DuplicateFunction {
+        /// The contested name.
+        name: String,
+        /// Where the first came from.
+        first: String,
+        /// Where the second came from.
+        second: String,
+    },
+    /// Arguments could not be encoded, or a result not decoded into the requested type.
+    #[error("cannot {what} for `{fun}`: {detail}")]
+    Codec {
+        /// `encode arguments` or `decode the result`.
+        what: &'static str,
+        /// Function called.
+        fun: String,
+        /// The serde error.
+        detail: String,
+    },
+    /// Invalid configuration (file, environment or flags).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// An I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, e.g. `cannot bind 0.0.0.0:7700`.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The node was shut down.
+    #[error("the node is shut down")]
+    Shutdown,
+}
+
+fn hint(close: &[String]) -> String {
+    if close.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<String> = close.iter().map(|c| format!("`{c}`")).collect();
+        format!("; did you mean {}?", names.join(", "))
+    }
+}
+
+fn context(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being attempted.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+
+    /// Turns a callee's [`Failure`] into an error naming the function and node.
+    pub(crate) fn from_failure(f: Failure, fun: &str, node: &str) -> Self {
+        let (fun, node) = (fun.to_string(), node.to_string());
+        match f.kind {
+            FailureKind::Remote | FailureKind::Internal => Error::Remote { fun, node, message: f.message },
+            FailureKind::BadArguments => Error::BadArguments { fun, expected: f.expected, detail: f.message },
+            FailureKind::UnknownFunction => Error::UnknownFunction {
+                fun,
+                close: f.close,
+                detail: format!("node `{node}` does not serve it"),
+            },
+            FailureKind::NotVisible => Error::NotVisible { fun, node, detail: f.message },
+            FailureKind::Busy => Error::Busy { fun, node, detail: f.message },
+            FailureKind::Timeout => Error::Timeout { fun, node, after: Duration::ZERO },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_one_line_and_name_things() {
+        let e = Error::UnknownFunction { fun: "ecoh".into(), close: vec!["echo".into()], detail: String::new() };
+        assert_eq!(e.to_string(), "unknown function `ecoh`; did you mean `echo`?");
+        let e = Error::BadArguments { fun: "add".into(), expected: "(a: i64, b: i64)".into(), detail: "missing argument `b`".into() };
+        assert_eq!(e.to_string(), "bad arguments for `add(a: i64, b: i64)`: missing argument `b`");
+    }
+}

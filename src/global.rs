@@ -1,0 +1,145 @@
+//! The process-global default node behind `mpreg::serve()`, `mpreg::call()` and
+//! `mpreg::blocking::call()`.
+//!
+//! The default node runs on a small runtime of its own (two worker threads named `mpreg`),
+//! so it works the same from `#[tokio::main]`, from a test's runtime that ends before the
+//! process does, and from plain threads. Configuration comes from [`Config::load`]:
+//! `MPREG_*` variables over `mpreg.toml` over defaults.
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::runtime::Runtime;
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::node::Node;
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static DEFAULT: Mutex<Option<(Node, Mode)>> = Mutex::const_new(None);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Serve,
+    Client,
+}
+
+pub(crate) fn runtime() -> &'static Runtime {
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("mpreg")
+            .enable_all()
+            .build()
+            .expect("cannot start the mpreg runtime")
+    })
+}
+
+/// Runs `fut` on the default node's runtime and waits for it from any context.
+async fn on_runtime<T: Send + 'static>(fut: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+    runtime().spawn(fut).await.map_err(|e| Error::Config(format!("mpreg runtime task failed: {e}")))?
+}
+
+async fn default_node(mode: Mode) -> Result<Node> {
+    let mut slot = DEFAULT.lock().await;
+    if let Some((node, m)) = &*slot {
+        if mode == Mode::Serve && *m == Mode::Client {
+            return Err(Error::Config(
+                "mpreg::serve() called after mpreg::call() already started a client node; call serve() first".into(),
+            ));
+        }
+        return Ok(node.clone());
+    }
+    let mut cfg = Config::load()?;
+    if mode == Mode::Client {
+        // A process that only calls does not need a listener or the built-ins.
+        cfg.listen = false;
+        cfg.builtins = false;
+    }
+    let node = on_runtime(Node::start(cfg)).await?;
+    *slot = Some((node.clone(), mode));
+    Ok(node)
+}
+
+/// Runs this process as a node until Ctrl-C or SIGTERM, serving every function registered
+/// with `#[mpreg::register]` plus the built-ins, then shuts down gracefully.
+///
+/// Configured by `MPREG_*` variables and `mpreg.toml` (see [`Config`]).
+pub async fn serve() -> Result<()> {
+    let node = default_node(Mode::Serve).await?;
+    tracing::info!(node = node.name(), addr = ?node.addr(), "serving");
+    on_runtime(async {
+        shutdown_signal().await;
+        Ok(())
+    })
+    .await?;
+    let n = node.clone();
+    on_runtime(async move {
+        n.shutdown().await;
+        Ok(())
+    })
+    .await
+}
+
+/// The default node, starting it (as a client without listener) if needed.
+pub async fn node() -> Result<Node> {
+    default_node(Mode::Client).await
+}
+
+/// Calls `fun` through the default node; see [`Node::call`] for the shape of `args`.
+pub async fn call<R>(fun: &str, args: impl Serialize) -> Result<R>
+where
+    R: DeserializeOwned + Send + 'static,
+{
+    let node = default_node(Mode::Client).await?;
+    let args = crate::proto::args::encode_value(&args)
+        .map_err(|f| Error::Codec { what: "encode arguments", fun: fun.into(), detail: f.message })?;
+    let fun = fun.to_string();
+    on_runtime(async move { Ok(node.request(&fun).raw_args(args, None).send::<R>().await?.value) }).await
+}
+
+/// Waits for Ctrl-C, or SIGTERM on Unix.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Blocking versions of the default-node API, for programs without an async runtime.
+pub mod blocking {
+    use super::*;
+
+    /// Calls `fun` and blocks the current thread until the result arrives.
+    ///
+    /// Must not be called from inside an async runtime (it would block a worker thread);
+    /// there it returns an error saying to use `mpreg::call(..).await` instead.
+    pub fn call<R>(fun: &str, args: impl Serialize) -> Result<R>
+    where
+        R: DeserializeOwned + Send + 'static,
+    {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::Config(
+                "mpreg::blocking::call was called inside an async runtime; use mpreg::call(..).await there".into(),
+            ));
+        }
+        runtime().block_on(super::call(fun, args))
+    }
+}

@@ -1,0 +1,92 @@
+//! mpreg: zero-config LAN middleware. Register functions by name in one process, call
+//! them by name from any other.
+//!
+//! ```no_run
+//! #[mpreg::register]
+//! fn add(a: i64, b: i64) -> i64 { a + b }
+//!
+//! #[mpreg::register(resources = ["dataset-1"], visibility = "host")]
+//! async fn train(model: String, epochs: u32) -> Result<f64, String> {
+//!     if epochs == 0 { return Err("epochs must be positive".into()) }
+//!     Ok(0.93)
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> mpreg::Result<()> {
+//!     mpreg::serve().await // until Ctrl-C
+//! }
+//! ```
+//! and in another process, `let sum: i64 = mpreg::call("add", (1, 2)).await?;`, or with an
+//! explicit handle, `Node::builder().seed("10.0.0.5:7700").start().await?.call("add", (1, 2))`.
+//!
+//! # Layout
+//! - [`proto`]: pure protocol logic, no I/O and no clock — wire frames and codec
+//!   (`wire`, `codec`), argument fitting (`args`), catalogs and visibility (`catalog`),
+//!   the HMAC handshake (`handshake`), JSON mapping (`json`).
+//! - `runtime`: the tokio shell — connections (multiplexed calls, coalesced writes),
+//!   handshakes, serving calls (`dispatch`), the listener, seed dialers, shared node state.
+//! - [`Node`] / [`NodeBuilder`] (`node.rs`): the public handle to start, register, call, stop.
+//! - [`Function`] (`function.rs`): function descriptions and type-erased handlers, the
+//!   runtime half of `#[register]`; `registry.rs`: one node's function table.
+//! - [`Config`] (`config.rs`): flags > `MPREG_*` > `mpreg.toml` > defaults.
+//! - `global.rs`: the process-global default node behind [`serve`], [`call`] and
+//!   [`blocking::call`]. `builtins.rs`: `echo` and `echos`.
+//! - [`Error`] (`error.rs`): one error enum whose messages name what was wrong.
+//! - `src/main.rs` and `src/cli/`: the `mpreg` command line, a thin client of this library.
+//! - `macros/`: the `mpreg-macros` crate behind `#[mpreg::register]`.
+
+#![deny(missing_docs)]
+
+mod builtins;
+mod config;
+mod error;
+mod function;
+mod global;
+mod node;
+pub mod proto;
+mod registry;
+mod runtime;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use config::{host_id, Config, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PORT};
+pub use error::{Error, Result};
+pub use function::{FnSpec, Function, Param, Visibility};
+pub use global::{blocking, call, node as default_node, serve, shutdown_signal};
+pub use node::{Node, NodeBuilder, PeerSummary, Request, Response};
+pub use rmpv::Value;
+
+/// Registers a function so that any node of the cluster can call it by name.
+///
+/// ```ignore
+/// #[mpreg::register]                                   // name "echo", network visible
+/// fn echo(s: String) -> String { s }
+///
+/// #[mpreg::register(name = "fit", resources = ["gpu"], visibility = "host")]
+/// async fn train(model: String, epochs: u32) -> Result<f64, String> { Ok(0.9) }
+///
+/// #[mpreg::register(blocking)]                        // runs on the blocking pool
+/// fn crunch(n: u64) -> u64 { (0..n).sum() }
+/// ```
+/// Parameters and the return type must be owned serde types. A return type whose last path
+/// segment is `Result` is treated as fallible: `Err(e)` reaches the caller as
+/// [`Error::Remote`] carrying `e.to_string()`. Callers may pass arguments by position or by
+/// parameter name. Functions are collected at link time: a function in a library crate is
+/// registered only if the binary uses that crate (add `use that_crate as _;` otherwise).
+/// Two functions with one name make node start fail with an error naming both.
+pub use mpreg_macros::register;
+
+/// Starts tracing output to stderr for binaries and examples: `RUST_LOG` if set, else
+/// `info` for mpreg. Does nothing if a subscriber is already installed.
+pub fn init_logging() {
+    init_logging_with("mpreg=info,warn")
+}
+
+/// Like [`init_logging`] with another default filter (used when `RUST_LOG` is unset).
+pub fn init_logging_with(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,295 @@
+//! Function arguments on the wire: positional MessagePack arrays, keyword maps, and how the
+//! serving node fits them to a function's declared parameters.
+//!
+//! Handlers only ever see a positional array. When a call carries keyword arguments (or
+//! fewer positional ones than parameters) the serving node rebuilds the array here, using
+//! the parameter names from the function's [`Param`] list; missing trailing arguments become
+//! nil, so `Option` parameters may be omitted.
+
+use bytes::Bytes;
+use rmpv::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::function::{signature, Param};
+use crate::proto::wire::Failure;
+
+/// The shape of an encoded argument value, read from its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// No arguments (nil or nothing at all).
+    Empty,
+    /// A MessagePack array: positional arguments.
+    Array,
+    /// A MessagePack map: keyword arguments.
+    Map,
+    /// Any other single value: one positional argument.
+    Single,
+}
+
+/// Classifies encoded arguments without decoding them.
+pub fn shape(bytes: &[u8]) -> Shape {
+    match bytes.first() {
+        None | Some(0xc0) => Shape::Empty,
+        Some(0x90..=0x9f) | Some(0xdc) | Some(0xdd) => Shape::Array,
+        Some(0x80..=0x8f) | Some(0xde) | Some(0xdf) => Shape::Map,
+        Some(_) => Shape::Single,
+    }
+}
+
+/// Number of elements of an encoded array (None if it is not an array).
+pub fn array_len(bytes: &[u8]) -> Option<usize> {
+    match *bytes.first()? {
+        b @ 0x90..=0x9f => Some((b & 0x0f) as usize),
+        0xdc if bytes.len() >= 3 => Some(u16::from_be_bytes([bytes[1], bytes[2]]) as usize),
+        0xdd if bytes.len() >= 5 => {
+            Some(u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize)
+        }
+        _ => None,
+    }
+}
+
+/// Encodes a result value (structs as maps with named fields).
+pub fn encode_value<T: Serialize + ?Sized>(v: &T) -> Result<Bytes, Failure> {
+    rmp_serde::to_vec_named(v)
+        .map(Bytes::from)
+        .map_err(|e| Failure::remote(format!("cannot encode the result: {e}")))
+}
+
+/// Decodes a positional argument array into the handler's argument tuple `A`.
+///
+/// A nil or empty input counts as no arguments; a single non-array value counts as one
+/// positional argument (so `call("echo", "hi")` works like `call("echo", ("hi",))`).
+pub fn decode_args<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, Failure> {
+    let res = match shape(bytes) {
+        Shape::Array => rmp_serde::from_slice(bytes),
+        Shape::Empty => rmp_serde::from_slice(&[0x90]).or_else(|_| rmp_serde::from_slice(&[0xc0])),
+        Shape::Single => {
+            let mut one = Vec::with_capacity(bytes.len() + 1);
+            one.push(0x91);
+            one.extend_from_slice(bytes);
+            rmp_serde::from_slice(&one)
+        }
+        Shape::Map => {
+            return Err(Failure::bad_arguments(
+                "keyword arguments given to a function without parameter names",
+            ))
+        }
+    };
+    res.map_err(|e| Failure::bad_arguments(e.to_string()))
+}
+
+fn read_value(bytes: &[u8], what: &str) -> Result<Value, Failure> {
+    rmpv::decode::read_value(&mut &bytes[..])
+        .map_err(|e| Failure::bad_arguments(format!("cannot decode {what}: {e}")))
+}
+
+fn positional_values(bytes: &[u8]) -> Result<Vec<Value>, Failure> {
+    match shape(bytes) {
+        Shape::Empty => Ok(Vec::new()),
+        Shape::Array => match read_value(bytes, "positional arguments")? {
+            Value::Array(items) => Ok(items),
+            _ => unreachable!("shape said array"),
+        },
+        Shape::Single => Ok(vec![read_value(bytes, "the argument")?]),
+        Shape::Map => Ok(Vec::new()),
+    }
+}
+
+fn keyword_values(bytes: &[u8]) -> Result<Vec<(String, Value)>, Failure> {
+    match read_value(bytes, "keyword arguments")? {
+        Value::Nil => Ok(Vec::new()),
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(k, v)| match k {
+                Value::String(s) if s.is_str() => Ok((s.into_str().unwrap_or_default(), v)),
+                other => Err(Failure::bad_arguments(format!(
+                    "keyword argument names must be strings, got {other}"
+                ))),
+            })
+            .collect(),
+        other => Err(Failure::bad_arguments(format!(
+            "keyword arguments must be a map, got {other}"
+        ))),
+    }
+}
+
+/// Fits positional and keyword arguments to `params`, producing the positional array the
+/// handler decodes. Returns `Ok(None)` when the positional bytes can be used unchanged
+/// (the fast path: an array of exactly the right length and no keywords).
+pub fn fit(
+    params: Option<&[Param]>,
+    args: &[u8],
+    kwargs: Option<&[u8]>,
+) -> Result<Option<Bytes>, Failure> {
+    let with_sig = |mut f: Failure| {
+        f.expected = signature(params);
+        f
+    };
+    let Some(params) = params else {
+        // Variadic: positional only.
+        if kwargs.is_some() || shape(args) == Shape::Map {
+            return Err(with_sig(Failure::bad_arguments(
+                "this function takes positional arguments only",
+            )));
+        }
+        return Ok(None);
+    };
+    if kwargs.is_none() && shape(args) != Shape::Map && array_len(args) == Some(params.len()) {
+        return Ok(None);
+    }
+    // Slow path: build the list by name.
+    let mut named = match (shape(args), kwargs) {
+        (Shape::Map, None) => keyword_values(args).map_err(with_sig)?,
+        (Shape::Map, Some(_)) => {
+            return Err(with_sig(Failure::bad_arguments(
+                "keyword arguments given twice (as the argument map and as kwargs)",
+            )))
+        }
+        (_, Some(kw)) => keyword_values(kw).map_err(with_sig)?,
+        (_, None) => Vec::new(),
+    };
+    let positional = positional_values(args).map_err(with_sig)?;
+    if positional.len() > params.len() {
+        return Err(with_sig(Failure::bad_arguments(format!(
+            "takes {} argument{}, got {} positional",
+            params.len(),
+            if params.len() == 1 { "" } else { "s" },
+            positional.len()
+        ))));
+    }
+    let mut out = Vec::with_capacity(params.len());
+    let mut positional = positional.into_iter();
+    for p in params {
+        let from_name = named.iter().position(|(k, _)| *k == p.name).map(|i| named.remove(i).1);
+        match (positional.next(), from_name) {
+            (Some(_), Some(_)) => {
+                return Err(with_sig(Failure::bad_arguments(format!(
+                    "argument `{}` given both by position and by name",
+                    p.name
+                ))))
+            }
+            (Some(v), None) | (None, Some(v)) => out.push(v),
+            (None, None) => out.push(Value::Nil),
+        }
+    }
+    if let Some((k, _)) = named.first() {
+        return Err(with_sig(Failure::bad_arguments(format!("unknown argument `{k}`"))));
+    }
+    let mut buf = Vec::new();
+    rmpv::encode::write_value(&mut buf, &Value::Array(out))
+        .map_err(|e| Failure::internal(format!("cannot re-encode arguments: {e}")))?;
+    Ok(Some(Bytes::from(buf)))
+}
+
+/// Names of parameters that were filled with nil by [`fit`] because nothing was given;
+/// used to turn serde's "invalid type: nil" into "missing argument `x`".
+pub fn missing(params: &[Param], args: &[u8], kwargs: Option<&[u8]>) -> Vec<String> {
+    let given_pos = match shape(args) {
+        Shape::Array => array_len(args).unwrap_or(0),
+        Shape::Single => 1,
+        _ => 0,
+    };
+    let names: Vec<String> = match (shape(args), kwargs) {
+        (Shape::Map, _) => keyword_values(args).unwrap_or_default(),
+        (_, Some(kw)) => keyword_values(kw).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+    .into_iter()
+    .map(|(k, _)| k)
+    .collect();
+    params
+        .iter()
+        .skip(given_pos)
+        .filter(|p| !names.contains(&p.name))
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(names: &[&str]) -> Vec<Param> {
+        names.iter().map(|n| Param { name: n.to_string(), ty: "i64".into() }).collect()
+    }
+    fn enc<T: Serialize>(v: T) -> Vec<u8> {
+        rmp_serde::to_vec_named(&v).unwrap()
+    }
+
+    #[test]
+    fn shapes() {
+        assert_eq!(shape(&enc((1, 2))), Shape::Array);
+        assert_eq!(shape(&enc(())), Shape::Empty);
+        assert_eq!(shape(&enc("hi")), Shape::Single);
+        let mut m = std::collections::BTreeMap::new();
+        m.insert("a", 1);
+        assert_eq!(shape(&enc(&m)), Shape::Map);
+        assert_eq!(array_len(&enc(vec![0u8; 20])), Some(20));
+        assert_eq!(array_len(&enc(vec![0u8; 70000])), Some(70000));
+    }
+
+    #[test]
+    fn positional_fast_path() {
+        let p = params(&["a", "b"]);
+        assert_eq!(fit(Some(&p), &enc((1, 2)), None).unwrap(), None);
+        let (a, b): (i64, i64) = decode_args(&enc((1, 2))).unwrap();
+        assert_eq!((a, b), (1, 2));
+    }
+
+    #[test]
+    fn keywords_are_reordered() {
+        let p = params(&["a", "b"]);
+        let mut kw = std::collections::BTreeMap::new();
+        kw.insert("b", 2);
+        kw.insert("a", 1);
+        let fitted = fit(Some(&p), &enc(&kw), None).unwrap().unwrap();
+        let (a, b): (i64, i64) = decode_args(&fitted).unwrap();
+        assert_eq!((a, b), (1, 2));
+        // positional plus keyword
+        let mut kw = std::collections::BTreeMap::new();
+        kw.insert("b", 5);
+        let fitted = fit(Some(&p), &enc((4,)), Some(&enc(&kw))).unwrap().unwrap();
+        assert_eq!(decode_args::<(i64, i64)>(&fitted).unwrap(), (4, 5));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let p = params(&["a", "b"]);
+        let mut kw = std::collections::BTreeMap::new();
+        kw.insert("c", 2);
+        let e = fit(Some(&p), &enc(()), Some(&enc(&kw))).unwrap_err();
+        assert_eq!(e.message, "unknown argument `c`");
+        assert_eq!(e.expected, "(a: i64, b: i64)");
+        let e = fit(Some(&p), &enc((1, 2, 3)), None).unwrap_err();
+        assert_eq!(e.message, "takes 2 arguments, got 3 positional");
+        let mut kw = std::collections::BTreeMap::new();
+        kw.insert("a", 2);
+        let e = fit(Some(&p), &enc((1,)), Some(&enc(&kw))).unwrap_err();
+        assert!(e.message.contains("both by position and by name"));
+        assert_eq!(missing(&p, &enc((1,)), None), vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn optional_trailing_parameter_may_be_omitted() {
+        let p = params(&["a", "b"]);
+        let fitted = fit(Some(&p), &enc((1,)), None).unwrap().unwrap();
+        let (a, b): (i64, Option<i64>) = decode_args(&fitted).unwrap();
+        assert_eq!((a, b), (1, None));
+    }
+
+    #[test]
+    fn single_value_and_empty() {
+        let (s,): (String,) = decode_args(&enc("hi")).unwrap();
+        assert_eq!(s, "hi");
+        let () = decode_args(&enc(())).unwrap();
+        let () = decode_args(&[]).unwrap();
+        let () = decode_args(&enc(Vec::<u8>::new())).unwrap();
+    }
+
+    #[test]
+    fn wrong_types_are_bad_arguments() {
+        let e = decode_args::<(i64,)>(&enc(("x",))).unwrap_err();
+        assert_eq!(e.kind, crate::proto::wire::FailureKind::BadArguments);
+    }
+}

@@ -1,0 +1,154 @@
+//! Length-delimited framing: a 4-byte big-endian body length, then a MessagePack body.
+//!
+//! Written as a `tokio_util` codec by hand (rather than `LengthDelimitedCodec` + a second
+//! pass) so that the errors can say exactly what was wrong — the announced length and the
+//! limit, or the MessagePack error — and so that a frame is checked before it is parsed.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::Decoder;
+
+use super::wire::Frame;
+
+/// Bytes of the length prefix.
+pub const HEADER_LEN: usize = 4;
+
+/// Default upper bound for one frame body (16 MiB); configurable per node.
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Why a stream of bytes is not a valid frame sequence. Either closes the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The length prefix announces more than the configured maximum.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Announced body length.
+        len: usize,
+        /// Configured limit.
+        max: usize,
+    },
+    /// The body is not a MessagePack frame this protocol knows.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+/// Encodes `frame` with its length prefix, ready to be written to a socket.
+pub fn encode_frame(frame: &Frame) -> Result<Bytes, FrameError> {
+    let mut buf = Vec::with_capacity(64);
+    buf.extend_from_slice(&[0; HEADER_LEN]);
+    rmp_serde::encode::write_named(&mut buf, frame)
+        .map_err(|e| FrameError::Malformed(format!("cannot encode: {e}")))?;
+    let len = (buf.len() - HEADER_LEN) as u32;
+    buf[..HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+    Ok(Bytes::from(buf))
+}
+
+/// Decodes one frame body (without its length prefix).
+pub fn decode_body(body: &[u8]) -> Result<Frame, FrameError> {
+    rmp_serde::from_slice(body).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+/// Decoder half of the framing, bounded by `max_frame`.
+#[derive(Debug, Clone)]
+pub struct FrameCodec {
+    max_frame: usize,
+}
+
+impl FrameCodec {
+    /// A codec refusing bodies longer than `max_frame` bytes.
+    pub fn new(max_frame: usize) -> Self {
+        FrameCodec { max_frame }
+    }
+
+    /// Cheap check of the header: `Ok(Some(len))` when a whole frame of `len` body bytes is
+    /// buffered, `Ok(None)` when more bytes are needed.
+    pub fn check(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
+        if buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if len > self.max_frame {
+            return Err(FrameError::TooLarge { len, max: self.max_frame });
+        }
+        if buf.len() < HEADER_LEN + len {
+            return Ok(None);
+        }
+        Ok(Some(len))
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        match self.check(src)? {
+            None => {
+                if src.len() >= HEADER_LEN {
+                    let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+                    src.reserve(HEADER_LEN + len - src.len());
+                }
+                Ok(None)
+            }
+            Some(len) => {
+                src.advance(HEADER_LEN);
+                let body = src.split_to(len);
+                Ok(Some(decode_body(&body)?))
+            }
+        }
+    }
+}
+
+/// A framing or I/O failure while reading.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// Bad bytes from the peer.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The socket failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Appends an already-encoded frame to `out` (used by the coalescing writer).
+pub fn append(out: &mut BytesMut, frame: &[u8]) {
+    out.put_slice(frame);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::wire::Cancel;
+
+    #[test]
+    fn partial_then_whole() {
+        let bytes = encode_frame(&Frame::Cancel(Cancel { id: 9 })).unwrap();
+        let mut codec = FrameCodec::new(1024);
+        let mut buf = BytesMut::new();
+        for (i, b) in bytes.iter().enumerate() {
+            buf.put_u8(*b);
+            let out = codec.decode(&mut buf).unwrap();
+            if i + 1 < bytes.len() {
+                assert!(out.is_none());
+            } else {
+                assert_eq!(out, Some(Frame::Cancel(Cancel { id: 9 })));
+            }
+        }
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn oversized_is_refused_before_reading_the_body() {
+        let mut codec = FrameCodec::new(100);
+        let mut buf = BytesMut::from(&[0u8, 0, 1, 0][..]);
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert_eq!(err.to_string(), "frame of 256 bytes exceeds the limit of 100 bytes");
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        let mut codec = FrameCodec::new(100);
+        let mut buf = BytesMut::from(&[0u8, 0, 0, 3, 0xc1, 0xff, 0x00][..]);
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert!(err.to_string().starts_with("malformed frame"), "{err}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Pure protocol logic: no tokio, no sockets, no clock. Everything here is deterministic and
+//! unit-tested in place; the runtime shell (`crate::runtime`) feeds it bytes and events.
+
+pub mod args;
+pub mod catalog;
+pub mod codec;
+pub mod handshake;
+pub mod json;
+pub mod wire;

@@ -1,0 +1,226 @@
+//! The messages two nodes exchange over one TCP connection.
+//!
+//! Every frame body is MessagePack with **named** fields (`rmp_serde::to_vec_named`), so
+//! fields can be added without breaking older peers and non-Rust tools can read frames.
+//! Function arguments and results travel as nested MessagePack byte strings: the node
+//! forwarding them never has to decode a value it does not use.
+
+use serde::{Deserialize, Serialize};
+
+use crate::function::FnSpec;
+
+/// Version of this wire protocol; a peer speaking another version is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// One frame on a connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Frame {
+    /// First frame in each direction: who is speaking.
+    Hello(Hello),
+    /// Dialer's answer to the listener's HMAC challenge (only with a shared secret).
+    Auth(Auth),
+    /// The listener accepted the dialer's proof (only with a shared secret).
+    Ready,
+    /// The sender refuses the connection; it closes right after.
+    Refused(Refused),
+    /// The sender's full function catalog, sent after the handshake and whenever it changes.
+    Catalog(CatalogMsg),
+    /// Invoke a function on the receiver.
+    Call(Call),
+    /// The outcome of a `Call` with the same id.
+    Reply(Reply),
+    /// The caller gave up on a call (deadline or dropped future): stop working on it.
+    Cancel(Cancel),
+}
+
+/// Identity and parameters of the speaker, sent once when a connection opens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the speaker.
+    pub protocol: u32,
+    /// Cluster id; nodes of different clusters never talk.
+    pub cluster: String,
+    /// Random node id, stable for the process.
+    pub node_id: u64,
+    /// Human-readable node name.
+    pub name: String,
+    /// Role (MARO component type).
+    pub role: String,
+    /// Host identity, for host scope and visibility.
+    pub host_id: String,
+    /// Port the speaker listens on, if any (0 for pure clients).
+    pub listen_port: u16,
+    /// Resources the speaker offers.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Random challenge for the peer's HMAC proof.
+    #[serde(with = "serde_bytes")]
+    pub nonce: Vec<u8>,
+    /// Whether the speaker requires a shared secret.
+    pub auth: bool,
+    /// Listener only: HMAC proof over both nonces (see `proto::handshake`).
+    #[serde(default, with = "serde_bytes")]
+    pub proof: Option<Vec<u8>>,
+}
+
+/// The dialer's proof that it knows the shared secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Auth {
+    /// HMAC over both nonces with the dialer's label.
+    #[serde(with = "serde_bytes")]
+    pub proof: Vec<u8>,
+}
+
+/// Why a connection is being refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refused {
+    /// Human-readable reason, shown to the other side's user.
+    pub reason: String,
+}
+
+/// A node's function catalog at one version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogMsg {
+    /// Increases every time the node's set of functions changes.
+    pub version: u64,
+    /// Functions the receiver may call (already filtered by visibility).
+    pub functions: Vec<FnSpec>,
+}
+
+/// A request to run `fun`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    /// Caller-chosen id, unique among the caller's calls in flight on this connection.
+    pub id: u64,
+    /// Function name.
+    pub fun: String,
+    /// Positional arguments: a MessagePack array (or nil for none).
+    #[serde(with = "serde_bytes")]
+    pub args: Vec<u8>,
+    /// Keyword arguments: a MessagePack map from parameter name to value, if any.
+    #[serde(default, with = "serde_bytes")]
+    pub kwargs: Option<Vec<u8>>,
+    /// Milliseconds the caller will wait; the callee abandons the work after it (0: none).
+    pub timeout_ms: u64,
+}
+
+/// The outcome of a call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// Id of the `Call` this answers.
+    pub id: u64,
+    /// The MessagePack-encoded result, or why there is none.
+    pub result: Result<serde_bytes::ByteBuf, Failure>,
+}
+
+/// The caller abandoned call `id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cancel {
+    /// Id of the abandoned call.
+    pub id: u64,
+}
+
+/// Why a call produced no value, as sent back by the callee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// Human-readable detail.
+    pub message: String,
+    /// For unknown functions: names the callee has that look alike.
+    #[serde(default)]
+    pub close: Vec<String>,
+    /// For bad arguments: the expected signature, e.g. `(a: i64, b: i64)`.
+    #[serde(default)]
+    pub expected: String,
+}
+
+/// Kinds of [`Failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The function ran and returned an error (or panicked).
+    Remote,
+    /// The arguments did not fit the function's parameters.
+    BadArguments,
+    /// The callee has no function of that name.
+    UnknownFunction,
+    /// The function's visibility does not admit this caller.
+    NotVisible,
+    /// The callee has too many calls in flight on this connection.
+    Busy,
+    /// The callee gave up at the call's deadline.
+    Timeout,
+    /// Something went wrong inside the callee's runtime.
+    Internal,
+}
+
+impl Failure {
+    fn of(kind: FailureKind, message: impl Into<String>) -> Self {
+        Failure { kind, message: message.into(), close: Vec::new(), expected: String::new() }
+    }
+    /// The function returned an error with this message.
+    pub fn remote(message: impl Into<String>) -> Self {
+        Self::of(FailureKind::Remote, message)
+    }
+    /// The arguments did not fit.
+    pub fn bad_arguments(message: impl Into<String>) -> Self {
+        Self::of(FailureKind::BadArguments, message)
+    }
+    /// No such function here; `close` lists look-alike names.
+    pub fn unknown_function(fun: &str, close: Vec<String>) -> Self {
+        let mut f = Self::of(FailureKind::UnknownFunction, format!("no function `{fun}`"));
+        f.close = close;
+        f
+    }
+    /// Visibility refused the caller.
+    pub fn not_visible(message: impl Into<String>) -> Self {
+        Self::of(FailureKind::NotVisible, message)
+    }
+    /// Too many calls in flight.
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self::of(FailureKind::Busy, message)
+    }
+    /// The callee's deadline passed.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::of(FailureKind::Timeout, message)
+    }
+    /// A runtime fault in the callee.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::of(FailureKind::Internal, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::codec::{decode_body, encode_frame};
+
+    fn roundtrip(f: Frame) {
+        let bytes = encode_frame(&f).unwrap();
+        let back = decode_body(&bytes[4..]).unwrap();
+        assert_eq!(back, f);
+    }
+
+    #[test]
+    fn frames_roundtrip() {
+        roundtrip(Frame::Call(Call {
+            id: 7,
+            fun: "echo".into(),
+            args: vec![0x91, 0xa2, b'h', b'i'],
+            kwargs: None,
+            timeout_ms: 30_000,
+        }));
+        roundtrip(Frame::Reply(Reply { id: 7, result: Ok(serde_bytes::ByteBuf::from(vec![0xc0])) }));
+        roundtrip(Frame::Reply(Reply { id: 8, result: Err(Failure::busy("full")) }));
+        roundtrip(Frame::Ready);
+        roundtrip(Frame::Cancel(Cancel { id: 3 }));
+    }
+
+    #[test]
+    fn bodies_use_named_fields() {
+        let bytes = encode_frame(&Frame::Cancel(Cancel { id: 3 })).unwrap();
+        let v: rmpv::Value = rmpv::decode::read_value(&mut &bytes[4..]).unwrap();
+        assert_eq!(v.to_string(), r#"{"Cancel": {"id": 3}}"#);
+    }
+}

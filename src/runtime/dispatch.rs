@@ -1,0 +1,139 @@
+//! Serving one incoming call: find the function, enforce visibility, fit the arguments,
+//! bound the work in flight, run it under the caller's deadline, reply.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+
+use crate::function::{FnSpec, Function, HandlerResult};
+use crate::proto::args;
+use crate::proto::catalog::{admits, close_names, Relation};
+use crate::proto::codec::encode_frame;
+use crate::proto::wire::{Call, Failure, FailureKind, Frame, Reply};
+use crate::runtime::{Connection, Shared};
+
+/// Handles a `Call` frame from `conn`'s peer. Never fails the connection: every problem is
+/// answered with a [`Failure`] reply.
+pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call) {
+    let id = call.id;
+    let func = match admit(conn, shared, &call) {
+        Ok(f) => f,
+        Err(failure) => return reply_now(conn, id, Err(failure)),
+    };
+    let fitted = match args::fit(func.spec.params.as_deref(), &call.args, call.kwargs.as_deref()) {
+        Ok(Some(b)) => b,
+        Ok(None) => Bytes::from(call.args.clone()),
+        Err(f) => return reply_now(conn, id, Err(f)),
+    };
+    let limit = shared.config.max_in_flight;
+    if conn.served_count() >= limit {
+        let msg = format!("{limit} calls already in flight on this connection (max_in_flight)");
+        return reply_now(conn, id, Err(Failure::busy(msg)));
+    }
+    let timeout = (call.timeout_ms > 0).then(|| Duration::from_millis(call.timeout_ms));
+    let c = conn.clone();
+    let handle = shared.tasks.clone();
+    conn.track_served(id, move || {
+        handle
+            .spawn(async move {
+                let result = run(&func, fitted, timeout, &call).await;
+                c.untrack_served(id);
+                send_reply(&c, id, result).await;
+            })
+            .abort_handle()
+    });
+}
+
+/// Looks the function up and checks that this caller may use it.
+fn admit(conn: &Connection, shared: &Shared, call: &Call) -> Result<Function, Failure> {
+    let relation = Relation::of_peer(&shared.host_id, &conn.peer.host_id);
+    let reg = shared.registry.read().unwrap();
+    let Some(func) = reg.get(&call.fun) else {
+        let visible = reg.specs().into_iter().filter(|s| admits(s.visibility, relation)).map(|s| s.name);
+        let names: Vec<String> = visible.collect();
+        return Err(Failure::unknown_function(&call.fun, close_names(&call.fun, names.iter().map(String::as_str))));
+    };
+    if !admits(func.spec.visibility, relation) {
+        return Err(Failure::not_visible(format!(
+            "`{}` is {}-visible and the caller `{}` is on host `{}`, not `{}`",
+            call.fun, func.spec.visibility, conn.peer.name, conn.peer.host_id, shared.host_id
+        )));
+    }
+    Ok(func.clone())
+}
+
+/// Runs a function body with panic isolation and an optional deadline, completing
+/// bad-argument failures with the expected signature.
+pub(crate) async fn run(func: &Function, args: Bytes, timeout: Option<Duration>, call: &Call) -> HandlerResult {
+    let handler = func.handler.clone();
+    // The handler is called inside the async block so that a panic in a synchronous body
+    // is caught by catch_unwind too, not just one raised while polling.
+    let body = AssertUnwindSafe(async move { handler(args).await }).catch_unwind();
+    let outcome = match timeout {
+        Some(t) => match tokio::time::timeout(t, body).await {
+            Ok(r) => r,
+            Err(_) => return Err(Failure::timeout(format!("`{}` did not finish within {t:?}", call.fun))),
+        },
+        None => body.await,
+    };
+    match outcome {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(f)) => Err(explain(f, &func.spec, call)),
+        Err(panic) => Err(Failure::remote(format!("function panicked: {}", panic_message(&*panic)))),
+    }
+}
+
+/// Adds the signature to a bad-argument failure and turns "invalid type: nil" for an
+/// omitted argument into "missing argument `x`".
+fn explain(mut f: Failure, spec: &FnSpec, call: &Call) -> Failure {
+    if f.kind != FailureKind::BadArguments {
+        return f;
+    }
+    f.expected = spec.signature();
+    if let Some(params) = &spec.params {
+        let missing = args::missing(params, &call.args, call.kwargs.as_deref());
+        if !missing.is_empty() && f.message.contains("nil") || f.message.contains("unit value") && !missing.is_empty() {
+            let names: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
+            f.message = format!("missing argument{} {}", if names.len() == 1 { "" } else { "s" }, names.join(", "));
+        }
+    }
+    f
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".into()
+    }
+}
+
+fn reply_frame(id: u64, result: HandlerResult) -> Option<Bytes> {
+    let result = result.map(|b| serde_bytes::ByteBuf::from(b.to_vec()));
+    match encode_frame(&Frame::Reply(Reply { id, result })) {
+        Ok(f) => Some(f),
+        Err(e) => encode_frame(&Frame::Reply(Reply { id, result: Err(Failure::internal(e.to_string())) })).ok(),
+    }
+}
+
+/// Replies from the reader task without waiting: if the peer's queue is full we are
+/// answering faster than it reads, and the reply is sent from a task instead.
+fn reply_now(conn: &Arc<Connection>, id: u64, result: HandlerResult) {
+    if let Some(f) = reply_frame(id, result) {
+        if !conn.try_send(f.clone()) {
+            let c = conn.clone();
+            tokio::spawn(async move { c.send(f).await });
+        }
+    }
+}
+
+async fn send_reply(conn: &Connection, id: u64, result: HandlerResult) {
+    if let Some(f) = reply_frame(id, result) {
+        conn.send(f).await;
+    }
+}

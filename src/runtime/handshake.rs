@@ -1,0 +1,216 @@
+//! Opening a connection: hello exchange, optional mutual HMAC challenge, catalog exchange.
+//!
+//! ```text
+//! dialer                                listener
+//!   Hello{nonce_d}            ──►
+//!                             ◄──   Hello{nonce_l, proof_l}   (+ Catalog when no secret)
+//!   Auth{proof_d}             ──►                              (secret only)
+//!                             ◄──   Ready, Catalog             (secret only)
+//!   Catalog                   ──►
+//! ```
+//! Either side answers a problem with `Refused{reason}` and closes, so both users see why.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+
+use crate::error::{Error, Result};
+use crate::proto::codec::{encode_frame, FrameCodec};
+use crate::proto::handshake::{check_hello, proof, verify, Side, NONCE_LEN};
+use crate::proto::wire::{Auth, CatalogMsg, Frame, Hello, Refused};
+use crate::proto::catalog::Relation;
+use crate::runtime::connection::frame_name;
+use crate::runtime::{Connection, PeerInfo, Shared};
+
+/// Longest a handshake may take before the connection is dropped.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Io {
+    frames: FramedRead<OwnedReadHalf, FrameCodec>,
+    write: OwnedWriteHalf,
+    peer: String,
+}
+
+impl Io {
+    fn new(shared: &Shared, stream: TcpStream, peer: String) -> Self {
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        let frames = FramedRead::with_capacity(r, FrameCodec::new(shared.config.max_frame), 64 * 1024);
+        Io { frames, write: w, peer }
+    }
+
+    async fn send(&mut self, f: &Frame) -> Result<()> {
+        let bytes = encode_frame(f).map_err(|e| self.protocol(e.to_string()))?;
+        self.write.write_all(&bytes).await.map_err(|e| Error::io(format!("cannot write to {}", self.peer), e))
+    }
+
+    /// Reads the next frame; a bad frame is answered with a refusal before failing.
+    async fn recv(&mut self) -> Result<Frame> {
+        match self.frames.next().await {
+            Some(Ok(f)) => Ok(f),
+            Some(Err(e)) => {
+                let reason = e.to_string();
+                self.refuse(&reason).await;
+                Err(self.protocol(reason))
+            }
+            None => Err(self.protocol("connection closed during the handshake".into())),
+        }
+    }
+
+    async fn refuse(&mut self, reason: &str) {
+        let _ = self.send(&Frame::Refused(Refused { reason: reason.to_string() })).await;
+        let _ = self.write.shutdown().await;
+    }
+
+    fn protocol(&self, detail: String) -> Error {
+        Error::Protocol { peer: self.peer.clone(), detail }
+    }
+
+    /// Reads a frame that must be `what`; a refusal from the peer becomes `Error::Refused`.
+    async fn expect(&mut self, what: &'static str) -> Result<Frame> {
+        let f = self.recv().await?;
+        match &f {
+            Frame::Refused(r) => Err(Error::Refused { peer: self.peer.clone(), reason: r.reason.clone() }),
+            other if frame_name(other) == what => Ok(f),
+            other => {
+                let reason = format!("expected a {what} frame, got {}", frame_name(other));
+                self.refuse(&reason).await;
+                Err(self.protocol(reason))
+            }
+        }
+    }
+
+    /// Refuses with `reason` and returns the matching error.
+    async fn refused(&mut self, reason: String) -> Error {
+        self.refuse(&reason).await;
+        Error::Refused { peer: self.peer.clone(), reason }
+    }
+}
+
+fn nonce() -> Vec<u8> {
+    rand::random::<[u8; NONCE_LEN]>().to_vec()
+}
+
+fn my_hello(shared: &Shared, nonce: Vec<u8>, proof: Option<Vec<u8>>) -> Hello {
+    Hello {
+        protocol: crate::proto::wire::PROTOCOL_VERSION,
+        cluster: shared.cluster.clone(),
+        node_id: shared.id,
+        name: shared.name.clone(),
+        role: shared.role.clone(),
+        host_id: shared.host_id.clone(),
+        listen_port: shared.listen_port(),
+        resources: shared.resources.clone(),
+        nonce,
+        auth: shared.secret.is_some(),
+        proof,
+    }
+}
+
+fn peer_info(h: &Hello, addr: SocketAddr) -> PeerInfo {
+    PeerInfo {
+        id: h.node_id,
+        name: h.name.clone(),
+        role: h.role.clone(),
+        host_id: h.host_id.clone(),
+        addr,
+        listen_port: h.listen_port,
+        resources: h.resources.clone(),
+    }
+}
+
+fn catalog_for(shared: &Shared, peer: &Hello) -> Frame {
+    Frame::Catalog(shared.catalog_view(Relation::of_peer(&shared.host_id, &peer.host_id)))
+}
+
+fn take_catalog(f: Frame) -> CatalogMsg {
+    match f {
+        Frame::Catalog(c) => c,
+        _ => unreachable!("expect() checked the kind"),
+    }
+}
+
+fn take_hello(f: Frame) -> Hello {
+    match f {
+        Frame::Hello(h) => h,
+        _ => unreachable!("expect() checked the kind"),
+    }
+}
+
+/// Connects to `addr` and completes the handshake.
+pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) -> Result<Arc<Connection>> {
+    let fut = async {
+        let stream = TcpStream::connect(addr).await.map_err(|e| Error::io(format!("cannot connect to {addr}"), e))?;
+        let remote = stream.peer_addr().map_err(|e| Error::io(format!("cannot connect to {addr}"), e))?;
+        let mut io = Io::new(shared, stream, addr.to_string());
+        let dn = nonce();
+        let mine = my_hello(shared, dn.clone(), None);
+        io.send(&Frame::Hello(mine.clone())).await?;
+        let peer = take_hello(io.expect("hello").await?);
+        if let Err(reason) = check_hello(&peer, &mine) {
+            tracing::warn!(%addr, %reason, "refusing peer");
+            return Err(io.refused(reason).await);
+        }
+        if let Some(secret) = &shared.secret {
+            let ok = peer.proof.as_deref().is_some_and(|p| verify(secret, Side::Listener, &dn, &peer.nonce, &shared.cluster, p));
+            if !ok {
+                let reason = "wrong shared secret: the peer's proof does not match this node's secret".to_string();
+                tracing::warn!(%addr, %reason, "refusing peer");
+                return Err(io.refused(reason).await);
+            }
+            let p = proof(secret, Side::Dialer, &dn, &peer.nonce, &shared.cluster);
+            io.send(&Frame::Auth(Auth { proof: p })).await?;
+            io.expect("ready").await?;
+        }
+        let catalog = take_catalog(io.expect("catalog").await?);
+        io.send(&catalog_for(shared, &peer)).await?;
+        Ok(Connection::start(shared, peer_info(&peer, remote), catalog, io.frames, io.write))
+    };
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
+        .await
+        .map_err(|_| Error::Protocol { peer: addr.into(), detail: format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}") })??;
+    shared.add_connection(&conn);
+    Ok(conn)
+}
+
+/// Completes the listener side of the handshake on an accepted stream.
+pub(crate) async fn accept(shared: &Arc<Shared>, stream: TcpStream, remote: SocketAddr) -> Result<Arc<Connection>> {
+    let fut = async {
+        let mut io = Io::new(shared, stream, remote.to_string());
+        let peer = take_hello(io.expect("hello").await?);
+        let ln = nonce();
+        let p = shared.secret.as_ref().map(|s| proof(s, Side::Listener, &peer.nonce, &ln, &shared.cluster));
+        let mine = my_hello(shared, ln.clone(), p);
+        if let Err(reason) = check_hello(&peer, &mine) {
+            tracing::warn!(%remote, %reason, "refusing peer");
+            return Err(io.refused(reason).await);
+        }
+        io.send(&Frame::Hello(mine)).await?;
+        if let Some(secret) = &shared.secret {
+            let auth = match io.expect("auth").await? {
+                Frame::Auth(a) => a,
+                _ => unreachable!("expect() checked the kind"),
+            };
+            if !verify(secret, Side::Dialer, &peer.nonce, &ln, &shared.cluster, &auth.proof) {
+                let reason = "wrong shared secret: the peer's proof does not match this node's secret".to_string();
+                tracing::warn!(%remote, %reason, "refusing peer");
+                return Err(io.refused(reason).await);
+            }
+            io.send(&Frame::Ready).await?;
+        }
+        io.send(&catalog_for(shared, &peer)).await?;
+        let catalog = take_catalog(io.expect("catalog").await?);
+        Ok(Connection::start(shared, peer_info(&peer, remote), catalog, io.frames, io.write))
+    };
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
+        .await
+        .map_err(|_| Error::Protocol { peer: remote.to_string(), detail: format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}") })??;
+    shared.add_connection(&conn);
+    Ok(conn)
+}

@@ -1,0 +1,15 @@
+//! The tokio shell: sockets, tasks and timers around the pure `proto` logic.
+//!
+//! One TCP connection per peer pair carries calls in both directions. Each connection has a
+//! reader task (decode, dispatch), a writer task (coalesces queued frames into few
+//! syscalls), and one task per call it serves. Shared node state lives in [`Shared`].
+
+pub(crate) mod connection;
+pub(crate) mod dialer;
+pub(crate) mod dispatch;
+pub(crate) mod handshake;
+pub(crate) mod listener;
+pub(crate) mod shared;
+
+pub(crate) use connection::{Connection, PeerInfo};
+pub(crate) use shared::Shared;

@@ -1,0 +1,117 @@
+//! State shared by every task of one node.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::proto::catalog::{view_for, Relation};
+use crate::proto::codec::encode_frame;
+use crate::proto::wire::{CatalogMsg, Frame};
+use crate::registry::Registry;
+use crate::runtime::Connection;
+
+/// Identity, configuration, local functions and live connections of a node.
+pub(crate) struct Shared {
+    pub id: u64,
+    pub name: String,
+    pub role: String,
+    pub host_id: String,
+    pub cluster: String,
+    pub resources: Vec<String>,
+    pub config: Config,
+    pub secret: Option<Vec<u8>>,
+    /// Functions served here. A std lock: it is never held across an await.
+    pub registry: RwLock<Registry>,
+    /// Live connections by peer node id. Normally one per peer; two can exist briefly when
+    /// both sides dial at once, and calls then use the first.
+    pub peers: RwLock<HashMap<u64, Vec<Arc<Connection>>>>,
+    /// Last connection error per seed address, for "why is nothing reachable" messages.
+    pub seed_errors: Mutex<HashMap<String, String>>,
+    listen_port: AtomicU16,
+    /// Cancelled by `Node::shutdown`; every loop selects on it.
+    pub shutdown: CancellationToken,
+    /// Every task the node spawns, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: u64,
+        name: String,
+        host_id: String,
+        config: Config,
+        secret: Option<Vec<u8>>,
+        registry: Registry,
+    ) -> Self {
+        Shared {
+            id,
+            name,
+            role: config.role.clone(),
+            host_id,
+            cluster: config.cluster.clone(),
+            resources: config.resources.clone(),
+            config,
+            secret,
+            registry: RwLock::new(registry),
+            peers: RwLock::new(HashMap::new()),
+            seed_errors: Mutex::new(HashMap::new()),
+            listen_port: AtomicU16::new(0),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    pub(crate) fn listen_port(&self) -> u16 {
+        self.listen_port.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_listen_port(&self, p: u16) {
+        self.listen_port.store(p, Ordering::Relaxed);
+    }
+
+    /// Our catalog as a peer in `relation` may see it.
+    pub(crate) fn catalog_view(&self, relation: Relation) -> CatalogMsg {
+        let reg = self.registry.read().unwrap();
+        view_for(reg.version(), &reg.specs(), relation)
+    }
+
+    pub(crate) fn add_connection(&self, conn: &Arc<Connection>) {
+        if conn.closed.is_cancelled() {
+            return;
+        }
+        tracing::info!(peer = %conn.peer.name, addr = %conn.peer.addr, "connected");
+        self.peers.write().unwrap().entry(conn.peer.id).or_default().push(conn.clone());
+    }
+
+    pub(crate) fn remove_connection(&self, conn: &Arc<Connection>) {
+        let mut peers = self.peers.write().unwrap();
+        if let Some(list) = peers.get_mut(&conn.peer.id) {
+            list.retain(|c| !Arc::ptr_eq(c, conn));
+            if list.is_empty() {
+                peers.remove(&conn.peer.id);
+                tracing::info!(peer = %conn.peer.name, reason = conn.close_reason().unwrap_or_default(), "disconnected");
+            }
+        }
+    }
+
+    /// Every live connection (the first per peer).
+    pub(crate) fn connections(&self) -> Vec<Arc<Connection>> {
+        self.peers.read().unwrap().values().filter_map(|l| l.first().cloned()).collect()
+    }
+
+    /// Sends every peer its view of our catalog after a change.
+    pub(crate) fn announce_catalog(&self) {
+        for conn in self.connections() {
+            let view = self.catalog_view(Relation::of_peer(&self.host_id, &conn.peer.host_id));
+            if let Ok(frame) = encode_frame(&Frame::Catalog(view)) {
+                let c = conn.clone();
+                self.tasks.spawn(async move { c.send(frame).await });
+            }
+        }
+    }
+}

@@ -1,0 +1,4 @@
+#[mpreg::register(visibility = "public")]
+fn f() {}
+
+fn main() {}

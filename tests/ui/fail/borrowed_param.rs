@@ -1,0 +1,6 @@
+#[mpreg::register]
+fn f(s: &str) -> usize {
+    s.len()
+}
+
+fn main() {}

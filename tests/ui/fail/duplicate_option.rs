@@ -1,0 +1,4 @@
+#[mpreg::register(name = "a", resources = ["gpu"], name = "b")]
+fn f() {}
+
+fn main() {}

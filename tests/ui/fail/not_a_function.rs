@@ -1,0 +1,6 @@
+#[mpreg::register]
+struct Config {
+    port: u16,
+}
+
+fn main() {}

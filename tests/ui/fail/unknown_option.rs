@@ -1,0 +1,4 @@
+#[mpreg::register(name = "f", timeout = 5)]
+fn f() {}
+
+fn main() {}
