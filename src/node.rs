@@ -257,7 +257,9 @@ impl Node {
             }
         }
         self.shared.tasks.close();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.tasks.wait()).await;
+        if tokio::time::timeout(Duration::from_secs(5), self.shared.tasks.wait()).await.is_err() {
+            tracing::warn!(node = %self.shared.name, tasks = self.shared.tasks.len(), "tasks still running 5 s after shutdown");
+        }
     }
 
     /// Picks who serves `fun`: this node if it has it, else the connected peer offering it

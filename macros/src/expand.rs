@@ -4,7 +4,7 @@
 //! Every path in the output is absolute (`::mpreg::__private::…`, `::core::…`) so that the
 //! expansion works whatever the user has imported, including under `#![no_implicit_prelude]`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::{Ident, LitStr};
@@ -31,6 +31,13 @@ pub fn registration(registration: &Registration, original: TokenStream) -> Token
 
 /// The shim: decodes the positional arguments into a tuple of the parameter types, calls the
 /// function, converts its result. Shapes and names are those of `mpreg::__private`.
+///
+/// Spans are chosen so that the trait errors users will actually hit land on their own code
+/// rather than on the attribute: the argument tuple is passed explicitly (rustc blames an
+/// explicit generic argument for an unmet bound) and built from the user's type tokens inside
+/// parentheses spanning the parameter list, so "`Opaque: Deserialize` is not satisfied" points
+/// at the parameters; the conversion function carries the return type's span, so a result
+/// that is not `Serialize` (or an error that is not `Display`) points at the return type.
 fn shim(function: &FnModel) -> TokenStream {
     // Mixed-site spans keep these locals out of reach of the user's tokens, which appear
     // inside the closure (the parameter types).
@@ -38,32 +45,46 @@ fn shim(function: &FnModel) -> TokenStream {
     let args: Vec<Ident> = (0..function.params.len())
         .map(|i| format_ident!("__arg{}", i, span = Span::mixed_site()))
         .collect();
-    // The user's type tokens keep their spans: a type that is not `Deserialize` is then
-    // reported on the parameter's type rather than on the attribute.
     let types = function.params.iter().map(|p| &p.ty);
-    let pattern = quote!((#(#args,)*): (#(#types,)*));
+    let mut tuple = Group::new(Delimiter::Parenthesis, quote!(#(#types,)*));
+    tuple.set_span(function.params_span);
+    let pattern = quote!((#(#args,)*): #tuple);
     let ident = &function.ident;
     let call = quote!(#ident(#(#args),*));
+    // The value is bound first so that the conversion's argument can carry the return type's
+    // span: rustc reports an unmet bound on the argument expression, but only if that
+    // expression's span comes from the same (user) context as the call's.
+    let ret = Ident::new("__mpreg_ret", function.output_span);
     let convert = if function.returns_result {
-        quote!(::mpreg::__private::fallible)
+        quote_spanned!(function.output_span=> ::mpreg::__private::fallible(#ret))
     } else {
-        quote!(::mpreg::__private::infallible)
+        quote_spanned!(function.output_span=> ::mpreg::__private::infallible(#ret))
     };
-    let body = if function.asyncness.is_some() {
-        quote! {
-            ::mpreg::__private::shim_async(#args_ident, |#pattern| async move {
-                #convert(#call.await)
+    let body = match &function.asyncness {
+        // The async block takes the span of the function's `async` keyword, so that "future
+        // cannot be sent between threads safely" points at the user's function.
+        Some(asyncness) => {
+            // `shim_async` is where the future must be `Send`; spanning it on `async` makes
+            // "future cannot be sent between threads safely" point at the user's function.
+            let shim_async = quote_spanned!(asyncness.span=> ::mpreg::__private::shim_async);
+            quote! {
+                #shim_async::<#tuple, _, _>(#args_ident, |#pattern| async move {
+                    let #ret = #call.await;
+                    #convert
+                })
+            }
+        }
+        None => quote! {
+            ::mpreg::__private::shim_sync::<#tuple, _>(#args_ident, |#pattern| {
+                let #ret = #call;
+                #convert
             })
-        }
-    } else {
-        quote! {
-            ::mpreg::__private::shim_sync(#args_ident, |#pattern| #convert(#call))
-        }
+        },
     };
     quote! {
         // `deprecated`: registering a deprecated function is a deliberate use, not a new one.
-        // `clippy::unit_arg`: a function returning `()` is passed straight to `infallible`.
-        #[allow(non_snake_case, deprecated, clippy::unit_arg)]
+        // `clippy::let_unit_value`: a function returning `()` still has its value bound.
+        #[allow(non_snake_case, deprecated, clippy::let_unit_value)]
         fn __mpreg_shim(
             #args_ident: ::mpreg::__private::Bytes,
         ) -> ::mpreg::__private::BoxFuture<::mpreg::__private::HandlerResult> {
@@ -143,7 +164,15 @@ mod tests {
             ),
         );
         assert!(out.contains("shim_sync"), "{out}");
-        assert!(out.contains("infallible (add (__arg0 , __arg1))"), "{out}");
+        assert!(
+            out.contains("shim_sync :: < (i64 , Vec < u32 > ,) , _ >"),
+            "{out}"
+        );
+        assert!(
+            out.contains("let __mpreg_ret = add (__arg0 , __arg1) ;"),
+            "{out}"
+        );
+        assert!(out.contains("infallible (__mpreg_ret)"), "{out}");
         assert!(
             out.contains("(\"a\" , \"i64\") , (\"b\" , \"Vec<u32>\")"),
             "{out}"
@@ -162,11 +191,15 @@ mod tests {
                 }
             ),
         );
-        assert!(out.contains("shim_async"), "{out}");
         assert!(
-            out.contains("async move { :: mpreg :: __private :: fallible (f (__arg0) . await) }"),
+            out.contains("shim_async :: < (String ,) , _ , _ >"),
             "{out}"
         );
+        assert!(
+            out.contains("let __mpreg_ret = f (__arg0) . await ;"),
+            "{out}"
+        );
+        assert!(out.contains("fallible (__mpreg_ret)"), "{out}");
         assert!(out.contains("name : \"renamed\""), "{out}");
         assert!(out.contains("resources : & [\"gpu\"]"), "{out}");
         assert!(out.contains("Visibility :: Node"), "{out}");
@@ -193,7 +226,7 @@ mod tests {
                 fn r#type(r#in: u8) {}
             ),
         );
-        assert!(out.contains("r#type (__arg0)"), "{out}");
+        assert!(out.contains("= r#type (__arg0) ;"), "{out}");
         assert!(out.contains("name : \"type\""), "{out}");
         assert!(out.contains("(\"in\" , \"u8\")"), "{out}");
     }

@@ -1,5 +1,96 @@
-//! placeholder
+//! Procedural macros for [mpreg](https://docs.rs/mpreg). Use them through the `mpreg`
+//! crate (`#[mpreg::register]`); this crate is an implementation detail and its expansions
+//! only compile against the matching `mpreg` version.
+//!
+//! The crate is organised like tarpc's `plugins` crate:
+//!
+//! - [`parse`](crate::parse) turns the attribute's options and the annotated function into a
+//!   validated model, accumulating every problem into one `syn::Error`;
+//! - [`types`](crate::types) holds the pure helpers over types that validation and expansion
+//!   share (rendering, `Result` detection, finding borrowed parts);
+//! - [`expand`](crate::expand) turns the model into tokens.
+
+#![deny(missing_docs)]
+
 use proc_macro::TokenStream;
-/// placeholder
+
+mod expand;
+mod parse;
+mod types;
+
+/// Registers a free function so that every mpreg node in the process serves it by name.
+///
+/// ```ignore
+/// #[mpreg::register]
+/// fn add(a: i64, b: i64) -> i64 {
+///     a + b
+/// }
+///
+/// #[mpreg::register(name = "train", resources = ["gpu"], visibility = "host")]
+/// async fn train_model(model: String, epochs: u32) -> Result<Vec<f32>, String> {
+///     # todo!()
+/// }
+///
+/// #[mpreg::register(blocking)]
+/// fn checksum(data: Vec<u8>) -> u64 {
+///     # todo!()
+/// }
+/// ```
+///
+/// # Options
+///
+/// Comma separated, in any order, each at most once:
+///
+/// - `name = "..."`: the name callers use. Default: the function's identifier, without `r#`
+///   (`fn r#type` registers `type`).
+/// - `resources = ["a", "b"]`: resources this node offers for the function; callers' `locs`
+///   are matched against them. Default: none.
+/// - `visibility = "node" | "host" | "network"`: who may call it. Default: `"network"`.
+/// - `blocking` (or `blocking = true | false`): run each call on tokio's blocking thread
+///   pool, for synchronous functions that take long or block. Not allowed on `async fn`.
+///
+/// # Supported functions
+///
+/// Free functions, sync or `async`, whose parameters are plain identifiers (`name: Type` or
+/// `mut name: Type`; the identifier is the keyword-argument name) and whose parameter and
+/// return types are owned serde types: parameters must be `Deserialize`, the return value
+/// `Serialize`, and an async function's future `Send`.
+///
+/// Rejected at compile time, each with an error on the offending tokens: generics and
+/// `where` clauses, `self` receivers, references and lifetimes anywhere in a parameter or
+/// return type (`&str`, `Vec<&str>`, `Cow<'a, str>`), `impl Trait`, `Self`, patterns other
+/// than an identifier, `unsafe fn`, `extern` ABIs and C-variadic functions.
+///
+/// # Errors and `Result`
+///
+/// Whether the function returns a `Result` is decided from the syntax of its return type: if
+/// it is a path whose last segment is `Result` (`Result<T, E>`, `std::io::Result<T>`,
+/// `anyhow::Result<T>`, `mpreg::Result<T>`), `Ok(v)` is sent back as the value `v` and
+/// `Err(e)` as a remote error carrying `e.to_string()` (so `E` must be `Display`). Any other
+/// return type, or none (`()`), is sent back as the value itself. A macro cannot see through
+/// type aliases: a `Result` alias under another name is sent back as a value (and must then
+/// be `Serialize`), and a type of your own named `Result` is treated as one.
+///
+/// # Expansion
+///
+/// The function is emitted unchanged. Beside it, inside an anonymous `const _: () = { … };`,
+/// the macro emits a shim that decodes the positional arguments into a tuple of the
+/// parameter types and calls the function, and an `inventory` entry (name, parameter names
+/// and types, resources, visibility, source location) that mpreg collects at startup. Any
+/// `#[cfg(...)]` on the function is repeated on that block.
 #[proc_macro_attribute]
-pub fn register(_a: TokenStream, i: TokenStream) -> TokenStream { i }
+pub fn register(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    let expanded = parse::Registration::parse(attr.into(), item.clone())
+        .map(|registration| expand::registration(&registration, item.clone()));
+    match expanded {
+        Ok(tokens) => tokens.into(),
+        Err(errors) => {
+            // Keep the function itself so that its callers and body are still checked and
+            // the only errors are ours, not a cascade of "cannot find function".
+            let mut tokens = errors.into_compile_error();
+            tokens.extend(item);
+            tokens.into()
+        }
+    }
+}

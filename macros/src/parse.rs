@@ -304,6 +304,11 @@ pub struct FnModel {
     pub asyncness: Option<Token![async]>,
     /// The parameters, in order.
     pub params: Vec<Param>,
+    /// The span of the parenthesised parameter list, for errors about all arguments at once.
+    pub params_span: Span,
+    /// The span of the return type, or of the attribute if there is none, for errors about
+    /// the returned value.
+    pub output_span: Span,
     /// Whether the return type is a `Result` (see [`returns_result`]).
     pub returns_result: bool,
     /// The function's `#[cfg(...)]` attributes, repeated on the generated items so that they
@@ -341,6 +346,11 @@ impl FnModel {
         check_return_type(&sig.output, errors);
         Some(FnModel {
             returns_result: returns_result(&sig.output),
+            params_span: sig.paren_token.span.join(),
+            output_span: match &sig.output {
+                ReturnType::Type(_, ty) => ty.span(),
+                ReturnType::Default => Span::call_site(),
+            },
             ident: sig.ident,
             asyncness: sig.asyncness,
             params,

@@ -62,6 +62,10 @@ pub fn encode_value<T: Serialize + ?Sized>(v: &T) -> Result<Bytes, Failure> {
 /// positional argument (so `call("echo", "hi")` works like `call("echo", ("hi",))`).
 pub fn decode_args<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, Failure> {
     let res = match shape(bytes) {
+        // `()` decodes from nil, tuples from arrays: an empty list must suit both.
+        Shape::Array if array_len(bytes) == Some(0) => {
+            rmp_serde::from_slice(&[0x90]).or_else(|_| rmp_serde::from_slice(&[0xc0]))
+        }
         Shape::Array => rmp_serde::from_slice(bytes),
         Shape::Empty => rmp_serde::from_slice(&[0x90]).or_else(|_| rmp_serde::from_slice(&[0xc0])),
         Shape::Single => {

@@ -247,6 +247,8 @@ async fn read_loop(
     let reason = loop {
         let next = tokio::select! {
             _ = conn.closed.cancelled() => break None,
+            // Also covers connections whose handshake finished after shutdown began.
+            _ = shared.shutdown.cancelled() => break Some("the node shut down".to_string()),
             f = frames.next() => f,
         };
         match next {
