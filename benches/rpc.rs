@@ -1,1 +1,621 @@
-fn main(){}
+//! Round-trip benchmark of mpreg calls against a raw TCP echo baseline.
+//!
+//! Run with `cargo bench --bench rpc`. Every call echoes a 64-byte payload over loopback
+//! (127.0.0.1 only) to a server running in a *separate process*: this binary re-executes
+//! itself with `MPREG_BENCH_ROLE` set to start either an mpreg node (serving the built-in
+//! `echo`) or a raw TCP echo server (4-byte big-endian length prefix + payload). Scenarios:
+//!
+//! 1. raw TCP ping-pong, 1 request in flight;
+//! 2. mpreg `echo`, 1 call in flight on one connection;
+//! 3. raw TCP pipelined, 256 requests in flight on one connection;
+//! 4. mpreg `echo`, 256 concurrent calls (one task each) on one connection;
+//! 5. mpreg `echo` from 4 client processes (one connection each) x 64 calls in flight.
+//!
+//! Each scenario warms up for 1 s, then runs closed-loop for `MPREG_BENCH_SECS` seconds
+//! (default 3, fractions allowed). Latency is per call, from just before sending to the
+//! decoded reply; percentiles come from sorting every recorded duration. The client uses a
+//! 2-worker multi-thread tokio runtime, or a current-thread one with
+//! `MPREG_BENCH_CLIENT_RT=current`; servers always use 2 workers.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use serde_bytes::ByteBuf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::sync::{mpsc, Semaphore};
+
+/// Which part this process plays; unset in the process `cargo bench` starts.
+const ROLE_VAR: &str = "MPREG_BENCH_ROLE";
+/// Server port handed to client child processes.
+const PORT_VAR: &str = "MPREG_BENCH_PORT";
+/// Calls in flight for a client child process.
+const IN_FLIGHT_VAR: &str = "MPREG_BENCH_IN_FLIGHT";
+/// Measured seconds per scenario.
+const SECS_VAR: &str = "MPREG_BENCH_SECS";
+/// Client runtime flavor: `multi` (default) or `current`.
+const CLIENT_RT_VAR: &str = "MPREG_BENCH_CLIENT_RT";
+
+const PAYLOAD: usize = 64;
+const HEADER: usize = 4;
+const PIPELINE: usize = 256;
+const CLIENT_PROCS: usize = 4;
+const WARMUP: Duration = Duration::from_secs(1);
+const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// p50 ratio at or below which mpreg (1 in flight) meets its latency target.
+const TARGET_P50_RATIO: f64 = 1.5;
+/// Calls/s mpreg must reach with 256 in flight.
+const TARGET_THROUGHPUT: f64 = 100_000.0;
+
+fn main() {
+    match std::env::var(ROLE_VAR).as_deref() {
+        Err(_) => run_benchmarks(),
+        Ok("mpreg-server") => mpreg_server(),
+        Ok("tcp-server") => tcp_server(),
+        Ok("mpreg-client") => mpreg_client_process(),
+        Ok(other) => panic!("unknown {ROLE_VAR} `{other}`"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Settings, runtimes, statistics
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Multi,
+    Current,
+}
+
+#[derive(Clone, Copy)]
+struct Settings {
+    run: Duration,
+    warmup: Duration,
+    client: Flavor,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let secs: f64 = match std::env::var(SECS_VAR) {
+            Ok(s) => s.parse().unwrap_or_else(|_| panic!("{SECS_VAR} must be a number of seconds, not `{s}`")),
+            Err(_) => 3.0,
+        };
+        let run = Duration::from_secs_f64(secs);
+        let client = match std::env::var(CLIENT_RT_VAR).as_deref() {
+            Err(_) | Ok("multi") => Flavor::Multi,
+            Ok("current") => Flavor::Current,
+            Ok(other) => panic!("{CLIENT_RT_VAR} must be `multi` or `current`, not `{other}`"),
+        };
+        // Short runs (for trying the bench out) get an equally short warm-up.
+        Settings { run, warmup: WARMUP.min(run), client }
+    }
+}
+
+fn runtime(flavor: Flavor) -> Runtime {
+    let mut b = match flavor {
+        // Two workers: the machine this is tuned for has two cores.
+        Flavor::Multi => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+        Flavor::Current => tokio::runtime::Builder::new_current_thread(),
+    };
+    b.enable_all().build().expect("cannot build a tokio runtime")
+}
+
+/// Per-call latencies and the wall time over which they were collected.
+struct Samples {
+    nanos: Vec<u64>,
+    wall: Duration,
+}
+
+impl Samples {
+    fn merge(parts: Vec<Samples>) -> Samples {
+        let wall = parts.iter().map(|s| s.wall).max().unwrap_or_default();
+        Samples { nanos: parts.into_iter().flat_map(|s| s.nanos).collect(), wall }
+    }
+
+    fn stats(mut self) -> Stats {
+        assert!(!self.nanos.is_empty(), "no call completed");
+        self.nanos.sort_unstable();
+        let pct = |q: f64| self.nanos[((self.nanos.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+        Stats {
+            calls_per_sec: self.nanos.len() as f64 / self.wall.as_secs_f64(),
+            p50_us: pct(0.50),
+            p99_us: pct(0.99),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Stats {
+    calls_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+fn elapsed_nanos(since: Instant, now: Instant) -> u64 {
+    now.duration_since(since).as_nanos() as u64
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------------------
+
+/// A child running this binary in another role. Dropping it closes the child's stdin (its
+/// signal to stop), kills it in case it did not, and reaps it — also when a scenario panics.
+struct ChildProc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl ChildProc {
+    fn spawn(role: &str, env: &[(&str, String)]) -> ChildProc {
+        let exe = std::env::current_exe().expect("cannot find the bench executable");
+        let mut child = Command::new(exe)
+            .env(ROLE_VAR, role)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the {role} process: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        ChildProc { child, stdin, stdout }
+    }
+
+    fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("cannot read from a child");
+        assert!(!line.is_empty(), "a child exited early (see its stderr above)");
+        line.trim().to_string()
+    }
+
+    /// Servers print the port they listen on as their first line.
+    fn port(&mut self) -> u16 {
+        let line = self.read_line();
+        line.parse().unwrap_or_else(|_| panic!("expected a port from the server, got `{line}`"))
+    }
+
+    fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("cannot write to a child");
+    }
+
+    /// Closes stdin and returns everything the child writes until it exits.
+    fn finish(mut self) -> Vec<u8> {
+        self.stdin = None;
+        let mut out = Vec::new();
+        self.stdout.read_to_end(&mut out).expect("cannot read from a child");
+        out
+    }
+}
+
+impl Drop for ChildProc {
+    fn drop(&mut self) {
+        self.stdin = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Blocks until the parent closes our stdin — which also happens if the parent dies, so a
+/// server child never outlives the benchmark.
+fn wait_for_parent() {
+    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+}
+
+fn print_port(port: u16) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{port}").and_then(|_| out.flush()).expect("cannot report the port");
+}
+
+// ---------------------------------------------------------------------------------------
+// Servers (child processes)
+// ---------------------------------------------------------------------------------------
+
+fn mpreg_server() {
+    let rt = runtime(Flavor::Multi);
+    let node = rt.block_on(async {
+        let start = mpreg::Node::builder().name("bench-server").bind(LOCALHOST.into()).port(0).start();
+        start.await.expect("cannot start the mpreg server")
+    });
+    print_port(node.addr().expect("the server listens").port());
+    wait_for_parent();
+    rt.block_on(node.shutdown());
+}
+
+fn tcp_server() {
+    let rt = runtime(Flavor::Multi);
+    let listener = rt.block_on(TcpListener::bind((LOCALHOST, 0))).expect("cannot listen");
+    print_port(listener.local_addr().expect("local address").port());
+    rt.spawn(accept_loop(listener));
+    wait_for_parent();
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
+
+async fn accept_loop(listener: TcpListener) {
+    while let Ok((sock, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            if let Err(e) = echo_connection(sock).await {
+                eprintln!("tcp echo server: {e}");
+            }
+        });
+    }
+}
+
+/// Length of the first frame in `buf` if it is complete.
+fn complete_frame(buf: &[u8]) -> Option<usize> {
+    let len = u32::from_be_bytes(buf.get(..HEADER)?.try_into().ok()?) as usize;
+    (buf.len() >= HEADER + len).then_some(len)
+}
+
+/// Reads whatever is available into `buf`, keeping room for many frames per read.
+async fn read_more(r: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
+    buf.reserve(16 * 1024);
+    r.read_buf(buf).await
+}
+
+/// Echoes frames back. One read gathers every frame the client has pipelined and one write
+/// answers them all, like mpreg's coalescing writer; a half-close from the client ends it
+/// after the last reply.
+async fn echo_connection(sock: TcpStream) -> std::io::Result<()> {
+    sock.set_nodelay(true)?;
+    let (mut r, mut w) = sock.into_split();
+    let mut input = BytesMut::with_capacity(64 * 1024);
+    let mut output = Vec::with_capacity(64 * 1024);
+    while read_more(&mut r, &mut input).await? > 0 {
+        while let Some(len) = complete_frame(&input) {
+            output.extend_from_slice(&input[..HEADER + len]);
+            input.advance(HEADER + len);
+        }
+        if !output.is_empty() {
+            w.write_all(&output).await?;
+            output.clear();
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw TCP clients
+// ---------------------------------------------------------------------------------------
+
+fn request_frame() -> Vec<u8> {
+    let mut f = (PAYLOAD as u32).to_be_bytes().to_vec();
+    f.resize(HEADER + PAYLOAD, 0xA5);
+    f
+}
+
+async fn tcp_connect(port: u16) -> TcpStream {
+    let sock = TcpStream::connect((LOCALHOST, port)).await.expect("cannot connect to the tcp server");
+    sock.set_nodelay(true).expect("set TCP_NODELAY");
+    sock
+}
+
+/// One request at a time on `sock` for `run`.
+async fn tcp_ping_pong(sock: &mut TcpStream, run: Duration) -> Samples {
+    let frame = request_frame();
+    let mut reply = vec![0u8; frame.len()];
+    let mut nanos = Vec::new();
+    let start = Instant::now();
+    let mut t0 = start;
+    while t0 < start + run {
+        sock.write_all(&frame).await.expect("tcp write");
+        sock.read_exact(&mut reply).await.expect("tcp read");
+        let t1 = Instant::now();
+        nanos.push(elapsed_nanos(t0, t1));
+        t0 = t1;
+    }
+    Samples { nanos, wall: start.elapsed() }
+}
+
+/// `window` requests in flight on a new connection for `run`: a writer task tops the window
+/// up as replies free slots, a reader task times each reply against its batch's send time
+/// (the server answers in order).
+async fn tcp_pipelined(port: u16, window: usize, run: Duration) -> Samples {
+    let (r, w) = tcp_connect(port).await.into_split();
+    let slots = Arc::new(Semaphore::new(window));
+    let (sent_tx, sent_rx) = mpsc::unbounded_channel();
+    let start = Instant::now();
+    let writer = tokio::spawn(pipelined_writer(w, slots.clone(), sent_tx, start + run));
+    let reader = tokio::spawn(pipelined_reader(r, slots, sent_rx));
+    writer.await.expect("writer panicked").expect("tcp write");
+    let nanos = reader.await.expect("reader panicked").expect("tcp read");
+    Samples { nanos, wall: start.elapsed() }
+}
+
+/// Sends batches of requests, one write per batch, recording `(send time, count)` for each.
+async fn pipelined_writer(
+    mut w: OwnedWriteHalf,
+    slots: Arc<Semaphore>,
+    sent: mpsc::UnboundedSender<(Instant, usize)>,
+    deadline: Instant,
+) -> std::io::Result<()> {
+    let frame = request_frame();
+    let mut batch = Vec::new();
+    while Instant::now() < deadline {
+        slots.acquire().await.expect("semaphore open").forget();
+        let mut n = 1;
+        while let Ok(p) = slots.try_acquire() {
+            p.forget();
+            n += 1;
+        }
+        batch.clear();
+        for _ in 0..n {
+            batch.extend_from_slice(&frame);
+        }
+        // Recorded before the write, so the reader always finds a reply's batch.
+        sent.send((Instant::now(), n)).expect("reader alive");
+        w.write_all(&batch).await?;
+    }
+    // Half-close: the server answers what is in flight, then closes, ending the reader.
+    w.shutdown().await
+}
+
+async fn pipelined_reader(
+    mut r: OwnedReadHalf,
+    slots: Arc<Semaphore>,
+    mut sent: mpsc::UnboundedReceiver<(Instant, usize)>,
+) -> std::io::Result<Vec<u64>> {
+    let mut input = BytesMut::with_capacity(64 * 1024);
+    let mut nanos = Vec::new();
+    let (mut batch_start, mut batch_left) = (Instant::now(), 0);
+    while read_more(&mut r, &mut input).await? > 0 {
+        let now = Instant::now();
+        let mut replies = 0;
+        while let Some(len) = complete_frame(&input) {
+            input.advance(HEADER + len);
+            if batch_left == 0 {
+                (batch_start, batch_left) = sent.try_recv().expect("a reply to an unsent request");
+            }
+            batch_left -= 1;
+            nanos.push(elapsed_nanos(batch_start, now));
+            replies += 1;
+        }
+        slots.add_permits(replies);
+    }
+    Ok(nanos)
+}
+
+// ---------------------------------------------------------------------------------------
+// mpreg clients
+// ---------------------------------------------------------------------------------------
+
+async fn mpreg_connect(port: u16) -> mpreg::Node {
+    let node = mpreg::Node::builder()
+        .name(format!("bench-client-{}", std::process::id()))
+        .bind(LOCALHOST.into())
+        .listen(false)
+        .builtins(false)
+        .seed(SocketAddr::from((LOCALHOST, port)))
+        .start()
+        .await
+        .expect("cannot start the mpreg client");
+    assert_eq!(node.peers().len(), 1, "the client did not connect to the server");
+    node
+}
+
+/// `in_flight` concurrent callers, one task each, on `node`'s one connection for `run`.
+async fn mpreg_load(node: &mpreg::Node, in_flight: usize, run: Duration) -> Samples {
+    let start = Instant::now();
+    let callers: Vec<_> = (0..in_flight).map(|_| tokio::spawn(mpreg_caller(node.clone(), start + run))).collect();
+    let mut nanos = Vec::new();
+    for c in callers {
+        nanos.extend(c.await.expect("caller panicked"));
+    }
+    Samples { nanos, wall: start.elapsed() }
+}
+
+/// Calls `echo` back to back until `deadline` through the typed API users would use.
+async fn mpreg_caller(node: mpreg::Node, deadline: Instant) -> Vec<u64> {
+    let payload = ByteBuf::from(vec![0xA5; PAYLOAD]);
+    let mut nanos = Vec::new();
+    let mut t0 = Instant::now();
+    while t0 < deadline {
+        let reply: ByteBuf = node.call("echo", (&payload,)).await.expect("echo failed");
+        let t1 = Instant::now();
+        assert_eq!(reply.len(), PAYLOAD, "echo returned another payload");
+        nanos.push(elapsed_nanos(t0, t1));
+        t0 = t1;
+    }
+    nanos
+}
+
+/// Child role for scenario 5: connect, warm up, say `ready`, wait for `go`, measure, then
+/// write the wall time and every latency to stdout as little-endian u64 nanoseconds.
+fn mpreg_client_process() {
+    let settings = Settings::from_env();
+    let port: u16 = env_number(PORT_VAR);
+    let in_flight: usize = env_number(IN_FLIGHT_VAR);
+    let rt = runtime(settings.client);
+    let node = rt.block_on(mpreg_connect(port));
+    rt.block_on(mpreg_load(&node, in_flight, settings.warmup));
+    println!("ready");
+    std::io::stdout().flush().expect("flush");
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).expect("cannot read `go`");
+    let samples = rt.block_on(mpreg_load(&node, in_flight, settings.run));
+    rt.block_on(node.shutdown());
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let words = std::iter::once(samples.wall.as_nanos() as u64).chain(samples.nanos);
+    for w in words {
+        out.write_all(&w.to_le_bytes()).expect("write samples");
+    }
+    out.flush().expect("flush samples");
+}
+
+fn env_number<T: std::str::FromStr>(var: &str) -> T {
+    let v = std::env::var(var).unwrap_or_else(|_| panic!("{var} not set"));
+    v.parse().unwrap_or_else(|_| panic!("{var} is not a number: `{v}`"))
+}
+
+fn parse_samples(bytes: &[u8]) -> Samples {
+    let mut words = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")));
+    let wall = Duration::from_nanos(words.next().expect("a client sent no samples"));
+    Samples { nanos: words.collect(), wall }
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------------
+
+fn scenario_tcp_ping_pong(rt: &Runtime, s: Settings, port: u16) -> Stats {
+    rt.block_on(async {
+        let mut sock = tcp_connect(port).await;
+        tcp_ping_pong(&mut sock, s.warmup).await;
+        tcp_ping_pong(&mut sock, s.run).await.stats()
+    })
+}
+
+fn scenario_tcp_pipelined(rt: &Runtime, s: Settings, port: u16) -> Stats {
+    rt.block_on(async {
+        // The half-close that ends a run ends its connection too: warm up on another one.
+        tcp_pipelined(port, PIPELINE, s.warmup).await;
+        tcp_pipelined(port, PIPELINE, s.run).await.stats()
+    })
+}
+
+/// Calls are spawned as tasks, so the caller code runs on the runtime's workers.
+fn scenario_mpreg(rt: &Runtime, s: Settings, port: u16, in_flight: usize) -> Stats {
+    rt.block_on(async {
+        let node = mpreg_connect(port).await;
+        mpreg_load(&node, in_flight, s.warmup).await;
+        let samples = mpreg_load(&node, in_flight, s.run).await;
+        node.shutdown().await;
+        samples.stats()
+    })
+}
+
+/// Starts every client process, lets them all warm up, then starts their measured runs
+/// together so that the runs overlap.
+fn scenario_mpreg_processes(s: Settings, port: u16, procs: usize, in_flight: usize) -> Stats {
+    let env = [
+        (PORT_VAR, port.to_string()),
+        (IN_FLIGHT_VAR, in_flight.to_string()),
+        (SECS_VAR, s.run.as_secs_f64().to_string()),
+        (CLIENT_RT_VAR, if s.client == Flavor::Multi { "multi" } else { "current" }.to_string()),
+    ];
+    let mut clients: Vec<ChildProc> = (0..procs).map(|_| ChildProc::spawn("mpreg-client", &env)).collect();
+    for c in &mut clients {
+        assert_eq!(c.read_line(), "ready");
+    }
+    for c in &mut clients {
+        c.send_line("go");
+    }
+    Samples::merge(clients.into_iter().map(|c| parse_samples(&c.finish())).collect()).stats()
+}
+
+struct Row {
+    name: &'static str,
+    in_flight: String,
+    stats: Stats,
+    /// The raw TCP row this one is compared with.
+    baseline: Option<Stats>,
+}
+
+fn run_benchmarks() {
+    let s = Settings::from_env();
+    let rt = runtime(s.client);
+    let mut tcp = ChildProc::spawn("tcp-server", &[]);
+    let mut mpreg = ChildProc::spawn("mpreg-server", &[]);
+    let (tcp_port, mpreg_port) = (tcp.port(), mpreg.port());
+
+    let progress = |name: &str| eprintln!("running {name} ...");
+    progress("raw TCP ping-pong");
+    let raw1 = scenario_tcp_ping_pong(&rt, s, tcp_port);
+    progress("mpreg echo, 1 in flight");
+    let mp1 = scenario_mpreg(&rt, s, mpreg_port, 1);
+    progress("raw TCP pipelined");
+    let raw_many = scenario_tcp_pipelined(&rt, s, tcp_port);
+    progress("mpreg echo, 256 in flight");
+    let mp_many = scenario_mpreg(&rt, s, mpreg_port, PIPELINE);
+    progress("mpreg echo, 4 processes");
+    let per_proc = PIPELINE / CLIENT_PROCS;
+    let mp_procs = scenario_mpreg_processes(s, mpreg_port, CLIENT_PROCS, per_proc);
+    drop((tcp, mpreg));
+
+    let rows = [
+        Row { name: "raw TCP ping-pong", in_flight: "1".into(), stats: raw1, baseline: None },
+        Row { name: "mpreg echo", in_flight: "1".into(), stats: mp1, baseline: Some(raw1) },
+        Row { name: "raw TCP pipelined", in_flight: PIPELINE.to_string(), stats: raw_many, baseline: None },
+        Row { name: "mpreg echo", in_flight: PIPELINE.to_string(), stats: mp_many, baseline: Some(raw_many) },
+        Row {
+            name: "mpreg echo, 4 processes",
+            in_flight: format!("{CLIENT_PROCS}x{per_proc}"),
+            stats: mp_procs,
+            baseline: Some(raw_many),
+        },
+    ];
+    print_table(s, &rows);
+    print_targets(raw1, mp1, mp_many);
+}
+
+// ---------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------
+
+fn print_table(s: Settings, rows: &[Row]) {
+    let rt = if s.client == Flavor::Multi { "2-worker multi-thread" } else { "current-thread" };
+    println!();
+    println!(
+        "mpreg rpc benchmark — {PAYLOAD} B payload, loopback, server in a separate process, {} s per row, {rt} client runtime",
+        s.run.as_secs_f64()
+    );
+    println!(
+        "{:<26}{:>10}{:>12}{:>10}{:>10}   vs raw TCP (p50 / throughput)",
+        "scenario", "in flight", "calls/s", "p50 µs", "p99 µs"
+    );
+    for r in rows {
+        let vs = r.baseline.map_or(String::new(), |b| {
+            format!("{:.2}x / {:.2}x", r.stats.p50_us / b.p50_us, r.stats.calls_per_sec / b.calls_per_sec)
+        });
+        println!(
+            "{:<26}{:>10}{:>12}{:>10.1}{:>10.1}   {vs}",
+            r.name,
+            r.in_flight,
+            thousands(r.stats.calls_per_sec),
+            r.stats.p50_us,
+            r.stats.p99_us
+        );
+    }
+}
+
+fn print_targets(raw1: Stats, mp1: Stats, mp_many: Stats) {
+    let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
+    let ratio = mp1.p50_us / raw1.p50_us;
+    println!();
+    println!(
+        "targets: mpreg p50 within {TARGET_P50_RATIO}x of raw TCP (1 in flight): {} ({ratio:.2}x)",
+        verdict(ratio <= TARGET_P50_RATIO)
+    );
+    println!(
+        "         at least {} calls/s with {PIPELINE} in flight: {} ({})",
+        thousands(TARGET_THROUGHPUT),
+        verdict(mp_many.calls_per_sec >= TARGET_THROUGHPUT),
+        thousands(mp_many.calls_per_sec)
+    );
+}
+
+/// `123456.7` as `123,457`.
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

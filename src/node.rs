@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 use crate::function::Function;
 use crate::proto::args::encode_value;
 use crate::proto::catalog::close_names;
+use crate::proto::codec::encode_frame;
+use crate::proto::wire::{Frame, Refused};
 use crate::registry::Registry;
 use crate::runtime::{dialer, dispatch, handshake, listener, Connection, Shared};
 
@@ -250,12 +252,17 @@ impl Node {
     /// Stops the node: no more accepts, connections closed (pending calls fail with "node
     /// lost" on both sides), and waits up to 5 s for its tasks to end.
     pub async fn shutdown(&self) {
-        self.shared.shutdown.cancel();
+        // Say why before closing, so peers report "shut down" rather than a bare EOF.
+        let bye = encode_frame(&Frame::Refused(Refused { reason: format!("node `{}` shut down", self.name()) }));
         for list in self.shared.peers.read().unwrap().values() {
             for c in list {
+                if let Ok(f) = &bye {
+                    c.try_send(f.clone());
+                }
                 c.close("the node shut down");
             }
         }
+        self.shared.shutdown.cancel();
         self.shared.tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), self.shared.tasks.wait()).await.is_err() {
             tracing::warn!(node = %self.shared.name, tasks = self.shared.tasks.len(), "tasks still running 5 s after shutdown");

@@ -24,17 +24,17 @@ mod shadowing {
     fn __mpreg_shim() {}
 
     #[::mpreg::register(name = "hygiene.sync", resources = ["r"], visibility = "node")]
-    fn sync_fn(a: ::std::string::String, b: ::std::vec::Vec<u32>) -> u64 {
+    pub(crate) fn sync_fn(a: ::std::string::String, b: ::std::vec::Vec<u32>) -> u64 {
         a.len() as u64 + b.len() as u64
     }
 
     #[::mpreg::register(name = "hygiene.async", visibility = "host")]
-    async fn async_fn(a: ::std::string::String) -> ::std::string::String {
+    pub(crate) async fn async_fn(a: ::std::string::String) -> ::std::string::String {
         a
     }
 
     #[::mpreg::register(name = "hygiene.result", blocking)]
-    fn result_fn(
+    pub(crate) fn result_fn(
         x: ::std::primitive::i64,
     ) -> ::std::result::Result<::std::primitive::i64, ::std::string::String> {
         if x < 0 {
@@ -47,17 +47,17 @@ mod shadowing {
     }
 
     #[::mpreg::register(name = "hygiene.async_result")]
-    async fn async_result_fn(
+    pub(crate) async fn async_result_fn(
         x: ::std::option::Option<::std::primitive::u8>,
     ) -> ::std::io::Result<::std::primitive::u8> {
         ::std::result::Result::Ok(x.unwrap_or(0))
     }
 
     #[::mpreg::register(name = "hygiene.unit")]
-    fn unit_fn() {}
+    pub(crate) fn unit_fn() {}
 
     #[::mpreg::register(name = "hygiene.arg_names")]
-    fn arg_names(
+    pub(crate) fn arg_names(
         __arg0: ::std::primitive::u8,
         __mpreg_args: ::std::primitive::u8,
     ) -> ::std::primitive::u8 {
@@ -66,7 +66,16 @@ mod shadowing {
 }
 
 #[test]
-fn expansion_compiles_without_prelude() {
-    // The point of this file is that it compiles; reaching here is success.
-    ::std::assert!(true);
+fn registered_functions_stay_callable() {
+    // The point of this file is that it compiles; calling the functions also checks that the
+    // macro left them untouched.
+    let s = <::std::string::String as ::std::convert::From<&str>>::from("ab");
+    ::std::assert_eq!(shadowing::sync_fn(s, ::std::vec![1, 2, 3]), 5);
+    ::std::assert_eq!(shadowing::result_fn(-1).ok(), ::std::option::Option::None);
+    ::std::assert_eq!(shadowing::result_fn(4).ok(), ::std::option::Option::Some(4));
+    ::std::assert_eq!(shadowing::arg_names(1, 2), 3);
+    shadowing::unit_fn();
+    // The async ones are only created, not run: that needs no runtime.
+    ::std::mem::drop(shadowing::async_fn(::std::string::String::new()));
+    ::std::mem::drop(shadowing::async_result_fn(::std::option::Option::None));
 }

@@ -32,55 +32,11 @@ pub fn registration(registration: &Registration, original: TokenStream) -> Token
 /// The shim: decodes the positional arguments into a tuple of the parameter types, calls the
 /// function, converts its result. Shapes and names are those of `mpreg::__private`.
 ///
-/// Spans are chosen so that the trait errors users will actually hit land on their own code
-/// rather than on the attribute: the argument tuple is passed explicitly (rustc blames an
-/// explicit generic argument for an unmet bound) and built from the user's type tokens inside
-/// parentheses spanning the parameter list, so "`Opaque: Deserialize` is not satisfied" points
-/// at the parameters; the conversion function carries the return type's span, so a result
-/// that is not `Serialize` (or an error that is not `Display`) points at the return type.
+/// Spans are chosen so that the trait errors users actually hit land on their own code
+/// rather than on the attribute; see [`argument_tuple`], [`conversion`] and [`shim_call`].
 fn shim(function: &FnModel) -> TokenStream {
-    // Mixed-site spans keep these locals out of reach of the user's tokens, which appear
-    // inside the closure (the parameter types).
     let args_ident = Ident::new("__mpreg_args", Span::mixed_site());
-    let args: Vec<Ident> = (0..function.params.len())
-        .map(|i| format_ident!("__arg{}", i, span = Span::mixed_site()))
-        .collect();
-    let types = function.params.iter().map(|p| &p.ty);
-    let mut tuple = Group::new(Delimiter::Parenthesis, quote!(#(#types,)*));
-    tuple.set_span(function.params_span);
-    let pattern = quote!((#(#args,)*): #tuple);
-    let ident = &function.ident;
-    let call = quote!(#ident(#(#args),*));
-    // The value is bound first so that the conversion's argument can carry the return type's
-    // span: rustc reports an unmet bound on the argument expression, but only if that
-    // expression's span comes from the same (user) context as the call's.
-    let ret = Ident::new("__mpreg_ret", function.output_span);
-    let convert = if function.returns_result {
-        quote_spanned!(function.output_span=> ::mpreg::__private::fallible(#ret))
-    } else {
-        quote_spanned!(function.output_span=> ::mpreg::__private::infallible(#ret))
-    };
-    let body = match &function.asyncness {
-        // The async block takes the span of the function's `async` keyword, so that "future
-        // cannot be sent between threads safely" points at the user's function.
-        Some(asyncness) => {
-            // `shim_async` is where the future must be `Send`; spanning it on `async` makes
-            // "future cannot be sent between threads safely" point at the user's function.
-            let shim_async = quote_spanned!(asyncness.span=> ::mpreg::__private::shim_async);
-            quote! {
-                #shim_async::<#tuple, _, _>(#args_ident, |#pattern| async move {
-                    let #ret = #call.await;
-                    #convert
-                })
-            }
-        }
-        None => quote! {
-            ::mpreg::__private::shim_sync::<#tuple, _>(#args_ident, |#pattern| {
-                let #ret = #call;
-                #convert
-            })
-        },
-    };
+    let body = shim_call(function, &args_ident);
     quote! {
         // `deprecated`: registering a deprecated function is a deliberate use, not a new one.
         // `clippy::let_unit_value`: a function returning `()` still has its value bound.
@@ -91,6 +47,64 @@ fn shim(function: &FnModel) -> TokenStream {
             #body
         }
     }
+}
+
+/// `shim_sync::<(T0, …,), _>(args, |(__arg0, …,): (T0, …,)| …)`, or its `shim_async` form.
+fn shim_call(function: &FnModel, args_ident: &Ident) -> TokenStream {
+    // Mixed-site spans: these locals cannot be named by, nor clash with, the user's tokens.
+    let args: Vec<Ident> = (0..function.params.len())
+        .map(|i| format_ident!("__arg{}", i, span = Span::mixed_site()))
+        .collect();
+    let tuple = argument_tuple(function);
+    let pattern = quote!((#(#args,)*): #tuple);
+    let ident = &function.ident;
+    let call = quote!(#ident(#(#args),*));
+    let (ret, convert) = conversion(function);
+    match &function.asyncness {
+        // `shim_async` requires the future to be `Send`, and rustc reports a violation on
+        // that call: giving the call the span of the function's `async` keyword points "future
+        // cannot be sent between threads safely" at the user's function.
+        Some(asyncness) => quote_spanned! {asyncness.span=>
+            ::mpreg::__private::shim_async::<#tuple, _, _>(#args_ident, |#pattern| async move {
+                let #ret = #call.await;
+                #convert
+            })
+        },
+        None => quote! {
+            ::mpreg::__private::shim_sync::<#tuple, _>(#args_ident, |#pattern| {
+                let #ret = #call;
+                #convert
+            })
+        },
+    }
+}
+
+/// The tuple type the arguments decode into, `(T0, T1,)`. It is passed to the shim function
+/// explicitly because rustc blames an explicit generic argument for an unmet bound; its
+/// elements are the user's type tokens and its parentheses span the user's parameter list,
+/// so "`Opaque: Deserialize` is not satisfied" points at the parameters.
+fn argument_tuple(function: &FnModel) -> Group {
+    let types = function.params.iter().map(|p| &p.ty);
+    let mut tuple = Group::new(Delimiter::Parenthesis, quote!(#(#types,)*));
+    tuple.set_span(function.params_span);
+    tuple
+}
+
+/// The local holding the function's value, and the expression converting it with
+/// `fallible` or `infallible` (see [`crate::types::returns_result`]).
+///
+/// Both carry the return type's span: rustc reports an unmet bound on a call's argument
+/// only when the argument comes from the same (user) context as the call, and a result that
+/// is not `Serialize`, or an error that is not `Display`, then points at the return type.
+fn conversion(function: &FnModel) -> (Ident, TokenStream) {
+    let span = function.output_span;
+    let ret = Ident::new("__mpreg_ret", span);
+    let convert = if function.returns_result {
+        quote_spanned!(span=> ::mpreg::__private::fallible(#ret))
+    } else {
+        quote_spanned!(span=> ::mpreg::__private::infallible(#ret))
+    };
+    (ret, convert)
 }
 
 /// The `inventory::submit!` of the function's `FnEntry`.

@@ -4,11 +4,11 @@
 //!
 //! The crate is organised like tarpc's `plugins` crate:
 //!
-//! - [`parse`](crate::parse) turns the attribute's options and the annotated function into a
+//! - `parse` turns the attribute's options and the annotated function into a
 //!   validated model, accumulating every problem into one `syn::Error`;
-//! - [`types`](crate::types) holds the pure helpers over types that validation and expansion
+//! - `types` holds the pure helpers over types that validation and expansion
 //!   share (rendering, `Result` detection, finding borrowed parts);
-//! - [`expand`](crate::expand) turns the model into tokens.
+//! - `expand` turns the model into tokens.
 
 #![deny(missing_docs)]
 

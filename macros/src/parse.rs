@@ -160,7 +160,8 @@ impl Parse for Options {
         let mut seen: Vec<String> = Vec::new();
         for option in raw {
             let key = option.key.unraw().to_string();
-            if seen.contains(&key) {
+            // Unknown keys are reported as unknown each time, not as duplicates.
+            if OPTIONS.contains(&key.as_str()) && seen.contains(&key) {
                 errors.push(syn::Error::new_spanned(
                     &option,
                     format!("duplicate option `{key}`: each option may be given at most once"),
@@ -175,23 +176,25 @@ impl Parse for Options {
                 "blocking" => blocking_option(&option).map(|b| {
                     options.blocking = b.then(|| option.span());
                 }),
-                _ => Err(syn::Error::new_spanned(
-                    &option,
-                    format!(
-                        "unknown option `{key}` for #[mpreg::register]; accepted options are {}",
-                        OPTIONS
-                            .iter()
-                            .map(|o| format!("`{o}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )),
+                _ => Err(unknown_option(&option, &key)),
             };
             errors.take(applied);
         }
         errors.finish()?;
         Ok(options)
     }
+}
+
+/// The error for an option this macro does not know, listing the ones it does.
+fn unknown_option(option: &RawOption, key: &str) -> syn::Error {
+    let accepted: Vec<String> = OPTIONS.iter().map(|o| format!("`{o}`")).collect();
+    syn::Error::new_spanned(
+        option,
+        format!(
+            "unknown option `{key}` for #[mpreg::register]; accepted options are {}",
+            accepted.join(", ")
+        ),
+    )
 }
 
 /// The value of `key = value`, or an error explaining the expected form.
@@ -235,8 +238,8 @@ fn name_option(option: &RawOption) -> syn::Result<LitStr> {
 /// reported, not just the first.
 fn resources_option(option: &RawOption) -> syn::Result<Vec<LitStr>> {
     let example = "resources = [\"gpu\", \"dataset-1\"]";
-    let Expr::Array(ExprArray { elems, .. }) = required_value(option, example)? else {
-        let value = &option.value.as_ref().map(|(_, v)| v);
+    let value = required_value(option, example)?;
+    let Expr::Array(ExprArray { elems, .. }) = value else {
         return Err(syn::Error::new_spanned(
             value,
             format!("expected an array of string literals, e.g. `{example}`"),

@@ -283,7 +283,7 @@ fn handle(conn: &Arc<Connection>, shared: &Arc<Shared>, frame: Frame) -> std::re
         Frame::Catalog(c) => {
             conn.catalog.write().unwrap().update(c);
         }
-        Frame::Refused(r) => return Err(format!("peer closed the connection: {}", r.reason)),
+        Frame::Refused(r) => return Err(r.reason),
         other => return Err(format!("unexpected {} frame after the handshake", frame_name(&other))),
     }
     Ok(())

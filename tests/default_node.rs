@@ -1,0 +1,26 @@
+//! The process-global default node: `mpreg::call` and `mpreg::blocking::call` configured
+//! from `MPREG_*` variables. One test per binary because it sets process environment.
+
+mod support;
+
+#[test]
+fn default_node_calls_by_name_async_and_blocking() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(support::local("server").start()).unwrap();
+    std::env::set_var("MPREG_SEEDS", server.addr().unwrap().to_string());
+    std::env::set_var("MPREG_CALL_TIMEOUT_MS", "5000");
+
+    // From an async context (a runtime that is not the default node's).
+    let s: String = rt.block_on(mpreg::call("echo", ("hi",))).unwrap();
+    assert_eq!(s, "hi");
+    // From a plain thread.
+    let v: Vec<i64> = std::thread::spawn(|| mpreg::blocking::call("echos", (1, 2))).join().unwrap().unwrap();
+    assert_eq!(v, vec![1, 2]);
+    // Refused inside a runtime, with a message saying what to do instead.
+    let e = rt.block_on(async { mpreg::blocking::call::<String>("echo", ("x",)) }).unwrap_err();
+    assert!(e.to_string().contains("use mpreg::call(..).await"), "{e}");
+    // The default node is a client: it does not listen.
+    let node = rt.block_on(mpreg::default_node()).unwrap();
+    assert!(node.addr().is_none());
+    rt.block_on(server.shutdown());
+}
