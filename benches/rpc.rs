@@ -84,7 +84,9 @@ struct Settings {
 impl Settings {
     fn from_env() -> Self {
         let secs: f64 = match std::env::var(SECS_VAR) {
-            Ok(s) => s.parse().unwrap_or_else(|_| panic!("{SECS_VAR} must be a number of seconds, not `{s}`")),
+            Ok(s) => s
+                .parse()
+                .unwrap_or_else(|_| panic!("{SECS_VAR} must be a number of seconds, not `{s}`")),
             Err(_) => 3.0,
         };
         let run = Duration::from_secs_f64(secs);
@@ -94,7 +96,11 @@ impl Settings {
             Ok(other) => panic!("{CLIENT_RT_VAR} must be `multi` or `current`, not `{other}`"),
         };
         // Short runs (for trying the bench out) get an equally short warm-up.
-        Settings { run, warmup: WARMUP.min(run), client }
+        Settings {
+            run,
+            warmup: WARMUP.min(run),
+            client,
+        }
     }
 }
 
@@ -108,7 +114,9 @@ fn runtime(flavor: Flavor) -> Runtime {
         }
         Flavor::Current => tokio::runtime::Builder::new_current_thread(),
     };
-    b.enable_all().build().expect("cannot build a tokio runtime")
+    b.enable_all()
+        .build()
+        .expect("cannot build a tokio runtime")
 }
 
 /// Per-call latencies and the wall time over which they were collected.
@@ -120,13 +128,18 @@ struct Samples {
 impl Samples {
     fn merge(parts: Vec<Samples>) -> Samples {
         let wall = parts.iter().map(|s| s.wall).max().unwrap_or_default();
-        Samples { nanos: parts.into_iter().flat_map(|s| s.nanos).collect(), wall }
+        Samples {
+            nanos: parts.into_iter().flat_map(|s| s.nanos).collect(),
+            wall,
+        }
     }
 
     fn stats(mut self) -> Stats {
         assert!(!self.nanos.is_empty(), "no call completed");
         self.nanos.sort_unstable();
-        let pct = |q: f64| self.nanos[((self.nanos.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+        let pct = |q: f64| {
+            self.nanos[((self.nanos.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
+        };
         Stats {
             calls_per_sec: self.nanos.len() as f64 / self.wall.as_secs_f64(),
             p50_us: pct(0.50),
@@ -171,20 +184,30 @@ impl ChildProc {
             .unwrap_or_else(|e| panic!("cannot start the {role} process: {e}"));
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        ChildProc { child, stdin, stdout }
+        ChildProc {
+            child,
+            stdin,
+            stdout,
+        }
     }
 
     fn read_line(&mut self) -> String {
         let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("cannot read from a child");
-        assert!(!line.is_empty(), "a child exited early (see its stderr above)");
+        self.stdout
+            .read_line(&mut line)
+            .expect("cannot read from a child");
+        assert!(
+            !line.is_empty(),
+            "a child exited early (see its stderr above)"
+        );
         line.trim().to_string()
     }
 
     /// Servers print the port they listen on as their first line.
     fn port(&mut self) -> u16 {
         let line = self.read_line();
-        line.parse().unwrap_or_else(|_| panic!("expected a port from the server, got `{line}`"))
+        line.parse()
+            .unwrap_or_else(|_| panic!("expected a port from the server, got `{line}`"))
     }
 
     fn send_line(&mut self, line: &str) {
@@ -196,7 +219,9 @@ impl ChildProc {
     fn finish(mut self) -> Vec<u8> {
         self.stdin = None;
         let mut out = Vec::new();
-        self.stdout.read_to_end(&mut out).expect("cannot read from a child");
+        self.stdout
+            .read_to_end(&mut out)
+            .expect("cannot read from a child");
         out
     }
 }
@@ -217,7 +242,9 @@ fn wait_for_parent() {
 
 fn print_port(port: u16) {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{port}").and_then(|_| out.flush()).expect("cannot report the port");
+    writeln!(out, "{port}")
+        .and_then(|_| out.flush())
+        .expect("cannot report the port");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -227,7 +254,11 @@ fn print_port(port: u16) {
 fn mpreg_server() {
     let rt = runtime(Flavor::Multi);
     let node = rt.block_on(async {
-        let start = mpreg::Node::builder().name("bench-server").bind(LOCALHOST.into()).port(0).start();
+        let start = mpreg::Node::builder()
+            .name("bench-server")
+            .bind(LOCALHOST.into())
+            .port(0)
+            .start();
         start.await.expect("cannot start the mpreg server")
     });
     print_port(node.addr().expect("the server listens").port());
@@ -237,7 +268,9 @@ fn mpreg_server() {
 
 fn tcp_server() {
     let rt = runtime(Flavor::Multi);
-    let listener = rt.block_on(TcpListener::bind((LOCALHOST, 0))).expect("cannot listen");
+    let listener = rt
+        .block_on(TcpListener::bind((LOCALHOST, 0)))
+        .expect("cannot listen");
     print_port(listener.local_addr().expect("local address").port());
     rt.spawn(accept_loop(listener));
     wait_for_parent();
@@ -298,7 +331,9 @@ fn request_frame() -> Vec<u8> {
 }
 
 async fn tcp_connect(port: u16) -> TcpStream {
-    let sock = TcpStream::connect((LOCALHOST, port)).await.expect("cannot connect to the tcp server");
+    let sock = TcpStream::connect((LOCALHOST, port))
+        .await
+        .expect("cannot connect to the tcp server");
     sock.set_nodelay(true).expect("set TCP_NODELAY");
     sock
 }
@@ -317,7 +352,10 @@ async fn tcp_ping_pong(sock: &mut TcpStream, run: Duration) -> Samples {
         nanos.push(elapsed_nanos(t0, t1));
         t0 = t1;
     }
-    Samples { nanos, wall: start.elapsed() }
+    Samples {
+        nanos,
+        wall: start.elapsed(),
+    }
 }
 
 /// `window` requests in flight on a new connection for `run`: a writer task tops the window
@@ -332,7 +370,10 @@ async fn tcp_pipelined(port: u16, window: usize, run: Duration) -> Samples {
     let reader = tokio::spawn(pipelined_reader(r, slots, sent_rx));
     writer.await.expect("writer panicked").expect("tcp write");
     let nanos = reader.await.expect("reader panicked").expect("tcp read");
-    Samples { nanos, wall: start.elapsed() }
+    Samples {
+        nanos,
+        wall: start.elapsed(),
+    }
 }
 
 /// Sends batches of requests, one write per batch, recording `(send time, count)` for each.
@@ -402,19 +443,28 @@ async fn mpreg_connect(port: u16) -> mpreg::Node {
         .start()
         .await
         .expect("cannot start the mpreg client");
-    assert_eq!(node.peers().len(), 1, "the client did not connect to the server");
+    assert_eq!(
+        node.peers().len(),
+        1,
+        "the client did not connect to the server"
+    );
     node
 }
 
 /// `in_flight` concurrent callers, one task each, on `node`'s one connection for `run`.
 async fn mpreg_load(node: &mpreg::Node, in_flight: usize, run: Duration) -> Samples {
     let start = Instant::now();
-    let callers: Vec<_> = (0..in_flight).map(|_| tokio::spawn(mpreg_caller(node.clone(), start + run))).collect();
+    let callers: Vec<_> = (0..in_flight)
+        .map(|_| tokio::spawn(mpreg_caller(node.clone(), start + run)))
+        .collect();
     let mut nanos = Vec::new();
     for c in callers {
         nanos.extend(c.await.expect("caller panicked"));
     }
-    Samples { nanos, wall: start.elapsed() }
+    Samples {
+        nanos,
+        wall: start.elapsed(),
+    }
 }
 
 /// Calls `echo` back to back until `deadline` through the typed API users would use.
@@ -444,7 +494,9 @@ fn mpreg_client_process() {
     println!("ready");
     std::io::stdout().flush().expect("flush");
     let mut go = String::new();
-    std::io::stdin().read_line(&mut go).expect("cannot read `go`");
+    std::io::stdin()
+        .read_line(&mut go)
+        .expect("cannot read `go`");
     let samples = rt.block_on(mpreg_load(&node, in_flight, settings.run));
     rt.block_on(node.shutdown());
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -457,13 +509,19 @@ fn mpreg_client_process() {
 
 fn env_number<T: std::str::FromStr>(var: &str) -> T {
     let v = std::env::var(var).unwrap_or_else(|_| panic!("{var} not set"));
-    v.parse().unwrap_or_else(|_| panic!("{var} is not a number: `{v}`"))
+    v.parse()
+        .unwrap_or_else(|_| panic!("{var} is not a number: `{v}`"))
 }
 
 fn parse_samples(bytes: &[u8]) -> Samples {
-    let mut words = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")));
+    let mut words = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")));
     let wall = Duration::from_nanos(words.next().expect("a client sent no samples"));
-    Samples { nanos: words.collect(), wall }
+    Samples {
+        nanos: words.collect(),
+        wall,
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -504,16 +562,32 @@ fn scenario_mpreg_processes(s: Settings, port: u16, procs: usize, in_flight: usi
         (PORT_VAR, port.to_string()),
         (IN_FLIGHT_VAR, in_flight.to_string()),
         (SECS_VAR, s.run.as_secs_f64().to_string()),
-        (CLIENT_RT_VAR, if s.client == Flavor::Multi { "multi" } else { "current" }.to_string()),
+        (
+            CLIENT_RT_VAR,
+            if s.client == Flavor::Multi {
+                "multi"
+            } else {
+                "current"
+            }
+            .to_string(),
+        ),
     ];
-    let mut clients: Vec<ChildProc> = (0..procs).map(|_| ChildProc::spawn("mpreg-client", &env)).collect();
+    let mut clients: Vec<ChildProc> = (0..procs)
+        .map(|_| ChildProc::spawn("mpreg-client", &env))
+        .collect();
     for c in &mut clients {
         assert_eq!(c.read_line(), "ready");
     }
     for c in &mut clients {
         c.send_line("go");
     }
-    Samples::merge(clients.into_iter().map(|c| parse_samples(&c.finish())).collect()).stats()
+    Samples::merge(
+        clients
+            .into_iter()
+            .map(|c| parse_samples(&c.finish()))
+            .collect(),
+    )
+    .stats()
 }
 
 struct Row {
@@ -546,10 +620,30 @@ fn run_benchmarks() {
     drop((tcp, mpreg));
 
     let rows = [
-        Row { name: "raw TCP ping-pong", in_flight: "1".into(), stats: raw1, baseline: None },
-        Row { name: "mpreg echo", in_flight: "1".into(), stats: mp1, baseline: Some(raw1) },
-        Row { name: "raw TCP pipelined", in_flight: PIPELINE.to_string(), stats: raw_many, baseline: None },
-        Row { name: "mpreg echo", in_flight: PIPELINE.to_string(), stats: mp_many, baseline: Some(raw_many) },
+        Row {
+            name: "raw TCP ping-pong",
+            in_flight: "1".into(),
+            stats: raw1,
+            baseline: None,
+        },
+        Row {
+            name: "mpreg echo",
+            in_flight: "1".into(),
+            stats: mp1,
+            baseline: Some(raw1),
+        },
+        Row {
+            name: "raw TCP pipelined",
+            in_flight: PIPELINE.to_string(),
+            stats: raw_many,
+            baseline: None,
+        },
+        Row {
+            name: "mpreg echo",
+            in_flight: PIPELINE.to_string(),
+            stats: mp_many,
+            baseline: Some(raw_many),
+        },
         Row {
             name: "mpreg echo, 4 processes",
             in_flight: format!("{CLIENT_PROCS}x{per_proc}"),
@@ -566,7 +660,11 @@ fn run_benchmarks() {
 // ---------------------------------------------------------------------------------------
 
 fn print_table(s: Settings, rows: &[Row]) {
-    let rt = if s.client == Flavor::Multi { "2-worker multi-thread" } else { "current-thread" };
+    let rt = if s.client == Flavor::Multi {
+        "2-worker multi-thread"
+    } else {
+        "current-thread"
+    };
     println!();
     println!(
         "mpreg rpc benchmark — {PAYLOAD} B payload, loopback, server in a separate process, {} s per row, {rt} client runtime",
@@ -578,7 +676,11 @@ fn print_table(s: Settings, rows: &[Row]) {
     );
     for r in rows {
         let vs = r.baseline.map_or(String::new(), |b| {
-            format!("{:.2}x / {:.2}x", r.stats.p50_us / b.p50_us, r.stats.calls_per_sec / b.calls_per_sec)
+            format!(
+                "{:.2}x / {:.2}x",
+                r.stats.p50_us / b.p50_us,
+                r.stats.calls_per_sec / b.calls_per_sec
+            )
         });
         println!(
             "{:<26}{:>10}{:>12}{:>10.1}{:>10.1}   {vs}",

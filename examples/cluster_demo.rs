@@ -17,7 +17,10 @@ fn whoami() -> String {
 
 fn loopback(name: &str) -> mpreg::NodeBuilder {
     // Confined to 127.0.0.1 on free ports: nothing leaves this machine.
-    Node::builder().name(name).bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).port(0)
+    Node::builder()
+        .name(name)
+        .bind(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .port(0)
 }
 
 async fn start_cluster() -> mpreg::Result<(Node, Node, Node)> {
@@ -29,18 +32,22 @@ async fn start_cluster() -> mpreg::Result<(Node, Node, Node)> {
                     return Err(format!("cannot train `{model}` for zero epochs"));
                 }
                 tokio::time::sleep(Duration::from_millis(5 * u64::from(epochs))).await;
-                Ok(format!("{model} trained for {epochs} epochs, accuracy 0.9{epochs}"))
+                Ok(format!(
+                    "{model} trained for {epochs} epochs, accuracy 0.9{epochs}"
+                ))
             })
             .params(["model: String", "epochs: u32"]),
         )
         .start()
         .await?;
     let sensor = loopback("sensor")
-        .function(Function::new("temperature", |(room,): (String,)| match room.as_str() {
-            "lab" => 21.5,
-            _ => 19.0,
-        })
-        .params(["room: String"]))
+        .function(
+            Function::new("temperature", |(room,): (String,)| match room.as_str() {
+                "lab" => 21.5,
+                _ => 19.0,
+            })
+            .params(["room: String"]),
+        )
         .function(Function::new_async("slow_scan", |(): ()| async {
             tokio::time::sleep(Duration::from_secs(60)).await;
             "never".to_string()
@@ -60,25 +67,65 @@ async fn start_cluster() -> mpreg::Result<(Node, Node, Node)> {
 #[tokio::main]
 async fn main() -> mpreg::Result<()> {
     let (trainer, sensor, client) = start_cluster().await?;
-    println!("cluster: trainer at {:?}, sensor at {:?}, client connected to:", trainer.addr(), sensor.addr());
+    println!(
+        "cluster: trainer at {:?}, sensor at {:?}, client connected to:",
+        trainer.addr(),
+        sensor.addr()
+    );
     for p in client.peers() {
-        println!("  {:<8} {}  offers {}", p.name, p.addr, p.functions.join(", "));
+        println!(
+            "  {:<8} {}  offers {}",
+            p.name,
+            p.addr,
+            p.functions.join(", ")
+        );
     }
 
     println!("\ncalls by name (the client never names a node):");
-    let r = client.request("temperature").args(("lab",)).send::<f64>().await?;
-    println!("  temperature(\"lab\")        = {:<45} answered by {} in {:?}", r.value, r.node, r.elapsed);
-    let r = client.request("train").args(("resnet",)).kwargs(std::collections::HashMap::from([("epochs", 3)])).send::<String>().await?;
-    println!("  train(\"resnet\", epochs=3) = {:<45} answered by {} in {:?}", r.value, r.node, r.elapsed);
-    let r = client.request("echo").args(("hi",)).send::<String>().await?;
-    println!("  echo(\"hi\")                = {:<45} answered by {} in {:?}", r.value, r.node, r.elapsed);
+    let r = client
+        .request("temperature")
+        .args(("lab",))
+        .send::<f64>()
+        .await?;
+    println!(
+        "  temperature(\"lab\")        = {:<45} answered by {} in {:?}",
+        r.value, r.node, r.elapsed
+    );
+    let r = client
+        .request("train")
+        .args(("resnet",))
+        .kwargs(std::collections::HashMap::from([("epochs", 3)]))
+        .send::<String>()
+        .await?;
+    println!(
+        "  train(\"resnet\", epochs=3) = {:<45} answered by {} in {:?}",
+        r.value, r.node, r.elapsed
+    );
+    let r = client
+        .request("echo")
+        .args(("hi",))
+        .send::<String>()
+        .await?;
+    println!(
+        "  echo(\"hi\")                = {:<45} answered by {} in {:?}",
+        r.value, r.node, r.elapsed
+    );
     let r = client.request("whoami").send::<String>().await?;
-    println!("  whoami()                  = {:<45} answered by {} (its own copy)", r.value, r.node);
+    println!(
+        "  whoami()                  = {:<45} answered by {} (its own copy)",
+        r.value, r.node
+    );
 
     println!("\nerrors carry what went wrong:");
-    let e = client.call::<String>("train", ("resnet", 0)).await.unwrap_err();
+    let e = client
+        .call::<String>("train", ("resnet", 0))
+        .await
+        .unwrap_err();
     println!("  train(\"resnet\", 0)  -> {e}");
-    let e = client.call::<f64>("temprature", ("lab",)).await.unwrap_err();
+    let e = client
+        .call::<f64>("temprature", ("lab",))
+        .await
+        .unwrap_err();
     println!("  temprature(\"lab\")   -> {e}");
     let e = client.call::<f64>("temperature", (1, 2)).await.unwrap_err();
     println!("  temperature(1, 2)   -> {e}");
@@ -92,7 +139,10 @@ async fn main() -> mpreg::Result<()> {
     let t0 = std::time::Instant::now();
     sensor.shutdown().await;
     let e = pending.await.expect("task").unwrap_err();
-    println!("  slow_scan()         -> {e} (after {:?}, not at the 30 s deadline)", t0.elapsed());
+    println!(
+        "  slow_scan()         -> {e} (after {:?}, not at the 30 s deadline)",
+        t0.elapsed()
+    );
 
     client.shutdown().await;
     trainer.shutdown().await;

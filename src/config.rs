@@ -107,7 +107,11 @@ impl Config {
     /// Applies `MPREG_*` variables read through `get` (injectable for tests).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
         let list = |s: String| -> Vec<String> {
-            s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect()
+            s.split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect()
         };
         if let Some(v) = get("MPREG_NAME") {
             self.name = Some(v);
@@ -153,12 +157,17 @@ impl Config {
     /// Reads the shared secret, if configured. Trailing whitespace is ignored; an empty
     /// secret is an error (it would authenticate anybody).
     pub fn secret(&self) -> Result<Option<Vec<u8>>> {
-        let Some(path) = &self.secret_file else { return Ok(None) };
+        let Some(path) = &self.secret_file else {
+            return Ok(None);
+        };
         let bytes = std::fs::read(path)
             .map_err(|e| Error::io(format!("cannot read secret file {}", path.display()), e))?;
         let trimmed = bytes.trim_ascii_end().to_vec();
         if trimmed.is_empty() {
-            return Err(Error::Config(format!("secret file {} is empty", path.display())));
+            return Err(Error::Config(format!(
+                "secret file {} is empty",
+                path.display()
+            )));
         }
         Ok(Some(trimmed))
     }
@@ -184,7 +193,9 @@ fn parse_var<T: std::str::FromStr>(name: &str, v: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
-    v.trim().parse().map_err(|e| Error::Config(format!("{name}={v:?}: {e}")))
+    v.trim()
+        .parse()
+        .map_err(|e| Error::Config(format!("{name}={v:?}: {e}")))
 }
 
 /// This host's identity: `MPREG_HOST`/config, else `/etc/machine-id`, else the hostname.
@@ -192,7 +203,12 @@ pub fn host_id(configured: Option<&str>) -> String {
     if let Some(h) = configured.filter(|h| !h.is_empty()) {
         return h.to_string();
     }
-    for path in ["/etc/machine-id", "/var/lib/dbus/machine-id", "/proc/sys/kernel/hostname", "/etc/hostname"] {
+    for path in [
+        "/etc/machine-id",
+        "/var/lib/dbus/machine-id",
+        "/proc/sys/kernel/hostname",
+        "/etc/hostname",
+    ] {
         if let Ok(s) = std::fs::read_to_string(path) {
             let s = s.trim();
             if !s.is_empty() {
@@ -218,7 +234,9 @@ mod tests {
         c.apply_env(env).unwrap();
         assert_eq!(c.seeds, vec!["a:1", "b:2"]);
         assert_eq!(c.port, 99);
-        let err = c.apply_env(|k| (k == "MPREG_PORT").then(|| "x".to_string())).unwrap_err();
+        let err = c
+            .apply_env(|k| (k == "MPREG_PORT").then(|| "x".to_string()))
+            .unwrap_err();
         assert!(err.to_string().contains("MPREG_PORT=\"x\""), "{err}");
     }
 

@@ -154,23 +154,46 @@ fn context(detail: &str) -> String {
 impl Error {
     /// Wraps an I/O error with what was being attempted.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// Turns a callee's [`Failure`] into an error naming the function and node.
     pub(crate) fn from_failure(f: Failure, fun: &str, node: &str) -> Self {
         let (fun, node) = (fun.to_string(), node.to_string());
         match f.kind {
-            FailureKind::Remote | FailureKind::Internal => Error::Remote { fun, node, message: f.message },
-            FailureKind::BadArguments => Error::BadArguments { fun, expected: f.expected, detail: f.message },
+            FailureKind::Remote | FailureKind::Internal => Error::Remote {
+                fun,
+                node,
+                message: f.message,
+            },
+            FailureKind::BadArguments => Error::BadArguments {
+                fun,
+                expected: f.expected,
+                detail: f.message,
+            },
             FailureKind::UnknownFunction => Error::UnknownFunction {
                 fun,
                 close: f.close,
                 detail: format!("node `{node}` does not serve it"),
             },
-            FailureKind::NotVisible => Error::NotVisible { fun, node, detail: f.message },
-            FailureKind::Busy => Error::Busy { fun, node, detail: f.message },
-            FailureKind::Timeout => Error::Timeout { fun, node, after: Duration::ZERO },
+            FailureKind::NotVisible => Error::NotVisible {
+                fun,
+                node,
+                detail: f.message,
+            },
+            FailureKind::Busy => Error::Busy {
+                fun,
+                node,
+                detail: f.message,
+            },
+            FailureKind::Timeout => Error::Timeout {
+                fun,
+                node,
+                after: Duration::ZERO,
+            },
         }
     }
 }
@@ -181,9 +204,23 @@ mod tests {
 
     #[test]
     fn messages_are_one_line_and_name_things() {
-        let e = Error::UnknownFunction { fun: "ecoh".into(), close: vec!["echo".into()], detail: String::new() };
-        assert_eq!(e.to_string(), "unknown function `ecoh`; did you mean `echo`?");
-        let e = Error::BadArguments { fun: "add".into(), expected: "(a: i64, b: i64)".into(), detail: "missing argument `b`".into() };
-        assert_eq!(e.to_string(), "bad arguments for `add(a: i64, b: i64)`: missing argument `b`");
+        let e = Error::UnknownFunction {
+            fun: "ecoh".into(),
+            close: vec!["echo".into()],
+            detail: String::new(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "unknown function `ecoh`; did you mean `echo`?"
+        );
+        let e = Error::BadArguments {
+            fun: "add".into(),
+            expected: "(a: i64, b: i64)".into(),
+            detail: "missing argument `b`".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "bad arguments for `add(a: i64, b: i64)`: missing argument `b`"
+        );
     }
 }

@@ -240,8 +240,14 @@ impl Function {
             .map(|p| {
                 let p = p.as_ref();
                 match p.split_once(':') {
-                    Some((n, t)) => Param { name: n.trim().into(), ty: t.trim().into() },
-                    None => Param { name: p.trim().into(), ty: String::new() },
+                    Some((n, t)) => Param {
+                        name: n.trim().into(),
+                        ty: t.trim().into(),
+                    },
+                    None => Param {
+                        name: p.trim().into(),
+                        ty: String::new(),
+                    },
                 }
             })
             .collect();
@@ -292,7 +298,10 @@ impl Function {
                 params: Some(
                     e.params
                         .iter()
-                        .map(|(n, t)| Param { name: (*n).into(), ty: (*t).into() })
+                        .map(|(n, t)| Param {
+                            name: (*n).into(),
+                            ty: (*t).into(),
+                        })
                         .collect(),
                 ),
                 resources: e.resources.iter().map(|r| r.to_string()).collect(),

@@ -39,8 +39,13 @@ pub(crate) fn runtime() -> &'static Runtime {
 }
 
 /// Runs `fut` on the default node's runtime and waits for it from any context.
-async fn on_runtime<T: Send + 'static>(fut: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
-    runtime().spawn(fut).await.map_err(|e| Error::Config(format!("mpreg runtime task failed: {e}")))?
+async fn on_runtime<T: Send + 'static>(
+    fut: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    runtime()
+        .spawn(fut)
+        .await
+        .map_err(|e| Error::Config(format!("mpreg runtime task failed: {e}")))?
 }
 
 async fn default_node(mode: Mode) -> Result<Node> {
@@ -95,23 +100,35 @@ where
     R: DeserializeOwned + Send + 'static,
 {
     let node = default_node(Mode::Client).await?;
-    let args = crate::proto::args::encode_value(&args)
-        .map_err(|f| Error::Codec { what: "encode arguments", fun: fun.into(), detail: f.message })?;
+    let args = crate::proto::args::encode_value(&args).map_err(|f| Error::Codec {
+        what: "encode arguments",
+        fun: fun.into(),
+        detail: f.message,
+    })?;
     let fun = fun.to_string();
-    on_runtime(async move { Ok(node.request(&fun).raw_args(args, None).send::<R>().await?.value) }).await
+    on_runtime(async move {
+        Ok(node
+            .request(&fun)
+            .raw_args(args, None)
+            .send::<R>()
+            .await?
+            .value)
+    })
+    .await
 }
 
 /// Waits for Ctrl-C, or SIGTERM on Unix.
 pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -10,7 +10,11 @@ use clap::Parser;
 async fn main() -> ExitCode {
     let args = cli::Cli::parse();
     // Long-running nodes log their life; one-shot clients only warnings.
-    mpreg::init_logging_with(if args.is_serve() { "mpreg=info,warn" } else { "warn" });
+    mpreg::init_logging_with(if args.is_serve() {
+        "mpreg=info,warn"
+    } else {
+        "warn"
+    });
     match cli::run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

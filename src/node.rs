@@ -32,7 +32,10 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("name", &self.shared.name).field("addr", &self.addr()).finish()
+        f.debug_struct("Node")
+            .field("name", &self.shared.name)
+            .field("addr", &self.addr())
+            .finish()
     }
 }
 
@@ -73,7 +76,10 @@ static TRUST_WARNING: std::sync::Once = std::sync::Once::new();
 impl Node {
     /// A builder starting from [`Config::default`] (no file, no environment).
     pub fn builder() -> NodeBuilder {
-        NodeBuilder { config: Config::default(), functions: Vec::new() }
+        NodeBuilder {
+            config: Config::default(),
+            functions: Vec::new(),
+        }
     }
 
     /// Starts a node with `config`: registers the link-time functions (and the built-ins
@@ -88,7 +94,9 @@ impl Node {
         let secret = config.secret()?;
         if secret.is_none() && config.listen {
             TRUST_WARNING.call_once(|| {
-                tracing::warn!("no shared secret configured: this node trusts every peer on its network");
+                tracing::warn!(
+                    "no shared secret configured: this node trusts every peer on its network"
+                );
             });
         }
         let mut registry = Registry::from_link_time()?;
@@ -101,13 +109,20 @@ impl Node {
             registry.insert(f)?;
         }
         let id: u64 = rand::random();
-        let name = config.name.clone().unwrap_or_else(|| format!("{}-{:06x}", config.role, id & 0xff_ffff));
+        let name = config
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{:06x}", config.role, id & 0xff_ffff));
         let host = host_id(config.host.as_deref());
         let shared = Arc::new(Shared::new(id, name, host, config, secret, registry));
         if shared.config.listen {
             let addr = SocketAddr::new(shared.config.bind, shared.config.port);
-            let l = TcpListener::bind(addr).await.map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
-            let local = l.local_addr().map_err(|e| Error::io("cannot read the listening address", e))?;
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+            let local = l
+                .local_addr()
+                .map_err(|e| Error::io("cannot read the listening address", e))?;
             shared.set_listen_port(local.port());
             tracing::info!(node = %shared.name, %local, cluster = %shared.cluster, "listening");
             shared.tasks.spawn(listener::run(shared.clone(), l));
@@ -124,7 +139,9 @@ impl Node {
         let mut firsts = Vec::new();
         for seed in seeds {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            self.shared.tasks.spawn(dialer::maintain(self.shared.clone(), seed, tx));
+            self.shared
+                .tasks
+                .spawn(dialer::maintain(self.shared.clone(), seed, tx));
             firsts.push(rx);
         }
         for rx in firsts {
@@ -205,7 +222,13 @@ impl Node {
             .connections()
             .into_iter()
             .map(|c| {
-                let mut functions: Vec<String> = c.catalog.read().unwrap().names().map(String::from).collect();
+                let mut functions: Vec<String> = c
+                    .catalog
+                    .read()
+                    .unwrap()
+                    .names()
+                    .map(String::from)
+                    .collect();
                 functions.sort();
                 PeerSummary {
                     name: c.peer.name.clone(),
@@ -253,7 +276,9 @@ impl Node {
     /// lost" on both sides), and waits up to 5 s for its tasks to end.
     pub async fn shutdown(&self) {
         // Say why before closing, so peers report "shut down" rather than a bare EOF.
-        let bye = encode_frame(&Frame::Refused(Refused { reason: format!("node `{}` shut down", self.name()) }));
+        let bye = encode_frame(&Frame::Refused(Refused {
+            reason: format!("node `{}` shut down", self.name()),
+        }));
         for list in self.shared.peers.read().unwrap().values() {
             for c in list {
                 if let Ok(f) = &bye {
@@ -264,7 +289,10 @@ impl Node {
         }
         self.shared.shutdown.cancel();
         self.shared.tasks.close();
-        if tokio::time::timeout(Duration::from_secs(5), self.shared.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(node = %self.shared.name, tasks = self.shared.tasks.len(), "tasks still running 5 s after shutdown");
         }
     }
@@ -288,7 +316,14 @@ impl Node {
     }
 
     fn unknown(&self, fun: &str, conns: &[Arc<Connection>]) -> Error {
-        let mut names: Vec<String> = self.shared.registry.read().unwrap().names().map(String::from).collect();
+        let mut names: Vec<String> = self
+            .shared
+            .registry
+            .read()
+            .unwrap()
+            .names()
+            .map(String::from)
+            .collect();
         for c in conns {
             names.extend(c.catalog.read().unwrap().names().map(String::from));
         }
@@ -307,7 +342,11 @@ impl Node {
             peers.sort();
             format!("not served here nor by {}", peers.join(", "))
         };
-        Error::UnknownFunction { fun: fun.into(), close, detail }
+        Error::UnknownFunction {
+            fun: fun.into(),
+            close,
+            detail,
+        }
     }
 }
 
@@ -356,33 +395,58 @@ impl Request<'_> {
             fun: fun.clone(),
             detail: format!("{e} (from node `{}`)", raw.node),
         })?;
-        Ok(Response { value, node: raw.node, elapsed: raw.elapsed })
+        Ok(Response {
+            value,
+            node: raw.node,
+            elapsed: raw.elapsed,
+        })
     }
 
     /// Sends the call and returns the still-encoded result.
     pub async fn send_raw(self) -> Result<Response<Bytes>> {
         let fun = self.fun;
-        let codec = |detail| Error::Codec { what: "encode arguments", fun: fun.clone(), detail };
+        let codec = |detail| Error::Codec {
+            what: "encode arguments",
+            fun: fun.clone(),
+            detail,
+        };
         let args = self.args.map_err(codec)?;
         let kwargs = self.kwargs.transpose().map_err(codec)?;
         let start = Instant::now();
         let (value, node) = match self.node.resolve(&fun)? {
-            None => (self.node.call_local(&fun, args, kwargs, self.timeout).await?, self.node.name().to_string()),
+            None => (
+                self.node
+                    .call_local(&fun, args, kwargs, self.timeout)
+                    .await?,
+                self.node.name().to_string(),
+            ),
             Some(conn) => {
-                conn.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                conn.in_flight
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let r = conn.call(&fun, args, kwargs, self.timeout).await;
-                conn.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                conn.in_flight
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 (r?, conn.peer.name.clone())
             }
         };
-        Ok(Response { value, node, elapsed: start.elapsed() })
+        Ok(Response {
+            value,
+            node,
+            elapsed: start.elapsed(),
+        })
     }
 }
 
 impl Node {
     /// Runs a local function in the caller's task, with the same argument fitting, panic
     /// isolation and deadline as a remote call.
-    async fn call_local(&self, fun: &str, args: Bytes, kwargs: Option<Bytes>, timeout: Duration) -> Result<Bytes> {
+    async fn call_local(
+        &self,
+        fun: &str,
+        args: Bytes,
+        kwargs: Option<Bytes>,
+        timeout: Duration,
+    ) -> Result<Bytes> {
         let func = self
             .shared
             .registry
@@ -404,9 +468,11 @@ impl Node {
         };
         match dispatch::run(&func, fitted, Some(timeout), &call).await {
             Ok(b) => Ok(b),
-            Err(f) if f.kind == crate::proto::wire::FailureKind::Timeout => {
-                Err(Error::Timeout { fun: fun.into(), node: me.into(), after: timeout })
-            }
+            Err(f) if f.kind == crate::proto::wire::FailureKind::Timeout => Err(Error::Timeout {
+                fun: fun.into(),
+                node: me.into(),
+                after: timeout,
+            }),
             Err(f) => Err(Error::from_failure(f, fun, me)),
         }
     }
@@ -505,4 +571,3 @@ impl NodeBuilder {
         Node::start_with(self.config, self.functions).await
     }
 }
-

@@ -80,8 +80,11 @@ mod tests {
     #[test]
     fn duplicates_name_both_origins() {
         let mut r = Registry::default();
-        r.insert(Function::new("add", |(a, b): (i64, i64)| a + b)).unwrap();
-        let err = r.insert(Function::new("add", |(a,): (i64,)| a)).unwrap_err();
+        r.insert(Function::new("add", |(a, b): (i64, i64)| a + b))
+            .unwrap();
+        let err = r
+            .insert(Function::new("add", |(a,): (i64,)| a))
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "duplicate function `add`: registered by runtime registration of `add` and by runtime registration of `add`"

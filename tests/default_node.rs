@@ -14,10 +14,15 @@ fn default_node_calls_by_name_async_and_blocking() {
     let s: String = rt.block_on(mpreg::call("echo", ("hi",))).unwrap();
     assert_eq!(s, "hi");
     // From a plain thread.
-    let v: Vec<i64> = std::thread::spawn(|| mpreg::blocking::call("echos", (1, 2))).join().unwrap().unwrap();
+    let v: Vec<i64> = std::thread::spawn(|| mpreg::blocking::call("echos", (1, 2)))
+        .join()
+        .unwrap()
+        .unwrap();
     assert_eq!(v, vec![1, 2]);
     // Refused inside a runtime, with a message saying what to do instead.
-    let e = rt.block_on(async { mpreg::blocking::call::<String>("echo", ("x",)) }).unwrap_err();
+    let e = rt
+        .block_on(async { mpreg::blocking::call::<String>("echo", ("x",)) })
+        .unwrap_err();
     assert!(e.to_string().contains("use mpreg::call(..).await"), "{e}");
     // The default node is a client: it does not listen.
     let node = rt.block_on(mpreg::default_node()).unwrap();

@@ -17,12 +17,19 @@ use support::local;
 /// A node with a connected bystander client that must keep working throughout.
 async fn server_and_bystander() -> (Node, Node) {
     let server = local("server").max_frame(64 * 1024).start().await.unwrap();
-    let bystander = local("bystander").seed(server.addr().unwrap()).start().await.unwrap();
+    let bystander = local("bystander")
+        .seed(server.addr().unwrap())
+        .start()
+        .await
+        .unwrap();
     (server, bystander)
 }
 
 async fn still_serving(bystander: &Node) {
-    let s: String = bystander.call("echo", ("ok",)).await.expect("bystander call after a bad peer");
+    let s: String = bystander
+        .call("echo", ("ok",))
+        .await
+        .expect("bystander call after a bad peer");
     assert_eq!(s, "ok");
 }
 
@@ -40,7 +47,9 @@ async fn refusal_after(node: &Node, bytes: &[u8]) -> String {
             .expect("a valid frame");
         if let Frame::Refused(r) = f {
             // ... and then closes the connection.
-            let end = tokio::time::timeout(Duration::from_secs(5), frames.next()).await.unwrap();
+            let end = tokio::time::timeout(Duration::from_secs(5), frames.next())
+                .await
+                .unwrap();
             assert!(end.is_none(), "connection closed after the refusal");
             return r.reason;
         }
@@ -67,7 +76,10 @@ fn hello(protocol: u32, cluster: &str) -> Hello {
 async fn garbage_bytes_are_refused() {
     let (server, bystander) = server_and_bystander().await;
     let reason = refusal_after(&server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    assert_eq!(reason, "frame of 1195725856 bytes exceeds the limit of 65536 bytes");
+    assert_eq!(
+        reason,
+        "frame of 1195725856 bytes exceeds the limit of 65536 bytes"
+    );
     let reason = refusal_after(&server, &[0, 0, 0, 3, 0xc1, 0xc1, 0xc1]).await;
     assert!(reason.starts_with("malformed frame:"), "{reason}");
     still_serving(&bystander).await;
@@ -77,18 +89,34 @@ async fn garbage_bytes_are_refused() {
 async fn oversized_frame_after_the_handshake_is_refused() {
     let (server, bystander) = server_and_bystander().await;
     let mut s = TcpStream::connect(server.addr().unwrap()).await.unwrap();
-    s.write_all(&encode_frame(&Frame::Hello(hello(PROTOCOL_VERSION, "default"))).unwrap()).await.unwrap();
-    s.write_all(&encode_frame(&Frame::Catalog(CatalogMsg { version: 0, functions: vec![] })).unwrap()).await.unwrap();
+    s.write_all(&encode_frame(&Frame::Hello(hello(PROTOCOL_VERSION, "default"))).unwrap())
+        .await
+        .unwrap();
+    s.write_all(
+        &encode_frame(&Frame::Catalog(CatalogMsg {
+            version: 0,
+            functions: vec![],
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
     let oversized = 100_000u32.to_be_bytes();
     let reason = refusal_after_stream(s, &oversized).await;
-    assert_eq!(reason, "frame of 100000 bytes exceeds the limit of 65536 bytes");
+    assert_eq!(
+        reason,
+        "frame of 100000 bytes exceeds the limit of 65536 bytes"
+    );
     still_serving(&bystander).await;
 }
 
 async fn refusal_after_stream(mut s: TcpStream, bytes: &[u8]) -> String {
     s.write_all(bytes).await.unwrap();
     let mut frames = FramedRead::new(s, FrameCodec::new(1 << 20));
-    while let Some(f) = tokio::time::timeout(Duration::from_secs(5), frames.next()).await.unwrap() {
+    while let Some(f) = tokio::time::timeout(Duration::from_secs(5), frames.next())
+        .await
+        .unwrap()
+    {
         if let Frame::Refused(r) = f.unwrap() {
             return r.reason;
         }
@@ -99,7 +127,11 @@ async fn refusal_after_stream(mut s: TcpStream, bytes: &[u8]) -> String {
 #[tokio::test]
 async fn wrong_protocol_version_is_refused() {
     let (server, bystander) = server_and_bystander().await;
-    let reason = refusal_after(&server, &encode_frame(&Frame::Hello(hello(99, "default"))).unwrap()).await;
+    let reason = refusal_after(
+        &server,
+        &encode_frame(&Frame::Hello(hello(99, "default"))).unwrap(),
+    )
+    .await;
     assert_eq!(
         reason,
         format!("protocol version mismatch: node `raw` speaks version 99, node `server` speaks version {PROTOCOL_VERSION}")
@@ -111,14 +143,20 @@ async fn wrong_protocol_version_is_refused() {
 async fn wrong_cluster_is_refused_on_both_sides() {
     let (server, bystander) = server_and_bystander().await;
     let other = local("intruder").cluster("other").start().await.unwrap();
-    let e = other.connect(&server.addr().unwrap().to_string()).await.unwrap_err();
+    let e = other
+        .connect(&server.addr().unwrap().to_string())
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Refused { .. }), "{e}");
     assert!(
         e.to_string().ends_with("refused: cluster mismatch: node `intruder` is in cluster `other`, node `server` is in cluster `default`"),
         "{e}"
     );
     // The node refuses a dialer of another cluster just the same.
-    let e = server.connect(&other.addr().unwrap().to_string()).await.unwrap_err();
+    let e = server
+        .connect(&other.addr().unwrap().to_string())
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("cluster mismatch"), "{e}");
     still_serving(&bystander).await;
 }
@@ -133,7 +171,12 @@ async fn secrets_must_match() {
 
     let server = local("vault").secret_file(&good).start().await.unwrap();
     let addr = server.addr().unwrap().to_string();
-    let friend = local("friend").secret_file(&good).seed(&addr).start().await.unwrap();
+    let friend = local("friend")
+        .secret_file(&good)
+        .seed(&addr)
+        .start()
+        .await
+        .unwrap();
     assert_eq!(friend.call::<String>("echo", ("in",)).await.unwrap(), "in");
 
     let wrong = local("wrong").secret_file(&bad).start().await.unwrap();
@@ -141,12 +184,22 @@ async fn secrets_must_match() {
     assert!(e.to_string().contains("wrong shared secret"), "{e}");
     let none = local("none").start().await.unwrap();
     let e = none.connect(&addr).await.unwrap_err();
-    assert!(e.to_string().contains("node `vault` requires a shared secret but node `none` has none"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("node `vault` requires a shared secret but node `none` has none"),
+        "{e}"
+    );
     // The listener also checks the dialer: a secret-less listener refuses a dialer with one.
-    let e = friend.connect(&none.addr().unwrap().to_string()).await.unwrap_err();
+    let e = friend
+        .connect(&none.addr().unwrap().to_string())
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("requires a shared secret"), "{e}");
 
-    assert_eq!(friend.call::<String>("echo", ("still",)).await.unwrap(), "still");
+    assert_eq!(
+        friend.call::<String>("echo", ("still",)).await.unwrap(),
+        "still"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -50,11 +50,20 @@ async fn positional_and_named_arguments_sync_and_async() {
     kw.insert("a", 1);
     let sum: i64 = b.call("add", &kw).await.unwrap();
     assert_eq!(sum, 11);
-    let r = b.request("add").args((7,)).kwargs(BTreeMap::from([("b", 1)])).send::<i64>().await.unwrap();
+    let r = b
+        .request("add")
+        .args((7,))
+        .kwargs(BTreeMap::from([("b", 1)]))
+        .send::<i64>()
+        .await
+        .unwrap();
     assert_eq!((r.value, r.node.as_str()), (8, "server"));
     let up: String = b.call("slow_upper", ("hi", 1)).await.unwrap();
     assert_eq!(up, "HI");
-    let v = b.call_value("add", Value::Array(vec![1.into(), 2.into()])).await.unwrap();
+    let v = b
+        .call_value("add", Value::Array(vec![1.into(), 2.into()]))
+        .await
+        .unwrap();
     assert_eq!(v, Value::from(3));
     a.shutdown().await;
     b.shutdown().await;
@@ -64,10 +73,19 @@ async fn positional_and_named_arguments_sync_and_async() {
 async fn err_surfaces_as_remote_error_with_message() {
     let (a, b) = math_pair().await;
     let e = b.call::<f64>("divide", (1.0, 0.0)).await.unwrap_err();
-    assert!(matches!(&e, Error::Remote { fun, node, message } if fun == "divide" && node == "server" && message == "cannot divide 1 by zero"), "{e}");
-    assert_eq!(e.to_string(), "`divide` failed on node `server`: cannot divide 1 by zero");
+    assert!(
+        matches!(&e, Error::Remote { fun, node, message } if fun == "divide" && node == "server" && message == "cannot divide 1 by zero"),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "`divide` failed on node `server`: cannot divide 1 by zero"
+    );
     let e = b.call::<String>("fetch", ("k",)).await.unwrap_err();
-    assert_eq!(e.to_string(), "`fetch` failed on node `server`: no such key: k");
+    assert_eq!(
+        e.to_string(),
+        "`fetch` failed on node `server`: no such key: k"
+    );
     a.shutdown().await;
 }
 
@@ -75,8 +93,15 @@ async fn err_surfaces_as_remote_error_with_message() {
 async fn unknown_function_lists_close_names() {
     let (a, b) = math_pair().await;
     let e = b.call::<i64>("ad", (1, 2)).await.unwrap_err();
-    assert!(matches!(&e, Error::UnknownFunction { close, .. } if close.contains(&"add".to_string())), "{e}");
-    assert!(e.to_string().starts_with("unknown function `ad`; did you mean `add`"), "{e}");
+    assert!(
+        matches!(&e, Error::UnknownFunction { close, .. } if close.contains(&"add".to_string())),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("unknown function `ad`; did you mean `add`"),
+        "{e}"
+    );
     a.shutdown().await;
 }
 
@@ -84,13 +109,28 @@ async fn unknown_function_lists_close_names() {
 async fn bad_arguments_name_the_expected_parameters() {
     let (a, b) = math_pair().await;
     let e = b.call::<i64>("add", ("x", 2)).await.unwrap_err();
-    assert!(matches!(&e, Error::BadArguments { expected, .. } if expected == "(a: i64, b: i64)"), "{e}");
+    assert!(
+        matches!(&e, Error::BadArguments { expected, .. } if expected == "(a: i64, b: i64)"),
+        "{e}"
+    );
     let e = b.call::<i64>("add", (1,)).await.unwrap_err();
-    assert_eq!(e.to_string(), "bad arguments for `add(a: i64, b: i64)`: missing argument `b`");
-    let e = b.call::<i64>("add", BTreeMap::from([("a", 1), ("c", 2)])).await.unwrap_err();
-    assert_eq!(e.to_string(), "bad arguments for `add(a: i64, b: i64)`: unknown argument `c`");
+    assert_eq!(
+        e.to_string(),
+        "bad arguments for `add(a: i64, b: i64)`: missing argument `b`"
+    );
+    let e = b
+        .call::<i64>("add", BTreeMap::from([("a", 1), ("c", 2)]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "bad arguments for `add(a: i64, b: i64)`: unknown argument `c`"
+    );
     let e = b.call::<i64>("add", (1, 2, 3)).await.unwrap_err();
-    assert_eq!(e.to_string(), "bad arguments for `add(a: i64, b: i64)`: takes 2 arguments, got 3 positional");
+    assert_eq!(
+        e.to_string(),
+        "bad arguments for `add(a: i64, b: i64)`: takes 2 arguments, got 3 positional"
+    );
     // The connection survives bad input.
     assert_eq!(b.call::<i64>("add", (1, 1)).await.unwrap(), 2);
     a.shutdown().await;
@@ -122,7 +162,10 @@ async fn replies_may_arrive_out_of_order() {
     };
     let (slow, (fast, fast_done)) = tokio::join!(slow, fast);
     assert_eq!((slow.unwrap().as_str(), fast.as_str()), ("SLOW", "FAST"));
-    assert!(fast_done.elapsed() >= Duration::from_millis(200), "the fast reply came first");
+    assert!(
+        fast_done.elapsed() >= Duration::from_millis(200),
+        "the fast reply came first"
+    );
     a.shutdown().await;
 }
 
@@ -147,10 +190,18 @@ async fn deadline_fails_the_call_and_cancels_the_remote_work() {
     });
     let (a, b) = pair(local("server").function(forever), local("client")).await;
     let t0 = Instant::now();
-    let e = b.request("forever").timeout(Duration::from_millis(200)).send::<()>().await.unwrap_err();
+    let e = b
+        .request("forever")
+        .timeout(Duration::from_millis(200))
+        .send::<()>()
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e}");
     assert!(t0.elapsed() < Duration::from_secs(2));
-    assert_eq!(e.to_string(), "call to `forever` on node `server` timed out after 200ms");
+    assert_eq!(
+        e.to_string(),
+        "call to `forever` on node `server` timed out after 200ms"
+    );
     assert!(started.load(Ordering::SeqCst));
     wait_until(Duration::from_secs(2), || dropped.load(Ordering::SeqCst)).await;
     a.shutdown().await;
@@ -169,14 +220,21 @@ async fn in_flight_limit_answers_busy_instead_of_queueing() {
             r.notified().await;
         }
     });
-    let (a, b) = pair(local("server").function(block).max_in_flight(4), local("client")).await;
+    let (a, b) = pair(
+        local("server").function(block).max_in_flight(4),
+        local("client"),
+    )
+    .await;
     let held: Vec<_> = (0..4)
         .map(|_| {
             let b = b.clone();
             tokio::spawn(async move { b.call::<()>("block", ()).await })
         })
         .collect();
-    wait_until(Duration::from_secs(5), || running.load(Ordering::SeqCst) == 4).await;
+    wait_until(Duration::from_secs(5), || {
+        running.load(Ordering::SeqCst) == 4
+    })
+    .await;
     let e = b.call::<()>("block", ()).await.unwrap_err();
     assert!(matches!(e, Error::Busy { .. }), "{e}");
     assert!(e.to_string().contains("4 calls already in flight"), "{e}");
@@ -192,10 +250,16 @@ async fn functions_registered_later_reach_connected_peers() {
     let (a, b) = pair(local("server"), local("client").builtins(false)).await;
     assert!(b.call::<i64>("triple", (2,)).await.is_err());
     a.register("triple", |(x,): (i64,)| 3 * x).unwrap();
-    wait_until(Duration::from_secs(5), || b.peers()[0].functions.contains(&"triple".to_string())).await;
+    wait_until(Duration::from_secs(5), || {
+        b.peers()[0].functions.contains(&"triple".to_string())
+    })
+    .await;
     assert_eq!(b.call::<i64>("triple", (2,)).await.unwrap(), 6);
     assert!(a.unregister("triple"));
-    wait_until(Duration::from_secs(5), || !b.peers()[0].functions.contains(&"triple".to_string())).await;
+    wait_until(Duration::from_secs(5), || {
+        !b.peers()[0].functions.contains(&"triple".to_string())
+    })
+    .await;
     a.shutdown().await;
 }
 
@@ -211,7 +275,11 @@ async fn node_lost_fails_pending_calls_at_once() {
     a.shutdown().await;
     let e = pending.await.unwrap().unwrap_err();
     assert!(matches!(e, Error::NodeLost { .. }), "{e}");
-    assert!(t0.elapsed() < Duration::from_secs(1), "failed after {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "failed after {:?}",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -219,12 +287,31 @@ async fn visibility_is_enforced_by_the_serving_node() {
     let host_only = Function::new("local_temp", |(): ()| 42).visibility(Visibility::Host);
     let node_only = Function::new("secret", |(): ()| 1).visibility(Visibility::Node);
     // Same host: host-visible works, node-visible is not offered.
-    let (a, b) = pair(local("server").host("h1").function(host_only.clone()).function(node_only), local("client").host("h1")).await;
+    let (a, b) = pair(
+        local("server")
+            .host("h1")
+            .function(host_only.clone())
+            .function(node_only),
+        local("client").host("h1"),
+    )
+    .await;
     assert_eq!(b.call::<i64>("local_temp", ()).await.unwrap(), 42);
-    assert!(matches!(b.call::<i64>("secret", ()).await.unwrap_err(), Error::UnknownFunction { .. }));
-    assert_eq!(a.call::<i64>("secret", ()).await.unwrap(), 1, "the node itself may call it");
+    assert!(matches!(
+        b.call::<i64>("secret", ()).await.unwrap_err(),
+        Error::UnknownFunction { .. }
+    ));
+    assert_eq!(
+        a.call::<i64>("secret", ()).await.unwrap(),
+        1,
+        "the node itself may call it"
+    );
     // Another host: not offered in the catalog at all.
-    let c = local("far").host("h2").seed(a.addr().unwrap()).start().await.unwrap();
+    let c = local("far")
+        .host("h2")
+        .seed(a.addr().unwrap())
+        .start()
+        .await
+        .unwrap();
     assert!(!c.peers()[0].functions.contains(&"local_temp".to_string()));
     a.shutdown().await;
 }
@@ -238,7 +325,11 @@ async fn duplicate_names_fail_node_start_naming_both() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::DuplicateFunction { .. }), "{e}");
-    assert!(e.to_string().starts_with("duplicate function `f`: registered by"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("duplicate function `f`: registered by"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -246,8 +337,14 @@ async fn panics_are_remote_errors_and_the_node_survives() {
     let boom = Function::new("boom", |(): ()| -> i64 { panic!("kaboom") });
     let (a, b) = pair(local("server").function(boom), local("client")).await;
     let e = b.call::<i64>("boom", ()).await.unwrap_err();
-    assert_eq!(e.to_string(), "`boom` failed on node `server`: function panicked: kaboom");
-    assert_eq!(b.call::<String>("echo", ("still here",)).await.unwrap(), "still here");
+    assert_eq!(
+        e.to_string(),
+        "`boom` failed on node `server`: function panicked: kaboom"
+    );
+    assert_eq!(
+        b.call::<String>("echo", ("still here",)).await.unwrap(),
+        "still here"
+    );
     a.shutdown().await;
 }
 

@@ -31,7 +31,8 @@ pub struct CallArgs {
 
 fn encode(v: &Value) -> mpreg::Result<Bytes> {
     let mut buf = Vec::new();
-    rmpv::encode::write_value(&mut buf, v).map_err(|e| Error::Config(format!("cannot encode arguments: {e}")))?;
+    rmpv::encode::write_value(&mut buf, v)
+        .map_err(|e| Error::Config(format!("cannot encode arguments: {e}")))?;
     Ok(Bytes::from(buf))
 }
 
@@ -55,7 +56,10 @@ fn kwargs(pairs: &[String]) -> mpreg::Result<Option<Bytes>> {
 /// Runs the call as a short-lived client: no listener, no built-ins.
 pub async fn run(a: CallArgs) -> mpreg::Result<()> {
     if !(a.timeout.is_finite() && a.timeout > 0.0) {
-        return Err(Error::Config(format!("--timeout {}: must be a positive number of seconds", a.timeout)));
+        return Err(Error::Config(format!(
+            "--timeout {}: must be a positive number of seconds",
+            a.timeout
+        )));
     }
     let mut cfg = a.node.config()?;
     if cfg.seeds.is_empty() {

@@ -50,7 +50,11 @@ pub async fn run(a: ServeArgs) -> mpreg::Result<()> {
     cfg.listen = true;
     let node = mpreg::Node::start(cfg).await?;
     // One machine-readable line on stdout so scripts and tests can find the node.
-    println!("serving {} on {}", node.name(), node.addr().map(|a| a.to_string()).unwrap_or_default());
+    println!(
+        "serving {} on {}",
+        node.name(),
+        node.addr().map(|a| a.to_string()).unwrap_or_default()
+    );
     mpreg::shutdown_signal().await;
     node.shutdown().await;
     Ok(())

@@ -165,7 +165,10 @@ pub fn fit(
     let mut out = Vec::with_capacity(params.len());
     let mut positional = positional.into_iter();
     for p in params {
-        let from_name = named.iter().position(|(k, _)| *k == p.name).map(|i| named.remove(i).1);
+        let from_name = named
+            .iter()
+            .position(|(k, _)| *k == p.name)
+            .map(|i| named.remove(i).1);
         match (positional.next(), from_name) {
             (Some(_), Some(_)) => {
                 return Err(with_sig(Failure::bad_arguments(format!(
@@ -178,7 +181,9 @@ pub fn fit(
         }
     }
     if let Some((k, _)) = named.first() {
-        return Err(with_sig(Failure::bad_arguments(format!("unknown argument `{k}`"))));
+        return Err(with_sig(Failure::bad_arguments(format!(
+            "unknown argument `{k}`"
+        ))));
     }
     let mut buf = Vec::new();
     rmpv::encode::write_value(&mut buf, &Value::Array(out))
@@ -215,7 +220,13 @@ mod tests {
     use super::*;
 
     fn params(names: &[&str]) -> Vec<Param> {
-        names.iter().map(|n| Param { name: n.to_string(), ty: "i64".into() }).collect()
+        names
+            .iter()
+            .map(|n| Param {
+                name: n.to_string(),
+                ty: "i64".into(),
+            })
+            .collect()
     }
     fn enc<T: Serialize>(v: T) -> Vec<u8> {
         rmp_serde::to_vec_named(&v).unwrap()

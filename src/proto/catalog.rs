@@ -41,7 +41,11 @@ pub fn admits(visibility: Visibility, relation: Relation) -> bool {
 pub fn view_for(version: u64, functions: &[FnSpec], relation: Relation) -> CatalogMsg {
     CatalogMsg {
         version,
-        functions: functions.iter().filter(|f| admits(f.visibility, relation)).cloned().collect(),
+        functions: functions
+            .iter()
+            .filter(|f| admits(f.visibility, relation))
+            .cloned()
+            .collect(),
     }
 }
 
@@ -60,7 +64,11 @@ impl PeerCatalog {
             return false;
         }
         self.version = msg.version;
-        self.functions = msg.functions.into_iter().map(|f| (f.name.clone(), f)).collect();
+        self.functions = msg
+            .functions
+            .into_iter()
+            .map(|f| (f.name.clone(), f))
+            .collect();
         true
     }
     /// The peer's description of `fun`, if it serves it.
@@ -107,7 +115,11 @@ pub fn close_names<'a>(wanted: &str, known: impl IntoIterator<Item = &'a str>) -
         .collect();
     scored.sort();
     scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(5).map(|(_, k)| k.to_string()).collect()
+    scored
+        .into_iter()
+        .take(5)
+        .map(|(_, k)| k.to_string())
+        .collect()
 }
 
 #[cfg(test)]
@@ -115,7 +127,12 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, v: Visibility) -> FnSpec {
-        FnSpec { name: name.into(), params: None, resources: vec![], visibility: v }
+        FnSpec {
+            name: name.into(),
+            params: None,
+            resources: vec![],
+            visibility: v,
+        }
     }
 
     #[test]
@@ -134,7 +151,13 @@ mod tests {
             spec("b", Visibility::Host),
             spec("c", Visibility::Node),
         ];
-        let names = |r| view_for(1, &fns, r).functions.into_iter().map(|f| f.name).collect::<Vec<_>>();
+        let names = |r| {
+            view_for(1, &fns, r)
+                .functions
+                .into_iter()
+                .map(|f| f.name)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(Relation::OtherHost), vec!["a"]);
         assert_eq!(names(Relation::SameHost), vec!["a", "b"]);
     }
@@ -142,8 +165,14 @@ mod tests {
     #[test]
     fn older_catalogs_are_ignored() {
         let mut c = PeerCatalog::default();
-        assert!(c.update(CatalogMsg { version: 2, functions: vec![spec("a", Visibility::Network)] }));
-        assert!(!c.update(CatalogMsg { version: 1, functions: vec![] }));
+        assert!(c.update(CatalogMsg {
+            version: 2,
+            functions: vec![spec("a", Visibility::Network)]
+        }));
+        assert!(!c.update(CatalogMsg {
+            version: 1,
+            functions: vec![]
+        }));
         assert!(c.get("a").is_some());
     }
 

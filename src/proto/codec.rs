@@ -67,7 +67,10 @@ impl FrameCodec {
         }
         let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
         if len > self.max_frame {
-            return Err(FrameError::TooLarge { len, max: self.max_frame });
+            return Err(FrameError::TooLarge {
+                len,
+                max: self.max_frame,
+            });
         }
         if buf.len() < HEADER_LEN + len {
             return Ok(None);
@@ -141,7 +144,10 @@ mod tests {
         let mut codec = FrameCodec::new(100);
         let mut buf = BytesMut::from(&[0u8, 0, 1, 0][..]);
         let err = codec.decode(&mut buf).unwrap_err();
-        assert_eq!(err.to_string(), "frame of 256 bytes exceeds the limit of 100 bytes");
+        assert_eq!(
+            err.to_string(),
+            "frame of 256 bytes exceeds the limit of 100 bytes"
+        );
     }
 
     #[test]

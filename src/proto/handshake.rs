@@ -20,8 +20,17 @@ pub enum Side {
 }
 
 /// HMAC proof for `side` over `(dialer_nonce, listener_nonce, cluster)`.
-pub fn proof(secret: &[u8], side: Side, dialer_nonce: &[u8], listener_nonce: &[u8], cluster: &str) -> Vec<u8> {
-    mac(secret, side, dialer_nonce, listener_nonce, cluster).finalize().into_bytes().to_vec()
+pub fn proof(
+    secret: &[u8],
+    side: Side,
+    dialer_nonce: &[u8],
+    listener_nonce: &[u8],
+    cluster: &str,
+) -> Vec<u8> {
+    mac(secret, side, dialer_nonce, listener_nonce, cluster)
+        .finalize()
+        .into_bytes()
+        .to_vec()
 }
 
 /// Checks `candidate` in constant time.
@@ -33,11 +42,14 @@ pub fn verify(
     cluster: &str,
     candidate: &[u8],
 ) -> bool {
-    mac(secret, side, dialer_nonce, listener_nonce, cluster).verify_slice(candidate).is_ok()
+    mac(secret, side, dialer_nonce, listener_nonce, cluster)
+        .verify_slice(candidate)
+        .is_ok()
 }
 
 fn mac(secret: &[u8], side: Side, dn: &[u8], ln: &[u8], cluster: &str) -> Hmac<Sha256> {
-    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("hmac takes any key length");
+    let mut m =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("hmac takes any key length");
     m.update(b"mpreg-v1 ");
     m.update(match side {
         Side::Dialer => b"dialer",
@@ -73,8 +85,12 @@ pub fn check_hello(peer: &Hello, me: &Hello) -> Result<(), String> {
         return Err(format!("node `{m}` connected to itself"));
     }
     match (peer.auth, me.auth) {
-        (true, false) => Err(format!("node `{p}` requires a shared secret but node `{m}` has none")),
-        (false, true) => Err(format!("node `{m}` requires a shared secret but node `{p}` has none")),
+        (true, false) => Err(format!(
+            "node `{p}` requires a shared secret but node `{m}` has none"
+        )),
+        (false, true) => Err(format!(
+            "node `{m}` requires a shared secret but node `{p}` has none"
+        )),
         _ => Ok(()),
     }
 }
@@ -117,11 +133,17 @@ mod tests {
         me.name = "me".into();
         assert!(check_hello(&hello("a", PROTOCOL_VERSION), &me).is_ok());
         let e = check_hello(&hello("b", PROTOCOL_VERSION), &me).unwrap_err();
-        assert_eq!(e, "cluster mismatch: node `n` is in cluster `b`, node `me` is in cluster `a`");
+        assert_eq!(
+            e,
+            "cluster mismatch: node `n` is in cluster `b`, node `me` is in cluster `a`"
+        );
         let e = check_hello(&hello("a", 99), &me).unwrap_err();
         assert!(e.contains("node `n` speaks version 99"), "{e}");
         me.auth = true;
         let e = check_hello(&hello("a", PROTOCOL_VERSION), &me).unwrap_err();
-        assert_eq!(e, "node `me` requires a shared secret but node `n` has none");
+        assert_eq!(
+            e,
+            "node `me` requires a shared secret but node `n` has none"
+        );
     }
 }

@@ -26,9 +26,11 @@ pub fn to_value(j: &Json) -> Value {
         }
         Json::String(s) => Value::from(s.as_str()),
         Json::Array(a) => Value::Array(a.iter().map(to_value).collect()),
-        Json::Object(o) => {
-            Value::Map(o.iter().map(|(k, v)| (Value::from(k.as_str()), to_value(v))).collect())
-        }
+        Json::Object(o) => Value::Map(
+            o.iter()
+                .map(|(k, v)| (Value::from(k.as_str()), to_value(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -56,7 +58,9 @@ pub fn to_json(v: &Value) -> Json {
             m.iter()
                 .map(|(k, v)| {
                     let key = match k {
-                        Value::String(s) if s.is_str() => s.as_str().unwrap_or_default().to_string(),
+                        Value::String(s) if s.is_str() => {
+                            s.as_str().unwrap_or_default().to_string()
+                        }
                         other => to_json(other).to_string(),
                     };
                     (key, to_json(v))
@@ -71,7 +75,9 @@ pub fn to_json(v: &Value) -> Json {
 }
 
 fn float(f: f64) -> Json {
-    serde_json::Number::from_f64(f).map(Json::Number).unwrap_or(Json::Null)
+    serde_json::Number::from_f64(f)
+        .map(Json::Number)
+        .unwrap_or(Json::Null)
 }
 
 /// Parses a command-line argument: JSON if it parses as JSON, else the literal string.
@@ -88,7 +94,10 @@ mod tests {
 
     #[test]
     fn roundtrip_of_plain_json() {
-        let j: Json = serde_json::from_str(r#"{"a":[1,-2,3.5,"x",null,true],"b":{"c":18446744073709551615}}"#).unwrap();
+        let j: Json = serde_json::from_str(
+            r#"{"a":[1,-2,3.5,"x",null,true],"b":{"c":18446744073709551615}}"#,
+        )
+        .unwrap();
         assert_eq!(to_json(&to_value(&j)), j);
     }
 
@@ -102,8 +111,14 @@ mod tests {
 
     #[test]
     fn lossy_cases_are_as_documented() {
-        assert_eq!(to_json(&Value::Binary(vec![1, 2])), serde_json::json!([1, 2]));
-        assert_eq!(to_json(&Value::Map(vec![(1.into(), 2.into())])), serde_json::json!({"1": 2}));
+        assert_eq!(
+            to_json(&Value::Binary(vec![1, 2])),
+            serde_json::json!([1, 2])
+        );
+        assert_eq!(
+            to_json(&Value::Map(vec![(1.into(), 2.into())])),
+            serde_json::json!({"1": 2})
+        );
         assert_eq!(to_json(&Value::F64(f64::NAN)), Json::Null);
     }
 }

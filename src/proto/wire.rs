@@ -157,7 +157,12 @@ pub enum FailureKind {
 
 impl Failure {
     fn of(kind: FailureKind, message: impl Into<String>) -> Self {
-        Failure { kind, message: message.into(), close: Vec::new(), expected: String::new() }
+        Failure {
+            kind,
+            message: message.into(),
+            close: Vec::new(),
+            expected: String::new(),
+        }
     }
     /// The function returned an error with this message.
     pub fn remote(message: impl Into<String>) -> Self {
@@ -211,8 +216,14 @@ mod tests {
             kwargs: None,
             timeout_ms: 30_000,
         }));
-        roundtrip(Frame::Reply(Reply { id: 7, result: Ok(serde_bytes::ByteBuf::from(vec![0xc0])) }));
-        roundtrip(Frame::Reply(Reply { id: 8, result: Err(Failure::busy("full")) }));
+        roundtrip(Frame::Reply(Reply {
+            id: 7,
+            result: Ok(serde_bytes::ByteBuf::from(vec![0xc0])),
+        }));
+        roundtrip(Frame::Reply(Reply {
+            id: 8,
+            result: Err(Failure::busy("full")),
+        }));
         roundtrip(Frame::Ready);
         roundtrip(Frame::Cancel(Cancel { id: 3 }));
     }

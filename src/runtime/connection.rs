@@ -88,7 +88,9 @@ impl Connection {
             closed: CancellationToken::new(),
         });
         shared.tasks.spawn(write_loop(rx, write, conn.clone()));
-        shared.tasks.spawn(read_loop(conn.clone(), frames, shared.clone()));
+        shared
+            .tasks
+            .spawn(read_loop(conn.clone(), frames, shared.clone()));
         conn
     }
 
@@ -106,7 +108,10 @@ impl Connection {
                 return;
             }
             st.closed = Some(reason.into());
-            (std::mem::take(&mut st.pending), std::mem::take(&mut st.served))
+            (
+                std::mem::take(&mut st.pending),
+                std::mem::take(&mut st.served),
+            )
         };
         // Dropping the senders wakes every waiting caller with "node lost".
         drop(pending);
@@ -143,7 +148,11 @@ impl Connection {
             }
             st.pending.insert(id, tx);
         }
-        let mut guard = PendingGuard { conn: self, id, armed: true };
+        let mut guard = PendingGuard {
+            conn: self,
+            id,
+            armed: true,
+        };
         let frame = Frame::Call(Call {
             id,
             fun: fun.to_string(),
@@ -171,12 +180,20 @@ impl Connection {
                 }
             }
             // The guard's drop removes the pending entry and tells the peer to stop.
-            Err(_) => Err(Error::Timeout { fun: fun.into(), node: self.peer.name.clone(), after: timeout }),
+            Err(_) => Err(Error::Timeout {
+                fun: fun.into(),
+                node: self.peer.name.clone(),
+                after: timeout,
+            }),
         }
     }
 
     fn lost(&self, fun: &str, reason: String) -> Error {
-        Error::NodeLost { fun: fun.into(), node: self.peer.name.clone(), reason }
+        Error::NodeLost {
+            fun: fun.into(),
+            node: self.peer.name.clone(),
+            reason,
+        }
     }
 
     /// Completes one of our pending calls with the peer's reply.
@@ -229,7 +246,14 @@ impl Drop for PendingGuard<'_> {
         if !self.armed {
             return;
         }
-        let removed = self.conn.state.lock().unwrap().pending.remove(&self.id).is_some();
+        let removed = self
+            .conn
+            .state
+            .lock()
+            .unwrap()
+            .pending
+            .remove(&self.id)
+            .is_some();
         if removed {
             if let Ok(frame) = encode_frame(&Frame::Cancel(Cancel { id: self.id })) {
                 // Best effort: if the queue is full the callee's own deadline still ends it.
@@ -256,7 +280,9 @@ async fn read_loop(
             Some(Err(e)) => {
                 let reason = e.to_string();
                 tracing::warn!(peer = %conn.peer.name, %reason, "closing connection");
-                if let Ok(f) = encode_frame(&Frame::Refused(Refused { reason: reason.clone() })) {
+                if let Ok(f) = encode_frame(&Frame::Refused(Refused {
+                    reason: reason.clone(),
+                })) {
                     conn.try_send(f);
                 }
                 break Some(reason);
@@ -275,7 +301,11 @@ async fn read_loop(
     shared.remove_connection(&conn);
 }
 
-fn handle(conn: &Arc<Connection>, shared: &Arc<Shared>, frame: Frame) -> std::result::Result<(), String> {
+fn handle(
+    conn: &Arc<Connection>,
+    shared: &Arc<Shared>,
+    frame: Frame,
+) -> std::result::Result<(), String> {
     match frame {
         Frame::Call(call) => dispatch::serve(conn, shared, call),
         Frame::Reply(r) => conn.complete(r.id, r.result.map(|b| Bytes::from(b.into_vec()))),
@@ -284,7 +314,12 @@ fn handle(conn: &Arc<Connection>, shared: &Arc<Shared>, frame: Frame) -> std::re
             conn.catalog.write().unwrap().update(c);
         }
         Frame::Refused(r) => return Err(r.reason),
-        other => return Err(format!("unexpected {} frame after the handshake", frame_name(&other))),
+        other => {
+            return Err(format!(
+                "unexpected {} frame after the handshake",
+                frame_name(&other)
+            ))
+        }
     }
     Ok(())
 }

@@ -36,7 +36,11 @@ pub(crate) async fn maintain(shared: Arc<Shared>, addr: String, first: oneshot::
             }
             Err(e) => {
                 tracing::debug!(%addr, error = %e, "seed unreachable");
-                shared.seed_errors.lock().unwrap().insert(addr.clone(), e.to_string());
+                shared
+                    .seed_errors
+                    .lock()
+                    .unwrap()
+                    .insert(addr.clone(), e.to_string());
                 if let Some(f) = first.take() {
                     let _ = f.send(());
                 }

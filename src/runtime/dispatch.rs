@@ -23,7 +23,11 @@ pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call) {
         Ok(f) => f,
         Err(failure) => return reply_now(conn, id, Err(failure)),
     };
-    let fitted = match args::fit(func.spec.params.as_deref(), &call.args, call.kwargs.as_deref()) {
+    let fitted = match args::fit(
+        func.spec.params.as_deref(),
+        &call.args,
+        call.kwargs.as_deref(),
+    ) {
         Ok(Some(b)) => b,
         Ok(None) => Bytes::from(call.args.clone()),
         Err(f) => return reply_now(conn, id, Err(f)),
@@ -52,9 +56,16 @@ fn admit(conn: &Connection, shared: &Shared, call: &Call) -> Result<Function, Fa
     let relation = Relation::of_peer(&shared.host_id, &conn.peer.host_id);
     let reg = shared.registry.read().unwrap();
     let Some(func) = reg.get(&call.fun) else {
-        let visible = reg.specs().into_iter().filter(|s| admits(s.visibility, relation)).map(|s| s.name);
+        let visible = reg
+            .specs()
+            .into_iter()
+            .filter(|s| admits(s.visibility, relation))
+            .map(|s| s.name);
         let names: Vec<String> = visible.collect();
-        return Err(Failure::unknown_function(&call.fun, close_names(&call.fun, names.iter().map(String::as_str))));
+        return Err(Failure::unknown_function(
+            &call.fun,
+            close_names(&call.fun, names.iter().map(String::as_str)),
+        ));
     };
     if !admits(func.spec.visibility, relation) {
         return Err(Failure::not_visible(format!(
@@ -67,7 +78,12 @@ fn admit(conn: &Connection, shared: &Shared, call: &Call) -> Result<Function, Fa
 
 /// Runs a function body with panic isolation and an optional deadline, completing
 /// bad-argument failures with the expected signature.
-pub(crate) async fn run(func: &Function, args: Bytes, timeout: Option<Duration>, call: &Call) -> HandlerResult {
+pub(crate) async fn run(
+    func: &Function,
+    args: Bytes,
+    timeout: Option<Duration>,
+    call: &Call,
+) -> HandlerResult {
     let handler = func.handler.clone();
     // The handler is called inside the async block so that a panic in a synchronous body
     // is caught by catch_unwind too, not just one raised while polling.
@@ -75,14 +91,22 @@ pub(crate) async fn run(func: &Function, args: Bytes, timeout: Option<Duration>,
     let outcome = match timeout {
         Some(t) => match tokio::time::timeout(t, body).await {
             Ok(r) => r,
-            Err(_) => return Err(Failure::timeout(format!("`{}` did not finish within {t:?}", call.fun))),
+            Err(_) => {
+                return Err(Failure::timeout(format!(
+                    "`{}` did not finish within {t:?}",
+                    call.fun
+                )))
+            }
         },
         None => body.await,
     };
     match outcome {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(f)) => Err(explain(f, &func.spec, call)),
-        Err(panic) => Err(Failure::remote(format!("function panicked: {}", panic_message(&*panic)))),
+        Err(panic) => Err(Failure::remote(format!(
+            "function panicked: {}",
+            panic_message(&*panic)
+        ))),
     }
 }
 
@@ -95,9 +119,15 @@ fn explain(mut f: Failure, spec: &FnSpec, call: &Call) -> Failure {
     f.expected = spec.signature();
     if let Some(params) = &spec.params {
         let missing = args::missing(params, &call.args, call.kwargs.as_deref());
-        if !missing.is_empty() && f.message.contains("nil") || f.message.contains("unit value") && !missing.is_empty() {
+        if !missing.is_empty() && f.message.contains("nil")
+            || f.message.contains("unit value") && !missing.is_empty()
+        {
             let names: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
-            f.message = format!("missing argument{} {}", if names.len() == 1 { "" } else { "s" }, names.join(", "));
+            f.message = format!(
+                "missing argument{} {}",
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            );
         }
     }
     f
@@ -117,7 +147,11 @@ fn reply_frame(id: u64, result: HandlerResult) -> Option<Bytes> {
     let result = result.map(|b| serde_bytes::ByteBuf::from(b.to_vec()));
     match encode_frame(&Frame::Reply(Reply { id, result })) {
         Ok(f) => Some(f),
-        Err(e) => encode_frame(&Frame::Reply(Reply { id, result: Err(Failure::internal(e.to_string())) })).ok(),
+        Err(e) => encode_frame(&Frame::Reply(Reply {
+            id,
+            result: Err(Failure::internal(e.to_string())),
+        }))
+        .ok(),
     }
 }
 

@@ -21,10 +21,10 @@ use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use crate::error::{Error, Result};
+use crate::proto::catalog::Relation;
 use crate::proto::codec::{encode_frame, FrameCodec};
 use crate::proto::handshake::{check_hello, proof, verify, Side, NONCE_LEN};
 use crate::proto::wire::{Auth, CatalogMsg, Frame, Hello, Refused};
-use crate::proto::catalog::Relation;
 use crate::runtime::connection::frame_name;
 use crate::runtime::{Connection, PeerInfo, Shared};
 
@@ -41,13 +41,21 @@ impl Io {
     fn new(shared: &Shared, stream: TcpStream, peer: String) -> Self {
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
-        let frames = FramedRead::with_capacity(r, FrameCodec::new(shared.config.max_frame), 64 * 1024);
-        Io { frames, write: w, peer }
+        let frames =
+            FramedRead::with_capacity(r, FrameCodec::new(shared.config.max_frame), 64 * 1024);
+        Io {
+            frames,
+            write: w,
+            peer,
+        }
     }
 
     async fn send(&mut self, f: &Frame) -> Result<()> {
         let bytes = encode_frame(f).map_err(|e| self.protocol(e.to_string()))?;
-        self.write.write_all(&bytes).await.map_err(|e| Error::io(format!("cannot write to {}", self.peer), e))
+        self.write
+            .write_all(&bytes)
+            .await
+            .map_err(|e| Error::io(format!("cannot write to {}", self.peer), e))
     }
 
     /// Reads the next frame; a bad frame is answered with a refusal before failing.
@@ -64,19 +72,29 @@ impl Io {
     }
 
     async fn refuse(&mut self, reason: &str) {
-        let _ = self.send(&Frame::Refused(Refused { reason: reason.to_string() })).await;
+        let _ = self
+            .send(&Frame::Refused(Refused {
+                reason: reason.to_string(),
+            }))
+            .await;
         let _ = self.write.shutdown().await;
     }
 
     fn protocol(&self, detail: String) -> Error {
-        Error::Protocol { peer: self.peer.clone(), detail }
+        Error::Protocol {
+            peer: self.peer.clone(),
+            detail,
+        }
     }
 
     /// Reads a frame that must be `what`; a refusal from the peer becomes `Error::Refused`.
     async fn expect(&mut self, what: &'static str) -> Result<Frame> {
         let f = self.recv().await?;
         match &f {
-            Frame::Refused(r) => Err(Error::Refused { peer: self.peer.clone(), reason: r.reason.clone() }),
+            Frame::Refused(r) => Err(Error::Refused {
+                peer: self.peer.clone(),
+                reason: r.reason.clone(),
+            }),
             other if frame_name(other) == what => Ok(f),
             other => {
                 let reason = format!("expected a {what} frame, got {}", frame_name(other));
@@ -89,7 +107,10 @@ impl Io {
     /// Refuses with `reason` and returns the matching error.
     async fn refused(&mut self, reason: String) -> Error {
         self.refuse(&reason).await;
-        Error::Refused { peer: self.peer.clone(), reason }
+        Error::Refused {
+            peer: self.peer.clone(),
+            reason,
+        }
     }
 }
 
@@ -146,8 +167,12 @@ fn take_hello(f: Frame) -> Hello {
 /// Connects to `addr` and completes the handshake.
 pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) -> Result<Arc<Connection>> {
     let fut = async {
-        let stream = TcpStream::connect(addr).await.map_err(|e| Error::io(format!("cannot connect to {addr}"), e))?;
-        let remote = stream.peer_addr().map_err(|e| Error::io(format!("cannot connect to {addr}"), e))?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| Error::io(format!("cannot connect to {addr}"), e))?;
+        let remote = stream
+            .peer_addr()
+            .map_err(|e| Error::io(format!("cannot connect to {addr}"), e))?;
         let mut io = Io::new(shared, stream, addr.to_string());
         let dn = nonce();
         let mine = my_hello(shared, dn.clone(), None);
@@ -158,9 +183,13 @@ pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) -> Result<Arc<Connect
             return Err(io.refused(reason).await);
         }
         if let Some(secret) = &shared.secret {
-            let ok = peer.proof.as_deref().is_some_and(|p| verify(secret, Side::Listener, &dn, &peer.nonce, &shared.cluster, p));
+            let ok = peer.proof.as_deref().is_some_and(|p| {
+                verify(secret, Side::Listener, &dn, &peer.nonce, &shared.cluster, p)
+            });
             if !ok {
-                let reason = "wrong shared secret: the peer's proof does not match this node's secret".to_string();
+                let reason =
+                    "wrong shared secret: the peer's proof does not match this node's secret"
+                        .to_string();
                 tracing::warn!(%addr, %reason, "refusing peer");
                 return Err(io.refused(reason).await);
             }
@@ -170,22 +199,38 @@ pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) -> Result<Arc<Connect
         }
         let catalog = take_catalog(io.expect("catalog").await?);
         io.send(&catalog_for(shared, &peer)).await?;
-        Ok(Connection::start(shared, peer_info(&peer, remote), catalog, io.frames, io.write))
+        Ok(Connection::start(
+            shared,
+            peer_info(&peer, remote),
+            catalog,
+            io.frames,
+            io.write,
+        ))
     };
     let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
         .await
-        .map_err(|_| Error::Protocol { peer: addr.into(), detail: format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}") })??;
+        .map_err(|_| Error::Protocol {
+            peer: addr.into(),
+            detail: format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}"),
+        })??;
     shared.add_connection(&conn);
     Ok(conn)
 }
 
 /// Completes the listener side of the handshake on an accepted stream.
-pub(crate) async fn accept(shared: &Arc<Shared>, stream: TcpStream, remote: SocketAddr) -> Result<Arc<Connection>> {
+pub(crate) async fn accept(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+) -> Result<Arc<Connection>> {
     let fut = async {
         let mut io = Io::new(shared, stream, remote.to_string());
         let peer = take_hello(io.expect("hello").await?);
         let ln = nonce();
-        let p = shared.secret.as_ref().map(|s| proof(s, Side::Listener, &peer.nonce, &ln, &shared.cluster));
+        let p = shared
+            .secret
+            .as_ref()
+            .map(|s| proof(s, Side::Listener, &peer.nonce, &ln, &shared.cluster));
         let mine = my_hello(shared, ln.clone(), p);
         if let Err(reason) = check_hello(&peer, &mine) {
             tracing::warn!(%remote, %reason, "refusing peer");
@@ -197,8 +242,17 @@ pub(crate) async fn accept(shared: &Arc<Shared>, stream: TcpStream, remote: Sock
                 Frame::Auth(a) => a,
                 _ => unreachable!("expect() checked the kind"),
             };
-            if !verify(secret, Side::Dialer, &peer.nonce, &ln, &shared.cluster, &auth.proof) {
-                let reason = "wrong shared secret: the peer's proof does not match this node's secret".to_string();
+            if !verify(
+                secret,
+                Side::Dialer,
+                &peer.nonce,
+                &ln,
+                &shared.cluster,
+                &auth.proof,
+            ) {
+                let reason =
+                    "wrong shared secret: the peer's proof does not match this node's secret"
+                        .to_string();
                 tracing::warn!(%remote, %reason, "refusing peer");
                 return Err(io.refused(reason).await);
             }
@@ -206,11 +260,20 @@ pub(crate) async fn accept(shared: &Arc<Shared>, stream: TcpStream, remote: Sock
         }
         io.send(&catalog_for(shared, &peer)).await?;
         let catalog = take_catalog(io.expect("catalog").await?);
-        Ok(Connection::start(shared, peer_info(&peer, remote), catalog, io.frames, io.write))
+        Ok(Connection::start(
+            shared,
+            peer_info(&peer, remote),
+            catalog,
+            io.frames,
+            io.write,
+        ))
     };
     let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
         .await
-        .map_err(|_| Error::Protocol { peer: remote.to_string(), detail: format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}") })??;
+        .map_err(|_| Error::Protocol {
+            peer: remote.to_string(),
+            detail: format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}"),
+        })??;
     shared.add_connection(&conn);
     Ok(conn)
 }

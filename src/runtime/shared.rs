@@ -85,7 +85,12 @@ impl Shared {
             return;
         }
         tracing::info!(peer = %conn.peer.name, addr = %conn.peer.addr, "connected");
-        self.peers.write().unwrap().entry(conn.peer.id).or_default().push(conn.clone());
+        self.peers
+            .write()
+            .unwrap()
+            .entry(conn.peer.id)
+            .or_default()
+            .push(conn.clone());
     }
 
     pub(crate) fn remove_connection(&self, conn: &Arc<Connection>) {
@@ -101,7 +106,12 @@ impl Shared {
 
     /// Every live connection (the first per peer).
     pub(crate) fn connections(&self) -> Vec<Arc<Connection>> {
-        self.peers.read().unwrap().values().filter_map(|l| l.first().cloned()).collect()
+        self.peers
+            .read()
+            .unwrap()
+            .values()
+            .filter_map(|l| l.first().cloned())
+            .collect()
     }
 
     /// Sends every peer its view of our catalog after a change.

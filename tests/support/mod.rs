@@ -11,7 +11,10 @@ use mpreg::{Node, NodeBuilder};
 
 /// A node builder confined to loopback on a free port.
 pub fn local(name: &str) -> NodeBuilder {
-    Node::builder().name(name).bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).port(0)
+    Node::builder()
+        .name(name)
+        .bind(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .port(0)
 }
 
 /// Two connected nodes: `b` dialed `a`.
@@ -27,14 +30,21 @@ pub async fn pair(a: NodeBuilder, b: NodeBuilder) -> (Node, Node) {
 pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < limit, "condition not met within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
 /// A free TCP port on loopback (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Path of a binary built by cargo for this test run: the `mpreg` binary or an example.
@@ -48,7 +58,11 @@ pub fn built(name: &str) -> PathBuf {
     p.pop();
     p.push("examples");
     p.push(name);
-    assert!(p.exists(), "example binary {} not built (cargo test builds examples)", p.display());
+    assert!(
+        p.exists(),
+        "example binary {} not built (cargo test builds examples)",
+        p.display()
+    );
     p
 }
 
@@ -85,7 +99,10 @@ impl Proc {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let start = Instant::now();
         while std::net::TcpStream::connect(addr).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(20), "{bin} did not start listening on {addr}");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{bin} did not start listening on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         Proc { child, addr }
@@ -100,5 +117,9 @@ pub fn mpreg(args: &[&str]) -> (bool, String, String) {
         .env_remove("MPREG_CLUSTER")
         .output()
         .expect("run mpreg");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_string(), String::from_utf8_lossy(&out.stderr).trim().to_string())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
 }
