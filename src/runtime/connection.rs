@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::proto::catalog::PeerCatalog;
 use crate::proto::codec::{encode_frame, FrameCodec};
-use crate::proto::wire::{Call, Cancel, CatalogMsg, Failure, Frame, Refused};
+use crate::proto::wire::{Call, Cancel, CatalogMsg, Failure, FailureKind, Frame, Refused};
 use crate::runtime::{dispatch, Shared};
 
 /// Frames queued for the writer before senders wait: bounds memory per connection.
@@ -175,6 +175,9 @@ impl Connection {
                 guard.armed = false;
                 match reply {
                     Ok(Ok(bytes)) => Ok(bytes),
+                    Ok(Err(failure)) if failure.kind == FailureKind::Timeout => {
+                        Err(Error::Timeout { fun: fun.into(), node: self.peer.name.clone(), after: timeout })
+                    }
                     Ok(Err(failure)) => Err(Error::from_failure(failure, fun, &self.peer.name)),
                     Err(_) => Err(self.lost(fun, self.close_reason().unwrap_or_default())),
                 }
