@@ -317,7 +317,8 @@ impl Function {
 pub fn fallible<T: Serialize, E: fmt::Display>(r: Result<T, E>) -> HandlerResult {
     match r {
         Ok(v) => encode_value(&v),
-        Err(e) => Err(Failure::remote(e.to_string())),
+        // `{:#}` keeps anyhow's cause chain and is plain `Display` for other types.
+        Err(e) => Err(Failure::remote(format!("{e:#}"))),
     }
 }
 

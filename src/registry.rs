@@ -2,6 +2,7 @@
 //! every change so peers can tell a stale catalog copy.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::function::{FnEntry, FnSpec, Function};
@@ -9,7 +10,8 @@ use crate::function::{FnEntry, FnSpec, Function};
 /// Functions served by this node.
 #[derive(Debug, Default)]
 pub struct Registry {
-    functions: HashMap<String, Function>,
+    /// Shared so that serving a call clones a pointer, not the description.
+    functions: HashMap<String, Arc<Function>>,
     version: u64,
 }
 
@@ -36,7 +38,7 @@ impl Registry {
                 second: f.origin.clone(),
             });
         }
-        self.functions.insert(f.spec.name.clone(), f);
+        self.functions.insert(f.spec.name.clone(), Arc::new(f));
         self.version += 1;
         Ok(())
     }
@@ -51,7 +53,7 @@ impl Registry {
     }
 
     /// The function called `name`.
-    pub fn get(&self, name: &str) -> Option<&Function> {
+    pub fn get(&self, name: &str) -> Option<&Arc<Function>> {
         self.functions.get(name)
     }
 

@@ -16,10 +16,17 @@ mod second {
 
 #[tokio::test]
 async fn duplicate_link_time_names_fail_start_naming_both() {
-    let e = mpreg::Node::builder().listen(false).start().await.unwrap_err();
+    let e = mpreg::Node::builder()
+        .listen(false)
+        .start()
+        .await
+        .unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, mpreg::Error::DuplicateFunction { .. }), "{msg}");
-    assert!(msg.starts_with("duplicate function `twin`: registered by duplicate::first"), "{msg}");
+    assert!(
+        msg.starts_with("duplicate function `twin`: registered by duplicate::first"),
+        "{msg}"
+    );
     assert!(msg.contains("and by duplicate::second"), "{msg}");
     assert!(msg.contains("tests/duplicate.rs:"), "{msg}");
 }

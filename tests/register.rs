@@ -27,7 +27,11 @@ async fn train_model(model: String, epochs: u32) -> Result<Stats, String> {
         return Err(format!("cannot train {model} for 0 epochs"));
     }
     tokio::time::sleep(Duration::from_millis(1)).await;
-    Ok(Stats { model, epochs, accuracy: 0.9 })
+    Ok(Stats {
+        model,
+        epochs,
+        accuracy: 0.9,
+    })
 }
 
 #[mpreg::register]
@@ -59,18 +63,49 @@ async fn macro_functions_are_served_with_their_options() {
     // asking the server node itself for a catalog-visible answer.
     let r = a.request("add").args((1, 2)).send::<i64>().await.unwrap();
     assert_eq!((r.value, r.node.as_str()), (3, "server"));
-    let s: Stats = a.call("train", BTreeMap::from([("epochs", mpreg::Value::from(3)), ("model", "m".into())])).await.unwrap();
-    assert_eq!(s, Stats { model: "m".into(), epochs: 3, accuracy: 0.9 });
+    let s: Stats = a
+        .call(
+            "train",
+            BTreeMap::from([("epochs", mpreg::Value::from(3)), ("model", "m".into())]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s,
+        Stats {
+            model: "m".into(),
+            epochs: 3,
+            accuracy: 0.9
+        }
+    );
     let e = a.call::<Stats>("train", ("m", 0)).await.unwrap_err();
-    assert_eq!(e.to_string(), "`train` failed on node `server`: cannot train m for 0 epochs");
-    assert_eq!(a.call::<String>("greet", ("ann",)).await.unwrap(), "hello, ann");
-    assert_eq!(a.call::<String>("greet", ("ann", "hi")).await.unwrap(), "hi, ann");
+    assert_eq!(
+        e.to_string(),
+        "`train` failed on node `server`: cannot train m for 0 epochs"
+    );
+    assert_eq!(
+        a.call::<String>("greet", ("ann",)).await.unwrap(),
+        "hello, ann"
+    );
+    assert_eq!(
+        a.call::<String>("greet", ("ann", "hi")).await.unwrap(),
+        "hi, ann"
+    );
     assert_eq!(a.call::<u8>("nothing", ()).await.unwrap(), 7);
     assert_eq!(a.call::<u64>("crunch", (10,)).await.unwrap(), 55);
     let e = a.call::<i64>("add", ("x",)).await.unwrap_err();
-    assert!(matches!(&e, Error::BadArguments { expected, .. } if expected == "(a: i64, b: i64)"), "{e}");
-    let e = a.call::<Stats>("train", BTreeMap::from([("model", "m")])).await.unwrap_err();
-    assert_eq!(e.to_string(), "bad arguments for `train(model: String, epochs: u32)`: missing argument `epochs`");
+    assert!(
+        matches!(&e, Error::BadArguments { expected, .. } if expected == "(a: i64, b: i64)"),
+        "{e}"
+    );
+    let e = a
+        .call::<Stats>("train", BTreeMap::from([("model", "m")]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "bad arguments for `train(model: String, epochs: u32)`: missing argument `epochs`"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -78,10 +113,18 @@ async fn macro_functions_are_served_with_their_options() {
 #[tokio::test]
 async fn macro_options_reach_the_catalog() {
     let node = local("solo").start().await.unwrap();
-    let peer = local("peer").host("elsewhere").seed(node.addr().unwrap()).start().await.unwrap();
+    let peer = local("peer")
+        .host("elsewhere")
+        .seed(node.addr().unwrap())
+        .start()
+        .await
+        .unwrap();
     let offered = &peer.peers()[0].functions;
     assert!(offered.contains(&"train".to_string()));
-    assert!(!offered.contains(&"host_only".to_string()), "host-visible functions are not offered to other hosts");
+    assert!(
+        !offered.contains(&"host_only".to_string()),
+        "host-visible functions are not offered to other hosts"
+    );
     let _ = Visibility::Host;
     node.shutdown().await;
     peer.shutdown().await;

@@ -482,7 +482,21 @@ enum Position {
 /// Records an error for each part of `ty` a registered function cannot use.
 fn check_type(ty: &Type, position: Position, errors: &mut Errors) {
     for part in unsupported_parts(ty) {
+        // A result may borrow from 'static data (`-> &'static str`, `Err("bad input")`):
+        // it outlives the call, so encoding it afterwards is fine.
+        if matches!(position, Position::Return) && is_static(&part) {
+            continue;
+        }
         errors.push(unsupported_error(&part, position));
+    }
+}
+
+/// Whether an unsupported part only borrows `'static` data.
+fn is_static(part: &Unsupported<'_>) -> bool {
+    match part {
+        Unsupported::Reference(r) => r.lifetime.as_ref().is_some_and(|l| l.ident == "static"),
+        Unsupported::Lifetime(l) => l.ident == "static",
+        _ => false,
     }
 }
 
@@ -495,7 +509,7 @@ fn unsupported_error(part: &Unsupported<'_>, position: Position) -> syn::Error {
         }
         Position::Return => {
             "#[mpreg::register] functions must return owned types: the result is encoded after \
-             the call and cannot borrow"
+             the call and cannot borrow (except from `'static` data)"
         }
     };
     match part {
@@ -697,19 +711,28 @@ mod tests {
         let errors = registration_errors(
             quote!(bogus),
             quote!(
-                unsafe extern "C" fn f<T>(
-                    (a, b): (u8, u8),
-                    s: &str,
-                    t: impl Into<T>,
-                ) -> &'static str
+                unsafe extern "C" fn f<T>((a, b): (u8, u8), s: &str, t: impl Into<T>) -> &'a str
                 where
                     T: Clone,
                 {
                 }
             ),
         );
-        // unknown option, unsafe, abi, generics, where, pattern, &str, impl Trait, return &str
+        // unknown option, unsafe, abi, generics, where, pattern, &str, impl Trait, return &'a str
         assert_eq!(errors.len(), 9, "{errors:#?}");
+    }
+
+    #[test]
+    fn static_references_may_be_returned() {
+        assert!(registration(
+            quote!(),
+            quote!(
+                fn f() -> Result<&'static str, &'static str> {
+                    Ok("x")
+                }
+            )
+        )
+        .is_ok());
     }
 
     #[test]

@@ -176,7 +176,11 @@ impl Connection {
                 match reply {
                     Ok(Ok(bytes)) => Ok(bytes),
                     Ok(Err(failure)) if failure.kind == FailureKind::Timeout => {
-                        Err(Error::Timeout { fun: fun.into(), node: self.peer.name.clone(), after: timeout })
+                        Err(Error::Timeout {
+                            fun: fun.into(),
+                            node: self.peer.name.clone(),
+                            after: timeout,
+                        })
                     }
                     Ok(Err(failure)) => Err(Error::from_failure(failure, fun, &self.peer.name)),
                     Err(_) => Err(self.lost(fun, self.close_reason().unwrap_or_default())),

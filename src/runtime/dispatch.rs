@@ -52,7 +52,7 @@ pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call) {
 }
 
 /// Looks the function up and checks that this caller may use it.
-fn admit(conn: &Connection, shared: &Shared, call: &Call) -> Result<Function, Failure> {
+fn admit(conn: &Connection, shared: &Shared, call: &Call) -> Result<Arc<Function>, Failure> {
     let relation = Relation::of_peer(&shared.host_id, &conn.peer.host_id);
     let reg = shared.registry.read().unwrap();
     let Some(func) = reg.get(&call.fun) else {
