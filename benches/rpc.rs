@@ -13,9 +13,14 @@
 //!
 //! Each scenario warms up for 1 s, then runs closed-loop for `MPREG_BENCH_SECS` seconds
 //! (default 3, fractions allowed). Latency is per call, from just before sending to the
-//! decoded reply; percentiles come from sorting every recorded duration. The client uses a
-//! 2-worker multi-thread tokio runtime, or a current-thread one with
-//! `MPREG_BENCH_CLIENT_RT=current`; servers always use 2 workers.
+//! decoded reply; percentiles come from sorting every recorded duration. Scenarios 2 and 4
+//! are measured in ten slices alternating with their raw TCP baselines (1 and 3), so that
+//! load from other programs on a shared machine skews both sides alike; scenario 5 is
+//! compared with the last pipelined raw TCP row.
+//!
+//! Scenarios 1-4 run twice: with a 2-worker multi-thread client runtime, then with a
+//! current-thread one (`MPREG_BENCH_CLIENT_RT=multi` or `=current` runs only one); the
+//! client processes of scenario 5 use the last of these. Servers always use 2 workers.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -39,7 +44,7 @@ const PORT_VAR: &str = "MPREG_BENCH_PORT";
 const IN_FLIGHT_VAR: &str = "MPREG_BENCH_IN_FLIGHT";
 /// Measured seconds per scenario.
 const SECS_VAR: &str = "MPREG_BENCH_SECS";
-/// Client runtime flavor: `multi` (default) or `current`.
+/// Client runtimes to measure: `both` (default), `multi` or `current`.
 const CLIENT_RT_VAR: &str = "MPREG_BENCH_CLIENT_RT";
 
 const PAYLOAD: usize = 64;
@@ -47,6 +52,8 @@ const HEADER: usize = 4;
 const PIPELINE: usize = 256;
 const CLIENT_PROCS: usize = 4;
 const WARMUP: Duration = Duration::from_secs(1);
+/// Alternating slices per compared pair (see `compare`).
+const SLICES: u32 = 10;
 const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 /// p50 ratio at or below which mpreg (1 in flight) meets its latency target.
@@ -74,11 +81,22 @@ enum Flavor {
     Current,
 }
 
+impl Flavor {
+    /// Name in `MPREG_BENCH_CLIENT_RT` and in the table.
+    fn name(self) -> &'static str {
+        match self {
+            Flavor::Multi => "multi",
+            Flavor::Current => "current",
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Settings {
     run: Duration,
     warmup: Duration,
-    client: Flavor,
+    /// Client runtimes to measure, in order.
+    clients: &'static [Flavor],
 }
 
 impl Settings {
@@ -90,16 +108,19 @@ impl Settings {
             Err(_) => 3.0,
         };
         let run = Duration::from_secs_f64(secs);
-        let client = match std::env::var(CLIENT_RT_VAR).as_deref() {
-            Err(_) | Ok("multi") => Flavor::Multi,
-            Ok("current") => Flavor::Current,
-            Ok(other) => panic!("{CLIENT_RT_VAR} must be `multi` or `current`, not `{other}`"),
+        let clients: &[Flavor] = match std::env::var(CLIENT_RT_VAR).as_deref() {
+            Err(_) | Ok("both") => &[Flavor::Multi, Flavor::Current],
+            Ok("multi") => &[Flavor::Multi],
+            Ok("current") => &[Flavor::Current],
+            Ok(other) => {
+                panic!("{CLIENT_RT_VAR} must be `both`, `multi` or `current`, not `{other}`")
+            }
         };
         // Short runs (for trying the bench out) get an equally short warm-up.
         Settings {
             run,
             warmup: WARMUP.min(run),
-            client,
+            clients,
         }
     }
 }
@@ -120,12 +141,20 @@ fn runtime(flavor: Flavor) -> Runtime {
 }
 
 /// Per-call latencies and the wall time over which they were collected.
+#[derive(Default)]
 struct Samples {
     nanos: Vec<u64>,
     wall: Duration,
 }
 
 impl Samples {
+    /// Adds a run that followed this one.
+    fn append(&mut self, later: Samples) {
+        self.nanos.extend(later.nanos);
+        self.wall += later.wall;
+    }
+
+    /// Combines runs that overlapped in time.
     fn merge(parts: Vec<Samples>) -> Samples {
         let wall = parts.iter().map(|s| s.wall).max().unwrap_or_default();
         Samples {
@@ -488,7 +517,7 @@ fn mpreg_client_process() {
     let settings = Settings::from_env();
     let port: u16 = env_number(PORT_VAR);
     let in_flight: usize = env_number(IN_FLIGHT_VAR);
-    let rt = runtime(settings.client);
+    let rt = runtime(settings.clients[0]);
     let node = rt.block_on(mpreg_connect(port));
     rt.block_on(mpreg_load(&node, in_flight, settings.warmup));
     println!("ready");
@@ -528,49 +557,94 @@ fn parse_samples(bytes: &[u8]) -> Samples {
 // Scenarios
 // ---------------------------------------------------------------------------------------
 
-fn scenario_tcp_ping_pong(rt: &Runtime, s: Settings, port: u16) -> Stats {
+/// One kind of load, keeping its connection between slices.
+enum Probe {
+    TcpPingPong(TcpStream),
+    TcpPipelined { port: u16, window: usize },
+    Mpreg { node: mpreg::Node, in_flight: usize },
+}
+
+impl Probe {
+    async fn run(&mut self, d: Duration) -> Samples {
+        match self {
+            Probe::TcpPingPong(sock) => tcp_ping_pong(sock, d).await,
+            // Each run ends its connection with a half-close, so each run opens a new one.
+            Probe::TcpPipelined { port, window } => tcp_pipelined(*port, *window, d).await,
+            Probe::Mpreg { node, in_flight } => mpreg_load(node, *in_flight, d).await,
+        }
+    }
+
+    async fn close(self) {
+        if let Probe::Mpreg { node, .. } = self {
+            node.shutdown().await;
+        }
+    }
+}
+
+/// Measures `raw` and `mp` in alternating slices rather than one after the other, so that
+/// background load on a shared machine hits both alike and the ratio stays meaningful.
+async fn compare(s: Settings, mut raw: Probe, mut mp: Probe) -> (Stats, Stats) {
+    raw.run(s.warmup).await;
+    mp.run(s.warmup).await;
+    let slice = s.run / SLICES;
+    let (mut raw_samples, mut mp_samples) = (Samples::default(), Samples::default());
+    for _ in 0..SLICES {
+        raw_samples.append(raw.run(slice).await);
+        mp_samples.append(mp.run(slice).await);
+    }
+    raw.close().await;
+    mp.close().await;
+    (raw_samples.stats(), mp_samples.stats())
+}
+
+/// Scenarios 1 and 2: one request or call at a time.
+fn scenario_one_in_flight(
+    rt: &Runtime,
+    s: Settings,
+    tcp_port: u16,
+    mpreg_port: u16,
+) -> (Stats, Stats) {
     rt.block_on(async {
-        let mut sock = tcp_connect(port).await;
-        tcp_ping_pong(&mut sock, s.warmup).await;
-        tcp_ping_pong(&mut sock, s.run).await.stats()
+        let raw = Probe::TcpPingPong(tcp_connect(tcp_port).await);
+        let node = mpreg_connect(mpreg_port).await;
+        compare(s, raw, Probe::Mpreg { node, in_flight: 1 }).await
     })
 }
 
-fn scenario_tcp_pipelined(rt: &Runtime, s: Settings, port: u16) -> Stats {
+/// Scenarios 3 and 4: `PIPELINE` requests or calls in flight on one connection.
+fn scenario_pipelined(rt: &Runtime, s: Settings, tcp_port: u16, mpreg_port: u16) -> (Stats, Stats) {
     rt.block_on(async {
-        // The half-close that ends a run ends its connection too: warm up on another one.
-        tcp_pipelined(port, PIPELINE, s.warmup).await;
-        tcp_pipelined(port, PIPELINE, s.run).await.stats()
-    })
-}
-
-/// Calls are spawned as tasks, so the caller code runs on the runtime's workers.
-fn scenario_mpreg(rt: &Runtime, s: Settings, port: u16, in_flight: usize) -> Stats {
-    rt.block_on(async {
-        let node = mpreg_connect(port).await;
-        mpreg_load(&node, in_flight, s.warmup).await;
-        let samples = mpreg_load(&node, in_flight, s.run).await;
-        node.shutdown().await;
-        samples.stats()
+        let raw = Probe::TcpPipelined {
+            port: tcp_port,
+            window: PIPELINE,
+        };
+        let node = mpreg_connect(mpreg_port).await;
+        compare(
+            s,
+            raw,
+            Probe::Mpreg {
+                node,
+                in_flight: PIPELINE,
+            },
+        )
+        .await
     })
 }
 
 /// Starts every client process, lets them all warm up, then starts their measured runs
 /// together so that the runs overlap.
-fn scenario_mpreg_processes(s: Settings, port: u16, procs: usize, in_flight: usize) -> Stats {
+fn scenario_mpreg_processes(
+    s: Settings,
+    client: Flavor,
+    port: u16,
+    procs: usize,
+    in_flight: usize,
+) -> Stats {
     let env = [
         (PORT_VAR, port.to_string()),
         (IN_FLIGHT_VAR, in_flight.to_string()),
         (SECS_VAR, s.run.as_secs_f64().to_string()),
-        (
-            CLIENT_RT_VAR,
-            if s.client == Flavor::Multi {
-                "multi"
-            } else {
-                "current"
-            }
-            .to_string(),
-        ),
+        (CLIENT_RT_VAR, client.name().to_string()),
     ];
     let mut clients: Vec<ChildProc> = (0..procs)
         .map(|_| ChildProc::spawn("mpreg-client", &env))
@@ -592,67 +666,92 @@ fn scenario_mpreg_processes(s: Settings, port: u16, procs: usize, in_flight: usi
 
 struct Row {
     name: &'static str,
+    client: Flavor,
     in_flight: String,
     stats: Stats,
     /// The raw TCP row this one is compared with.
     baseline: Option<Stats>,
 }
 
+impl Row {
+    fn raw(name: &'static str, client: Flavor, in_flight: usize, stats: Stats) -> Row {
+        let in_flight = in_flight.to_string();
+        Row {
+            name,
+            client,
+            in_flight,
+            stats,
+            baseline: None,
+        }
+    }
+
+    fn mpreg(client: Flavor, in_flight: usize, stats: Stats, baseline: Stats) -> Row {
+        let in_flight = in_flight.to_string();
+        Row {
+            name: "mpreg echo",
+            client,
+            in_flight,
+            stats,
+            baseline: Some(baseline),
+        }
+    }
+}
+
+/// What the targets are judged on, for one client runtime.
+struct TargetInputs {
+    client: Flavor,
+    raw_p50_us: f64,
+    mpreg_p50_us: f64,
+    mpreg_pipelined: f64,
+}
+
 fn run_benchmarks() {
     let s = Settings::from_env();
-    let rt = runtime(s.client);
     let mut tcp = ChildProc::spawn("tcp-server", &[]);
     let mut mpreg = ChildProc::spawn("mpreg-server", &[]);
     let (tcp_port, mpreg_port) = (tcp.port(), mpreg.port());
+    let progress = |what: &str, client: Flavor| {
+        eprintln!("running {what} ({} client runtime) ...", client.name())
+    };
 
-    let progress = |name: &str| eprintln!("running {name} ...");
-    progress("raw TCP ping-pong");
-    let raw1 = scenario_tcp_ping_pong(&rt, s, tcp_port);
-    progress("mpreg echo, 1 in flight");
-    let mp1 = scenario_mpreg(&rt, s, mpreg_port, 1);
-    progress("raw TCP pipelined");
-    let raw_many = scenario_tcp_pipelined(&rt, s, tcp_port);
-    progress("mpreg echo, 256 in flight");
-    let mp_many = scenario_mpreg(&rt, s, mpreg_port, PIPELINE);
-    progress("mpreg echo, 4 processes");
+    let (mut rows, mut targets) = (Vec::new(), Vec::new());
+    let mut raw_pipelined = None;
+    for &client in s.clients {
+        let rt = runtime(client);
+        progress("raw TCP ping-pong vs mpreg echo, 1 in flight", client);
+        let (raw1, mp1) = scenario_one_in_flight(&rt, s, tcp_port, mpreg_port);
+        progress("raw TCP pipelined vs mpreg echo, 256 in flight", client);
+        let (raw_many, mp_many) = scenario_pipelined(&rt, s, tcp_port, mpreg_port);
+        rows.push(Row::raw("raw TCP ping-pong", client, 1, raw1));
+        rows.push(Row::mpreg(client, 1, mp1, raw1));
+        rows.push(Row::raw("raw TCP pipelined", client, PIPELINE, raw_many));
+        rows.push(Row::mpreg(client, PIPELINE, mp_many, raw_many));
+        targets.push(TargetInputs {
+            client,
+            raw_p50_us: raw1.p50_us,
+            mpreg_p50_us: mp1.p50_us,
+            mpreg_pipelined: mp_many.calls_per_sec,
+        });
+        raw_pipelined = Some(raw_many);
+    }
+
+    // With several processes the processes are the parallelism: the last runtime listed
+    // (current-thread by default) suits each of them best.
+    let client = *s.clients.last().expect("at least one client runtime");
+    progress("mpreg echo, 4 client processes", client);
     let per_proc = PIPELINE / CLIENT_PROCS;
-    let mp_procs = scenario_mpreg_processes(s, mpreg_port, CLIENT_PROCS, per_proc);
+    let mp_procs = scenario_mpreg_processes(s, client, mpreg_port, CLIENT_PROCS, per_proc);
+    rows.push(Row {
+        name: "mpreg echo, 4 processes",
+        client,
+        in_flight: format!("{CLIENT_PROCS}x{per_proc}"),
+        stats: mp_procs,
+        baseline: raw_pipelined,
+    });
     drop((tcp, mpreg));
 
-    let rows = [
-        Row {
-            name: "raw TCP ping-pong",
-            in_flight: "1".into(),
-            stats: raw1,
-            baseline: None,
-        },
-        Row {
-            name: "mpreg echo",
-            in_flight: "1".into(),
-            stats: mp1,
-            baseline: Some(raw1),
-        },
-        Row {
-            name: "raw TCP pipelined",
-            in_flight: PIPELINE.to_string(),
-            stats: raw_many,
-            baseline: None,
-        },
-        Row {
-            name: "mpreg echo",
-            in_flight: PIPELINE.to_string(),
-            stats: mp_many,
-            baseline: Some(raw_many),
-        },
-        Row {
-            name: "mpreg echo, 4 processes",
-            in_flight: format!("{CLIENT_PROCS}x{per_proc}"),
-            stats: mp_procs,
-            baseline: Some(raw_many),
-        },
-    ];
     print_table(s, &rows);
-    print_targets(raw1, mp1, mp_many);
+    print_targets(&targets);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -660,19 +759,15 @@ fn run_benchmarks() {
 // ---------------------------------------------------------------------------------------
 
 fn print_table(s: Settings, rows: &[Row]) {
-    let rt = if s.client == Flavor::Multi {
-        "2-worker multi-thread"
-    } else {
-        "current-thread"
-    };
     println!();
     println!(
-        "mpreg rpc benchmark — {PAYLOAD} B payload, loopback, server in a separate process, {} s per row, {rt} client runtime",
+        "mpreg rpc benchmark — {PAYLOAD} B payload, loopback, server in a separate process, {} s per row",
         s.run.as_secs_f64()
     );
+    println!("client runtime: multi = 2-worker multi-thread, current = current-thread; servers: 2-worker multi-thread");
     println!(
-        "{:<26}{:>10}{:>12}{:>10}{:>10}   vs raw TCP (p50 / throughput)",
-        "scenario", "in flight", "calls/s", "p50 µs", "p99 µs"
+        "{:<26}{:>8}{:>11}{:>12}{:>10}{:>10}   vs raw TCP (p50 / throughput)",
+        "scenario", "client", "in flight", "calls/s", "p50 µs", "p99 µs"
     );
     for r in rows {
         let vs = r.baseline.map_or(String::new(), |b| {
@@ -683,8 +778,9 @@ fn print_table(s: Settings, rows: &[Row]) {
             )
         });
         println!(
-            "{:<26}{:>10}{:>12}{:>10.1}{:>10.1}   {vs}",
+            "{:<26}{:>8}{:>11}{:>12}{:>10.1}{:>10.1}   {vs}",
             r.name,
+            r.client.name(),
             r.in_flight,
             thousands(r.stats.calls_per_sec),
             r.stats.p50_us,
@@ -693,19 +789,40 @@ fn print_table(s: Settings, rows: &[Row]) {
     }
 }
 
-fn print_targets(raw1: Stats, mp1: Stats, mp_many: Stats) {
+fn print_targets(targets: &[TargetInputs]) {
     let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
-    let ratio = mp1.p50_us / raw1.p50_us;
+    let latency: Vec<String> = targets
+        .iter()
+        .map(|t| {
+            let ratio = t.mpreg_p50_us / t.raw_p50_us;
+            format!(
+                "{} {} ({ratio:.2}x)",
+                t.client.name(),
+                verdict(ratio <= TARGET_P50_RATIO)
+            )
+        })
+        .collect();
+    let throughput: Vec<String> = targets
+        .iter()
+        .map(|t| {
+            let ok = t.mpreg_pipelined >= TARGET_THROUGHPUT;
+            format!(
+                "{} {} ({})",
+                t.client.name(),
+                verdict(ok),
+                thousands(t.mpreg_pipelined)
+            )
+        })
+        .collect();
     println!();
     println!(
-        "targets: mpreg p50 within {TARGET_P50_RATIO}x of raw TCP (1 in flight): {} ({ratio:.2}x)",
-        verdict(ratio <= TARGET_P50_RATIO)
+        "targets: mpreg p50 within {TARGET_P50_RATIO}x of raw TCP (1 in flight): {}",
+        latency.join(", ")
     );
     println!(
-        "         at least {} calls/s with {PIPELINE} in flight: {} ({})",
+        "         at least {} calls/s with {PIPELINE} in flight: {}",
         thousands(TARGET_THROUGHPUT),
-        verdict(mp_many.calls_per_sec >= TARGET_THROUGHPUT),
-        thousands(mp_many.calls_per_sec)
+        throughput.join(", ")
     );
 }
 

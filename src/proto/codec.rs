@@ -33,13 +33,22 @@ pub enum FrameError {
 
 /// Encodes `frame` with its length prefix, ready to be written to a socket.
 pub fn encode_frame(frame: &Frame) -> Result<Bytes, FrameError> {
-    let mut buf = Vec::with_capacity(64);
+    let mut buf = Vec::with_capacity(64 + payload_len(frame));
     buf.extend_from_slice(&[0; HEADER_LEN]);
     rmp_serde::encode::write_named(&mut buf, frame)
         .map_err(|e| FrameError::Malformed(format!("cannot encode: {e}")))?;
     let len = (buf.len() - HEADER_LEN) as u32;
     buf[..HEADER_LEN].copy_from_slice(&len.to_be_bytes());
     Ok(Bytes::from(buf))
+}
+
+/// Bytes of nested payload in `frame`, so the encode buffer is allocated once.
+fn payload_len(frame: &Frame) -> usize {
+    match frame {
+        Frame::Call(c) => c.fun.len() + c.args.len() + c.kwargs.as_ref().map_or(0, Vec::len),
+        Frame::Reply(r) => r.result.as_ref().map_or(64, |b| b.len()),
+        _ => 192,
+    }
 }
 
 /// Decodes one frame body (without its length prefix).

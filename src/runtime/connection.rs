@@ -355,7 +355,15 @@ async fn write_loop(mut rx: mpsc::Receiver<Bytes>, mut w: OwnedWriteHalf, conn: 
             _ = conn.closed.cancelled() => None,
         };
         let Some(first) = first else { break };
-        let ok = if let Ok(second) = rx.try_recv() {
+        let mut next = rx.try_recv();
+        if next.is_err() {
+            // Let the tasks that were woken together with us queue their frames first: on a
+            // busy connection this turns one write per reply into one write per batch, and
+            // on an idle one it costs a single trip through the scheduler.
+            tokio::task::yield_now().await;
+            next = rx.try_recv();
+        }
+        let ok = if let Ok(second) = next {
             buf.extend_from_slice(&first);
             buf.extend_from_slice(&second);
             while buf.len() < COALESCE_BYTES {
