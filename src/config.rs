@@ -17,6 +17,13 @@ use crate::proto::codec::DEFAULT_MAX_FRAME;
 /// 127.0.0.1 when it is given no seed.
 pub const DEFAULT_PORT: u16 = 7700;
 
+/// Default UDP port of the discovery beacon, shared by every node of a host
+/// (`SO_REUSEPORT`).
+pub const DEFAULT_BEACON_PORT: u16 = 7701;
+
+/// Default mDNS port (the standard one). Tests use another to stay isolated.
+pub const DEFAULT_MDNS_PORT: u16 = 5353;
+
 /// Default number of calls a node serves at once for one connection before answering
 /// "busy". Large enough for heavy pipelining; bounded so one client cannot queue without end.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
@@ -39,8 +46,17 @@ pub struct Config {
     pub resources: Vec<String>,
     /// `host:port` of nodes to connect to at start (`MPREG_SEEDS`, comma separated).
     pub seeds: Vec<String>,
-    /// Interfaces for discovery (`MPREG_INTERFACES`): names or addresses.
+    /// Interfaces for discovery (`MPREG_INTERFACES`): names or addresses. Empty means every
+    /// up, multicast-capable, non-loopback IPv4 interface plus loopback.
     pub interfaces: Vec<String>,
+    /// Advertise and browse with mDNS (`MPREG_MDNS`, `0`/`false` to disable).
+    pub mdns: bool,
+    /// mDNS UDP port (`MPREG_MDNS_PORT`).
+    pub mdns_port: u16,
+    /// Send and answer UDP broadcast beacons (`MPREG_BEACON`, `0`/`false` to disable).
+    pub beacon: bool,
+    /// Beacon UDP port (`MPREG_BEACON_PORT`), shared by all nodes of a host.
+    pub beacon_port: u16,
     /// Cluster id (`MPREG_CLUSTER`); nodes of different clusters refuse each other.
     pub cluster: String,
     /// File holding the shared secret (`MPREG_SECRET_FILE`). Without one the node trusts
@@ -71,6 +87,10 @@ impl Default for Config {
             resources: Vec::new(),
             seeds: Vec::new(),
             interfaces: Vec::new(),
+            mdns: true,
+            mdns_port: DEFAULT_MDNS_PORT,
+            beacon: true,
+            beacon_port: DEFAULT_BEACON_PORT,
             cluster: "default".into(),
             secret_file: None,
             port: 0,
@@ -131,6 +151,18 @@ impl Config {
         if let Some(v) = get("MPREG_INTERFACES") {
             self.interfaces = list(v);
         }
+        if let Some(v) = get("MPREG_MDNS") {
+            self.mdns = parse_bool("MPREG_MDNS", &v)?;
+        }
+        if let Some(v) = get("MPREG_MDNS_PORT") {
+            self.mdns_port = parse_var("MPREG_MDNS_PORT", &v)?;
+        }
+        if let Some(v) = get("MPREG_BEACON") {
+            self.beacon = parse_bool("MPREG_BEACON", &v)?;
+        }
+        if let Some(v) = get("MPREG_BEACON_PORT") {
+            self.beacon_port = parse_var("MPREG_BEACON_PORT", &v)?;
+        }
         if let Some(v) = get("MPREG_CLUSTER") {
             self.cluster = v;
         }
@@ -186,6 +218,14 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::Config(format!("{name}={v:?}: expected 1/0, true/false, yes/no or on/off"))),
     }
 }
 

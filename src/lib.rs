@@ -51,7 +51,10 @@ mod runtime;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use config::{host_id, Config, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PORT};
+pub use config::{
+    host_id, Config, DEFAULT_BEACON_PORT, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MDNS_PORT,
+    DEFAULT_PORT,
+};
 pub use error::{Error, Result};
 pub use function::{FnSpec, Function, Param, Visibility};
 pub use global::{blocking, call, node as default_node, serve, shutdown_signal};

@@ -4,6 +4,8 @@
 pub mod args;
 pub mod catalog;
 pub mod codec;
+pub mod datagram;
 pub mod handshake;
 pub mod json;
+pub mod member;
 pub mod wire;

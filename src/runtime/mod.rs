@@ -6,6 +6,7 @@
 
 pub(crate) mod connection;
 pub(crate) mod dialer;
+pub(crate) mod discovery;
 pub(crate) mod dispatch;
 pub(crate) mod handshake;
 pub(crate) mod listener;

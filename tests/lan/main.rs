@@ -1,0 +1,1 @@
+//! LAN tests: placeholder until the harness lands.
