@@ -8,4 +8,5 @@ pub mod datagram;
 pub mod handshake;
 pub mod json;
 pub mod member;
+pub mod membership;
 pub mod wire;

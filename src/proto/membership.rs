@@ -1,0 +1,323 @@
+//! SWIM membership, sans-IO: foca plus what mpreg adds on top.
+//!
+//! Inputs are `handle_*` methods; outputs are pulled with `poll_transmit` (datagrams to
+//! send), `poll_timer` (timers to schedule, handed back through [`Membership::handle_timer`]
+//! when due) and `poll_event` (membership changes). Call the polls after every input, in
+//! that order. Time and randomness come from outside (the RNG is seeded by the caller), so
+//! the same code runs on real sockets and in deterministic simulation.
+//!
+//! On top of foca:
+//! - catalog versions travel as custom broadcasts (`id`, `version`), so a peer holding an
+//!   older catalog copy learns it must pull the new one;
+//! - a member that appears under the name of another live member with an older start
+//!   replaces it at once in this view (a restarted process), without waiting for SWIM to
+//!   declare the old identity down.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU8, NonZeroUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use foca::{
+    AccumulatingRuntime, BroadcastHandler, Config as FocaConfig, Foca, Invalidates, OwnedNotification,
+    PeriodicParams, PostcardCodec, State,
+};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::proto::member::Member;
+
+/// A membership timer; opaque to the shell, which only schedules it.
+pub type Timer = foca::Timer<Member>;
+
+/// Largest gossip datagram payload (fits an Ethernet MTU with our envelope and IP/UDP).
+pub const MAX_PACKET: usize = 1400;
+
+/// A change in the membership view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A member became active (or came back).
+    Up(Member),
+    /// A member was declared down, left, or was replaced by a newer process of its name.
+    Down(Member),
+    /// A member published a new catalog version.
+    CatalogVersion {
+        /// The member's node id.
+        id: u64,
+        /// Its new catalog version.
+        version: u64,
+    },
+    /// This node is known by at least one other member.
+    Active,
+    /// No other member is active.
+    Idle,
+}
+
+/// Timings for a LAN. Chosen for detection within ~3 s at tens of nodes: probe every
+/// 500 ms with a 200 ms round trip, then 1–2 s of suspicion (grows with the cluster, as
+/// memberlist's formula does). Down members are re-announced every second so that a healed
+/// partition merges back in about that time.
+pub fn lan_config(expected_members: u32) -> FocaConfig {
+    let n = NonZeroU32::new(expected_members.max(1)).expect("non-zero");
+    let mut c = FocaConfig::new_lan(n);
+    c.probe_period = Duration::from_millis(500);
+    c.probe_rtt = Duration::from_millis(200);
+    let log = f64::from(expected_members.max(2)).log10().max(1.0);
+    c.suspect_to_down_after = Duration::from_millis((1000.0 * log).min(2000.0) as u64);
+    c.max_packet_size = NonZeroUsize::new(MAX_PACKET).expect("non-zero");
+    c.remove_down_after = Some(Duration::from_secs(30));
+    c.periodic_announce = Some(PeriodicParams {
+        frequency: Duration::from_secs(10),
+        num_members: NonZeroUsize::new(1).expect("non-zero"),
+    });
+    c.periodic_announce_to_down_members = Some(PeriodicParams {
+        frequency: Duration::from_secs(1),
+        num_members: NonZeroUsize::new(2).expect("non-zero"),
+    });
+    c.periodic_gossip = Some(PeriodicParams {
+        frequency: Duration::from_millis(200),
+        num_members: NonZeroUsize::new(3).expect("non-zero"),
+    });
+    c.max_transmissions = NonZeroU8::new(c.max_transmissions.get().max(4)).expect("non-zero");
+    c
+}
+
+/// Key of a catalog-version broadcast: a newer version of the same node supersedes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoticeKey {
+    id: u64,
+    version: u64,
+}
+
+impl Invalidates for NoticeKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.id == other.id && self.version >= other.version
+    }
+}
+
+/// A catalog-version broadcast that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed catalog notice of {0} bytes")]
+pub struct NoticeError(usize);
+
+/// Receives catalog-version broadcasts; keeps the newest per node and queues events.
+/// The event queue is shared with [`Membership`] (a mutex only to keep both `Send`; there
+/// is never contention: one owner drives both).
+#[derive(Debug, Default)]
+pub struct CatalogNotices {
+    known: HashMap<u64, u64>,
+    events: Arc<Mutex<VecDeque<Event>>>,
+}
+
+fn encode_notice(id: u64, version: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&id.to_be_bytes());
+    b[8..].copy_from_slice(&version.to_be_bytes());
+    b
+}
+
+impl BroadcastHandler<Member> for CatalogNotices {
+    type Key = NoticeKey;
+    type Error = NoticeError;
+
+    fn receive_item(&mut self, data: &[u8], _sender: Option<&Member>) -> Result<Option<NoticeKey>, NoticeError> {
+        if data.len() != 16 {
+            return Err(NoticeError(data.len()));
+        }
+        let id = u64::from_be_bytes(data[..8].try_into().expect("8 bytes"));
+        let version = u64::from_be_bytes(data[8..].try_into().expect("8 bytes"));
+        if self.known.get(&id).is_some_and(|v| *v >= version) {
+            return Ok(None);
+        }
+        self.known.insert(id, version);
+        self.events.lock().expect("never poisoned").push_back(Event::CatalogVersion { id, version });
+        Ok(Some(NoticeKey { id, version }))
+    }
+}
+
+/// One node's membership state machine.
+pub struct Membership {
+    foca: Foca<Member, PostcardCodec, StdRng, CatalogNotices>,
+    rt: AccumulatingRuntime<Member>,
+    events: Arc<Mutex<VecDeque<Event>>>,
+    /// Live members by id, as this view reports them.
+    live: HashMap<u64, Member>,
+    /// Identities replaced by a newer process of the same name: hidden from the view even
+    /// while SWIM still considers them alive.
+    replaced: HashSet<(u64, u32)>,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership").field("me", self.identity()).field("live", &self.live.len()).finish()
+    }
+}
+
+/// A foca error, with whether it affected state (see foca's docs).
+pub type Error = foca::Error;
+
+impl Membership {
+    /// A new, not yet joined, membership for `me`.
+    pub fn new(me: Member, config: FocaConfig, rng_seed: u64) -> Self {
+        let events = Arc::new(Mutex::new(VecDeque::new()));
+        let handler = CatalogNotices { known: HashMap::new(), events: events.clone() };
+        let foca = Foca::with_custom_broadcast(me, config, StdRng::seed_from_u64(rng_seed), PostcardCodec, handler);
+        Membership { foca, rt: AccumulatingRuntime::new(), events, live: HashMap::new(), replaced: HashSet::new() }
+    }
+
+    /// Our own identity (changes when SWIM renews it after being declared down).
+    pub fn identity(&self) -> &Member {
+        self.foca.identity()
+    }
+
+    /// Handles a received gossip payload (already unwrapped from its envelope).
+    pub fn handle_data(&mut self, data: &[u8]) -> Result<(), Error> {
+        let r = self.foca.handle_data(data, &mut self.rt);
+        self.collect();
+        r
+    }
+
+    /// Handles a timer that came due.
+    pub fn handle_timer(&mut self, timer: Timer) -> Result<(), Error> {
+        let r = self.foca.handle_timer(timer, &mut self.rt);
+        self.collect();
+        r
+    }
+
+    /// Asks the node at `addr` (a seed, or a node found by discovery) to let us join.
+    pub fn announce(&mut self, addr: SocketAddr) -> Result<(), Error> {
+        // foca ignores the destination identity of a message, so a placeholder with the
+        // right address reaches the node whatever its real identity is.
+        let placeholder = Member {
+            addr,
+            id: 0,
+            name: String::new(),
+            role: String::new(),
+            host: String::new(),
+            started_ms: 0,
+            bump: 0,
+        };
+        let r = self.foca.announce(placeholder, &mut self.rt);
+        self.collect();
+        r
+    }
+
+    /// Gossips to a few members now (normally driven by the periodic gossip timer).
+    pub fn gossip(&mut self) -> Result<(), Error> {
+        let r = self.foca.gossip(&mut self.rt);
+        self.collect();
+        r
+    }
+
+    /// Whether `id` is in the live view.
+    pub fn is_live(&self, id: u64) -> bool {
+        self.live.contains_key(&id)
+    }
+
+    /// Leaves the cluster: tells a few members, which spread it.
+    pub fn leave(&mut self) -> Result<(), Error> {
+        let r = self.foca.leave_cluster(&mut self.rt);
+        self.collect();
+        r
+    }
+
+    /// Publishes that our catalog is now at `version`.
+    pub fn publish_catalog_version(&mut self, version: u64) -> Result<(), Error> {
+        let id = self.identity().id;
+        self.foca.add_broadcast(&encode_notice(id, version)).map(|_| ())
+    }
+
+    /// Live members other than ourselves, sorted by name.
+    pub fn members(&self) -> Vec<Member> {
+        let mut v: Vec<Member> = self.live.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Members SWIM currently suspects (still in the live view until declared down).
+    pub fn suspects(&self) -> Vec<u64> {
+        self.foca
+            .iter_membership_state()
+            .filter(|m| m.state() == State::Suspect)
+            .map(|m| m.id().id)
+            .collect()
+    }
+
+    /// Next datagram to send: destination and gossip payload (to be sealed).
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
+        self.rt.to_send().map(|(to, data)| (to.addr, data))
+    }
+
+    /// Next timer to schedule: fire it after the duration via `handle_timer`.
+    #[must_use]
+    pub fn poll_timer(&mut self) -> Option<(Duration, Timer)> {
+        self.rt.to_schedule()
+    }
+
+    /// Next membership change.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.lock().expect("never poisoned").pop_front()
+    }
+
+    /// Turns foca's notifications into view changes.
+    fn collect(&mut self) {
+        while let Some(n) = self.rt.to_notify() {
+            match n {
+                OwnedNotification::MemberUp(m) => self.up(m),
+                OwnedNotification::MemberDown(m) => self.down(&m),
+                OwnedNotification::Rename(old, new) => {
+                    self.down(&old);
+                    if self.foca.iter_members().any(|x| x.id() == &new) {
+                        self.up(new);
+                    }
+                }
+                OwnedNotification::Active => self.push(Event::Active),
+                OwnedNotification::Idle => self.push(Event::Idle),
+                // With renewable identities foca rejoins by itself instead of going defunct.
+                OwnedNotification::Rejoin(_) | OwnedNotification::Defunct => {}
+                #[allow(unreachable_patterns)]
+                _ => {}
+            }
+        }
+    }
+
+    fn push(&self, e: Event) {
+        self.events.lock().expect("never poisoned").push_back(e);
+    }
+
+    fn up(&mut self, m: Member) {
+        if self.replaced.contains(&(m.id, m.bump)) {
+            return;
+        }
+        // A restarted process under the same name replaces the older identity.
+        let older: Vec<Member> =
+            self.live.values().filter(|o| o.name == m.name && o.id != m.id).cloned().collect();
+        for o in older {
+            if m.newer_than(&o) {
+                self.replaced.insert((o.id, o.bump));
+                self.down(&o);
+            } else {
+                // The newcomer is the stale one: keep the current member.
+                self.replaced.insert((m.id, m.bump));
+                return;
+            }
+        }
+        if self.live.insert(m.id, m.clone()).as_ref() != Some(&m) {
+            self.push(Event::Up(m));
+        }
+    }
+
+    fn down(&mut self, m: &Member) {
+        if self.live.get(&m.id).is_some_and(|x| x.bump <= m.bump || x == m) {
+            let gone = self.live.remove(&m.id).expect("checked");
+            self.push(Event::Down(gone));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
