@@ -284,6 +284,10 @@ fn mpreg_server() {
     let rt = runtime(Flavor::Multi);
     let node = rt.block_on(async {
         let start = mpreg::Node::builder()
+            // Loopback only: no discovery broadcast or multicast from the benchmark.
+            .interfaces(["lo"])
+            .mdns(false)
+            .beacon(false)
             .name("bench-server")
             .bind(LOCALHOST.into())
             .port(0)
@@ -464,6 +468,10 @@ async fn pipelined_reader(
 
 async fn mpreg_connect(port: u16) -> mpreg::Node {
     let node = mpreg::Node::builder()
+        // Loopback only: no discovery broadcast or multicast from the benchmark.
+        .interfaces(["lo"])
+        .mdns(false)
+        .beacon(false)
         .name(format!("bench-client-{}", std::process::id()))
         .bind(LOCALHOST.into())
         .listen(false)

@@ -1,4 +1,5 @@
-//! A small cluster on this machine, loopback only: three nodes, calls by name with no
+//! A small cluster on this machine, loopback only: two serving nodes and a client that find
+//! each other with no address (UDP beacons on the loopback interface), calls by name with no
 //! knowledge of who serves what, keyword arguments, an error from a function, a typo with a
 //! suggestion, and a node that dies in the middle of a call.
 //!
@@ -15,16 +16,29 @@ fn whoami() -> String {
     "a node of the cluster_demo process".into()
 }
 
-fn loopback(name: &str) -> mpreg::NodeBuilder {
-    // Confined to 127.0.0.1 on free ports: nothing leaves this machine.
+fn loopback(name: &str, beacon_port: u16) -> mpreg::NodeBuilder {
+    // Confined to 127.0.0.1 and the loopback interface, with a beacon port of this run only:
+    // nothing leaves this machine and other runs do not mix in.
     Node::builder()
         .name(name)
         .bind(IpAddr::V4(Ipv4Addr::LOCALHOST))
         .port(0)
+        .interfaces(["lo"])
+        .mdns(false)
+        .beacon_port(beacon_port)
+}
+
+/// A UDP port nobody uses right now, for this run's beacons.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(47_701)
 }
 
 async fn start_cluster() -> mpreg::Result<(Node, Node, Node)> {
-    let trainer = loopback("trainer")
+    let port = free_udp_port();
+    let trainer = loopback("trainer", port)
         .resources(["model-a", "dataset-1"])
         .function(
             Function::try_new_async("train", |(model, epochs): (String, u32)| async move {
@@ -40,7 +54,7 @@ async fn start_cluster() -> mpreg::Result<(Node, Node, Node)> {
         )
         .start()
         .await?;
-    let sensor = loopback("sensor")
+    let sensor = loopback("sensor", port)
         .function(
             Function::new("temperature", |(room,): (String,)| match room.as_str() {
                 "lab" => 21.5,
@@ -52,13 +66,17 @@ async fn start_cluster() -> mpreg::Result<(Node, Node, Node)> {
             tokio::time::sleep(Duration::from_secs(60)).await;
             "never".to_string()
         }))
-        .seed(trainer.addr().expect("listens"))
         .start()
         .await?;
-    let client = loopback("client")
+    // Wait until the two members have found each other (a beacon round at most).
+    let t0 = std::time::Instant::now();
+    while trainer.members().is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The client names no address: it probes, and calls whoever provides each function.
+    let client = loopback("client", port)
         .builtins(false)
-        .seed(trainer.addr().expect("listens"))
-        .seed(sensor.addr().expect("listens"))
+        .listen(false)
         .start()
         .await?;
     Ok((trainer, sensor, client))
@@ -67,17 +85,13 @@ async fn start_cluster() -> mpreg::Result<(Node, Node, Node)> {
 #[tokio::main]
 async fn main() -> mpreg::Result<()> {
     let (trainer, sensor, client) = start_cluster().await?;
-    println!(
-        "cluster: trainer at {:?}, sensor at {:?}, client connected to:",
-        trainer.addr(),
-        sensor.addr()
-    );
-    for p in client.peers() {
+    println!("cluster as the client found it (no address given):");
+    for m in client.members() {
         println!(
             "  {:<8} {}  offers {}",
-            p.name,
-            p.addr,
-            p.functions.join(", ")
+            m.name,
+            m.addr,
+            m.functions.join(", ")
         );
     }
 

@@ -225,7 +225,9 @@ fn parse_bool(name: &str, v: &str) -> Result<bool> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(Error::Config(format!("{name}={v:?}: expected 1/0, true/false, yes/no or on/off"))),
+        _ => Err(Error::Config(format!(
+            "{name}={v:?}: expected 1/0, true/false, yes/no or on/off"
+        ))),
     }
 }
 

@@ -52,13 +52,13 @@ mod runtime;
 pub mod __private;
 
 pub use config::{
-    host_id, Config, DEFAULT_BEACON_PORT, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MDNS_PORT,
-    DEFAULT_PORT,
+    host_id, Config, DEFAULT_BEACON_PORT, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MDNS_PORT, DEFAULT_PORT,
 };
 pub use error::{Error, Result};
 pub use function::{FnSpec, Function, Param, Visibility};
 pub use global::{blocking, call, node as default_node, serve, shutdown_signal};
-pub use node::{Node, NodeBuilder, PeerSummary, Request, Response};
+pub use node::{MemberSummary, Node, NodeBuilder, NodeStats, PeerSummary, Request, Response};
 pub use rmpv::Value;
 
 /// Registers a function so that any node of the cluster can call it by name.

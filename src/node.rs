@@ -8,7 +8,6 @@ use bytes::Bytes;
 use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::net::TcpListener;
 
 use crate::config::{host_id, Config};
 use crate::error::{Error, Result};
@@ -18,7 +17,7 @@ use crate::proto::catalog::close_names;
 use crate::proto::codec::encode_frame;
 use crate::proto::wire::{Frame, Refused};
 use crate::registry::Registry;
-use crate::runtime::{dialer, dispatch, handshake, listener, Connection, Shared};
+use crate::runtime::{bootstrap, dialer, dispatch, handshake, Connection, Shared};
 
 /// A running mpreg node. Cheap to clone; every clone is the same node.
 ///
@@ -58,6 +57,70 @@ pub struct PeerSummary {
     pub resources: Vec<String>,
     /// Functions it offers to this node, sorted.
     pub functions: Vec<String>,
+}
+
+/// Datagram counters of a node (gossip and discovery beacons together for the drops).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NodeStats {
+    /// Gossip datagrams sent.
+    pub gossip_sent: u64,
+    /// Gossip datagrams received and accepted by the envelope check.
+    pub gossip_received: u64,
+    /// Bytes of gossip sent, envelope included.
+    pub gossip_bytes_sent: u64,
+    /// Datagrams dropped as not mpreg's.
+    pub dropped_malformed: u64,
+    /// Datagrams dropped as from another cluster.
+    pub dropped_other_cluster: u64,
+    /// Datagrams dropped for a missing or wrong HMAC (with a shared secret).
+    pub dropped_unauthenticated: u64,
+}
+
+/// A member of the cluster as a node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MemberSummary {
+    /// Node name.
+    pub name: String,
+    /// Random node id (a JSON string of 16 hex digits: JSON numbers lose precision
+    /// above 2^53).
+    #[serde(serialize_with = "hex_id")]
+    pub id: u64,
+    /// Role.
+    pub role: String,
+    /// Host identity.
+    pub host: String,
+    /// Address for calls and gossip.
+    pub addr: SocketAddr,
+    /// `alive` or `suspect`.
+    pub state: String,
+    /// Resources it offers.
+    pub resources: Vec<String>,
+    /// Functions it offers to the asking node (empty if its catalog is not known yet).
+    pub functions: Vec<String>,
+}
+
+fn hex_id<S: serde::Serializer>(id: &u64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{id:016x}"))
+}
+
+impl From<crate::proto::wire::MemberInfo> for MemberSummary {
+    fn from(m: crate::proto::wire::MemberInfo) -> Self {
+        let mut functions: Vec<String> = m
+            .catalog
+            .map(|c| c.functions.into_iter().map(|f| f.name).collect())
+            .unwrap_or_default();
+        functions.sort();
+        MemberSummary {
+            name: m.member.name,
+            id: m.member.id,
+            role: m.member.role,
+            host: m.member.host,
+            addr: m.member.addr,
+            state: m.state,
+            resources: m.resources,
+            functions,
+        }
+    }
 }
 
 /// The answer to a call, with who gave it and how long it took.
@@ -115,22 +178,34 @@ impl Node {
             .unwrap_or_else(|| format!("{}-{:06x}", config.role, id & 0xff_ffff));
         let host = host_id(config.host.as_deref());
         let shared = Arc::new(Shared::new(id, name, host, config, secret, registry));
-        if shared.config.listen {
-            let addr = SocketAddr::new(shared.config.bind, shared.config.port);
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
-            let local = l
-                .local_addr()
-                .map_err(|e| Error::io("cannot read the listening address", e))?;
-            shared.set_listen_port(local.port());
-            tracing::info!(node = %shared.name, %local, cluster = %shared.cluster, "listening");
-            shared.tasks.spawn(listener::run(shared.clone(), l));
-        }
         let node = Node { shared };
         let seeds = node.shared.config.seeds.clone();
-        node.add_seeds(seeds).await;
+        if node.shared.config.listen {
+            bootstrap::start_member(&node.shared).await?;
+            bootstrap::start_discovery(&node.shared).await?;
+            bootstrap::announce_seeds(&node.shared, &seeds).await;
+            node.add_seeds(seeds).await;
+        } else {
+            node.add_seeds(seeds).await;
+            node.join_as_client().await;
+        }
         Ok(node)
+    }
+
+    /// A client (no listener, no gossip) learns the cluster from the first node it reaches.
+    async fn join_as_client(&self) {
+        let mut first = self.shared.connections().into_iter().next();
+        if first.is_none() && self.shared.config.seeds.is_empty() {
+            match bootstrap::discover_and_connect(&self.shared).await {
+                Ok(c) => first = c,
+                Err(e) => tracing::warn!(error = %e, "discovery failed"),
+            }
+        }
+        if let Some(conn) = first {
+            if let Err(e) = bootstrap::learn_members(&self.shared, &conn).await {
+                tracing::warn!(peer = %conn.peer.name, error = %e, "cannot learn the member list");
+            }
+        }
     }
 
     /// Keeps connections to each of `seeds` (`host:port`), redialing when they drop, and
@@ -170,17 +245,11 @@ impl Node {
         &self.shared.host_id
     }
 
-    /// Listening address, if the node listens. An unspecified bind address (0.0.0.0) is
-    /// reported as 127.0.0.1 so that the result can be dialed from this host.
+    /// Listening address, if the node listens: the address it advertises to other members
+    /// (with an unspecified bind address, that of the first selected non-loopback interface,
+    /// else 127.0.0.1).
     pub fn addr(&self) -> Option<SocketAddr> {
-        if !self.shared.config.listen {
-            return None;
-        }
-        let ip = match self.shared.config.bind {
-            ip if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-            ip => ip,
-        };
-        Some(SocketAddr::new(ip, self.shared.listen_port()))
+        self.shared.me.get().map(|m| m.addr)
     }
 
     /// The configuration the node runs with.
@@ -206,6 +275,18 @@ impl Node {
         Ok(())
     }
 
+    /// Live members other than this node, as the membership sees them (for a client: as
+    /// the node it learned the cluster from reported them).
+    pub fn members(&self) -> Vec<MemberSummary> {
+        self.shared
+            .members_for(&self.shared.host_id)
+            .members
+            .into_iter()
+            .filter(|m| m.member.id != self.shared.id)
+            .map(MemberSummary::from)
+            .collect()
+    }
+
     /// Removes a function; returns whether it existed. Peers are told at once.
     pub fn unregister(&self, name: &str) -> bool {
         let removed = self.shared.registry.write().unwrap().remove(name);
@@ -213,6 +294,27 @@ impl Node {
             self.shared.announce_catalog();
         }
         removed
+    }
+
+    /// Datagram counters of this node's membership and discovery.
+    pub fn stats(&self) -> NodeStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.shared.counters;
+        let d = self.shared.discovery.get().map(|d| d.stats());
+        NodeStats {
+            gossip_sent: c.gossip_sent.load(Relaxed),
+            gossip_received: c.gossip_received.load(Relaxed),
+            gossip_bytes_sent: c.gossip_bytes_sent.load(Relaxed),
+            dropped_malformed: c.dropped_malformed.load(Relaxed)
+                + d.as_ref()
+                    .map_or(0, |d| d.beacons_malformed + d.mdns_malformed),
+            dropped_other_cluster: c.dropped_other_cluster.load(Relaxed)
+                + d.as_ref()
+                    .map_or(0, |d| d.beacons_other_cluster + d.mdns_other_cluster),
+            dropped_unauthenticated: c.dropped_unauthenticated.load(Relaxed)
+                + d.as_ref()
+                    .map_or(0, |d| d.beacons_unauthenticated + d.mdns_unauthenticated),
+        }
     }
 
     /// Live peers and what they offer this node.
@@ -275,8 +377,19 @@ impl Node {
     /// Stops the node: no more accepts, connections closed (pending calls fail with "node
     /// lost" on both sides), and waits up to 5 s for its tasks to end.
     pub async fn shutdown(&self) {
-        // Say why before closing, so peers report "shut down" rather than a bare EOF.
-        let bye = encode_frame(&Frame::Refused(Refused {
+        // Leave the membership first (a few datagrams), then say goodbye on every
+        // connection so that peers drop us from their view at once.
+        if let Some(tx) = self.shared.gossip.get() {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if tx
+                .send(crate::runtime::gossip::Command::Leave(done))
+                .await
+                .is_ok()
+            {
+                let _ = tokio::time::timeout(Duration::from_millis(200), wait).await;
+            }
+        }
+        let bye = encode_frame(&Frame::Goodbye(Refused {
             reason: format!("node `{}` shut down", self.name()),
         }));
         for list in self.shared.peers.read().unwrap().values() {
@@ -286,6 +399,9 @@ impl Node {
                 }
                 c.close("the node shut down");
             }
+        }
+        if let Some(d) = self.shared.discovery.get() {
+            d.stop().await;
         }
         self.shared.shutdown.cancel();
         self.shared.tasks.close();
@@ -298,21 +414,54 @@ impl Node {
     }
 
     /// Picks who serves `fun`: this node if it has it, else the connected peer offering it
-    /// with the fewest of our calls in flight. (The full resolver with scopes, resources and
-    /// policies builds on this.)
-    fn resolve(&self, fun: &str) -> Result<Option<Arc<Connection>>> {
+    /// with the fewest of our calls in flight, else a known member that offers it (or might:
+    /// a member we have no catalog for yet), connected to on demand. (The full resolver with
+    /// scopes, resources and policies builds on this.)
+    async fn resolve(&self, fun: &str) -> Result<Option<Arc<Connection>>> {
         if self.shared.registry.read().unwrap().get(fun).is_some() {
             return Ok(None);
         }
-        let conns = self.shared.connections();
-        let best = conns
-            .iter()
-            .filter(|c| c.catalog.read().unwrap().get(fun).is_some())
-            .min_by_key(|c| c.in_flight.load(std::sync::atomic::Ordering::Relaxed));
-        match best {
-            Some(c) => Ok(Some(c.clone())),
-            None => Err(self.unknown(fun, &conns)),
+        if let Some(c) = self.connected_provider(fun) {
+            return Ok(Some(c));
         }
+        let candidates = self.unconnected_candidates(fun);
+        if !candidates.is_empty() {
+            let dials = candidates
+                .iter()
+                .map(|addr| handshake::dial(&self.shared, addr));
+            futures_util::future::join_all(dials).await;
+            if let Some(c) = self.connected_provider(fun) {
+                return Ok(Some(c));
+            }
+        }
+        Err(self.unknown(fun, &self.shared.connections()))
+    }
+
+    fn connected_provider(&self, fun: &str) -> Option<Arc<Connection>> {
+        self.shared
+            .connections()
+            .into_iter()
+            .filter(|c| c.catalog.read().unwrap().get(fun).is_some())
+            .min_by_key(|c| c.in_flight.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Addresses of live members without a connection that offer `fun` according to a
+    /// member list, or whose catalog we have not seen at all.
+    fn unconnected_candidates(&self, fun: &str) -> Vec<String> {
+        let peers = self.shared.peers.read().unwrap();
+        self.shared
+            .directory
+            .read()
+            .unwrap()
+            .values()
+            .filter(|e| !peers.contains_key(&e.member.id))
+            .filter(|e| {
+                e.catalog
+                    .as_ref()
+                    .is_none_or(|c| c.functions.iter().any(|f| f.name == fun))
+            })
+            .map(|e| e.member.addr.to_string())
+            .collect()
     }
 
     fn unknown(&self, fun: &str, conns: &[Arc<Connection>]) -> Error {
@@ -413,7 +562,7 @@ impl Request<'_> {
         let args = self.args.map_err(codec)?;
         let kwargs = self.kwargs.transpose().map_err(codec)?;
         let start = Instant::now();
-        let (value, node) = match self.node.resolve(&fun)? {
+        let (value, node) = match self.node.resolve(&fun).await? {
             None => (
                 self.node
                     .call_local(&fun, args, kwargs, self.timeout)
@@ -534,6 +683,32 @@ impl NodeBuilder {
     /// Listening address.
     pub fn bind(mut self, ip: std::net::IpAddr) -> Self {
         self.config.bind = ip;
+        self
+    }
+    /// Interfaces for discovery, by name or address (default: every multicast-capable
+    /// interface plus loopback). Tests and demos pass `["lo"]`.
+    pub fn interfaces<I: IntoIterator<Item = S>, S: Into<String>>(mut self, i: I) -> Self {
+        self.config.interfaces = i.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Whether to advertise and browse with mDNS (default yes).
+    pub fn mdns(mut self, yes: bool) -> Self {
+        self.config.mdns = yes;
+        self
+    }
+    /// mDNS UDP port (default 5353).
+    pub fn mdns_port(mut self, port: u16) -> Self {
+        self.config.mdns_port = port;
+        self
+    }
+    /// Whether to send and answer UDP broadcast beacons (default yes).
+    pub fn beacon(mut self, yes: bool) -> Self {
+        self.config.beacon = yes;
+        self
+    }
+    /// Beacon UDP port, shared by the nodes of a host (default 7701).
+    pub fn beacon_port(mut self, port: u16) -> Self {
+        self.config.beacon_port = port;
         self
     }
     /// Whether to listen at all (pure clients need not).

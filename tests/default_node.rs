@@ -8,6 +8,10 @@ fn default_node_calls_by_name_async_and_blocking() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(support::local("server").start()).unwrap();
     std::env::set_var("MPREG_SEEDS", server.addr().unwrap().to_string());
+    // Loopback only, no broadcast or multicast from this test.
+    std::env::set_var("MPREG_INTERFACES", "lo");
+    std::env::set_var("MPREG_MDNS", "0");
+    std::env::set_var("MPREG_BEACON", "0");
     std::env::set_var("MPREG_CALL_TIMEOUT_MS", "5000");
 
     // From an async context (a runtime that is not the default node's).

@@ -53,7 +53,8 @@ fn kwargs(pairs: &[String]) -> mpreg::Result<Option<Bytes>> {
     encode(&Value::Map(map)).map(Some)
 }
 
-/// Runs the call as a short-lived client: no listener, no built-ins.
+/// Runs the call as a short-lived client: no listener, no built-ins, no gossip; it finds
+/// the cluster by discovery (or `--seed`) and calls the provider directly.
 pub async fn run(a: CallArgs) -> mpreg::Result<()> {
     if !(a.timeout.is_finite() && a.timeout > 0.0) {
         return Err(Error::Config(format!(
@@ -61,13 +62,7 @@ pub async fn run(a: CallArgs) -> mpreg::Result<()> {
             a.timeout
         )));
     }
-    let mut cfg = a.node.config()?;
-    if cfg.seeds.is_empty() {
-        // No discovery configured: try a node on this host's default port.
-        cfg.seeds = vec![format!("127.0.0.1:{}", mpreg::DEFAULT_PORT)];
-    }
-    cfg.listen = false;
-    cfg.builtins = false;
+    let cfg = a.node.client_config()?;
     let node = mpreg::Node::start(cfg).await?;
     let positional = Value::Array(a.args.iter().map(|s| json::parse_arg(s)).collect());
     let result = node

@@ -1,6 +1,7 @@
 //! Command-line arguments and dispatch to one module per subcommand.
 
 mod call;
+mod nodes;
 mod serve;
 
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Call a function by name and print its result as JSON.
     Call(call::CallArgs),
+    /// List the live members of the cluster.
+    Nodes(nodes::NodesArgs),
 }
 
 /// Options shared by every subcommand that starts a node.
@@ -38,6 +41,22 @@ pub struct NodeArgs {
     /// Config file (env MPREG_CONFIG; default ./mpreg.toml if present).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Interface (name or address) for discovery; repeatable (env MPREG_INTERFACES;
+    /// default: every multicast-capable interface plus loopback).
+    #[arg(long = "interface", value_name = "NAME|ADDR")]
+    pub interfaces: Vec<String>,
+    /// Do not advertise or browse with mDNS (env MPREG_MDNS=0).
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Do not send or answer UDP broadcast beacons (env MPREG_BEACON=0).
+    #[arg(long)]
+    pub no_beacon: bool,
+    /// UDP port of the discovery beacon (env MPREG_BEACON_PORT; default 7701).
+    #[arg(long, value_name = "PORT")]
+    pub beacon_port: Option<u16>,
+    /// UDP port for mDNS (env MPREG_MDNS_PORT; default 5353).
+    #[arg(long, value_name = "PORT")]
+    pub mdns_port: Option<u16>,
 }
 
 impl NodeArgs {
@@ -60,6 +79,29 @@ impl NodeArgs {
         if let Some(s) = &self.secret_file {
             cfg.secret_file = Some(s.clone());
         }
+        if !self.interfaces.is_empty() {
+            cfg.interfaces = self.interfaces.clone();
+        }
+        if self.no_mdns {
+            cfg.mdns = false;
+        }
+        if self.no_beacon {
+            cfg.beacon = false;
+        }
+        if let Some(p) = self.beacon_port {
+            cfg.beacon_port = p;
+        }
+        if let Some(p) = self.mdns_port {
+            cfg.mdns_port = p;
+        }
+        Ok(cfg)
+    }
+
+    /// Config for a short-lived client: no listener, no built-ins, no gossip.
+    pub fn client_config(&self) -> mpreg::Result<mpreg::Config> {
+        let mut cfg = self.config()?;
+        cfg.listen = false;
+        cfg.builtins = false;
         Ok(cfg)
     }
 }
@@ -76,5 +118,6 @@ pub async fn run(cli: Cli) -> mpreg::Result<()> {
     match cli.command {
         Command::Serve(a) => serve::run(a).await,
         Command::Call(a) => call::run(a).await,
+        Command::Nodes(a) => nodes::run(a).await,
     }
 }

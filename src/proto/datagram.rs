@@ -58,7 +58,8 @@ pub fn cluster_tag(cluster: &str) -> [u8; 8] {
 }
 
 fn tag(secret: &[u8], data: &[u8]) -> [u8; TAG_LEN] {
-    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("hmac takes any key length");
+    let mut m =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("hmac takes any key length");
     m.update(b"mpreg-datagram-v1");
     m.update(data);
     let full = m.finalize().into_bytes();
@@ -68,7 +69,13 @@ fn tag(secret: &[u8], data: &[u8]) -> [u8; TAG_LEN] {
 }
 
 /// Wraps `payload` for sending.
-pub fn seal(kind: Kind, cluster: &[u8; 8], secret: Option<&[u8]>, now_ms: u64, payload: &[u8]) -> Vec<u8> {
+pub fn seal(
+    kind: Kind,
+    cluster: &[u8; 8],
+    secret: Option<&[u8]>,
+    now_ms: u64,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
@@ -112,7 +119,8 @@ pub fn open<'a>(
             m.update(b"mpreg-datagram-v1");
             m.update(signed);
             // Constant-time comparison of the truncated tag.
-            m.verify_truncated_left(t).map_err(|_| Reject::Unauthenticated)?;
+            m.verify_truncated_left(t)
+                .map_err(|_| Reject::Unauthenticated)?;
             let sent = u64::from_be_bytes(data[14..22].try_into().expect("8 bytes"));
             if sent.abs_diff(now_ms) > REPLAY_WINDOW_MS {
                 return Err(Reject::Unauthenticated);
@@ -131,23 +139,44 @@ mod tests {
     fn roundtrip_with_and_without_secret() {
         let c = cluster_tag("lab");
         let d = seal(Kind::Gossip, &c, None, 1000, b"hello");
-        assert_eq!(open(&d, &c, None, 1000).unwrap(), (Kind::Gossip, &b"hello"[..]));
+        assert_eq!(
+            open(&d, &c, None, 1000).unwrap(),
+            (Kind::Gossip, &b"hello"[..])
+        );
         let d = seal(Kind::Beacon, &c, Some(b"s"), 1000, b"hi");
-        assert_eq!(open(&d, &c, Some(b"s"), 2000).unwrap(), (Kind::Beacon, &b"hi"[..]));
+        assert_eq!(
+            open(&d, &c, Some(b"s"), 2000).unwrap(),
+            (Kind::Beacon, &b"hi"[..])
+        );
     }
 
     #[test]
     fn rejects_are_specific() {
         let c = cluster_tag("lab");
         let d = seal(Kind::Gossip, &c, Some(b"s"), 1000, b"x");
-        assert_eq!(open(&d, &cluster_tag("other"), Some(b"s"), 1000), Err(Reject::OtherCluster));
+        assert_eq!(
+            open(&d, &cluster_tag("other"), Some(b"s"), 1000),
+            Err(Reject::OtherCluster)
+        );
         assert_eq!(open(&d, &c, Some(b"t"), 1000), Err(Reject::Unauthenticated));
-        assert_eq!(open(&d, &c, Some(b"s"), 1000 + REPLAY_WINDOW_MS + 1), Err(Reject::Unauthenticated));
+        assert_eq!(
+            open(&d, &c, Some(b"s"), 1000 + REPLAY_WINDOW_MS + 1),
+            Err(Reject::Unauthenticated)
+        );
         let unsigned = seal(Kind::Gossip, &c, None, 1000, b"xxxxxxxxxxxxxxxxxxxx");
-        assert_eq!(open(&unsigned, &c, Some(b"s"), 1000), Err(Reject::Unauthenticated));
-        assert_eq!(open(b"GET / HTTP/1.1\r\n\r\n\r\n\r\n", &c, None, 0), Err(Reject::Malformed));
+        assert_eq!(
+            open(&unsigned, &c, Some(b"s"), 1000),
+            Err(Reject::Unauthenticated)
+        );
+        assert_eq!(
+            open(b"GET / HTTP/1.1\r\n\r\n\r\n\r\n", &c, None, 0),
+            Err(Reject::Malformed)
+        );
         let mut tampered = d.clone();
         tampered[HEADER_LEN] ^= 1;
-        assert_eq!(open(&tampered, &c, Some(b"s"), 1000), Err(Reject::Unauthenticated));
+        assert_eq!(
+            open(&tampered, &c, Some(b"s"), 1000),
+            Err(Reject::Unauthenticated)
+        );
     }
 }

@@ -31,7 +31,14 @@ pub struct Member {
 
 impl fmt::Debug for Member {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{:x}@{}/{}", self.name, self.id & 0xffff, self.addr, self.bump)
+        write!(
+            f,
+            "{}#{:x}@{}/{}",
+            self.name,
+            self.id & 0xffff,
+            self.addr,
+            self.bump
+        )
     }
 }
 
@@ -47,7 +54,10 @@ impl foca::Identity for Member {
     type Addr = SocketAddr;
 
     fn renew(&self) -> Option<Self> {
-        Some(Member { bump: self.bump.wrapping_add(1), ..self.clone() })
+        Some(Member {
+            bump: self.bump.wrapping_add(1),
+            ..self.clone()
+        })
     }
 
     fn addr(&self) -> SocketAddr {

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use foca::{
-    AccumulatingRuntime, BroadcastHandler, Config as FocaConfig, Foca, Invalidates, OwnedNotification,
-    PeriodicParams, PostcardCodec, State,
+    AccumulatingRuntime, BroadcastHandler, Config as FocaConfig, Foca, Invalidates,
+    OwnedNotification, PeriodicParams, PostcardCodec, State,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -122,7 +122,11 @@ impl BroadcastHandler<Member> for CatalogNotices {
     type Key = NoticeKey;
     type Error = NoticeError;
 
-    fn receive_item(&mut self, data: &[u8], _sender: Option<&Member>) -> Result<Option<NoticeKey>, NoticeError> {
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        _sender: Option<&Member>,
+    ) -> Result<Option<NoticeKey>, NoticeError> {
         if data.len() != 16 {
             return Err(NoticeError(data.len()));
         }
@@ -132,7 +136,10 @@ impl BroadcastHandler<Member> for CatalogNotices {
             return Ok(None);
         }
         self.known.insert(id, version);
-        self.events.lock().expect("never poisoned").push_back(Event::CatalogVersion { id, version });
+        self.events
+            .lock()
+            .expect("never poisoned")
+            .push_back(Event::CatalogVersion { id, version });
         Ok(Some(NoticeKey { id, version }))
     }
 }
@@ -151,7 +158,10 @@ pub struct Membership {
 
 impl std::fmt::Debug for Membership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Membership").field("me", self.identity()).field("live", &self.live.len()).finish()
+        f.debug_struct("Membership")
+            .field("me", self.identity())
+            .field("live", &self.live.len())
+            .finish()
     }
 }
 
@@ -162,9 +172,24 @@ impl Membership {
     /// A new, not yet joined, membership for `me`.
     pub fn new(me: Member, config: FocaConfig, rng_seed: u64) -> Self {
         let events = Arc::new(Mutex::new(VecDeque::new()));
-        let handler = CatalogNotices { known: HashMap::new(), events: events.clone() };
-        let foca = Foca::with_custom_broadcast(me, config, StdRng::seed_from_u64(rng_seed), PostcardCodec, handler);
-        Membership { foca, rt: AccumulatingRuntime::new(), events, live: HashMap::new(), replaced: HashSet::new() }
+        let handler = CatalogNotices {
+            known: HashMap::new(),
+            events: events.clone(),
+        };
+        let foca = Foca::with_custom_broadcast(
+            me,
+            config,
+            StdRng::seed_from_u64(rng_seed),
+            PostcardCodec,
+            handler,
+        );
+        Membership {
+            foca,
+            rt: AccumulatingRuntime::new(),
+            events,
+            live: HashMap::new(),
+            replaced: HashSet::new(),
+        }
     }
 
     /// Our own identity (changes when SWIM renews it after being declared down).
@@ -226,7 +251,9 @@ impl Membership {
     /// Publishes that our catalog is now at `version`.
     pub fn publish_catalog_version(&mut self, version: u64) -> Result<(), Error> {
         let id = self.identity().id;
-        self.foca.add_broadcast(&encode_notice(id, version)).map(|_| ())
+        self.foca
+            .add_broadcast(&encode_notice(id, version))
+            .map(|_| ())
     }
 
     /// Live members other than ourselves, sorted by name.
@@ -294,8 +321,12 @@ impl Membership {
             return;
         }
         // A restarted process under the same name replaces the older identity.
-        let older: Vec<Member> =
-            self.live.values().filter(|o| o.name == m.name && o.id != m.id).cloned().collect();
+        let older: Vec<Member> = self
+            .live
+            .values()
+            .filter(|o| o.name == m.name && o.id != m.id)
+            .cloned()
+            .collect();
         for o in older {
             if m.newer_than(&o) {
                 self.replaced.insert((o.id, o.bump));
@@ -312,7 +343,11 @@ impl Membership {
     }
 
     fn down(&mut self, m: &Member) {
-        if self.live.get(&m.id).is_some_and(|x| x.bump <= m.bump || x == m) {
+        if self
+            .live
+            .get(&m.id)
+            .is_some_and(|x| x.bump <= m.bump || x == m)
+        {
             let gone = self.live.remove(&m.id).expect("checked");
             self.push(Event::Down(gone));
         }

@@ -31,6 +31,35 @@ pub enum Frame {
     Reply(Reply),
     /// The caller gave up on a call (deadline or dropped future): stop working on it.
     Cancel(Cancel),
+    /// The sender is shutting down gracefully; it closes right after.
+    Goodbye(Refused),
+    /// Ask for the sender's catalog (sent when gossip says our copy is stale).
+    CatalogPull,
+    /// Ask for the cluster as the receiver sees it (used by clients that do not gossip).
+    MembersRequest,
+    /// The cluster as the sender sees it, itself included.
+    Members(MembersMsg),
+}
+
+/// The cluster as one node sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MembersMsg {
+    /// Every live member, the sender included.
+    pub members: Vec<MemberInfo>,
+}
+
+/// One member and what it offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Its identity (address, id, name, role, host).
+    pub member: crate::proto::member::Member,
+    /// `alive` or `suspect`.
+    pub state: String,
+    /// Resources it offers.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Its functions as the requester may see them, if the sender knows them.
+    pub catalog: Option<CatalogMsg>,
 }
 
 /// Identity and parameters of the speaker, sent once when a connection opens.

@@ -18,8 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::proto::catalog::PeerCatalog;
+use crate::proto::catalog::Relation;
 use crate::proto::codec::{encode_frame, FrameCodec};
-use crate::proto::wire::{Call, Cancel, CatalogMsg, Failure, FailureKind, Frame, Refused};
+use crate::proto::wire::{
+    Call, Cancel, CatalogMsg, Failure, FailureKind, Frame, MembersMsg, Refused,
+};
 use crate::runtime::{dispatch, Shared};
 
 /// Frames queued for the writer before senders wait: bounds memory per connection.
@@ -64,6 +67,8 @@ pub(crate) struct Connection {
     pub catalog: RwLock<PeerCatalog>,
     /// Cancelled when the connection ends.
     pub closed: CancellationToken,
+    /// Who waits for the answer to our `MembersRequest`, if anyone.
+    pub members_waiter: Mutex<Option<oneshot::Sender<MembersMsg>>>,
 }
 
 impl Connection {
@@ -86,6 +91,7 @@ impl Connection {
             in_flight: AtomicUsize::new(0),
             catalog: RwLock::new(pc),
             closed: CancellationToken::new(),
+            members_waiter: Mutex::new(None),
         });
         shared.tasks.spawn(write_loop(rx, write, conn.clone()));
         shared
@@ -200,6 +206,28 @@ impl Connection {
             fun: fun.into(),
             node: self.peer.name.clone(),
             reason,
+        }
+    }
+
+    /// Asks the peer for its view of the cluster.
+    pub(crate) async fn members(&self, timeout: Duration) -> Result<MembersMsg> {
+        let (tx, rx) = oneshot::channel();
+        *self.members_waiter.lock().unwrap() = Some(tx);
+        let frame = encode_frame(&Frame::MembersRequest).expect("unit frame encodes");
+        let lost = || Error::Protocol {
+            peer: self.peer.name.clone(),
+            detail: "connection closed before the member list arrived".into(),
+        };
+        if !self.send(frame).await {
+            return Err(lost());
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(m)) => Ok(m),
+            Ok(Err(_)) => Err(lost()),
+            Err(_) => Err(Error::Protocol {
+                peer: self.peer.name.clone(),
+                detail: format!("no member list within {timeout:?}"),
+            }),
         }
     }
 
@@ -321,6 +349,31 @@ fn handle(
             conn.catalog.write().unwrap().update(c);
         }
         Frame::Refused(r) => return Err(r.reason),
+        Frame::Goodbye(r) => {
+            // A graceful stop: drop the member from the view now rather than when gossip
+            // confirms it, so callers stop choosing it at once.
+            shared.member_left(conn.peer.id);
+            return Err(r.reason);
+        }
+        Frame::CatalogPull => {
+            let view = shared.catalog_view(Relation::of_peer(&shared.host_id, &conn.peer.host_id));
+            if let Ok(f) = encode_frame(&Frame::Catalog(view)) {
+                conn.try_send(f);
+            }
+        }
+        Frame::MembersRequest => {
+            if let Ok(f) = encode_frame(&Frame::Members(shared.members_for(&conn.peer.host_id))) {
+                if !conn.try_send(f.clone()) {
+                    let c = conn.clone();
+                    tokio::spawn(async move { c.send(f).await });
+                }
+            }
+        }
+        Frame::Members(m) => {
+            if let Some(tx) = conn.members_waiter.lock().unwrap().take() {
+                let _ = tx.send(m);
+            }
+        }
         other => {
             return Err(format!(
                 "unexpected {} frame after the handshake",
@@ -342,6 +395,10 @@ pub(crate) fn frame_name(f: &Frame) -> &'static str {
         Frame::Call(_) => "call",
         Frame::Reply(_) => "reply",
         Frame::Cancel(_) => "cancel",
+        Frame::Goodbye(_) => "goodbye",
+        Frame::CatalogPull => "catalog pull",
+        Frame::MembersRequest => "members request",
+        Frame::Members(_) => "members",
     }
 }
 

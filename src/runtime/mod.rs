@@ -4,10 +4,13 @@
 //! reader task (decode, dispatch), a writer task (coalesces queued frames into few
 //! syscalls), and one task per call it serves. Shared node state lives in [`Shared`].
 
+pub(crate) mod bootstrap;
+pub(crate) mod cluster;
 pub(crate) mod connection;
 pub(crate) mod dialer;
 pub(crate) mod discovery;
 pub(crate) mod dispatch;
+pub(crate) mod gossip;
 pub(crate) mod handshake;
 pub(crate) mod listener;
 pub(crate) mod shared;

@@ -1,8 +1,8 @@
 //! State shared by every task of one node.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -10,8 +10,11 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::proto::catalog::{view_for, Relation};
 use crate::proto::codec::encode_frame;
+use crate::proto::member::Member;
 use crate::proto::wire::{CatalogMsg, Frame};
 use crate::registry::Registry;
+use crate::runtime::cluster::{Counters, Entry};
+use crate::runtime::gossip;
 use crate::runtime::Connection;
 
 /// Identity, configuration, local functions and live connections of a node.
@@ -36,6 +39,20 @@ pub(crate) struct Shared {
     pub shutdown: CancellationToken,
     /// Every task the node spawns, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Our gossiped identity, once listening (members only; clients have none).
+    pub me: OnceLock<Member>,
+    /// Commands to the membership task (members only).
+    pub gossip: OnceLock<tokio::sync::mpsc::Sender<gossip::Command>>,
+    /// Live members other than ourselves, by id.
+    pub directory: RwLock<HashMap<u64, Entry>>,
+    /// Members SWIM currently suspects.
+    pub suspects: RwLock<HashSet<u64>>,
+    /// Members a connection is being opened to.
+    pub dialing: Mutex<HashSet<u64>>,
+    /// Datagram counters.
+    pub counters: Counters,
+    /// Beacon and mDNS, for members with discovery enabled.
+    pub discovery: OnceLock<crate::runtime::discovery::Discovery>,
 }
 
 impl Shared {
@@ -63,6 +80,13 @@ impl Shared {
             listen_port: AtomicU16::new(0),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            me: OnceLock::new(),
+            gossip: OnceLock::new(),
+            directory: RwLock::new(HashMap::new()),
+            suspects: RwLock::new(HashSet::new()),
+            dialing: Mutex::new(HashSet::new()),
+            counters: Counters::default(),
+            discovery: OnceLock::new(),
         }
     }
 
@@ -116,6 +140,15 @@ impl Shared {
 
     /// Sends every peer its view of our catalog after a change.
     pub(crate) fn announce_catalog(&self) {
+        if let Some(tx) = self.gossip.get() {
+            let v = self.registry.read().unwrap().version();
+            // Best effort: the connections below carry the catalog itself; gossip only
+            // reaches members we are not connected to yet.
+            let _ = tx.try_send(gossip::Command::CatalogVersion(v));
+            if let Some(d) = self.discovery.get() {
+                d.set_catalog_version(v);
+            }
+        }
         for conn in self.connections() {
             let view = self.catalog_view(Relation::of_peer(&self.host_id, &conn.peer.host_id));
             if let Ok(frame) = encode_frame(&Frame::Catalog(view)) {

@@ -9,12 +9,76 @@ use std::time::{Duration, Instant};
 
 use mpreg::{Node, NodeBuilder};
 
-/// A node builder confined to loopback on a free port.
+/// A node builder confined to loopback on a free port, with broadcast and multicast
+/// discovery off (tests that exercise discovery turn it on with [`lo_discovery`]).
 pub fn local(name: &str) -> NodeBuilder {
     Node::builder()
         .name(name)
         .bind(IpAddr::V4(Ipv4Addr::LOCALHOST))
         .port(0)
+        .interfaces(["lo"])
+        .mdns(false)
+        .beacon(false)
+}
+
+/// Ports for discovery confined to `lo` and to one test: a beacon port and an mDNS port
+/// nobody else uses.
+#[derive(Debug, Clone, Copy)]
+pub struct LoDiscovery {
+    pub beacon_port: u16,
+    pub mdns_port: u16,
+}
+
+/// Fresh discovery ports for one test.
+pub fn lo_discovery() -> LoDiscovery {
+    LoDiscovery {
+        beacon_port: free_udp_port(),
+        mdns_port: free_udp_port(),
+    }
+}
+
+impl LoDiscovery {
+    /// Turns discovery on for `b`, on loopback only, with this test's ports.
+    pub fn apply(&self, b: NodeBuilder, mdns: bool) -> NodeBuilder {
+        b.interfaces(["lo"])
+            .beacon(true)
+            .beacon_port(self.beacon_port)
+            .mdns(mdns)
+            .mdns_port(self.mdns_port)
+    }
+
+    /// The same as environment variables for child processes.
+    pub fn env(&self, mdns: bool) -> Vec<(&'static str, String)> {
+        vec![
+            ("MPREG_INTERFACES", "lo".into()),
+            ("MPREG_BEACON", "1".into()),
+            ("MPREG_BEACON_PORT", self.beacon_port.to_string()),
+            ("MPREG_MDNS", if mdns { "1" } else { "0" }.into()),
+            ("MPREG_MDNS_PORT", self.mdns_port.to_string()),
+        ]
+    }
+}
+
+/// A free UDP port on loopback.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Environment that keeps a child process on loopback with discovery off; tests that
+/// want discovery add [`LoDiscovery::env`] after it (later values win).
+fn confine(cmd: &mut Command) {
+    cmd.env("MPREG_BIND", "127.0.0.1")
+        .env("MPREG_INTERFACES", "lo")
+        .env("MPREG_MDNS", "0")
+        .env("MPREG_BEACON", "0")
+        .env_remove("MPREG_SEEDS")
+        .env_remove("MPREG_CLUSTER")
+        .env_remove("MPREG_SECRET_FILE")
+        .env_remove("MPREG_CONFIG");
 }
 
 /// Two connected nodes: `b` dialed `a`.
@@ -84,12 +148,9 @@ impl Proc {
     /// it accepts TCP connections.
     pub fn start(bin: &str, args: &[&str], envs: &[(&str, String)], port: u16) -> Proc {
         let mut cmd = Command::new(built(bin));
+        confine(&mut cmd);
         cmd.args(args)
-            .env("MPREG_BIND", "127.0.0.1")
             .env("MPREG_PORT", port.to_string())
-            .env_remove("MPREG_SEEDS")
-            .env_remove("MPREG_CLUSTER")
-            .env_remove("MPREG_SECRET_FILE")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (k, v) in envs {
@@ -109,14 +170,20 @@ impl Proc {
     }
 }
 
-/// Runs the `mpreg` CLI to completion: (exit success, stdout, stderr).
+/// Runs the `mpreg` CLI to completion, confined to loopback with discovery off:
+/// (exit success, stdout, stderr).
 pub fn mpreg(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(built("mpreg"))
-        .args(args)
-        .env_remove("MPREG_SEEDS")
-        .env_remove("MPREG_CLUSTER")
-        .output()
-        .expect("run mpreg");
+    mpreg_env(args, &[])
+}
+
+/// Like [`mpreg`] with extra environment (e.g. [`LoDiscovery::env`]).
+pub fn mpreg_env(args: &[&str], envs: &[(&str, String)]) -> (bool, String, String) {
+    let mut cmd = Command::new(built("mpreg"));
+    confine(&mut cmd);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.args(args).output().expect("run mpreg");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).trim().to_string(),

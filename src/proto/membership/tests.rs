@@ -65,7 +65,10 @@ fn leave_is_seen_as_down() {
     nodes[1].leave().unwrap();
     pump(&mut nodes);
     assert!(nodes[0].members().is_empty());
-    assert_eq!(drain(&mut nodes[0]), vec![Event::Down(member(2)), Event::Idle]);
+    assert_eq!(
+        drain(&mut nodes[0]),
+        vec![Event::Down(member(2)), Event::Idle]
+    );
 }
 
 #[test]
@@ -95,7 +98,10 @@ fn a_restarted_name_replaces_the_old_identity() {
     drain(&mut a);
     a.up(new.clone());
     assert_eq!(a.members(), vec![new.clone()]);
-    assert_eq!(drain(&mut a), vec![Event::Down(old.clone()), Event::Up(new.clone())]);
+    assert_eq!(
+        drain(&mut a),
+        vec![Event::Down(old.clone()), Event::Up(new.clone())]
+    );
     // The old identity coming "up" again (stale gossip) is ignored.
     a.up(old);
     assert_eq!(a.members(), vec![new]);

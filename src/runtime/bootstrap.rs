@@ -1,0 +1,185 @@
+//! Starting a node's network presence: the listening socket pair (TCP for calls, UDP for
+//! gossip, one port number), joining the membership as a member, or, for a client, learning
+//! the cluster from one node.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::proto::membership::{lan_config, Membership};
+use crate::runtime::discovery::{probe, Discovery, DiscoveryConfig};
+use crate::runtime::gossip::{self, Command, COMMAND_QUEUE};
+use crate::runtime::handshake;
+use crate::runtime::{listener, Connection, Shared};
+
+/// Attempts at finding a port free for both TCP and UDP when the port is chosen by the OS.
+const PORT_ATTEMPTS: usize = 8;
+
+/// Longest a client waits for the member list of the node it reached.
+const MEMBERS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Binds TCP and UDP on the same port (the configured one, or one the OS picks that is free
+/// for both).
+pub(crate) async fn bind_pair(bind: IpAddr, port: u16) -> Result<(TcpListener, UdpSocket)> {
+    let attempts = if port == 0 { PORT_ATTEMPTS } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let addr = SocketAddr::new(bind, port);
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+        let local = tcp
+            .local_addr()
+            .map_err(|e| Error::io("cannot read the listening address", e))?;
+        match UdpSocket::bind(local).await {
+            Ok(udp) => return Ok((tcp, udp)),
+            Err(e) => last = Some((local, e)),
+        }
+    }
+    let (local, e) = last.expect("at least one attempt");
+    Err(Error::io(
+        format!("cannot bind UDP {local} for gossip (TCP got it)"),
+        e,
+    ))
+}
+
+/// The address other members should use for us: the bind address if it is specific, else
+/// the first selected non-loopback interface, else loopback.
+pub(crate) fn advertise_ip(shared: &Shared) -> IpAddr {
+    let bind = shared.config.bind;
+    if !bind.is_unspecified() {
+        return bind;
+    }
+    match crate::runtime::discovery::interfaces::select(&shared.config.interfaces) {
+        Ok(ifaces) => ifaces
+            .iter()
+            .find(|i| !i.loopback)
+            .map(|i| IpAddr::V4(i.ip))
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list interfaces; advertising 127.0.0.1");
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        }
+    }
+}
+
+/// Starts listening and membership for a member node.
+pub(crate) async fn start_member(shared: &Arc<Shared>) -> Result<()> {
+    let (tcp, udp) = bind_pair(shared.config.bind, shared.config.port).await?;
+    let port = tcp
+        .local_addr()
+        .map_err(|e| Error::io("cannot read the listening address", e))?
+        .port();
+    shared.set_listen_port(port);
+    let me = gossip::identity(shared, SocketAddr::new(advertise_ip(shared), port));
+    tracing::info!(node = %shared.name, addr = %me.addr, cluster = %shared.cluster, "listening");
+    let _ = shared.me.set(me.clone());
+    let seed = rand::random();
+    let membership = Membership::new(me, lan_config(16), seed);
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let _ = shared.gossip.set(tx);
+    shared.tasks.spawn(listener::run(shared.clone(), tcp));
+    shared
+        .tasks
+        .spawn(gossip::run(shared.clone(), udp, membership, rx));
+    Ok(())
+}
+
+/// Asks SWIM to join through each seed (members) — resolved here because seeds may be
+/// host names.
+pub(crate) async fn announce_seeds(shared: &Shared, seeds: &[String]) {
+    let Some(tx) = shared.gossip.get() else {
+        return;
+    };
+    for seed in seeds {
+        match tokio::net::lookup_host(seed.as_str()).await {
+            Ok(addrs) => {
+                for a in addrs.filter(SocketAddr::is_ipv4) {
+                    let _ = tx.send(Command::Announce(a)).await;
+                }
+            }
+            Err(e) => tracing::warn!(%seed, error = %e, "cannot resolve seed"),
+        }
+    }
+}
+
+/// A client learns the cluster from the first node it is connected to.
+pub(crate) async fn learn_members(shared: &Arc<Shared>, conn: &Connection) -> Result<()> {
+    let msg = conn.members(MEMBERS_TIMEOUT).await?;
+    shared.adopt_members(&msg);
+    Ok(())
+}
+
+/// Members found by discovery queued for the membership task before being dropped (they
+/// are found again by the next beacon or mDNS answer).
+const FOUND_QUEUE: usize = 256;
+
+/// How long a client without seeds waits for discovery answers.
+pub(crate) const PROBE_DEADLINE: Duration = Duration::from_millis(1500);
+
+/// Starts beacon and mDNS for a member; what they find is announced to SWIM.
+pub(crate) async fn start_discovery(shared: &Arc<Shared>) -> Result<()> {
+    let cfg = DiscoveryConfig::from_config(&shared.config, shared.secret.clone())?;
+    if !cfg.beacon && !cfg.mdns {
+        return Ok(());
+    }
+    let me = shared.me.get().cloned().expect("members have an identity");
+    let version = shared.registry.read().unwrap().version();
+    let (tx, mut rx) = mpsc::channel(FOUND_QUEUE);
+    let d = Discovery::start(cfg, me, version, tx, &shared.tasks, shared.shutdown.clone()).await?;
+    let _ = shared.discovery.set(d);
+    let s = shared.clone();
+    shared.tasks.spawn(async move {
+        loop {
+            let found = tokio::select! {
+                _ = s.shutdown.cancelled() => break,
+                m = rx.recv() => m,
+            };
+            let Some(m) = found else { break };
+            let known = s.directory.read().unwrap().contains_key(&m.id);
+            if !known {
+                if let Some(g) = s.gossip.get() {
+                    let _ = g.try_send(Command::Announce(m.addr));
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// A client without seeds: find nodes by discovery and connect to the first that accepts.
+pub(crate) async fn discover_and_connect(shared: &Arc<Shared>) -> Result<Option<Arc<Connection>>> {
+    let cfg = DiscoveryConfig::from_config(&shared.config, shared.secret.clone())?;
+    if !cfg.beacon && !cfg.mdns {
+        return Ok(None);
+    }
+    let found = probe(&cfg, PROBE_DEADLINE).await?;
+    if found.is_empty() {
+        shared.seed_errors.lock().unwrap().insert(
+            "discovery".into(),
+            format!(
+                "discovery found no node within {PROBE_DEADLINE:?} (cluster `{}`, beacon {}, mDNS {})",
+                shared.cluster,
+                if cfg.beacon { format!("port {}", cfg.beacon_port) } else { "off".into() },
+                if cfg.mdns { format!("port {}", cfg.mdns_port) } else { "off".into() },
+            ),
+        );
+    }
+    for m in found {
+        match handshake::dial(shared, &m.addr.to_string()).await {
+            Ok(c) => return Ok(Some(c)),
+            Err(e) => {
+                shared
+                    .seed_errors
+                    .lock()
+                    .unwrap()
+                    .insert(m.addr.to_string(), e.to_string());
+            }
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,205 @@
+//! The node's view of the cluster: who is alive (from SWIM, or for a client from a member
+//! list), and keeping one TCP connection to each live member.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::proto::catalog::{admits, Relation};
+use crate::proto::codec::encode_frame;
+use crate::proto::member::Member;
+use crate::proto::wire::{CatalogMsg, Frame, MemberInfo, MembersMsg};
+use crate::runtime::{handshake, Shared};
+
+/// How long the member with the larger id waits for the smaller one to dial before it
+/// dials itself (both dialing at once would open two connections).
+const DIAL_GRACE: Duration = Duration::from_millis(500);
+
+/// One member of the directory.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub member: Member,
+    /// Resources, when known (from a member list).
+    pub resources: Vec<String>,
+    /// Catalog as a member list reported it (clients only; members use the connection's).
+    pub catalog: Option<CatalogMsg>,
+}
+
+/// Datagram counters, visible in `mpreg nodes` and the metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub gossip_sent: AtomicU64,
+    pub gossip_received: AtomicU64,
+    pub gossip_bytes_sent: AtomicU64,
+    pub dropped_malformed: AtomicU64,
+    pub dropped_other_cluster: AtomicU64,
+    pub dropped_unauthenticated: AtomicU64,
+}
+
+impl Shared {
+    /// SWIM says `m` is alive: record it and make sure we have a connection.
+    pub(crate) fn member_up(self: &Arc<Self>, m: Member) {
+        let id = m.id;
+        self.directory.write().unwrap().insert(
+            id,
+            Entry {
+                member: m.clone(),
+                resources: Vec::new(),
+                catalog: None,
+            },
+        );
+        self.ensure_connected(m);
+        let _ = id;
+    }
+
+    /// SWIM declared `m` down (or it was replaced): forget it and close its connection, so
+    /// calls in flight fail at once with "node lost".
+    pub(crate) fn member_down(&self, m: &Member) {
+        let removed = {
+            let mut d = self.directory.write().unwrap();
+            match d.get(&m.id) {
+                Some(e) if e.member.bump <= m.bump => d.remove(&m.id).is_some(),
+                _ => false,
+            }
+        };
+        if removed {
+            if let Some(list) = self.peers.read().unwrap().get(&m.id) {
+                for c in list {
+                    c.close(format!(
+                        "node `{}` was declared down by the cluster",
+                        m.name
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The member said goodbye over TCP.
+    pub(crate) fn member_left(&self, id: u64) {
+        self.directory.write().unwrap().remove(&id);
+    }
+
+    /// Gossip says member `id` has catalog `version`: pull it if our copy is older.
+    pub(crate) fn catalog_version_seen(&self, id: u64, version: u64) {
+        let conn = self
+            .peers
+            .read()
+            .unwrap()
+            .get(&id)
+            .and_then(|l| l.first().cloned());
+        if let Some(c) = conn {
+            if c.catalog.read().unwrap().version < version {
+                if let Ok(f) = encode_frame(&Frame::CatalogPull) {
+                    c.try_send(f);
+                }
+            }
+        }
+    }
+
+    /// Opens a connection to `m` unless one exists or is being opened.
+    pub(crate) fn ensure_connected(self: &Arc<Self>, m: Member) {
+        if m.id == self.id || self.peers.read().unwrap().contains_key(&m.id) {
+            return;
+        }
+        if !self.dialing.lock().unwrap().insert(m.id) {
+            return;
+        }
+        let s = self.clone();
+        self.tasks.spawn(async move {
+            if s.id > m.id {
+                // The smaller id dials; give it the chance first.
+                tokio::select! {
+                    _ = s.shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(DIAL_GRACE) => {}
+                }
+            }
+            let wanted = s.directory.read().unwrap().contains_key(&m.id);
+            let connected = s.peers.read().unwrap().contains_key(&m.id);
+            if wanted && !connected && !s.shutdown.is_cancelled() {
+                if let Err(e) = handshake::dial(&s, &m.addr.to_string()).await {
+                    tracing::debug!(member = ?m, error = %e, "cannot connect to member");
+                }
+            }
+            s.dialing.lock().unwrap().remove(&m.id);
+        });
+    }
+
+    /// Records the suspects of the last membership round.
+    pub(crate) fn set_suspects(&self, ids: Vec<u64>) {
+        *self.suspects.write().unwrap() = ids.into_iter().collect();
+    }
+
+    /// The cluster as a requester on `requester_host` may see it: every live member
+    /// (ourselves included) with its catalog filtered by visibility.
+    pub(crate) fn members_for(&self, requester_host: &str) -> MembersMsg {
+        let mut members = Vec::new();
+        if let Some(me) = self.me.get() {
+            let relation = Relation::of_peer(&self.host_id, requester_host);
+            members.push(MemberInfo {
+                member: me.clone(),
+                state: "alive".into(),
+                resources: self.resources.clone(),
+                catalog: Some(self.catalog_view(relation)),
+            });
+        }
+        let suspects = self.suspects.read().unwrap().clone();
+        let conns: HashMap<u64, _> = self
+            .connections()
+            .into_iter()
+            .map(|c| (c.peer.id, c))
+            .collect();
+        for e in self.directory.read().unwrap().values() {
+            let relation = Relation::of_peer(&e.member.host, requester_host);
+            let (resources, catalog) = match conns.get(&e.member.id) {
+                Some(c) => {
+                    let cat = c.catalog.read().unwrap();
+                    let functions = cat
+                        .functions()
+                        .filter(|f| admits(f.visibility, relation))
+                        .cloned()
+                        .collect();
+                    (
+                        c.peer.resources.clone(),
+                        Some(CatalogMsg {
+                            version: cat.version,
+                            functions,
+                        }),
+                    )
+                }
+                None => (e.resources.clone(), e.catalog.clone()),
+            };
+            members.push(MemberInfo {
+                member: e.member.clone(),
+                state: if suspects.contains(&e.member.id) {
+                    "suspect"
+                } else {
+                    "alive"
+                }
+                .into(),
+                resources,
+                catalog,
+            });
+        }
+        members.sort_by(|a, b| a.member.name.cmp(&b.member.name));
+        MembersMsg { members }
+    }
+
+    /// A client adopts a member list as its directory.
+    pub(crate) fn adopt_members(&self, msg: &MembersMsg) {
+        let mut d = self.directory.write().unwrap();
+        for info in &msg.members {
+            if info.member.id == self.id {
+                continue;
+            }
+            d.insert(
+                info.member.id,
+                Entry {
+                    member: info.member.clone(),
+                    resources: info.resources.clone(),
+                    catalog: info.catalog.clone(),
+                },
+            );
+        }
+    }
+}

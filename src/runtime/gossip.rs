@@ -1,0 +1,172 @@
+//! The owner task of a node's SWIM membership: one UDP socket on the node's port, one
+//! timer queue, commands from the node, and membership events turned into connections.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::time::DelayQueue;
+
+use crate::proto::datagram::{self, Kind, Reject};
+use crate::proto::member::Member;
+use crate::proto::membership::{Event, Membership, Timer};
+use crate::runtime::Shared;
+
+/// Commands queued for the gossip task before senders wait.
+pub(crate) const COMMAND_QUEUE: usize = 256;
+
+/// What the node asks of its membership.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Join through the node at this address (a seed, or one found by discovery).
+    Announce(SocketAddr),
+    /// Our catalog changed to this version.
+    CatalogVersion(u64),
+    /// Leave the cluster, then report back.
+    Leave(oneshot::Sender<()>),
+}
+
+/// Milliseconds since the Unix epoch (for datagram replay windows and start times).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs until shutdown (or until a `Leave` has been flushed).
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    socket: UdpSocket,
+    mut m: Membership,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let cluster = datagram::cluster_tag(&shared.cluster);
+    let mut timers: DelayQueue<Timer> = DelayQueue::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        drain(&shared, &socket, &cluster, &mut m, &mut timers).await;
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) => receive(&shared, &cluster, &mut m, &buf[..n], from),
+                Err(e) => tracing::debug!(error = %e, "gossip socket receive failed"),
+            },
+            Some(t) = timers.next() => {
+                if let Err(e) = m.handle_timer(t.into_inner()) {
+                    tracing::debug!(error = %e, "membership timer");
+                }
+            }
+            Some(cmd) = commands.recv() => {
+                if let Command::Leave(done) = cmd {
+                    let _ = m.leave();
+                    drain(&shared, &socket, &cluster, &mut m, &mut timers).await;
+                    let _ = done.send(());
+                    break;
+                }
+                apply(&mut m, cmd);
+            }
+        }
+    }
+}
+
+fn apply(m: &mut Membership, cmd: Command) {
+    let r = match cmd {
+        Command::Announce(addr) => m.announce(addr),
+        Command::CatalogVersion(v) => m.publish_catalog_version(v),
+        Command::Leave(_) => Ok(()),
+    };
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "membership command");
+    }
+}
+
+fn receive(shared: &Shared, cluster: &[u8; 8], m: &mut Membership, data: &[u8], from: SocketAddr) {
+    let c = &shared.counters;
+    match datagram::open(data, cluster, shared.secret.as_deref(), now_ms()) {
+        Ok((Kind::Gossip, payload)) => {
+            c.gossip_received.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = m.handle_data(payload) {
+                tracing::debug!(%from, error = %e, "gossip datagram not accepted");
+            }
+        }
+        Ok((Kind::Beacon, _)) => {}
+        Err(Reject::Malformed) => {
+            c.dropped_malformed.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(Reject::OtherCluster) => {
+            c.dropped_other_cluster.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(Reject::Unauthenticated) => {
+            c.dropped_unauthenticated.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sends what membership wants sent, schedules its timers, applies its events.
+async fn drain(
+    shared: &Arc<Shared>,
+    socket: &UdpSocket,
+    cluster: &[u8; 8],
+    m: &mut Membership,
+    timers: &mut DelayQueue<Timer>,
+) {
+    while let Some((to, data)) = m.poll_transmit() {
+        let sealed = datagram::seal(
+            Kind::Gossip,
+            cluster,
+            shared.secret.as_deref(),
+            now_ms(),
+            &data,
+        );
+        shared.counters.gossip_sent.fetch_add(1, Ordering::Relaxed);
+        shared
+            .counters
+            .gossip_bytes_sent
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        if let Err(e) = socket.send_to(&sealed, to).await {
+            tracing::debug!(%to, error = %e, "gossip send failed");
+        }
+    }
+    while let Some((after, t)) = m.poll_timer() {
+        timers.insert(t, after);
+    }
+    let suspects = m.suspects();
+    while let Some(ev) = m.poll_event() {
+        on_event(shared, ev);
+    }
+    shared.set_suspects(suspects);
+}
+
+fn on_event(shared: &Arc<Shared>, ev: Event) {
+    match ev {
+        Event::Up(member) => {
+            tracing::info!(member = ?member, "member up");
+            shared.member_up(member);
+        }
+        Event::Down(member) => {
+            tracing::info!(member = ?member, "member down");
+            shared.member_down(&member);
+        }
+        Event::CatalogVersion { id, version } => shared.catalog_version_seen(id, version),
+        Event::Active => tracing::debug!("joined the cluster"),
+        Event::Idle => tracing::debug!("no other member is alive"),
+    }
+}
+
+/// Our identity as gossiped.
+pub(crate) fn identity(shared: &Shared, addr: SocketAddr) -> Member {
+    Member {
+        addr,
+        id: shared.id,
+        name: shared.name.clone(),
+        role: shared.role.clone(),
+        host: shared.host_id.clone(),
+        started_ms: now_ms(),
+        bump: 0,
+    }
+}

@@ -1,0 +1,258 @@
+//! Deterministic simulation of SWIM membership (`mpreg::proto::membership`): many nodes on
+//! a virtual clock over a modelled LAN with loss, crashes and partitions (`tests/sim`).
+//! Each scenario runs under a few fixed seeds and prints its figures
+//! (`cargo test --test simulation -- --nocapture`). Bytes are gossip payload unless marked
+//! "wire" (payload + 22-byte mpreg envelope + 28 bytes of IP/UDP per datagram).
+
+mod sim;
+
+use std::time::Duration;
+
+use sim::scenario::{self, rounds, Removal, SETTLE};
+use sim::{Discovery, Net, Sim};
+
+/// Seeds every scenario runs under.
+const SEEDS: [u64; 3] = [1, 2, 3];
+/// The product target for a crashed node to leave every view (DESIGN.md §4).
+const CRASH_TARGET: Duration = Duration::from_secs(3);
+/// The product target for a graceful leave to be seen (DESIGN.md §4).
+const LEAVE_TARGET: Duration = Duration::from_millis(200);
+/// The runtime's default beacon interval (`runtime::discovery`).
+const BEACON: Duration = Duration::from_secs(1);
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// A converged, settled cluster of `n` nodes; fails the test if it does not converge.
+fn cluster(n: usize, seed: u64, net: Net) -> Sim {
+    let bound = scenario::join_bound(n);
+    let (mut sim, took) = scenario::form_cluster(n, seed, net, bound);
+    assert!(
+        took.is_some(),
+        "{n} nodes, seed {seed}: no convergence within {bound:?}"
+    );
+    sim.run_for(SETTLE);
+    sim
+}
+
+/// `n` nodes, not started, that also run the discovery beacon.
+fn with_beacon(n: usize, seed: u64, net: Net) -> Sim {
+    let mut sim = Sim::new(n, seed, net);
+    sim.discovery = Discovery::Beacon(BEACON);
+    sim
+}
+
+/// A random node other than node 0 (the first one started).
+fn victim(sim: &mut Sim) -> usize {
+    1 + sim.random(sim.len() - 1)
+}
+
+fn print_removal(what: &str, n: usize, seed: u64, r: Removal, target: Duration) {
+    println!(
+        "{what}: {n} nodes, seed {seed}: median {:.3} s, max {:.3} s (target {:.1} s {})",
+        secs(r.median),
+        secs(r.max),
+        secs(target),
+        if r.max <= target { "met" } else { "MISSED" }
+    );
+}
+
+/// Joins reach 99.9% of the (observer, member) pairs within this, from the first start.
+const BULK_JOIN: Duration = Duration::from_secs(5);
+/// With the discovery beacon, every view is full within this, from the first start.
+const BEACON_JOIN: Duration = Duration::from_secs(5);
+
+/// SWIM alone: each node announces to one earlier node. Gossip reaches almost every pair
+/// in seconds; the few pairs it misses wait for a probe (see `scenario::join_bound`).
+#[test]
+fn hundred_nodes_converge() {
+    const N: usize = 100;
+    let bound = scenario::join_bound(N);
+    for seed in SEEDS {
+        let (sim, took) = scenario::form_cluster(N, seed, Net::lan(), bound);
+        let took =
+            took.unwrap_or_else(|| panic!("seed {seed}: {N} nodes did not converge in {bound:?}"));
+        sim.assert_consistent();
+        let (p99, p999) = (
+            scenario::joined_fraction(&sim, 0.99),
+            scenario::joined_fraction(&sim, 0.999),
+        );
+        assert!(
+            p999 <= BULK_JOIN,
+            "seed {seed}: 99.9% of pairs joined only after {p999:?}"
+        );
+        let t = sim.traffic();
+        println!(
+            "converge: {N} nodes, seed {seed}: all views full at {:.3} s ({:.1} rounds; last start at 0.99 s); \
+             99% of pairs at {:.3} s, 99.9% at {:.3} s; {} datagrams, {} payload bytes, {} wire bytes",
+            secs(took),
+            rounds(took),
+            secs(p99),
+            secs(p999),
+            t.datagrams,
+            t.payload,
+            t.wire()
+        );
+    }
+}
+
+/// With the beacon a real node runs, a member missing from a view is announced to within a
+/// beacon interval, so the stragglers of SWIM-only dissemination disappear.
+#[test]
+fn hundred_nodes_converge_with_beacon() {
+    const N: usize = 100;
+    for seed in SEEDS {
+        let (sim, took) = scenario::form(with_beacon(N, seed, Net::lan()), BEACON_JOIN);
+        let took = took.unwrap_or_else(|| {
+            panic!("seed {seed}: {N} nodes with beacon did not converge in {BEACON_JOIN:?}")
+        });
+        sim.assert_consistent();
+        let t = sim.traffic();
+        println!(
+            "converge with beacon: {N} nodes, seed {seed}: all views full at {:.3} s ({:.1} rounds); \
+             {} datagrams, {} payload bytes, {} wire bytes",
+            secs(took),
+            rounds(took),
+            t.datagrams,
+            t.payload,
+            t.wire()
+        );
+    }
+}
+
+#[test]
+fn crashed_node_leaves_every_view() {
+    for n in [10, 100] {
+        for seed in SEEDS {
+            let mut sim = cluster(n, seed, Net::lan());
+            let v = victim(&mut sim);
+            let r = scenario::crash(&mut sim, v, Duration::from_secs(10)).unwrap_or_else(|| {
+                panic!("{n} nodes, seed {seed}: crash of node {v} not detected in 10 s")
+            });
+            print_removal("crash", n, seed, r, CRASH_TARGET);
+            sim.assert_consistent();
+        }
+    }
+}
+
+#[test]
+fn graceful_leave_is_fast() {
+    for n in [10, 100] {
+        for seed in SEEDS {
+            let mut sim = cluster(n, seed, Net::lan());
+            let v = victim(&mut sim);
+            let r = scenario::leave(&mut sim, v, Duration::from_secs(2)).unwrap_or_else(|| {
+                panic!("{n} nodes, seed {seed}: leave of node {v} not seen in 2 s")
+            });
+            print_removal("leave", n, seed, r, LEAVE_TARGET);
+            sim.assert_consistent();
+        }
+    }
+}
+
+/// SWIM alone heals a short partition: members declared down are re-announced to every
+/// second, for as long as they are remembered (`remove_down_after`, 30 s).
+#[test]
+fn partition_heals() {
+    const N: usize = 20;
+    for seed in SEEDS {
+        let mut sim = cluster(N, seed, Net::lan());
+        let p = scenario::split_and_heal(&mut sim, Duration::from_secs(5), Duration::from_secs(30));
+        let split = p
+            .split
+            .unwrap_or_else(|| panic!("seed {seed}: halves did not separate in 30 s"));
+        let heal = p.heal.unwrap_or_else(|| {
+            panic!("seed {seed}: cluster did not re-form in 30 s after healing")
+        });
+        sim.assert_consistent();
+        println!(
+            "partition: {N} nodes, seed {seed}: halves separated in {:.3} s, re-formed {:.3} s after healing",
+            secs(split),
+            secs(heal)
+        );
+    }
+}
+
+/// At 10% loss SWIM alone can split a cluster into islands that never merge (a member is
+/// forgotten 30 s after it is declared down), so this runs with the beacon, as real nodes
+/// do. False `Down`s of live nodes at 5% loss are printed, and must at least be transient.
+#[test]
+fn packet_loss() {
+    const N: usize = 30;
+    for seed in SEEDS {
+        let (mut sim, took) = scenario::form(
+            with_beacon(N, seed, Net::lan().with_loss(0.10)),
+            Duration::from_secs(30),
+        );
+        let took =
+            took.unwrap_or_else(|| panic!("seed {seed}: no convergence at 10% loss in 30 s"));
+        sim.run_for(SETTLE);
+        let v = victim(&mut sim);
+        let r = scenario::crash(&mut sim, v, Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("seed {seed}: crash not detected at 10% loss in 15 s"));
+        println!(
+            "loss 10% with beacon: {N} nodes, seed {seed}: converged in {:.3} s; crash seen by all in {:.3} s (median {:.3} s)",
+            secs(took),
+            secs(r.max),
+            secs(r.median)
+        );
+        sim.net.loss = 0.05;
+        let quiet = sim.now();
+        sim.run_for(Duration::from_secs(30));
+        let f = scenario::false_downs(&sim, quiet);
+        sim.net.loss = 0.0;
+        let back = sim
+            .run_until_cond(Sim::converged, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("seed {seed}: views not whole 10 s after loss stopped"));
+        sim.assert_consistent();
+        println!(
+            "loss 5% with beacon: {N} nodes, seed {seed}: {} live nodes declared down ({} Down events) in 30 s; \
+             views whole {:.3} s after loss stopped",
+            f.incidents,
+            f.events,
+            secs(back)
+        );
+    }
+}
+
+/// What `packet_loss` would assert if it held: no live node declared down at 5% loss.
+/// It does not with foca 2.0.0: when a suspicion times out after being refuted,
+/// `Timer::ChangeSuspectToDown` still sends `TurnUndead` to the member, which then declares
+/// itself down and rejoins under a renewed identity, so every suspicion ends in a `Down`.
+#[test]
+#[ignore = "fails with foca 2.0.0: a refuted suspicion still ends in TurnUndead, see doc"]
+fn no_false_downs_at_5_percent_loss() {
+    const N: usize = 30;
+    let mut found = Vec::new();
+    for seed in SEEDS {
+        let mut sim = cluster(N, seed, Net::lan());
+        sim.net.loss = 0.05;
+        let quiet = sim.now();
+        sim.run_for(Duration::from_secs(30));
+        found.push(scenario::false_downs(&sim, quiet).incidents);
+    }
+    assert_eq!(
+        found,
+        vec![0; SEEDS.len()],
+        "live nodes declared down, per seed"
+    );
+}
+
+#[test]
+fn catalog_versions_reach_everyone() {
+    for n in [10, 100] {
+        for seed in SEEDS {
+            let mut sim = cluster(n, seed, Net::lan());
+            let publisher = victim(&mut sim);
+            let took = scenario::spread_version(&mut sim, publisher, 2, Duration::from_secs(5))
+                .unwrap_or_else(|| {
+                    panic!("{n} nodes, seed {seed}: catalog version not everywhere in 5 s")
+                });
+            println!(
+                "catalog: {n} nodes, seed {seed}: version reached all others in {:.3} s",
+                secs(took)
+            );
+        }
+    }
+}
