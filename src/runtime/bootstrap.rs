@@ -89,9 +89,30 @@ pub(crate) async fn start_member(shared: &Arc<Shared>) -> Result<()> {
     Ok(())
 }
 
-/// Asks SWIM to join through each seed (members) — resolved here because seeds may be
-/// host names.
-pub(crate) async fn announce_seeds(shared: &Shared, seeds: &[String]) {
+/// How often members re-announce to their seeds. SWIM forgets members it declared down
+/// after a while; without broadcast discovery, re-announcing is what merges two halves of
+/// a healed partition (or islands left by heavy loss) back together.
+const SEED_REANNOUNCE: Duration = Duration::from_secs(5);
+
+/// Asks SWIM to join through each seed now and every few seconds.
+pub(crate) async fn announce_seeds(shared: &Arc<Shared>, seeds: &[String]) {
+    if seeds.is_empty() {
+        return;
+    }
+    announce_once(shared, seeds).await;
+    let (s, seeds) = (shared.clone(), seeds.to_vec());
+    shared.tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = s.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(SEED_REANNOUNCE) => announce_once(&s, &seeds).await,
+            }
+        }
+    });
+}
+
+/// Asks SWIM to join through each seed — resolved here because seeds may be host names.
+async fn announce_once(shared: &Shared, seeds: &[String]) {
     let Some(tx) = shared.gossip.get() else {
         return;
     };

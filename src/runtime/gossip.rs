@@ -136,8 +136,13 @@ async fn drain(
         timers.insert(t, after);
     }
     let suspects = m.suspects();
+    let mut changed = false;
     while let Some(ev) = m.poll_event() {
+        changed |= matches!(ev, Event::Up(_) | Event::Down(_));
         on_event(shared, ev);
+    }
+    if changed {
+        m.fit_config_to_size();
     }
     shared.set_suspects(suspects);
 }

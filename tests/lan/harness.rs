@@ -249,10 +249,26 @@ impl Lan {
 
     /// The command running `mpreg ARGS` inside host `i`, with a clean `MPREG_*` environment.
     fn command(&self, i: usize, args: &[&str], envs: &[(&str, &str)]) -> Command {
+        self.command_of(i, MPREG, args, envs)
+    }
+
+    /// Runs any `program ARGS` on host `i` to completion (e.g. a third-party mDNS browser),
+    /// with the same environment rules and timeout as [`Lan::run`].
+    pub fn run_program(&self, i: usize, program: &str, args: &[&str]) -> Output {
+        let out = self
+            .command_of(i, program, args, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("spawn ip netns exec");
+        out
+    }
+
+    fn command_of(&self, i: usize, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Command {
         let host = self.host_name(i);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &host, "unshare", "--uts", "sh", "-c"])
-            .args([SET_HOSTNAME_AND_EXEC, "sh", &host, MPREG])
+            .args([SET_HOSTNAME_AND_EXEC, "sh", &host, program])
             .args(args)
             .current_dir(&self.dir)
             .stdin(Stdio::null());

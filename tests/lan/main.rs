@@ -11,9 +11,11 @@
 //! - `zero_config`: calls with no address, by each discovery mechanism alone.
 //! - `failure`: kill -9, link cut, heal and graceful leave as seen by another host.
 //! - `latency`: a fresh client's first call.
+//! - `dns_sd`: an independent mDNS browser (python-zeroconf) sees nodes as DNS-SD services.
 
 mod harness;
 
+mod dns_sd;
 mod failure;
 mod latency;
 mod seed;
