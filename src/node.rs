@@ -611,8 +611,8 @@ impl Node {
         let call = crate::proto::wire::Call {
             id: 0,
             fun: fun.into(),
-            args: args.to_vec(),
-            kwargs: kwargs.map(|k| k.to_vec()),
+            args: args.clone(),
+            kwargs,
             timeout_ms: timeout.as_millis() as u64,
         };
         match dispatch::run(&func, fitted, Some(timeout), &call).await {

@@ -45,7 +45,7 @@ pub fn encode_frame(frame: &Frame) -> Result<Bytes, FrameError> {
 /// Bytes of nested payload in `frame`, so the encode buffer is allocated once.
 fn payload_len(frame: &Frame) -> usize {
     match frame {
-        Frame::Call(c) => c.fun.len() + c.args.len() + c.kwargs.as_ref().map_or(0, Vec::len),
+        Frame::Call(c) => c.fun.len() + c.args.len() + c.kwargs.as_ref().map_or(0, Bytes::len),
         Frame::Reply(r) => r.result.as_ref().map_or(64, |b| b.len()),
         _ => 192,
     }

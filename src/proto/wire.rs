@@ -2,9 +2,11 @@
 //!
 //! Every frame body is MessagePack with **named** fields (`rmp_serde::to_vec_named`), so
 //! fields can be added without breaking older peers and non-Rust tools can read frames.
-//! Function arguments and results travel as nested MessagePack byte strings: the node
-//! forwarding them never has to decode a value it does not use.
+//! Function arguments and results travel as nested MessagePack byte strings (`Bytes`, so
+//! they pass from socket to handler and back without copies): the node forwarding them
+//! never has to decode a value it does not use.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::function::FnSpec;
@@ -124,11 +126,10 @@ pub struct Call {
     /// Function name.
     pub fun: String,
     /// Positional arguments: a MessagePack array (or nil for none).
-    #[serde(with = "serde_bytes")]
-    pub args: Vec<u8>,
+    pub args: Bytes,
     /// Keyword arguments: a MessagePack map from parameter name to value, if any.
-    #[serde(default, with = "serde_bytes")]
-    pub kwargs: Option<Vec<u8>>,
+    #[serde(default)]
+    pub kwargs: Option<Bytes>,
     /// Milliseconds the caller will wait; the callee abandons the work after it (0: none).
     pub timeout_ms: u64,
 }
@@ -139,7 +140,7 @@ pub struct Reply {
     /// Id of the `Call` this answers.
     pub id: u64,
     /// The MessagePack-encoded result, or why there is none.
-    pub result: Result<serde_bytes::ByteBuf, Failure>,
+    pub result: Result<Bytes, Failure>,
 }
 
 /// The caller abandoned call `id`.
@@ -241,13 +242,13 @@ mod tests {
         roundtrip(Frame::Call(Call {
             id: 7,
             fun: "echo".into(),
-            args: vec![0x91, 0xa2, b'h', b'i'],
+            args: Bytes::from_static(&[0x91, 0xa2, b'h', b'i']),
             kwargs: None,
             timeout_ms: 30_000,
         }));
         roundtrip(Frame::Reply(Reply {
             id: 7,
-            result: Ok(serde_bytes::ByteBuf::from(vec![0xc0])),
+            result: Ok(Bytes::from_static(&[0xc0])),
         }));
         roundtrip(Frame::Reply(Reply {
             id: 8,

@@ -40,9 +40,8 @@ pub(crate) struct Counters {
 impl Shared {
     /// SWIM says `m` is alive: record it and make sure we have a connection.
     pub(crate) fn member_up(self: &Arc<Self>, m: Member) {
-        let id = m.id;
         self.directory.write().unwrap().insert(
-            id,
+            m.id,
             Entry {
                 member: m.clone(),
                 resources: Vec::new(),
@@ -50,7 +49,6 @@ impl Shared {
             },
         );
         self.ensure_connected(m);
-        let _ = id;
     }
 
     /// SWIM declared `m` down (or it was replaced): forget it and close its connection, so

@@ -132,6 +132,15 @@ impl Connection {
         self.out.send(frame).await.is_ok()
     }
 
+    /// Queues a frame from a task that must not wait (the reader): at once if the queue has
+    /// room, else from a spawned task, so the frame is neither lost nor blocks the caller.
+    pub(crate) fn send_soon(self: &Arc<Self>, frame: Bytes) {
+        if let Err(mpsc::error::TrySendError::Full(frame)) = self.out.try_send(frame) {
+            let c = self.clone();
+            tokio::spawn(async move { c.send(frame).await });
+        }
+    }
+
     /// Queues a frame without waiting; `false` if the queue is full or closed.
     pub(crate) fn try_send(&self, frame: Bytes) -> bool {
         self.out.try_send(frame).is_ok()
@@ -162,8 +171,8 @@ impl Connection {
         let frame = Frame::Call(Call {
             id,
             fun: fun.to_string(),
-            args: args.to_vec(),
-            kwargs: kwargs.map(|k| k.to_vec()),
+            args: args.clone(),
+            kwargs,
             timeout_ms: timeout.as_millis().min(u64::MAX as u128) as u64,
         });
         let bytes = encode_frame(&frame).map_err(|e| Error::Codec {
@@ -343,7 +352,7 @@ fn handle(
 ) -> std::result::Result<(), String> {
     match frame {
         Frame::Call(call) => dispatch::serve(conn, shared, call),
-        Frame::Reply(r) => conn.complete(r.id, r.result.map(|b| Bytes::from(b.into_vec()))),
+        Frame::Reply(r) => conn.complete(r.id, r.result),
         Frame::Cancel(c) => conn.cancel_served(c.id),
         Frame::Catalog(c) => {
             conn.catalog.write().unwrap().update(c);
@@ -358,15 +367,12 @@ fn handle(
         Frame::CatalogPull => {
             let view = shared.catalog_view(Relation::of_peer(&shared.host_id, &conn.peer.host_id));
             if let Ok(f) = encode_frame(&Frame::Catalog(view)) {
-                conn.try_send(f);
+                conn.send_soon(f);
             }
         }
         Frame::MembersRequest => {
             if let Ok(f) = encode_frame(&Frame::Members(shared.members_for(&conn.peer.host_id))) {
-                if !conn.try_send(f.clone()) {
-                    let c = conn.clone();
-                    tokio::spawn(async move { c.send(f).await });
-                }
+                conn.send_soon(f);
             }
         }
         Frame::Members(m) => {

@@ -29,7 +29,7 @@ pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call) {
         call.kwargs.as_deref(),
     ) {
         Ok(Some(b)) => b,
-        Ok(None) => Bytes::from(call.args.clone()),
+        Ok(None) => call.args.clone(),
         Err(f) => return reply_now(conn, id, Err(f)),
     };
     let limit = shared.config.max_in_flight;
@@ -144,7 +144,6 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn reply_frame(id: u64, result: HandlerResult) -> Option<Bytes> {
-    let result = result.map(|b| serde_bytes::ByteBuf::from(b.to_vec()));
     match encode_frame(&Frame::Reply(Reply { id, result })) {
         Ok(f) => Some(f),
         Err(e) => encode_frame(&Frame::Reply(Reply {
@@ -155,14 +154,10 @@ fn reply_frame(id: u64, result: HandlerResult) -> Option<Bytes> {
     }
 }
 
-/// Replies from the reader task without waiting: if the peer's queue is full we are
-/// answering faster than it reads, and the reply is sent from a task instead.
+/// Replies from the reader task without waiting (see [`Connection::send_soon`]).
 fn reply_now(conn: &Arc<Connection>, id: u64, result: HandlerResult) {
     if let Some(f) = reply_frame(id, result) {
-        if !conn.try_send(f.clone()) {
-            let c = conn.clone();
-            tokio::spawn(async move { c.send(f).await });
-        }
+        conn.send_soon(f);
     }
 }
 

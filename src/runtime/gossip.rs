@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use tokio::net::UdpSocket;
@@ -14,7 +13,7 @@ use tokio_util::time::DelayQueue;
 use crate::proto::datagram::{self, Kind, Reject};
 use crate::proto::member::Member;
 use crate::proto::membership::{Event, Membership, Timer};
-use crate::runtime::Shared;
+use crate::runtime::{now_ms, Shared};
 
 /// Commands queued for the gossip task before senders wait.
 pub(crate) const COMMAND_QUEUE: usize = 256;
@@ -28,14 +27,6 @@ pub(crate) enum Command {
     CatalogVersion(u64),
     /// Leave the cluster, then report back.
     Leave(oneshot::Sender<()>),
-}
-
-/// Milliseconds since the Unix epoch (for datagram replay windows and start times).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Runs until shutdown (or until a `Leave` has been flushed).

@@ -207,10 +207,19 @@ pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) -> Result<Arc<Connect
             io.write,
         ))
     };
-    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
+    bounded(shared, addr.to_string(), fut).await
+}
+
+/// Runs a handshake under [`HANDSHAKE_TIMEOUT`] and registers the connection it opens.
+async fn bounded(
+    shared: &Arc<Shared>,
+    peer: String,
+    handshake: impl std::future::Future<Output = Result<Arc<Connection>>>,
+) -> Result<Arc<Connection>> {
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
         .map_err(|_| Error::Protocol {
-            peer: addr.into(),
+            peer,
             detail: format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}"),
         })??;
     shared.add_connection(&conn);
@@ -268,12 +277,5 @@ pub(crate) async fn accept(
             io.write,
         ))
     };
-    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
-        .await
-        .map_err(|_| Error::Protocol {
-            peer: remote.to_string(),
-            detail: format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}"),
-        })??;
-    shared.add_connection(&conn);
-    Ok(conn)
+    bounded(shared, remote.to_string(), fut).await
 }

@@ -17,3 +17,12 @@ pub(crate) mod shared;
 
 pub(crate) use connection::{Connection, PeerInfo};
 pub(crate) use shared::Shared;
+
+/// Milliseconds since the Unix epoch: the clock of datagram envelopes (replay windows) and
+/// of member start times. The pure `proto` code takes it as an argument.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -152,8 +152,7 @@ impl Shared {
         for conn in self.connections() {
             let view = self.catalog_view(Relation::of_peer(&self.host_id, &conn.peer.host_id));
             if let Ok(frame) = encode_frame(&Frame::Catalog(view)) {
-                let c = conn.clone();
-                self.tasks.spawn(async move { c.send(frame).await });
+                conn.send_soon(frame);
             }
         }
     }

@@ -19,7 +19,7 @@ pub(crate) mod mdns;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -200,13 +200,7 @@ impl Sink {
     }
 }
 
-/// Milliseconds since the Unix epoch (the datagram envelope's clock).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use crate::runtime::now_ms;
 
 /// Discovery for a serving node: advertise `me`, report every other member found on `found`.
 ///
