@@ -76,7 +76,16 @@ pub struct Config {
     pub call_timeout_ms: u64,
     /// Whether to register the built-ins `echo` and `echos`.
     pub builtins: bool,
+    /// Default choice among providers (`MPREG_POLICY`: `least_loaded`, `random`,
+    /// `round_robin`).
+    pub policy: crate::proto::resolve::Policy,
+    /// Calls in flight with one provider at which it counts as saturated and the resolver
+    /// spills to the next tier (`MPREG_SPILL_AT`).
+    pub spill_at: usize,
 }
+
+/// Default [`Config::spill_at`].
+pub const DEFAULT_SPILL_AT: usize = 64;
 
 impl Default for Config {
     fn default() -> Self {
@@ -100,6 +109,8 @@ impl Default for Config {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             call_timeout_ms: DEFAULT_CALL_TIMEOUT.as_millis() as u64,
             builtins: true,
+            policy: crate::proto::resolve::Policy::LeastLoaded,
+            spill_at: DEFAULT_SPILL_AT,
         }
     }
 }
@@ -178,6 +189,14 @@ impl Config {
         if let Some(v) = get("MPREG_CALL_TIMEOUT_MS") {
             self.call_timeout_ms = parse_var("MPREG_CALL_TIMEOUT_MS", &v)?;
         }
+        if let Some(v) = get("MPREG_POLICY") {
+            self.policy = v
+                .parse()
+                .map_err(|e| Error::Config(format!("MPREG_POLICY: {e}")))?;
+        }
+        if let Some(v) = get("MPREG_SPILL_AT") {
+            self.spill_at = parse_var("MPREG_SPILL_AT", &v)?;
+        }
         Ok(())
     }
 
@@ -215,6 +234,12 @@ impl Config {
         if self.max_in_flight == 0 || self.max_frame < 1024 {
             return Err(Error::Config(
                 "max_in_flight must be at least 1 and max_frame at least 1024".into(),
+            ));
+        }
+        if self.spill_at == 0 {
+            return Err(Error::Config(
+                "spill_at must be at least 1 (calls in flight before a provider counts as saturated)"
+                    .into(),
             ));
         }
         Ok(())

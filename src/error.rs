@@ -132,6 +132,23 @@ pub enum Error {
     /// The node was shut down.
     #[error("the node is shut down")]
     Shutdown,
+    /// The function exists but no provider fits the call's `locs`, scope or perspective.
+    /// `detail` says what the cluster does offer.
+    #[error(
+        "no provider of `{fun}`{} in {within}{}",
+        locs_text(locs),
+        context(detail)
+    )]
+    NoProvider {
+        /// Function name.
+        fun: String,
+        /// Resources the call asked for.
+        locs: Vec<String>,
+        /// The scope and perspective, e.g. `network scope` or `host scope on node `w3``.
+        within: String,
+        /// What the cluster offers instead.
+        detail: String,
+    },
 }
 
 fn hint(close: &[String]) -> String {
@@ -140,6 +157,14 @@ fn hint(close: &[String]) -> String {
     } else {
         let names: Vec<String> = close.iter().map(|c| format!("`{c}`")).collect();
         format!("; did you mean {}?", names.join(", "))
+    }
+}
+
+fn locs_text(locs: &[String]) -> String {
+    if locs.is_empty() {
+        String::new()
+    } else {
+        format!(" with locs [{}]", locs.join(", "))
     }
 }
 
@@ -194,7 +219,45 @@ impl Error {
                 node,
                 after: Duration::ZERO,
             },
+            FailureKind::NodeLost => Error::NodeLost {
+                fun,
+                node,
+                reason: f.message,
+            },
+            FailureKind::NoProvider => Error::Remote {
+                fun,
+                node,
+                message: f.message,
+            },
         }
+    }
+
+    /// The failure a relaying node sends back for this error: the kind survives, and the
+    /// message is the whole error text (it already names the function and the node).
+    pub(crate) fn to_failure(&self) -> Failure {
+        let kind = match self {
+            Error::UnknownFunction { .. } => FailureKind::UnknownFunction,
+            Error::BadArguments { .. } => FailureKind::BadArguments,
+            Error::NotVisible { .. } => FailureKind::NotVisible,
+            Error::Busy { .. } => FailureKind::Busy,
+            Error::Timeout { .. } => FailureKind::Timeout,
+            Error::NodeLost { .. } => FailureKind::NodeLost,
+            Error::NoProvider { .. } => FailureKind::NoProvider,
+            _ => FailureKind::Remote,
+        };
+        let mut f = Failure::of_kind(kind, self.to_string());
+        match self {
+            Error::UnknownFunction { close, .. } => f.close = close.clone(),
+            Error::BadArguments {
+                expected, detail, ..
+            } => {
+                f.expected = expected.clone();
+                f.message = detail.clone();
+            }
+            Error::Remote { message, .. } => f.message = message.clone(),
+            _ => {}
+        }
+        f
     }
 }
 

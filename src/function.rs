@@ -95,6 +95,10 @@ pub struct FnSpec {
     /// Who may call it.
     #[serde(default)]
     pub visibility: Visibility,
+    /// Whether a call that lost its node may be retried on another provider (the function
+    /// has no effect that running it twice would repeat).
+    #[serde(default)]
+    pub idempotent: bool,
 }
 
 impl FnSpec {
@@ -126,8 +130,11 @@ pub(crate) fn signature(params: Option<&[Param]>) -> String {
 /// A function ready to be registered on a node: description, body and where it came from.
 #[derive(Clone)]
 pub struct Function {
-    pub(crate) spec: FnSpec,
+    pub(crate) spec: Arc<FnSpec>,
     pub(crate) handler: Handler,
+    /// Calls of this function running on this node now (served or local): the local
+    /// provider's load for the resolver. Shared by clones.
+    pub(crate) in_flight: Arc<std::sync::atomic::AtomicUsize>,
     /// Where it was defined (module path and source position), to name both sides of a
     /// duplicate-name error.
     pub(crate) origin: String,
@@ -145,13 +152,15 @@ impl fmt::Debug for Function {
 impl Function {
     fn from_handler(name: &str, handler: Handler) -> Self {
         Function {
-            spec: FnSpec {
+            spec: Arc::new(FnSpec {
                 name: name.to_string(),
                 params: None,
                 resources: Vec::new(),
                 visibility: Visibility::Network,
-            },
+                idempotent: false,
+            }),
             handler,
+            in_flight: Default::default(),
             origin: format!("runtime registration of `{name}`"),
         }
     }
@@ -251,7 +260,7 @@ impl Function {
                 }
             })
             .collect();
-        self.spec.params = Some(ps);
+        Arc::make_mut(&mut self.spec).params = Some(ps);
         self
     }
 
@@ -261,13 +270,20 @@ impl Function {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.spec.resources = resources.into_iter().map(Into::into).collect();
+        Arc::make_mut(&mut self.spec).resources = resources.into_iter().map(Into::into).collect();
         self
     }
 
     /// Who may call the function; default [`Visibility::Network`].
     pub fn visibility(mut self, visibility: Visibility) -> Self {
-        self.spec.visibility = visibility;
+        Arc::make_mut(&mut self.spec).visibility = visibility;
+        self
+    }
+
+    /// Marks the function idempotent: a call whose provider is lost mid-call is retried on
+    /// another provider. Without it such a call fails with "node lost", never retried.
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        Arc::make_mut(&mut self.spec).idempotent = yes;
         self
     }
 
@@ -293,7 +309,7 @@ impl Function {
             Arc::new(shim)
         };
         Function {
-            spec: FnSpec {
+            spec: Arc::new(FnSpec {
                 name: e.name.to_string(),
                 params: Some(
                     e.params
@@ -306,8 +322,10 @@ impl Function {
                 ),
                 resources: e.resources.iter().map(|r| r.to_string()).collect(),
                 visibility: e.visibility,
-            },
+                idempotent: e.idempotent,
+            }),
             handler,
+            in_flight: Default::default(),
             origin: format!("{} ({}:{})", e.module, e.file, e.line),
         }
     }
@@ -346,6 +364,8 @@ pub struct FnEntry {
     pub visibility: Visibility,
     /// Run the body on tokio's blocking pool (`#[register(blocking)]`).
     pub blocking: bool,
+    /// Safe to retry on another provider after a lost node (`#[register(idempotent)]`).
+    pub idempotent: bool,
     /// `module_path!()` of the definition.
     pub module: &'static str,
     /// `file!()` of the definition.

@@ -17,6 +17,8 @@ use tokio::sync::Mutex;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::node::Node;
+use crate::proto::resolve::Perspective;
+use crate::request::Target;
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 static DEFAULT: Mutex<Option<(Node, Mode)>> = Mutex::const_new(None);
@@ -115,6 +117,82 @@ where
             .value)
     })
     .await
+}
+
+/// Calls `fun` through the default node on every provider that qualifies; results keyed by
+/// node name (see [`Node::call_all`]).
+pub async fn call_all<R>(
+    fun: &str,
+    args: impl Serialize,
+) -> Result<std::collections::BTreeMap<String, Result<R>>>
+where
+    R: DeserializeOwned + Send + 'static,
+{
+    DefaultTarget::new(Perspective::Any)
+        .call_all(fun, args)
+        .await
+}
+
+/// Calls through the default node restricted to the nodes of host `host`:
+/// `mpreg::host("lab-pc").call("gpu_temp", ()).await`.
+pub fn host(host: &str) -> DefaultTarget {
+    DefaultTarget::new(Perspective::Host(host.into()))
+}
+
+/// Calls through the default node restricted to the node named `name`:
+/// `mpreg::node("worker-3").call("train", ("m",)).await`.
+pub fn named(name: &str) -> DefaultTarget {
+    DefaultTarget::new(Perspective::Node(name.into()))
+}
+
+/// A perspective on the default node's cluster; see [`host`] and [`node`](crate::node()).
+#[derive(Debug, Clone)]
+pub struct DefaultTarget {
+    perspective: Perspective,
+}
+
+impl DefaultTarget {
+    fn new(perspective: Perspective) -> Self {
+        DefaultTarget { perspective }
+    }
+
+    /// Calls `fun` on a provider inside this perspective.
+    pub async fn call<R>(&self, fun: &str, args: impl Serialize) -> Result<R>
+    where
+        R: DeserializeOwned + Send + 'static,
+    {
+        let (target, args) = self.prepare(fun, args).await?;
+        let fun = fun.to_string();
+        on_runtime(async move {
+            let r = target.request(&fun).raw_args(args, None).send::<R>();
+            Ok(r.await?.value)
+        })
+        .await
+    }
+
+    /// Calls `fun` on every provider inside this perspective; results by node name.
+    pub async fn call_all<R>(
+        &self,
+        fun: &str,
+        args: impl Serialize,
+    ) -> Result<std::collections::BTreeMap<String, Result<R>>>
+    where
+        R: DeserializeOwned + Send + 'static,
+    {
+        let (target, args) = self.prepare(fun, args).await?;
+        let fun = fun.to_string();
+        on_runtime(async move { target.request(&fun).raw_args(args, None).send_all().await }).await
+    }
+
+    async fn prepare(&self, fun: &str, args: impl Serialize) -> Result<(Target, bytes::Bytes)> {
+        let node = default_node(Mode::Client).await?;
+        let args = crate::proto::args::encode_value(&args).map_err(|f| Error::Codec {
+            what: "encode arguments",
+            fun: fun.into(),
+            detail: f.message,
+        })?;
+        Ok((Target::new(node, self.perspective.clone()), args))
+    }
 }
 
 /// Waits for Ctrl-C, or SIGTERM on Unix.

@@ -25,7 +25,10 @@
 //!   the HMAC handshake (`handshake`), JSON mapping (`json`).
 //! - `runtime`: the tokio shell — connections (multiplexed calls, coalesced writes),
 //!   handshakes, serving calls (`dispatch`), the listener, seed dialers, shared node state.
-//! - [`Node`] / [`NodeBuilder`] (`node.rs`): the public handle to start, register, call, stop.
+//! - [`Node`] / [`NodeBuilder`] (`node.rs`): the public handle to start, register, call, stop;
+//!   [`Request`] / [`Target`] (`request.rs`): calls with `locs`, scope, perspective, policy,
+//!   and `call_all`. Resolution itself is the pure `proto::resolve` (who qualifies, who is
+//!   chosen) driven by `runtime/route.rs` (gather providers, dial, forward, retry).
 //! - [`Function`] (`function.rs`): function descriptions and type-erased handlers, the
 //!   runtime half of `#[register]`; `registry.rs`: one node's function table.
 //! - [`Config`] (`config.rs`): flags > `MPREG_*` > `mpreg.toml` > defaults.
@@ -45,6 +48,7 @@ mod global;
 mod node;
 pub mod proto;
 mod registry;
+mod request;
 mod runtime;
 
 #[doc(hidden)]
@@ -57,8 +61,13 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use function::{FnSpec, Function, Param, Visibility};
-pub use global::{blocking, call, node as default_node, serve, shutdown_signal};
-pub use node::{MemberSummary, Node, NodeBuilder, NodeStats, PeerSummary, Request, Response};
+pub use global::{
+    blocking, call, call_all, host, named as node, node as default_node, serve, shutdown_signal,
+    DefaultTarget,
+};
+pub use node::{MemberSummary, Node, NodeBuilder, NodeStats, PeerSummary, Response};
+pub use proto::resolve::{Perspective, Policy, Scope};
+pub use request::{Request, Target};
 pub use rmpv::Value;
 
 /// Registers a function so that any node of the cluster can call it by name.

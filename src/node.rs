@@ -1,23 +1,23 @@
 //! The public node handle: start, register functions, call functions by name, shut down.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
 use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::{host_id, Config};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::function::Function;
-use crate::proto::args::encode_value;
-use crate::proto::catalog::close_names;
 use crate::proto::codec::encode_frame;
+use crate::proto::resolve::Perspective;
 use crate::proto::wire::{Frame, Refused};
 use crate::registry::Registry;
-use crate::runtime::{bootstrap, dialer, dispatch, handshake, Connection, Shared};
+use crate::request::{Request, Target};
+use crate::runtime::{bootstrap, dialer, handshake, Shared};
 
 /// A running mpreg node. Cheap to clone; every clone is the same node.
 ///
@@ -365,13 +365,32 @@ impl Node {
     /// A call with every option: keyword arguments, deadline, and a [`Response`] that says
     /// which node answered.
     pub fn request(&self, fun: &str) -> Request<'_> {
-        Request {
-            node: self,
-            fun: fun.to_string(),
-            args: Ok(Bytes::from_static(&[0x90])),
-            kwargs: None,
-            timeout: self.shared.config.call_timeout(),
-        }
+        Request::new(self, fun, Perspective::Any)
+    }
+
+    /// Calls `fun` on every provider that qualifies (all of them, not one) and returns each
+    /// one's result keyed by node name. Fails only when none qualifies; see
+    /// [`Request::send_all`] for `locs`, scope and perspective.
+    pub async fn call_all<R: DeserializeOwned>(
+        &self,
+        fun: &str,
+        args: impl Serialize,
+    ) -> Result<BTreeMap<String, Result<R>>> {
+        self.request(fun).args(args).send_all().await
+    }
+
+    /// Calls restricted to the nodes of host `host` (a perspective, DESIGN §7).
+    pub fn host(&self, host: &str) -> Target {
+        Target::new(self.clone(), Perspective::Host(host.into()))
+    }
+
+    /// Calls restricted to the node named `name`.
+    pub fn node(&self, name: &str) -> Target {
+        Target::new(self.clone(), Perspective::Node(name.into()))
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Stops the node: no more accepts, connections closed (pending calls fail with "node
@@ -410,219 +429,6 @@ impl Node {
             .is_err()
         {
             tracing::warn!(node = %self.shared.name, tasks = self.shared.tasks.len(), "tasks still running 5 s after shutdown");
-        }
-    }
-
-    /// Picks who serves `fun`: this node if it has it, else the connected peer offering it
-    /// with the fewest of our calls in flight, else a known member that offers it (or might:
-    /// a member we have no catalog for yet), connected to on demand. (The full resolver with
-    /// scopes, resources and policies builds on this.)
-    async fn resolve(&self, fun: &str) -> Result<Option<Arc<Connection>>> {
-        if self.shared.registry.read().unwrap().get(fun).is_some() {
-            return Ok(None);
-        }
-        if let Some(c) = self.connected_provider(fun) {
-            return Ok(Some(c));
-        }
-        let candidates = self.unconnected_candidates(fun);
-        if !candidates.is_empty() {
-            let dials = candidates
-                .iter()
-                .map(|addr| handshake::dial(&self.shared, addr));
-            futures_util::future::join_all(dials).await;
-            if let Some(c) = self.connected_provider(fun) {
-                return Ok(Some(c));
-            }
-        }
-        Err(self.unknown(fun, &self.shared.connections()))
-    }
-
-    fn connected_provider(&self, fun: &str) -> Option<Arc<Connection>> {
-        self.shared
-            .connections()
-            .into_iter()
-            .filter(|c| c.catalog.read().unwrap().get(fun).is_some())
-            .min_by_key(|c| c.in_flight.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// Addresses of live members without a connection that offer `fun` according to a
-    /// member list, or whose catalog we have not seen at all.
-    fn unconnected_candidates(&self, fun: &str) -> Vec<String> {
-        let peers = self.shared.peers.read().unwrap();
-        self.shared
-            .directory
-            .read()
-            .unwrap()
-            .values()
-            .filter(|e| !peers.contains_key(&e.member.id))
-            .filter(|e| {
-                e.catalog
-                    .as_ref()
-                    .is_none_or(|c| c.functions.iter().any(|f| f.name == fun))
-            })
-            .map(|e| e.member.addr.to_string())
-            .collect()
-    }
-
-    fn unknown(&self, fun: &str, conns: &[Arc<Connection>]) -> Error {
-        let mut names: Vec<String> = self
-            .shared
-            .registry
-            .read()
-            .unwrap()
-            .names()
-            .map(String::from)
-            .collect();
-        for c in conns {
-            names.extend(c.catalog.read().unwrap().names().map(String::from));
-        }
-        let close = close_names(fun, names.iter().map(String::as_str));
-        let detail = if conns.is_empty() {
-            let errs = self.shared.seed_errors.lock().unwrap();
-            let mut parts: Vec<String> = errs.values().cloned().collect();
-            parts.sort();
-            if parts.is_empty() {
-                "no peers connected".to_string()
-            } else {
-                format!("no peers connected; {}", parts.join("; "))
-            }
-        } else {
-            let mut peers: Vec<String> = conns.iter().map(|c| c.peer.name.clone()).collect();
-            peers.sort();
-            format!("not served here nor by {}", peers.join(", "))
-        };
-        Error::UnknownFunction {
-            fun: fun.into(),
-            close,
-            detail,
-        }
-    }
-}
-
-/// A call being prepared; see [`Node::request`].
-#[must_use = "a request does nothing until `send` is awaited"]
-pub struct Request<'a> {
-    node: &'a Node,
-    fun: String,
-    args: std::result::Result<Bytes, String>,
-    kwargs: Option<std::result::Result<Bytes, String>>,
-    timeout: Duration,
-}
-
-impl Request<'_> {
-    /// Positional arguments (a tuple or array), or keyword arguments (a map or struct).
-    pub fn args(mut self, args: impl Serialize) -> Self {
-        self.args = encode_value(&args).map_err(|f| f.message);
-        self
-    }
-
-    /// Keyword arguments (a map or struct) in addition to positional ones.
-    pub fn kwargs(mut self, kwargs: impl Serialize) -> Self {
-        self.kwargs = Some(encode_value(&kwargs).map_err(|f| f.message));
-        self
-    }
-
-    /// Pre-encoded MessagePack arguments (used by forwarding nodes and the CLI).
-    pub fn raw_args(mut self, args: Bytes, kwargs: Option<Bytes>) -> Self {
-        self.args = Ok(args);
-        self.kwargs = kwargs.map(Ok);
-        self
-    }
-
-    /// The deadline for this call (default from the config, 30 s).
-    pub fn timeout(mut self, t: Duration) -> Self {
-        self.timeout = t;
-        self
-    }
-
-    /// Sends the call and decodes the result as `R`.
-    pub async fn send<R: DeserializeOwned>(self) -> Result<Response<R>> {
-        let fun = self.fun.clone();
-        let raw = self.send_raw().await?;
-        let value = rmp_serde::from_slice(&raw.value).map_err(|e| Error::Codec {
-            what: "decode the result",
-            fun: fun.clone(),
-            detail: format!("{e} (from node `{}`)", raw.node),
-        })?;
-        Ok(Response {
-            value,
-            node: raw.node,
-            elapsed: raw.elapsed,
-        })
-    }
-
-    /// Sends the call and returns the still-encoded result.
-    pub async fn send_raw(self) -> Result<Response<Bytes>> {
-        let fun = self.fun;
-        let codec = |detail| Error::Codec {
-            what: "encode arguments",
-            fun: fun.clone(),
-            detail,
-        };
-        let args = self.args.map_err(codec)?;
-        let kwargs = self.kwargs.transpose().map_err(codec)?;
-        let start = Instant::now();
-        let (value, node) = match self.node.resolve(&fun).await? {
-            None => (
-                self.node
-                    .call_local(&fun, args, kwargs, self.timeout)
-                    .await?,
-                self.node.name().to_string(),
-            ),
-            Some(conn) => {
-                conn.in_flight
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let r = conn.call(&fun, args, kwargs, self.timeout).await;
-                conn.in_flight
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                (r?, conn.peer.name.clone())
-            }
-        };
-        Ok(Response {
-            value,
-            node,
-            elapsed: start.elapsed(),
-        })
-    }
-}
-
-impl Node {
-    /// Runs a local function in the caller's task, with the same argument fitting, panic
-    /// isolation and deadline as a remote call.
-    async fn call_local(
-        &self,
-        fun: &str,
-        args: Bytes,
-        kwargs: Option<Bytes>,
-        timeout: Duration,
-    ) -> Result<Bytes> {
-        let func = self
-            .shared
-            .registry
-            .read()
-            .unwrap()
-            .get(fun)
-            .cloned()
-            .ok_or_else(|| self.unknown(fun, &[]))?;
-        let me = self.name();
-        let fitted = crate::proto::args::fit(func.spec.params.as_deref(), &args, kwargs.as_deref())
-            .map_err(|f| Error::from_failure(f, fun, me))?
-            .unwrap_or_else(|| args.clone());
-        let call = crate::proto::wire::Call {
-            id: 0,
-            fun: fun.into(),
-            args: args.clone(),
-            kwargs,
-            timeout_ms: timeout.as_millis() as u64,
-        };
-        match dispatch::run(&func, fitted, Some(timeout), &call).await {
-            Ok(b) => Ok(b),
-            Err(f) if f.kind == crate::proto::wire::FailureKind::Timeout => Err(Error::Timeout {
-                fun: fun.into(),
-                node: me.into(),
-                after: timeout,
-            }),
-            Err(f) => Err(Error::from_failure(f, fun, me)),
         }
     }
 }

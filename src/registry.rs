@@ -64,7 +64,11 @@ impl Registry {
 
     /// Descriptions of all functions, sorted by name.
     pub fn specs(&self) -> Vec<FnSpec> {
-        let mut v: Vec<FnSpec> = self.functions.values().map(|f| f.spec.clone()).collect();
+        let mut v: Vec<FnSpec> = self
+            .functions
+            .values()
+            .map(|f| FnSpec::clone(&f.spec))
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }

@@ -123,6 +123,7 @@ fn entry(registration: &Registration) -> TokenStream {
     let resources = &options.resources;
     let visibility = visibility_path(options.visibility);
     let blocking = options.blocking.is_some();
+    let idempotent = options.idempotent;
     // `line!()` reports the line of its invocation's span; spanning it on the function's
     // identifier gives the line of `fn name` instead of the attribute's.
     let line = quote_spanned!(function.ident.span()=> ::core::line!());
@@ -134,6 +135,7 @@ fn entry(registration: &Registration) -> TokenStream {
                 resources: &[#(#resources),*],
                 visibility: #visibility,
                 blocking: #blocking,
+                idempotent: #idempotent,
                 module: ::core::module_path!(),
                 file: ::core::file!(),
                 line: #line,

@@ -48,6 +48,9 @@ mod types;
 /// - `visibility = "node" | "host" | "network"`: who may call it. Default: `"network"`.
 /// - `blocking` (or `blocking = true | false`): run each call on tokio's blocking thread
 ///   pool, for synchronous functions that take long or block. Not allowed on `async fn`.
+/// - `idempotent` (or `idempotent = true | false`): running the function twice does no harm,
+///   so a call whose node is lost mid-call is retried on another provider. Default: never
+///   retried.
 ///
 /// # Supported functions
 ///

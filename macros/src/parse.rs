@@ -18,7 +18,7 @@ use syn::{
 use crate::types::{owned_suggestion, render_type, returns_result, unsupported_parts, Unsupported};
 
 /// The options `#[mpreg::register(...)]` accepts, in the order the docs list them.
-const OPTIONS: &[&str] = &["name", "resources", "visibility", "blocking"];
+const OPTIONS: &[&str] = &["name", "resources", "visibility", "blocking", "idempotent"];
 
 /// Collects errors so that all of them reach the user at once.
 #[derive(Default)]
@@ -117,6 +117,8 @@ pub struct Options {
     pub visibility: Visibility,
     /// Where `blocking` (or `blocking = true`) was written, if it was.
     pub blocking: Option<Span>,
+    /// `idempotent`: a call that loses its node may be retried on another provider.
+    pub idempotent: bool,
 }
 
 /// One `key` or `key = value` item, before its value is checked. Values are parsed as any
@@ -173,9 +175,10 @@ impl Parse for Options {
                 "name" => name_option(&option).map(|name| options.name = Some(name)),
                 "resources" => resources_option(&option).map(|r| options.resources = r),
                 "visibility" => visibility_option(&option).map(|v| options.visibility = v),
-                "blocking" => blocking_option(&option).map(|b| {
+                "blocking" => flag_option(&option, "blocking").map(|b| {
                     options.blocking = b.then(|| option.span());
                 }),
+                "idempotent" => flag_option(&option, "idempotent").map(|b| options.idempotent = b),
                 _ => Err(unknown_option(&option, &key)),
             };
             errors.take(applied);
@@ -282,8 +285,8 @@ fn visibility_option(option: &RawOption) -> syn::Result<Visibility> {
         })
 }
 
-/// `blocking` alone, or `blocking = true | false`.
-fn blocking_option(option: &RawOption) -> syn::Result<bool> {
+/// A flag: `blocking` alone, or `blocking = true | false` (likewise `idempotent`).
+fn flag_option(option: &RawOption, flag: &str) -> syn::Result<bool> {
     match &option.value {
         None => Ok(true),
         Some((
@@ -294,7 +297,7 @@ fn blocking_option(option: &RawOption) -> syn::Result<bool> {
         )) => Ok(b.value),
         Some((_, other)) => Err(syn::Error::new_spanned(
             other,
-            "expected `true` or `false` (or write just `blocking`)",
+            format!("expected `true` or `false` (or write just `{flag}`)"),
         )),
     }
 }
@@ -618,7 +621,7 @@ mod tests {
             errors,
             [
                 "unknown option `nmae` for #[mpreg::register]; accepted options are `name`, \
-              `resources`, `visibility`, `blocking`"
+              `resources`, `visibility`, `blocking`, `idempotent`"
             ]
         );
         assert_eq!(option_errors(quote!(type = "x")).len(), 1);

@@ -22,9 +22,28 @@ pub struct CallArgs {
     /// Seconds to wait for the result.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
-    /// Print `{"result": .., "node": .., "elapsed_ms": ..}` instead of the bare result.
+    /// Print `{"result": .., "node": .., "elapsed_ms": ..}` instead of the bare result (with
+    /// `--all`, one such object per node).
     #[arg(long)]
     json: bool,
+    /// Resources the provider must offer (MPREG locs), comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    locs: Vec<String>,
+    /// How far the call may go: node, host or network.
+    #[arg(long, default_value = "network")]
+    scope: mpreg::Scope,
+    /// Only providers on this host (host id).
+    #[arg(long, value_name = "HOST", conflicts_with = "node_name")]
+    host: Option<String>,
+    /// Only the node with this name.
+    #[arg(long = "node", id = "node_name", value_name = "NAME")]
+    node_name: Option<String>,
+    /// Choice among providers: least_loaded, random or round_robin.
+    #[arg(long)]
+    policy: Option<mpreg::Policy>,
+    /// Call every qualifying provider and print the results keyed by node name.
+    #[arg(long)]
+    all: bool,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -65,12 +84,27 @@ pub async fn run(a: CallArgs) -> mpreg::Result<()> {
     let cfg = a.node.client_config()?;
     let node = mpreg::Node::start(cfg).await?;
     let positional = Value::Array(a.args.iter().map(|s| json::parse_arg(s)).collect());
-    let result = node
+    let mut req = node
         .request(&a.fun)
         .raw_args(encode(&positional)?, kwargs(&a.kwargs)?)
         .timeout(Duration::from_secs_f64(a.timeout))
-        .send::<Value>()
-        .await;
+        .locs(a.locs.clone())
+        .scope(a.scope);
+    if let Some(h) = &a.host {
+        req = req.on_host(h);
+    }
+    if let Some(n) = &a.node_name {
+        req = req.on_node(n);
+    }
+    if let Some(p) = a.policy {
+        req = req.policy(p);
+    }
+    if a.all {
+        let results = req.send_all::<Value>().await;
+        node.shutdown().await;
+        return print_all(&a.fun, results?, a.json);
+    }
+    let result = req.send::<Value>().await;
     node.shutdown().await;
     let r = result?;
     let out = if a.json {
@@ -84,4 +118,36 @@ pub async fn run(a: CallArgs) -> mpreg::Result<()> {
     };
     println!("{out}");
     Ok(())
+}
+
+/// Prints `call --all` results as one JSON object keyed by node name; fails (after printing)
+/// if any provider failed, so scripts see a non-zero exit.
+fn print_all(
+    fun: &str,
+    results: std::collections::BTreeMap<String, mpreg::Result<Value>>,
+    json_lines: bool,
+) -> mpreg::Result<()> {
+    let mut out = serde_json::Map::new();
+    let mut failed = Vec::new();
+    for (node, r) in results {
+        let v = match r {
+            Ok(v) if json_lines => serde_json::json!({"result": json::to_json(&v), "node": node}),
+            Ok(v) => json::to_json(&v),
+            Err(e) => {
+                failed.push(node.clone());
+                serde_json::json!({"error": e.to_string()})
+            }
+        };
+        out.insert(node, v);
+    }
+    println!("{}", serde_json::Value::Object(out));
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Remote {
+            fun: fun.to_string(),
+            node: failed.join("`, `"),
+            message: "see its entry above".into(),
+        })
+    }
 }

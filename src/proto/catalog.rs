@@ -2,6 +2,7 @@
 //! the pure rules for what a peer may see and which names look alike.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::function::{FnSpec, Visibility};
 use crate::proto::wire::CatalogMsg;
@@ -54,7 +55,7 @@ pub fn view_for(version: u64, functions: &[FnSpec], relation: Relation) -> Catal
 pub struct PeerCatalog {
     /// Version of the copy held.
     pub version: u64,
-    functions: HashMap<String, FnSpec>,
+    functions: HashMap<String, Arc<FnSpec>>,
 }
 
 impl PeerCatalog {
@@ -67,13 +68,17 @@ impl PeerCatalog {
         self.functions = msg
             .functions
             .into_iter()
-            .map(|f| (f.name.clone(), f))
+            .map(|f| (f.name.clone(), Arc::new(f)))
             .collect();
         true
     }
     /// The peer's description of `fun`, if it serves it.
     pub fn get(&self, fun: &str) -> Option<&FnSpec> {
-        self.functions.get(fun)
+        self.functions.get(fun).map(|f| &**f)
+    }
+    /// A shared handle on the peer's description of `fun` (cheap to keep past the lock).
+    pub fn spec(&self, fun: &str) -> Option<Arc<FnSpec>> {
+        self.functions.get(fun).cloned()
     }
     /// Names of all functions the peer serves.
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -81,7 +86,7 @@ impl PeerCatalog {
     }
     /// All functions the peer serves.
     pub fn functions(&self) -> impl Iterator<Item = &FnSpec> {
-        self.functions.values()
+        self.functions.values().map(|f| &**f)
     }
 }
 
@@ -132,6 +137,7 @@ mod tests {
             params: None,
             resources: vec![],
             visibility: v,
+            idempotent: false,
         }
     }
 

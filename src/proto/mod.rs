@@ -9,4 +9,5 @@ pub mod handshake;
 pub mod json;
 pub mod member;
 pub mod membership;
+pub mod resolve;
 pub mod wire;

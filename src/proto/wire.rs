@@ -132,6 +132,14 @@ pub struct Call {
     pub kwargs: Option<Bytes>,
     /// Milliseconds the caller will wait; the callee abandons the work after it (0: none).
     pub timeout_ms: u64,
+    /// Set when the caller cannot reach providers itself: the receiver resolves `fun` with
+    /// these rules on the caller's behalf (possibly to itself) and relays the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::proto::resolve::Route>,
+    /// Set by a relaying node: the host of the original caller, so that the provider checks
+    /// visibility against the caller and not only against the relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_host: Option<String>,
 }
 
 /// The outcome of a call.
@@ -141,6 +149,9 @@ pub struct Reply {
     pub id: u64,
     /// The MessagePack-encoded result, or why there is none.
     pub result: Result<Bytes, Failure>,
+    /// For relayed calls: the node that ran the function (else the sender did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The caller abandoned call `id`.
@@ -183,6 +194,10 @@ pub enum FailureKind {
     Timeout,
     /// Something went wrong inside the callee's runtime.
     Internal,
+    /// A relaying node lost the provider during the call.
+    NodeLost,
+    /// A relaying node found no provider for the call.
+    NoProvider,
 }
 
 impl Failure {
@@ -220,7 +235,11 @@ impl Failure {
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::of(FailureKind::Timeout, message)
     }
-    /// A runtime fault in the callee.
+    /// A failure of any kind (used when relaying another node's error).
+    pub fn of_kind(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self::of(kind, message)
+    }
+    /// Something went wrong inside the callee's runtime.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::of(FailureKind::Internal, message)
     }
@@ -245,14 +264,32 @@ mod tests {
             args: Bytes::from_static(&[0x91, 0xa2, b'h', b'i']),
             kwargs: None,
             timeout_ms: 30_000,
+            route: None,
+            origin_host: None,
+        }));
+        roundtrip(Frame::Call(Call {
+            id: 9,
+            fun: "train".into(),
+            args: Bytes::from_static(&[0x90]),
+            kwargs: None,
+            timeout_ms: 30_000,
+            route: Some(crate::proto::resolve::Route {
+                locs: vec!["gpu".into()],
+                scope: crate::proto::resolve::Scope::Host,
+                perspective: crate::proto::resolve::Perspective::Node("w1".into()),
+                policy: crate::proto::resolve::Policy::RoundRobin,
+            }),
+            origin_host: Some("lab-1".into()),
         }));
         roundtrip(Frame::Reply(Reply {
             id: 7,
             result: Ok(Bytes::from_static(&[0xc0])),
+            node: None,
         }));
         roundtrip(Frame::Reply(Reply {
             id: 8,
             result: Err(Failure::busy("full")),
+            node: Some("relayed-from".into()),
         }));
         roundtrip(Frame::Ready);
         roundtrip(Frame::Cancel(Cancel { id: 3 }));

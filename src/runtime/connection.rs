@@ -43,7 +43,18 @@ pub(crate) struct PeerInfo {
     pub resources: Vec<String>,
 }
 
-type Pending = oneshot::Sender<std::result::Result<Bytes, Failure>>;
+/// A reply as the caller receives it: the result and, for relayed calls, who ran it.
+type Answer = (std::result::Result<Bytes, Failure>, Option<String>);
+type Pending = oneshot::Sender<Answer>;
+
+/// What a call carries besides the function and its arguments (see [`Call`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Relay {
+    /// Ask the peer to resolve with these rules and relay.
+    pub route: Option<crate::proto::resolve::Route>,
+    /// Host of the original caller, when we relay for someone.
+    pub origin_host: Option<String>,
+}
 
 #[derive(Default)]
 struct State {
@@ -145,15 +156,16 @@ impl Connection {
     pub(crate) fn try_send(&self, frame: Bytes) -> bool {
         self.out.try_send(frame).is_ok()
     }
-
-    /// Calls `fun` on the peer and waits at most `timeout` for the encoded result.
-    pub(crate) async fn call(
+    /// Calls `fun` on the peer (or, with `relay.route`, through it) and returns the result
+    /// with the name of the node that ran it.
+    pub(crate) async fn call_via(
         self: &Arc<Self>,
         fun: &str,
         args: Bytes,
         kwargs: Option<Bytes>,
         timeout: Duration,
-    ) -> Result<Bytes> {
+        relay: Relay,
+    ) -> Result<(Bytes, String)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -174,6 +186,8 @@ impl Connection {
             args: args.clone(),
             kwargs,
             timeout_ms: timeout.as_millis().min(u64::MAX as u128) as u64,
+            route: relay.route,
+            origin_host: relay.origin_host,
         });
         let bytes = encode_frame(&frame).map_err(|e| Error::Codec {
             what: "encode the call",
@@ -188,17 +202,18 @@ impl Connection {
         match outcome {
             Ok(reply) => {
                 guard.armed = false;
-                match reply {
-                    Ok(Ok(bytes)) => Ok(bytes),
-                    Ok(Err(failure)) if failure.kind == FailureKind::Timeout => {
-                        Err(Error::Timeout {
-                            fun: fun.into(),
-                            node: self.peer.name.clone(),
-                            after: timeout,
-                        })
-                    }
-                    Ok(Err(failure)) => Err(Error::from_failure(failure, fun, &self.peer.name)),
-                    Err(_) => Err(self.lost(fun, self.close_reason().unwrap_or_default())),
+                let Ok((result, ran_on)) = reply else {
+                    return Err(self.lost(fun, self.close_reason().unwrap_or_default()));
+                };
+                let node = ran_on.unwrap_or_else(|| self.peer.name.clone());
+                match result {
+                    Ok(bytes) => Ok((bytes, node)),
+                    Err(failure) if failure.kind == FailureKind::Timeout => Err(Error::Timeout {
+                        fun: fun.into(),
+                        node,
+                        after: timeout,
+                    }),
+                    Err(failure) => Err(Error::from_failure(failure, fun, &node)),
                 }
             }
             // The guard's drop removes the pending entry and tells the peer to stop.
@@ -241,10 +256,10 @@ impl Connection {
     }
 
     /// Completes one of our pending calls with the peer's reply.
-    fn complete(&self, id: u64, result: std::result::Result<Bytes, Failure>) {
+    fn complete(&self, id: u64, answer: Answer) {
         let tx = self.state.lock().unwrap().pending.remove(&id);
         if let Some(tx) = tx {
-            let _ = tx.send(result);
+            let _ = tx.send(answer);
         }
     }
 
@@ -352,7 +367,7 @@ fn handle(
 ) -> std::result::Result<(), String> {
     match frame {
         Frame::Call(call) => dispatch::serve(conn, shared, call),
-        Frame::Reply(r) => conn.complete(r.id, r.result),
+        Frame::Reply(r) => conn.complete(r.id, (r.result, r.node)),
         Frame::Cancel(c) => conn.cancel_served(c.id),
         Frame::Catalog(c) => {
             conn.catalog.write().unwrap().update(c);

@@ -12,13 +12,18 @@ use crate::function::{FnSpec, Function, HandlerResult};
 use crate::proto::args;
 use crate::proto::catalog::{admits, close_names, Relation};
 use crate::proto::codec::encode_frame;
+use crate::proto::resolve::Route;
 use crate::proto::wire::{Call, Failure, FailureKind, Frame, Reply};
+use crate::runtime::route::Invocation;
 use crate::runtime::{Connection, Shared};
 
 /// Handles a `Call` frame from `conn`'s peer. Never fails the connection: every problem is
 /// answered with a [`Failure`] reply.
-pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call) {
+pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, mut call: Call) {
     let id = call.id;
+    if let Some(route) = call.route.take() {
+        return relay(conn, shared, call, route);
+    }
     let func = match admit(conn, shared, &call) {
         Ok(f) => f,
         Err(failure) => return reply_now(conn, id, Err(failure)),
@@ -51,9 +56,54 @@ pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call) {
     });
 }
 
-/// Looks the function up and checks that this caller may use it.
+/// The caller asked us to resolve for it (it cannot reach providers itself): resolve with
+/// its route and host, run or relay, and answer naming the node that ran the call.
+fn relay(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call, route: Route) {
+    let id = call.id;
+    let limit = shared.config.max_in_flight;
+    if conn.served_count() >= limit {
+        let msg = format!("{limit} calls already in flight on this connection (max_in_flight)");
+        return reply_now(conn, id, Err(Failure::busy(msg)));
+    }
+    let timeout = match call.timeout_ms {
+        0 => shared.config.call_timeout(),
+        ms => Duration::from_millis(ms),
+    };
+    let inv = Invocation {
+        fun: call.fun,
+        args: call.args,
+        kwargs: call.kwargs,
+        timeout,
+        route,
+        origin_host: Some(conn.peer.host_id.clone()),
+    };
+    let (c, s) = (conn.clone(), shared.clone());
+    let handle = shared.tasks.clone();
+    conn.track_served(id, move || {
+        handle
+            .spawn(async move {
+                let (result, node) = match s.invoke(&inv).await {
+                    Ok(o) => (Ok(o.value), Some(o.node)),
+                    Err(e) => (Err(e.to_failure()), None),
+                };
+                c.untrack_served(id);
+                if let Some(f) = reply_frame_from(id, result, node) {
+                    c.send(f).await;
+                }
+            })
+            .abort_handle()
+    });
+}
+
+/// Looks the function up and checks that this caller may use it — and, for a relayed call,
+/// that the original caller may too.
 fn admit(conn: &Connection, shared: &Shared, call: &Call) -> Result<Arc<Function>, Failure> {
-    let relation = Relation::of_peer(&shared.host_id, &conn.peer.host_id);
+    let mut relation = Relation::of_peer(&shared.host_id, &conn.peer.host_id);
+    if let Some(origin) = &call.origin_host {
+        if Relation::of_peer(&shared.host_id, origin) == Relation::OtherHost {
+            relation = Relation::OtherHost;
+        }
+    }
     let reg = shared.registry.read().unwrap();
     let Some(func) = reg.get(&call.fun) else {
         let visible = reg
@@ -68,9 +118,19 @@ fn admit(conn: &Connection, shared: &Shared, call: &Call) -> Result<Arc<Function
         ));
     };
     if !admits(func.spec.visibility, relation) {
+        let caller = match &call.origin_host {
+            Some(o) => format!(
+                "the caller (relayed by `{}`) is on host `{o}`",
+                conn.peer.name
+            ),
+            None => format!(
+                "the caller `{}` is on host `{}`",
+                conn.peer.name, conn.peer.host_id
+            ),
+        };
         return Err(Failure::not_visible(format!(
-            "`{}` is {}-visible and the caller `{}` is on host `{}`, not `{}`",
-            call.fun, func.spec.visibility, conn.peer.name, conn.peer.host_id, shared.host_id
+            "`{}` is {}-visible and {caller}, not `{}`",
+            call.fun, func.spec.visibility, shared.host_id
         )));
     }
     Ok(func.clone())
@@ -85,6 +145,7 @@ pub(crate) async fn run(
     call: &Call,
 ) -> HandlerResult {
     let handler = func.handler.clone();
+    let _load = Load::enter(&func.in_flight);
     // The handler is called inside the async block so that a panic in a synchronous body
     // is caught by catch_unwind too, not just one raised while polling.
     let body = AssertUnwindSafe(async move { handler(args).await }).catch_unwind();
@@ -133,6 +194,22 @@ fn explain(mut f: Failure, spec: &FnSpec, call: &Call) -> Failure {
     f
 }
 
+/// Counts a running call for as long as it lives (also when aborted or panicking).
+struct Load<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Load<'a> {
+    fn enter(counter: &'a std::sync::atomic::AtomicUsize) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Load(counter)
+    }
+}
+
+impl Drop for Load<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         s.to_string()
@@ -144,11 +221,25 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn reply_frame(id: u64, result: HandlerResult) -> Option<Bytes> {
-    match encode_frame(&Frame::Reply(Reply { id, result })) {
+    reply_frame_from(id, result, None)
+}
+
+/// A reply frame naming the node that ran the call (for relayed calls).
+pub(crate) fn reply_frame_from(
+    id: u64,
+    result: HandlerResult,
+    node: Option<String>,
+) -> Option<Bytes> {
+    match encode_frame(&Frame::Reply(Reply {
+        id,
+        result,
+        node: node.clone(),
+    })) {
         Ok(f) => Some(f),
         Err(e) => encode_frame(&Frame::Reply(Reply {
             id,
             result: Err(Failure::internal(e.to_string())),
+            node,
         }))
         .ok(),
     }

@@ -134,6 +134,27 @@ fn my_hello(shared: &Shared, nonce: Vec<u8>, proof: Option<Vec<u8>>) -> Hello {
     }
 }
 
+/// Host visibility rests on the host id a peer claims; a peer claiming ours must also
+/// connect from an address of this machine, else it is treated as another host (with its
+/// address appended to the id), so a remote process cannot call host-visible functions by
+/// copying our host id. (Two machines cloned with one machine-id also land here.)
+fn vet_host(h: &mut Hello, remote: SocketAddr, my_host: &str) {
+    if h.host_id != my_host || is_local_ip(remote.ip()) {
+        return;
+    }
+    tracing::warn!(peer = %h.name, %remote, host = %h.host_id,
+        "peer claims this host's id from another machine; treating it as another host");
+    h.host_id = format!("{}@{}", h.host_id, remote.ip());
+}
+
+/// Whether `ip` belongs to this machine: loopback or one of its interface addresses.
+fn is_local_ip(ip: std::net::IpAddr) -> bool {
+    ip.is_loopback()
+        || if_addrs::get_if_addrs()
+            .map(|l| l.iter().any(|i| i.ip() == ip))
+            .unwrap_or(false)
+}
+
 fn peer_info(h: &Hello, addr: SocketAddr) -> PeerInfo {
     PeerInfo {
         id: h.node_id,
@@ -177,7 +198,8 @@ pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) -> Result<Arc<Connect
         let dn = nonce();
         let mine = my_hello(shared, dn.clone(), None);
         io.send(&Frame::Hello(mine.clone())).await?;
-        let peer = take_hello(io.expect("hello").await?);
+        let mut peer = take_hello(io.expect("hello").await?);
+        vet_host(&mut peer, remote, &shared.host_id);
         if let Err(reason) = check_hello(&peer, &mine) {
             tracing::warn!(%addr, %reason, "refusing peer");
             return Err(io.refused(reason).await);
@@ -234,7 +256,8 @@ pub(crate) async fn accept(
 ) -> Result<Arc<Connection>> {
     let fut = async {
         let mut io = Io::new(shared, stream, remote.to_string());
-        let peer = take_hello(io.expect("hello").await?);
+        let mut peer = take_hello(io.expect("hello").await?);
+        vet_host(&mut peer, remote, &shared.host_id);
         let ln = nonce();
         let p = shared
             .secret

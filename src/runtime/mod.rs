@@ -13,6 +13,7 @@ pub(crate) mod dispatch;
 pub(crate) mod gossip;
 pub(crate) mod handshake;
 pub(crate) mod listener;
+pub(crate) mod route;
 pub(crate) mod shared;
 
 pub(crate) use connection::{Connection, PeerInfo};

@@ -53,6 +53,10 @@ pub(crate) struct Shared {
     pub counters: Counters,
     /// Beacon and mDNS, for members with discovery enabled.
     pub discovery: OnceLock<crate::runtime::discovery::Discovery>,
+    /// Members we recently failed to dial, reached through another node meanwhile.
+    pub unreachable: Mutex<HashMap<u64, std::time::Instant>>,
+    /// Round-robin counters by function name.
+    pub turns: Mutex<HashMap<String, u64>>,
 }
 
 impl Shared {
@@ -87,6 +91,8 @@ impl Shared {
             dialing: Mutex::new(HashSet::new()),
             counters: Counters::default(),
             discovery: OnceLock::new(),
+            unreachable: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
         }
     }
 

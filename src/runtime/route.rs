@@ -1,0 +1,477 @@
+//! Resolution in the runtime (DESIGN §7): gather the providers of a function from the
+//! registry, the connections and the member directory; let `proto::resolve` choose; reach
+//! the choice in this process, over its connection, by dialing it, or through a node that
+//! can reach it (forwarding). Idempotent functions are retried after a lost node.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::function::{FnSpec, Function};
+use crate::proto::catalog::{close_names, Relation};
+use crate::proto::resolve::{self, Choice, Perspective, Provider, Query, Route};
+use crate::proto::wire::{Call, FailureKind};
+use crate::runtime::connection::Relay;
+use crate::runtime::{dispatch, handshake, Connection, Shared};
+
+/// Other providers tried after a lost node, for idempotent functions.
+const MAX_RETRIES: usize = 3;
+
+/// How long a member we failed to dial is reached through another node instead.
+const UNREACHABLE_FOR: Duration = Duration::from_secs(30);
+
+/// One call to resolve and run.
+#[derive(Debug, Clone)]
+pub(crate) struct Invocation {
+    pub fun: String,
+    pub args: Bytes,
+    pub kwargs: Option<Bytes>,
+    pub timeout: Duration,
+    pub route: Route,
+    /// Host of the original caller when we resolve for another node; we then never relay
+    /// further (one hop at most, so forwarding cannot loop).
+    pub origin_host: Option<String>,
+}
+
+/// The result and the node that produced it.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub value: Bytes,
+    pub node: String,
+}
+
+/// How to reach a provider.
+#[derive(Clone)]
+enum Reach {
+    Local(Arc<Function>),
+    Conn(Arc<Connection>),
+    /// A member we are not connected to: dial it.
+    Member(SocketAddr),
+    /// A member we could not dial recently: through another node.
+    Relay,
+}
+
+/// A provider with what we need to reach it.
+#[derive(Clone)]
+struct Known {
+    id: u64,
+    name: String,
+    host: String,
+    tier: Relation,
+    resources: Vec<String>,
+    spec: Arc<FnSpec>,
+    in_flight: usize,
+    reach: Reach,
+}
+
+impl Known {
+    fn view(&self) -> Provider<'_> {
+        Provider {
+            name: &self.name,
+            host: &self.host,
+            tier: self.tier,
+            resources: &self.resources,
+            spec: &self.spec,
+            in_flight: self.in_flight,
+        }
+    }
+}
+
+impl Shared {
+    /// Resolves and runs one call.
+    pub(crate) async fn invoke(self: &Arc<Self>, inv: &Invocation) -> Result<Outcome> {
+        let deadline = Instant::now() + inv.timeout;
+        let mut excluded: Vec<u64> = Vec::new();
+        let mut lost: Option<Error> = None;
+        let mut refreshed = false;
+        loop {
+            let known = self.providers_of(&inv.fun);
+            let open: Vec<Known> = known
+                .iter()
+                .filter(|k| !excluded.contains(&k.id))
+                .cloned()
+                .collect();
+            let Some(chosen) = self.choose(inv, &open) else {
+                if let Some(e) = lost {
+                    return Err(e);
+                }
+                if !refreshed {
+                    refreshed = true;
+                    if self.refresh(&inv.fun).await {
+                        continue;
+                    }
+                }
+                return Err(self.no_provider(inv, &known));
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.reach(inv, &chosen, remaining).await {
+                Err(e @ Error::NodeLost { .. }) if chosen.spec.idempotent => {
+                    tracing::info!(fun = %inv.fun, node = %chosen.name, "node lost; retrying an idempotent call elsewhere");
+                    if excluded.len() >= MAX_RETRIES {
+                        return Err(e);
+                    }
+                    excluded.push(chosen.id);
+                    lost = Some(e);
+                }
+                Err(Error::NodeLost { fun, node, reason }) => {
+                    return Err(Error::NodeLost {
+                        fun: fun.clone(),
+                        node,
+                        reason: format!(
+                            "{reason}; not retried: `{fun}` is not registered idempotent"
+                        ),
+                    })
+                }
+                // The deadline covers the whole call; report it, not what was left of it.
+                Err(Error::Timeout { fun, node, .. }) => {
+                    return Err(Error::Timeout {
+                        fun,
+                        node,
+                        after: inv.timeout,
+                    })
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Every provider of `fun` we know of: ourselves, connected peers, and members from the
+    /// directory whose catalog (from a member list) includes it.
+    fn providers_of(&self, fun: &str) -> Vec<Known> {
+        let mut out = Vec::new();
+        if let Some(f) = self.registry.read().unwrap().get(fun) {
+            out.push(Known {
+                id: self.id,
+                name: self.name.clone(),
+                host: self.host_id.clone(),
+                tier: Relation::SameNode,
+                resources: self.resources.clone(),
+                spec: f.spec.clone(),
+                in_flight: f.in_flight.load(Relaxed),
+                reach: Reach::Local(f.clone()),
+            });
+        }
+        let conns = self.connections();
+        for c in &conns {
+            let Some(spec) = c.catalog.read().unwrap().spec(fun) else {
+                continue;
+            };
+            out.push(Known {
+                id: c.peer.id,
+                name: c.peer.name.clone(),
+                host: c.peer.host_id.clone(),
+                tier: Relation::of_peer(&self.host_id, &c.peer.host_id),
+                resources: c.peer.resources.clone(),
+                spec,
+                in_flight: c.in_flight.load(Relaxed),
+                reach: Reach::Conn(c.clone()),
+            });
+        }
+        let unreachable = self.unreachable.lock().unwrap().clone();
+        for e in self.directory.read().unwrap().values() {
+            if conns.iter().any(|c| c.peer.id == e.member.id) {
+                continue;
+            }
+            let spec = e
+                .catalog
+                .as_ref()
+                .and_then(|c| c.functions.iter().find(|f| f.name == fun));
+            let Some(spec) = spec else { continue };
+            let recently_failed = unreachable
+                .get(&e.member.id)
+                .is_some_and(|t| t.elapsed() < UNREACHABLE_FOR);
+            out.push(Known {
+                id: e.member.id,
+                name: e.member.name.clone(),
+                host: e.member.host.clone(),
+                tier: Relation::of_peer(&self.host_id, &e.member.host),
+                resources: e.resources.clone(),
+                spec: Arc::new(spec.clone()),
+                in_flight: 0,
+                reach: if recently_failed {
+                    Reach::Relay
+                } else {
+                    Reach::Member(e.member.addr)
+                },
+            });
+        }
+        out
+    }
+
+    /// Applies the resolver to `known`; the chosen provider, if any qualifies.
+    fn choose(&self, inv: &Invocation, known: &[Known]) -> Option<Known> {
+        let q = Query {
+            fun: &inv.fun,
+            route: &inv.route,
+            origin_host: inv.origin_host.as_deref(),
+        };
+        let views: Vec<Provider<'_>> = known.iter().map(Known::view).collect();
+        let (idx, cands): (Vec<usize>, Vec<Provider<'_>>) = views
+            .into_iter()
+            .enumerate()
+            .filter(|(_, p)| resolve::qualifies(&q, p))
+            .unzip();
+        let choice = Choice {
+            spill_at: self.config.spill_at,
+            turn: self.next_turn(&inv.fun),
+        };
+        let mut rand = |n: usize| rand::random_range(0..n);
+        let i = resolve::choose(&cands, inv.route.policy, choice, &mut rand)?;
+        Some(known[idx[i]].clone())
+    }
+
+    /// The round-robin counter of `fun`, advanced.
+    fn next_turn(&self, fun: &str) -> u64 {
+        let mut turns = self.turns.lock().unwrap();
+        let t = turns.entry(fun.to_string()).or_insert(0);
+        *t += 1;
+        *t - 1
+    }
+
+    /// Learns more before giving up: dials members whose catalog we have not seen and, for
+    /// a client, fetches the member list again. Returns whether anything was tried.
+    async fn refresh(self: &Arc<Self>, fun: &str) -> bool {
+        let unseen: Vec<String> = {
+            let peers = self.peers.read().unwrap();
+            self.directory
+                .read()
+                .unwrap()
+                .values()
+                .filter(|e| !peers.contains_key(&e.member.id) && e.catalog.is_none())
+                .map(|e| e.member.addr.to_string())
+                .collect()
+        };
+        let dials = unseen.iter().map(|a| handshake::dial(self, a));
+        futures_util::future::join_all(dials).await;
+        let mut tried = !unseen.is_empty();
+        if !self.config.listen {
+            if let Some(conn) = self.connections().into_iter().next() {
+                tracing::debug!(%fun, "refreshing the member list");
+                tried |= crate::runtime::bootstrap::learn_members(self, &conn)
+                    .await
+                    .is_ok();
+            }
+        }
+        tried
+    }
+
+    /// Runs the call on `k` within `remaining`.
+    async fn reach(
+        self: &Arc<Self>,
+        inv: &Invocation,
+        k: &Known,
+        remaining: Duration,
+    ) -> Result<Outcome> {
+        match &k.reach {
+            Reach::Local(f) => self.run_local(inv, f, remaining).await,
+            Reach::Conn(c) => self.over(c, inv, remaining, None).await,
+            Reach::Member(addr) => match handshake::dial(self, &addr.to_string()).await {
+                Ok(c) => self.over(&c, inv, remaining, None).await,
+                Err(e) if inv.origin_host.is_some() => Err(e),
+                Err(e) => {
+                    tracing::info!(node = %k.name, %addr, error = %e, "cannot reach the provider; forwarding through another node");
+                    self.unreachable
+                        .lock()
+                        .unwrap()
+                        .insert(k.id, Instant::now());
+                    self.relay(inv, k, remaining, e).await
+                }
+            },
+            Reach::Relay => {
+                let why = Error::Protocol {
+                    peer: k.name.clone(),
+                    detail: "not reachable from here".into(),
+                };
+                self.relay(inv, k, remaining, why).await
+            }
+        }
+    }
+
+    /// Asks a connected member to run the call on `k` for us (we cannot reach `k`).
+    async fn relay(
+        self: &Arc<Self>,
+        inv: &Invocation,
+        k: &Known,
+        remaining: Duration,
+        why: Error,
+    ) -> Result<Outcome> {
+        let via = self
+            .connections()
+            .into_iter()
+            .find(|c| c.peer.listen_port != 0 && c.peer.id != k.id);
+        let Some(via) = via else {
+            return Err(why);
+        };
+        let mut route = inv.route.clone();
+        route.perspective = Perspective::Node(k.name.clone());
+        self.over(&via, inv, remaining, Some(route)).await
+    }
+
+    /// The call over one connection, counted in its load.
+    async fn over(
+        &self,
+        c: &Arc<Connection>,
+        inv: &Invocation,
+        remaining: Duration,
+        route: Option<Route>,
+    ) -> Result<Outcome> {
+        let relay = Relay {
+            route,
+            origin_host: inv.origin_host.clone(),
+        };
+        c.in_flight.fetch_add(1, Relaxed);
+        let r = c
+            .call_via(
+                &inv.fun,
+                inv.args.clone(),
+                inv.kwargs.clone(),
+                remaining,
+                relay,
+            )
+            .await;
+        c.in_flight.fetch_sub(1, Relaxed);
+        r.map(|(value, node)| Outcome { value, node })
+    }
+
+    /// Runs a local function in the caller's task, with the same argument fitting, panic
+    /// isolation and deadline as a remote call.
+    async fn run_local(
+        &self,
+        inv: &Invocation,
+        func: &Function,
+        timeout: Duration,
+    ) -> Result<Outcome> {
+        let fun = &inv.fun;
+        let me = &self.name;
+        let fitted = crate::proto::args::fit(
+            func.spec.params.as_deref(),
+            &inv.args,
+            inv.kwargs.as_deref(),
+        )
+        .map_err(|f| Error::from_failure(f, fun, me))?
+        .unwrap_or_else(|| inv.args.clone());
+        let call = Call {
+            id: 0,
+            fun: fun.clone(),
+            args: inv.args.clone(),
+            kwargs: inv.kwargs.clone(),
+            timeout_ms: timeout.as_millis() as u64,
+            route: None,
+            origin_host: None,
+        };
+        match dispatch::run(func, fitted, Some(timeout), &call).await {
+            Ok(value) => Ok(Outcome {
+                value,
+                node: me.clone(),
+            }),
+            Err(f) if f.kind == FailureKind::Timeout => Err(Error::Timeout {
+                fun: fun.clone(),
+                node: me.clone(),
+                after: timeout,
+            }),
+            Err(f) => Err(Error::from_failure(f, fun, me)),
+        }
+    }
+
+    /// The error for a call nobody qualifies for: "unknown function" when no node we know
+    /// serves `fun` at all, else which providers exist and why none fits.
+    fn no_provider(&self, inv: &Invocation, known: &[Known]) -> Error {
+        if known.is_empty() {
+            return self.unknown(&inv.fun);
+        }
+        let q = Query {
+            fun: &inv.fun,
+            route: &inv.route,
+            origin_host: inv.origin_host.as_deref(),
+        };
+        let views: Vec<Provider<'_>> = known.iter().map(Known::view).collect();
+        let scope = format!("{} scope", inv.route.scope);
+        let within = match &inv.route.perspective {
+            Perspective::Any => scope,
+            Perspective::Host(h) => format!("{scope} on host `{h}`"),
+            Perspective::Node(n) => format!("{scope} on node `{n}`"),
+        };
+        Error::NoProvider {
+            fun: inv.fun.clone(),
+            locs: inv.route.locs.clone(),
+            within,
+            detail: resolve::explain(&q, &views),
+        }
+    }
+
+    /// "unknown function", with look-alike names from everything we know and why nothing
+    /// is reachable when that is the problem.
+    pub(crate) fn unknown(&self, fun: &str) -> Error {
+        let conns = self.connections();
+        let mut names: Vec<String> = self
+            .registry
+            .read()
+            .unwrap()
+            .names()
+            .map(String::from)
+            .collect();
+        for c in &conns {
+            names.extend(c.catalog.read().unwrap().names().map(String::from));
+        }
+        for e in self.directory.read().unwrap().values() {
+            if let Some(c) = &e.catalog {
+                names.extend(c.functions.iter().map(|f| f.name.clone()));
+            }
+        }
+        names.sort();
+        names.dedup();
+        let close = close_names(fun, names.iter().map(String::as_str));
+        let detail = if conns.is_empty() {
+            let errs = self.seed_errors.lock().unwrap();
+            let mut parts: Vec<String> = errs.values().cloned().collect();
+            parts.sort();
+            if parts.is_empty() {
+                "no peers connected".to_string()
+            } else {
+                format!("no peers connected; {}", parts.join("; "))
+            }
+        } else {
+            let mut peers: Vec<String> = conns.iter().map(|c| c.peer.name.clone()).collect();
+            peers.sort();
+            format!("not served here nor by {}", peers.join(", "))
+        };
+        Error::UnknownFunction {
+            fun: fun.into(),
+            close,
+            detail,
+        }
+    }
+}
+
+impl Shared {
+    /// Runs the call on every qualifying provider at once; results by node name.
+    pub(crate) async fn invoke_all(
+        self: &Arc<Self>,
+        inv: &Invocation,
+    ) -> Result<Vec<(String, Result<Outcome>)>> {
+        // Every provider must be known, not just one: dial members not seen yet (and a
+        // client refreshes its member list).
+        self.refresh(&inv.fun).await;
+        let known = self.providers_of(&inv.fun);
+        let q = Query {
+            fun: &inv.fun,
+            route: &inv.route,
+            origin_host: inv.origin_host.as_deref(),
+        };
+        let chosen: Vec<&Known> = known
+            .iter()
+            .filter(|k| resolve::qualifies(&q, &k.view()))
+            .collect();
+        if chosen.is_empty() {
+            return Err(self.no_provider(inv, &known));
+        }
+        let calls = chosen
+            .iter()
+            .map(|k| async move { (k.name.clone(), self.reach(inv, k, inv.timeout).await) });
+        Ok(futures_util::future::join_all(calls).await)
+    }
+}
