@@ -542,6 +542,16 @@ impl NodeBuilder {
         self.config.call_timeout_ms = t.as_millis() as u64;
         self
     }
+    /// Default choice among providers for this node's calls.
+    pub fn policy(mut self, policy: crate::Policy) -> Self {
+        self.config.policy = policy;
+        self
+    }
+    /// Calls in flight with one provider at which the resolver spills to the next tier.
+    pub fn spill_at(mut self, n: usize) -> Self {
+        self.config.spill_at = n;
+        self
+    }
     /// Registers a function at start, in addition to the link-time ones.
     pub fn function(mut self, f: Function) -> Self {
         self.functions.push(f);

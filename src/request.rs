@@ -22,6 +22,7 @@ pub struct Request<'a> {
     kwargs: Option<std::result::Result<Bytes, String>>,
     timeout: Duration,
     route: Route,
+    at: Option<String>,
 }
 
 impl<'a> Request<'a> {
@@ -39,6 +40,7 @@ impl<'a> Request<'a> {
                 perspective,
                 policy: config.policy,
             },
+            at: None,
         }
     }
 
@@ -98,6 +100,14 @@ impl<'a> Request<'a> {
         self
     }
 
+    /// Sends the call straight to the node listening at `addr` (`host:port`), bypassing
+    /// resolution: no catalog check on this side, so the serving node's own checks
+    /// (visibility, existence) answer. For diagnostics and tests of those checks.
+    pub fn at(mut self, addr: impl ToString) -> Self {
+        self.at = Some(addr.to_string());
+        self
+    }
+
     /// Sends the call and decodes the result as `R`.
     pub async fn send<R: DeserializeOwned>(self) -> Result<Response<R>> {
         let fun = self.fun.clone();
@@ -114,8 +124,12 @@ impl<'a> Request<'a> {
     pub async fn send_raw(self) -> Result<Response<Bytes>> {
         let start = Instant::now();
         let node = self.node;
+        let at = self.at.clone();
         let inv = self.invocation()?;
-        let out = node.shared().invoke(&inv).await?;
+        let out = match at {
+            Some(addr) => node.shared().invoke_at(&addr, &inv).await?,
+            None => node.shared().invoke(&inv).await?,
+        };
         Ok(Response {
             value: out.value,
             node: out.node,

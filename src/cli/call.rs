@@ -44,6 +44,10 @@ pub struct CallArgs {
     /// Call every qualifying provider and print the results keyed by node name.
     #[arg(long)]
     all: bool,
+    /// Send the call straight to the node at HOST:PORT, without resolving (diagnostics: the
+    /// serving node's own checks answer).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "all")]
+    addr: Option<String>,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -98,6 +102,9 @@ pub async fn run(a: CallArgs) -> mpreg::Result<()> {
     }
     if let Some(p) = a.policy {
         req = req.policy(p);
+    }
+    if let Some(addr) = &a.addr {
+        req = req.at(addr);
     }
     if a.all {
         let results = req.send_all::<Value>().await;

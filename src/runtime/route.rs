@@ -448,6 +448,26 @@ impl Shared {
 }
 
 impl Shared {
+    /// Runs the call on the node listening at `addr`, whatever our catalogs say (over the
+    /// existing connection to it, else a new one).
+    pub(crate) async fn invoke_at(
+        self: &Arc<Self>,
+        addr: &str,
+        inv: &Invocation,
+    ) -> Result<Outcome> {
+        let target: Option<SocketAddr> = addr.parse().ok();
+        let existing = self.connections().into_iter().find(|c| {
+            target.is_some_and(|t| {
+                c.peer.addr == t || (c.peer.addr.ip() == t.ip() && c.peer.listen_port == t.port())
+            })
+        });
+        let conn = match existing {
+            Some(c) => c,
+            None => handshake::dial(self, addr).await?,
+        };
+        self.over(&conn, inv, inv.timeout, None).await
+    }
+
     /// Runs the call on every qualifying provider at once; results by node name.
     pub(crate) async fn invoke_all(
         self: &Arc<Self>,
