@@ -388,3 +388,75 @@ async fn idempotent_calls_are_retried_after_a_lost_node_and_others_are_not() {
         stop([nodes[0].clone(), nodes[2].clone()]).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_call_takes_locs_scope_perspective_policy_and_all() {
+    use support::{free_port, mpreg, Proc};
+    let (pa, pb) = (free_port(), free_port());
+    let env = |name: &str, res: &str, seeds: String| {
+        vec![
+            ("MPREG_NAME", name.to_string()),
+            ("MPREG_RESOURCES", res.to_string()),
+            ("MPREG_SEEDS", seeds),
+        ]
+    };
+    let _a = Proc::start(
+        "mpreg",
+        &["serve"],
+        &env("cli-a", "model-a,dataset-1", String::new()),
+        pa,
+    );
+    let _b = Proc::start(
+        "mpreg",
+        &["serve"],
+        &env("cli-b", "model-b,dataset-2", format!("127.0.0.1:{pa}")),
+        pb,
+    );
+    let seed = format!("127.0.0.1:{pa}");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["call", "--seed", seed.as_str(), "--json"];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = mpreg(&args);
+        assert!(ok, "mpreg {}: {err}", args.join(" "));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v
+    };
+    // Until b has joined, `--locs dataset-2` has no provider: wait for it through the CLI.
+    wait_until(Duration::from_secs(10), || {
+        mpreg(&["call", "--seed", &seed, "--locs", "dataset-2", "echo", "x"]).0
+    })
+    .await;
+    assert_eq!(run(&["--locs", "dataset-2", "echo", "x"])["node"], "cli-b");
+    assert_eq!(
+        run(&["--locs", "model-a,dataset-1", "echo", "x"])["node"],
+        "cli-a"
+    );
+    assert_eq!(run(&["--node", "cli-b", "echo", "x"])["node"], "cli-b");
+    let host = mpreg::host_id(None);
+    let on_host = run(&["--host", &host, "--scope", "host", "echo", "x"]);
+    assert_eq!(on_host["result"], "x");
+    let firsts: Vec<String> = (0..4)
+        .map(|_| {
+            run(&["--policy", "round_robin", "echo", "x"])["node"]
+                .as_str()
+                .unwrap()
+                .into()
+        })
+        .collect();
+    assert!(
+        firsts.iter().all(|n| n == "cli-a"),
+        "a fresh client starts its turn at the first name: {firsts:?}"
+    );
+    let all = run(&["--all", "echo", "x"]);
+    assert_eq!(all["cli-a"]["result"], "x");
+    assert_eq!(all["cli-b"]["result"], "x");
+    let (ok, _, err) = mpreg(&["call", "--seed", &seed, "--locs", "gpu", "echo", "x"]);
+    assert!(!ok);
+    assert!(
+        err.contains("no provider of `echo` with locs [gpu] in network scope"),
+        "{err}"
+    );
+    assert!(err.contains("[dataset-2, model-b]"), "{err}");
+    let (ok, _, err) = mpreg(&["call", "--seed", &seed, "--scope", "planet", "echo", "x"]);
+    assert!(!ok && err.contains("unknown scope `planet`"), "{err}");
+}

@@ -167,6 +167,43 @@ impl Lan {
         }
     }
 
+    /// Starts any `program ARGS` on host `i` (e.g. an example), output captured; killed on
+    /// drop.
+    pub fn spawn_program(
+        &self,
+        i: usize,
+        program: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> LanProc {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let base = program.rsplit('/').next().unwrap_or(program);
+        let label = format!("h{i}-{n}-{base}");
+        let out = self.dir.join(format!("{label}.out"));
+        let err = self.dir.join(format!("{label}.err"));
+        let child = self
+            .command_of(i, program, args, envs)
+            .stdout(fs::File::create(&out).expect("create stdout log"))
+            .stderr(fs::File::create(&err).expect("create stderr log"))
+            .spawn()
+            .expect("spawn ip netns exec");
+        LanProc {
+            label,
+            child,
+            out,
+            err,
+            exited: None,
+        }
+    }
+
+    /// Makes host `j` unreachable from host `i` (a blackhole route on `i`), as when a client
+    /// is given a seed on another subnet it can reach while the providers are not.
+    pub fn block(&self, i: usize, j: usize) {
+        let dst = format!("{}/32", self.addr(j));
+        ipn(&self.host_name(i), &["route", "add", "blackhole", &dst])
+            .expect("add a blackhole route");
+    }
+
     /// `mpreg serve --name NAME --port 7700 --bind 0.0.0.0 EXTRA..` on host `i`, once it has
     /// printed its `serving` line.
     pub fn serve(&self, i: usize, name: &str, extra: &[&str]) -> LanProc {

@@ -18,5 +18,6 @@ mod harness;
 mod dns_sd;
 mod failure;
 mod latency;
+mod resolver;
 mod seed;
 mod zero_config;
