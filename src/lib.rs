@@ -22,7 +22,9 @@
 //! # Layout
 //! - [`proto`]: pure protocol logic, no I/O and no clock — wire frames and codec
 //!   (`wire`, `codec`), argument fitting (`args`), catalogs and visibility (`catalog`),
-//!   the HMAC handshake (`handshake`), JSON mapping (`json`).
+//!   the HMAC handshake (`handshake`), JSON mapping (`json`), membership over SWIM
+//!   (`membership`), who answers a call (`resolve`), MPREG multi-call planning and run state
+//!   (`workflow`), MARO conditional events and their queues (`condition`).
 //! - `runtime`: the tokio shell — connections (multiplexed calls, coalesced writes),
 //!   handshakes, serving calls (`dispatch`), the listener, seed dialers, shared node state.
 //! - [`Node`] / [`NodeBuilder`] (`node.rs`): the public handle to start, register, call, stop;

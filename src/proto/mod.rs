@@ -4,6 +4,7 @@
 pub mod args;
 pub mod catalog;
 pub mod codec;
+pub mod condition;
 pub mod datagram;
 pub mod handshake;
 pub mod json;
@@ -11,3 +12,4 @@ pub mod member;
 pub mod membership;
 pub mod resolve;
 pub mod wire;
+pub mod workflow;

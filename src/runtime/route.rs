@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::function::{FnSpec, Function};
 use crate::proto::catalog::{close_names, Relation};
-use crate::proto::resolve::{self, Choice, Perspective, Provider, Query, Route};
+use crate::proto::resolve::{self, Choice, Perspective, Policy, Provider, Query, Route};
 use crate::proto::wire::{Call, FailureKind};
 use crate::runtime::connection::Relay;
 use crate::runtime::{dispatch, handshake, Connection, Shared};
@@ -90,12 +90,7 @@ impl Shared {
         let mut refreshed = false;
         loop {
             let known = self.providers_of(&inv.fun);
-            let open: Vec<Known> = known
-                .iter()
-                .filter(|k| !excluded.contains(&k.id))
-                .cloned()
-                .collect();
-            let Some(chosen) = self.choose(inv, &open) else {
+            let Some(chosen) = self.choose(inv, &known, &excluded) else {
                 if let Some(e) = lost {
                     return Err(e);
                 }
@@ -108,7 +103,8 @@ impl Shared {
                 return Err(self.no_provider(inv, &known));
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match self.reach(inv, &chosen, remaining).await {
+            let chosen = &known[chosen];
+            match self.reach(inv, chosen, remaining).await {
                 Err(e @ Error::NodeLost { .. }) if chosen.spec.idempotent => {
                     tracing::info!(fun = %inv.fun, node = %chosen.name, "node lost; retrying an idempotent call elsewhere");
                     if excluded.len() >= MAX_RETRIES {
@@ -171,7 +167,6 @@ impl Shared {
                 reach: Reach::Conn(c.clone()),
             });
         }
-        let unreachable = self.unreachable.lock().unwrap().clone();
         for e in self.directory.read().unwrap().values() {
             if conns.iter().any(|c| c.peer.id == e.member.id) {
                 continue;
@@ -181,7 +176,10 @@ impl Shared {
                 .as_ref()
                 .and_then(|c| c.functions.iter().find(|f| f.name == fun));
             let Some(spec) = spec else { continue };
-            let recently_failed = unreachable
+            let recently_failed = self
+                .unreachable
+                .lock()
+                .unwrap()
                 .get(&e.member.id)
                 .is_some_and(|t| t.elapsed() < UNREACHABLE_FOR);
             out.push(Known {
@@ -202,8 +200,9 @@ impl Shared {
         out
     }
 
-    /// Applies the resolver to `known`; the chosen provider, if any qualifies.
-    fn choose(&self, inv: &Invocation, known: &[Known]) -> Option<Known> {
+    /// Applies the resolver to `known` minus `excluded`; the index of the chosen provider,
+    /// if any qualifies.
+    fn choose(&self, inv: &Invocation, known: &[Known], excluded: &[u64]) -> Option<usize> {
         let q = Query {
             fun: &inv.fun,
             route: &inv.route,
@@ -213,23 +212,30 @@ impl Shared {
         let (idx, cands): (Vec<usize>, Vec<Provider<'_>>) = views
             .into_iter()
             .enumerate()
-            .filter(|(_, p)| resolve::qualifies(&q, p))
+            .filter(|(i, p)| !excluded.contains(&known[*i].id) && resolve::qualifies(&q, p))
             .unzip();
+        let turn = match inv.route.policy {
+            Policy::RoundRobin if cands.len() > 1 => self.next_turn(&inv.fun),
+            _ => 0,
+        };
         let choice = Choice {
             spill_at: self.config.spill_at,
-            turn: self.next_turn(&inv.fun),
+            turn,
         };
         let mut rand = |n: usize| rand::random_range(0..n);
         let i = resolve::choose(&cands, inv.route.policy, choice, &mut rand)?;
-        Some(known[idx[i]].clone())
+        Some(idx[i])
     }
 
     /// The round-robin counter of `fun`, advanced.
     fn next_turn(&self, fun: &str) -> u64 {
         let mut turns = self.turns.lock().unwrap();
-        let t = turns.entry(fun.to_string()).or_insert(0);
-        *t += 1;
-        *t - 1
+        if let Some(t) = turns.get_mut(fun) {
+            *t += 1;
+            return *t - 1;
+        }
+        turns.insert(fun.to_string(), 1);
+        0
     }
 
     /// Learns more before giving up: dials members whose catalog we have not seen and, for
