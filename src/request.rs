@@ -22,7 +22,7 @@ pub struct Request<'a> {
     kwargs: Option<std::result::Result<Bytes, String>>,
     timeout: Duration,
     route: Route,
-    at: Option<String>,
+    at: Option<(String, bool)>,
 }
 
 impl<'a> Request<'a> {
@@ -104,7 +104,15 @@ impl<'a> Request<'a> {
     /// resolution: no catalog check on this side, so the serving node's own checks
     /// (visibility, existence) answer. For diagnostics and tests of those checks.
     pub fn at(mut self, addr: impl ToString) -> Self {
-        self.at = Some(addr.to_string());
+        self.at = Some((addr.to_string(), false));
+        self
+    }
+
+    /// Sends the call through the node listening at `addr`, which resolves it with this
+    /// call's rules (locs, scope, perspective, policy) among the providers it knows and
+    /// relays the result: a node with no functions of its own acts as a router and balancer.
+    pub fn via(mut self, addr: impl ToString) -> Self {
+        self.at = Some((addr.to_string(), true));
         self
     }
 
@@ -127,7 +135,7 @@ impl<'a> Request<'a> {
         let at = self.at.clone();
         let inv = self.invocation()?;
         let out = match at {
-            Some(addr) => node.shared().invoke_at(&addr, &inv).await?,
+            Some((addr, relay)) => node.shared().invoke_at(&addr, &inv, relay).await?,
             None => node.shared().invoke(&inv).await?,
         };
         Ok(Response {

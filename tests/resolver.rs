@@ -24,8 +24,13 @@ async fn cluster(builders: Vec<NodeBuilder>) -> Vec<Node> {
         nodes.push(b.start().await.expect("start node"));
     }
     let n = nodes.len();
+        // Connected to every other node, and every other node in the membership (what a
+    // client's member list is built from).
     for node in &nodes {
-        wait_until(Duration::from_secs(10), || node.peers().len() == n - 1).await;
+        wait_until(Duration::from_secs(10), || {
+            node.peers().len() == n - 1 && node.members().len() == n - 1
+        })
+        .await;
     }
     nodes
 }
@@ -66,7 +71,7 @@ async fn locs_send_every_call_to_the_matching_node() {
     .await;
     let c = client(&nodes[0]).await;
     let mut landed: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for round in 0..10 {
+    for round in 0..12 {
         let calls = (0..100).map(|i| {
             let (locs, want): (&[&str], _) = if (round * 100 + i) % 2 == 0 {
                 (&["model-a", "dataset-1"], "server-a")
@@ -91,7 +96,7 @@ async fn locs_send_every_call_to_the_matching_node() {
     }
     eprintln!("locs: (wanted, landed) -> calls: {landed:?}");
     let total: usize = landed.values().sum();
-    assert_eq!(total, 1000);
+    assert_eq!(total, 1200);
     assert!(landed.keys().all(|(want, got)| want == got), "{landed:?}");
     let e = c
         .request("train")
@@ -459,4 +464,45 @@ async fn cli_call_takes_locs_scope_perspective_policy_and_all() {
     assert!(err.contains("[dataset-2, model-b]"), "{err}");
     let (ok, _, err) = mpreg(&["call", "--seed", &seed, "--scope", "planet", "echo", "x"]);
     assert!(!ok && err.contains("unknown scope `planet`"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_functions_routes_and_balances() {
+    let nodes = cluster(vec![
+        local("router").builtins(false),
+        local("r1").function(whoami("r1")),
+        local("r2").function(whoami("r2")),
+    ])
+    .await;
+    let router = nodes[0].addr().unwrap();
+    let c = client(&nodes[0]).await;
+    let calls = (0..200).map(|_| c.request("whoami").via(router).send::<String>());
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for r in futures_util::future::join_all(calls).await {
+        let r = r.unwrap();
+        assert_eq!(
+            r.value, r.node,
+            "the answer names the provider, not the router"
+        );
+        *counts.entry(r.node).or_default() += 1;
+    }
+    eprintln!("200 calls through a function-less router: {counts:?}");
+    assert_eq!(counts.values().sum::<usize>(), 200);
+    assert!(counts.get("r1").is_some_and(|&n| n >= 40), "{counts:?}");
+    assert!(counts.get("r2").is_some_and(|&n| n >= 40), "{counts:?}");
+    let r = c
+        .request("whoami")
+        .via(router)
+        .on_node("r2")
+        .send::<String>();
+    assert_eq!(r.await.unwrap().node, "r2");
+    let e = c
+        .request("whoami")
+        .via(router)
+        .locs(["gpu"])
+        .send::<String>();
+    let e = e.await.unwrap_err().to_string();
+    assert!(e.contains("no provider of `whoami` with locs [gpu]"), "{e}");
+    stop([c]).await;
+    stop(nodes).await;
 }

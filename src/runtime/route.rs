@@ -455,11 +455,13 @@ impl Shared {
 
 impl Shared {
     /// Runs the call on the node listening at `addr`, whatever our catalogs say (over the
-    /// existing connection to it, else a new one).
+    /// existing connection to it, else a new one) — or, with `relay`, has that node resolve
+    /// and forward it.
     pub(crate) async fn invoke_at(
         self: &Arc<Self>,
         addr: &str,
         inv: &Invocation,
+        relay: bool,
     ) -> Result<Outcome> {
         let target: Option<SocketAddr> = addr.parse().ok();
         let existing = self.connections().into_iter().find(|c| {
@@ -471,7 +473,8 @@ impl Shared {
             Some(c) => c,
             None => handshake::dial(self, addr).await?,
         };
-        self.over(&conn, inv, inv.timeout, None).await
+        let route = relay.then(|| inv.route.clone());
+        self.over(&conn, inv, inv.timeout, route).await
     }
 
     /// Runs the call on every qualifying provider at once; results by node name.
