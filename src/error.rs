@@ -132,6 +132,13 @@ pub enum Error {
     /// The node was shut down.
     #[error("the node is shut down")]
     Shutdown,
+    /// A workflow was malformed (duplicate name, cycle, bad JSON) or one of its commands
+    /// failed; `detail` names the command and the cause.
+    #[error("workflow failed: {detail}")]
+    Workflow {
+        /// What went wrong, naming the command.
+        detail: String,
+    },
     /// The function exists but no provider fits the call's `locs`, scope or perspective.
     /// `detail` says what the cluster does offer.
     #[error(
@@ -229,6 +236,7 @@ impl Error {
                 node,
                 message: f.message,
             },
+            FailureKind::Workflow => Error::Workflow { detail: f.message },
         }
     }
 
@@ -243,6 +251,7 @@ impl Error {
             Error::Timeout { .. } => FailureKind::Timeout,
             Error::NodeLost { .. } => FailureKind::NodeLost,
             Error::NoProvider { .. } => FailureKind::NoProvider,
+            Error::Workflow { .. } => FailureKind::Workflow,
             _ => FailureKind::Remote,
         };
         let mut f = Failure::of_kind(kind, self.to_string());
@@ -255,6 +264,7 @@ impl Error {
                 f.message = detail.clone();
             }
             Error::Remote { message, .. } => f.message = message.clone(),
+            Error::Workflow { detail } => f.message = detail.clone(),
             _ => {}
         }
         f

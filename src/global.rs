@@ -41,7 +41,7 @@ pub(crate) fn runtime() -> &'static Runtime {
 }
 
 /// Runs `fut` on the default node's runtime and waits for it from any context.
-async fn on_runtime<T: Send + 'static>(
+pub(crate) async fn on_runtime<T: Send + 'static>(
     fut: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
     runtime()
@@ -131,6 +131,11 @@ where
     DefaultTarget::new(Perspective::Any)
         .call_all(fun, args)
         .await
+}
+
+/// A workflow run through the default node; see [`Flow`](crate::Flow).
+pub fn workflow() -> crate::Flow {
+    crate::Flow::new(None)
 }
 
 /// Calls through the default node restricted to the nodes of host `host`:

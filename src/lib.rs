@@ -24,7 +24,8 @@
 //!   (`wire`, `codec`), argument fitting (`args`), catalogs and visibility (`catalog`),
 //!   the HMAC handshake (`handshake`), JSON mapping (`json`), membership over SWIM
 //!   (`membership`), who answers a call (`resolve`), MPREG multi-call planning and run state
-//!   (`workflow`), MARO conditional events and their queues (`condition`).
+//!   (`workflow`), MARO conditional events and their queues (`condition`), the pub/sub topic
+//!   trie (`topic`).
 //! - `runtime`: the tokio shell — connections (multiplexed calls, coalesced writes),
 //!   handshakes, serving calls (`dispatch`), the listener, seed dialers, shared node state.
 //! - [`Node`] / [`NodeBuilder`] (`node.rs`): the public handle to start, register, call, stop;
@@ -52,6 +53,7 @@ pub mod proto;
 mod registry;
 mod request;
 mod runtime;
+mod workflow;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -65,12 +67,13 @@ pub use error::{Error, Result};
 pub use function::{FnSpec, Function, Param, Visibility};
 pub use global::{
     blocking, call, call_all, host, named as node, node as default_node, serve, shutdown_signal,
-    DefaultTarget,
+    workflow, DefaultTarget,
 };
 pub use node::{MemberSummary, Node, NodeBuilder, NodeStats, PeerSummary, Response};
 pub use proto::resolve::{Perspective, Policy, Scope};
 pub use request::{Request, Target};
 pub use rmpv::Value;
+pub use workflow::Flow;
 
 /// Registers a function so that any node of the cluster can call it by name.
 ///

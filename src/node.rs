@@ -74,6 +74,8 @@ pub struct NodeStats {
     pub dropped_other_cluster: u64,
     /// Datagrams dropped for a missing or wrong HMAC (with a shared secret).
     pub dropped_unauthenticated: u64,
+    /// Requests (calls, relayed calls, workflow submissions) sent to other nodes.
+    pub requests_sent: u64,
 }
 
 /// A member of the cluster as a node sees it.
@@ -314,6 +316,7 @@ impl Node {
             dropped_unauthenticated: c.dropped_unauthenticated.load(Relaxed)
                 + d.as_ref()
                     .map_or(0, |d| d.beacons_unauthenticated + d.mdns_unauthenticated),
+            requests_sent: c.requests_sent.load(Relaxed),
         }
     }
 
@@ -377,6 +380,11 @@ impl Node {
         args: impl Serialize,
     ) -> Result<BTreeMap<String, Result<R>>> {
         self.request(fun).args(args).send_all().await
+    }
+
+    /// A workflow (MPREG multi-call) run with this node as the entry point.
+    pub fn workflow(&self) -> crate::Flow {
+        crate::Flow::new(Some(self.clone()))
     }
 
     /// Calls restricted to the nodes of host `host` (a perspective, DESIGN §7).

@@ -31,6 +31,18 @@ impl Registry {
 
     /// Adds `f`; a second function with the same name is an error naming both.
     pub fn insert(&mut self, f: Function) -> Result<()> {
+        if f.spec
+            .name
+            .starts_with(crate::runtime::workflow::RESERVED_PREFIX)
+            || f.spec.name.is_empty()
+        {
+            return Err(Error::Config(format!(
+                "cannot register `{}` ({}): names must be non-empty and not start with `{}`, which mpreg reserves",
+                f.spec.name,
+                f.origin,
+                crate::runtime::workflow::RESERVED_PREFIX
+            )));
+        }
         if let Some(existing) = self.functions.get(&f.spec.name) {
             return Err(Error::DuplicateFunction {
                 name: f.spec.name.clone(),

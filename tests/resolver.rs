@@ -24,7 +24,7 @@ async fn cluster(builders: Vec<NodeBuilder>) -> Vec<Node> {
         nodes.push(b.start().await.expect("start node"));
     }
     let n = nodes.len();
-        // Connected to every other node, and every other node in the membership (what a
+    // Connected to every other node, and every other node in the membership (what a
     // client's member list is built from).
     for node in &nodes {
         wait_until(Duration::from_secs(10), || {

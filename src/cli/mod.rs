@@ -2,6 +2,7 @@
 
 mod call;
 mod nodes;
+mod run;
 mod serve;
 
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ enum Command {
     Call(call::CallArgs),
     /// List the live members of the cluster.
     Nodes(nodes::NodesArgs),
+    /// Run an MPREG workflow (JSON file, or - for stdin) and print its result as JSON.
+    Run(run::RunArgs),
 }
 
 /// Options shared by every subcommand that starts a node.
@@ -119,5 +122,6 @@ pub async fn run(cli: Cli) -> mpreg::Result<()> {
         Command::Serve(a) => serve::run(a).await,
         Command::Call(a) => call::run(a).await,
         Command::Nodes(a) => nodes::run(a).await,
+        Command::Run(a) => run::run(a).await,
     }
 }

@@ -11,5 +11,6 @@ pub mod json;
 pub mod member;
 pub mod membership;
 pub mod resolve;
+pub mod topic;
 pub mod wire;
 pub mod workflow;

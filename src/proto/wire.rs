@@ -198,6 +198,8 @@ pub enum FailureKind {
     NodeLost,
     /// A relaying node found no provider for the call.
     NoProvider,
+    /// A workflow was malformed or one of its commands failed.
+    Workflow,
 }
 
 impl Failure {

@@ -35,6 +35,8 @@ pub(crate) struct Counters {
     pub dropped_malformed: AtomicU64,
     pub dropped_other_cluster: AtomicU64,
     pub dropped_unauthenticated: AtomicU64,
+    /// Requests this node sent to other nodes (calls, relays, workflow submissions).
+    pub requests_sent: AtomicU64,
 }
 
 impl Shared {

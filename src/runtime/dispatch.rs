@@ -14,13 +14,19 @@ use crate::proto::catalog::{admits, close_names, Relation};
 use crate::proto::codec::encode_frame;
 use crate::proto::resolve::Route;
 use crate::proto::wire::{Call, Failure, FailureKind, Frame, Reply};
+use crate::proto::workflow::Workflow;
 use crate::runtime::route::Invocation;
+use crate::runtime::workflow;
 use crate::runtime::{Connection, Shared};
+use rmpv::Value;
 
 /// Handles a `Call` frame from `conn`'s peer. Never fails the connection: every problem is
 /// answered with a [`Failure`] reply.
 pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, mut call: Call) {
     let id = call.id;
+    if call.fun == workflow::RUN {
+        return run_workflow(conn, shared, call);
+    }
     if let Some(route) = call.route.take() {
         return relay(conn, shared, call, route);
     }
@@ -88,6 +94,50 @@ fn relay(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call, route: Route)
                 };
                 c.untrack_served(id);
                 if let Some(f) = reply_frame_from(id, result, node) {
+                    c.send(f).await;
+                }
+            })
+            .abort_handle()
+    });
+}
+
+/// A client submitted a workflow (`[workflow, all]`): run it here, answer with the result map.
+fn run_workflow(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call) {
+    let id = call.id;
+    let parsed = rmpv::decode::read_value(&mut &call.args[..])
+        .map_err(|e| e.to_string())
+        .and_then(|v| match v {
+            Value::Array(mut a) if a.len() == 2 => {
+                let all = a.pop().and_then(|b| b.as_bool()).unwrap_or(false);
+                Workflow::from_value(&a[0])
+                    .map(|w| (w, all))
+                    .map_err(|e| e.to_string())
+            }
+            _ => Err("expected [workflow, all]".into()),
+        });
+    let (w, all) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            let f = Failure::of_kind(FailureKind::Workflow, format!("bad workflow request: {e}"));
+            return reply_now(conn, id, Err(f));
+        }
+    };
+    let timeout = match call.timeout_ms {
+        0 => shared.config.call_timeout(),
+        ms => Duration::from_millis(ms),
+    };
+    let (c, s) = (conn.clone(), shared.clone());
+    let origin = Some(conn.peer.host_id.clone());
+    let handle = shared.tasks.clone();
+    conn.track_served(id, move || {
+        handle
+            .spawn(async move {
+                let result = match s.run_workflow(w, all, timeout, origin).await {
+                    Ok(v) => Ok(workflow::encode(&v)),
+                    Err(e) => Err(e.to_failure()),
+                };
+                c.untrack_served(id);
+                if let Some(f) = reply_frame(id, result) {
                     c.send(f).await;
                 }
             })

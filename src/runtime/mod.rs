@@ -15,6 +15,7 @@ pub(crate) mod handshake;
 pub(crate) mod listener;
 pub(crate) mod route;
 pub(crate) mod shared;
+pub(crate) mod workflow;
 
 pub(crate) use connection::{Connection, PeerInfo};
 pub(crate) use shared::Shared;

@@ -318,7 +318,7 @@ impl Shared {
     }
 
     /// The call over one connection, counted in its load.
-    async fn over(
+    pub(crate) async fn over(
         &self,
         c: &Arc<Connection>,
         inv: &Invocation,
@@ -330,6 +330,7 @@ impl Shared {
             origin_host: inv.origin_host.clone(),
         };
         c.in_flight.fetch_add(1, Relaxed);
+        self.counters.requests_sent.fetch_add(1, Relaxed);
         let r = c
             .call_via(
                 &inv.fun,
