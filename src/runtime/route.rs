@@ -21,6 +21,9 @@ use crate::runtime::{dispatch, handshake, Connection, Shared};
 /// Other providers tried after a lost node, for idempotent functions.
 const MAX_RETRIES: usize = 3;
 
+/// Longest a call that found no provider waits for connections being opened.
+const SETTLE_FOR: Duration = Duration::from_secs(1);
+
 /// How long a member we failed to dial is reached through another node instead.
 const UNREACHABLE_FOR: Duration = Duration::from_secs(30);
 
@@ -88,6 +91,7 @@ impl Shared {
         let mut excluded: Vec<u64> = Vec::new();
         let mut lost: Option<Error> = None;
         let mut refreshed = false;
+        let mut settled = false;
         loop {
             let known = self.providers_of(&inv.fun);
             let Some(chosen) = self.choose(inv, &known, &excluded) else {
@@ -97,6 +101,12 @@ impl Shared {
                 if !refreshed {
                     refreshed = true;
                     if self.refresh(&inv.fun).await {
+                        continue;
+                    }
+                }
+                if !settled {
+                    settled = true;
+                    if self.settle(deadline).await {
                         continue;
                     }
                 }
@@ -263,6 +273,22 @@ impl Shared {
             }
         }
         tried
+    }
+
+    /// Waits (at most `SETTLE_FOR`, and never past `deadline`) for connections the
+    /// membership is opening right now, e.g. to a member that just joined and whose
+    /// catalog will come with its connection. Returns whether any was in progress.
+    async fn settle(&self, deadline: Instant) -> bool {
+        let until = deadline.min(Instant::now() + SETTLE_FOR);
+        if self.dialing.lock().unwrap().is_empty() {
+            return false;
+        }
+        // Polled: dial tasks signal nothing, and this runs only when a call would
+        // otherwise fail with "no provider".
+        while !self.dialing.lock().unwrap().is_empty() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
     }
 
     /// Runs the call on `k` within `remaining`.
