@@ -110,6 +110,14 @@ impl Shared {
                         continue;
                     }
                 }
+                // Members we cannot reach and know nothing of may serve it: a member we
+                // are connected to knows more, so let it resolve (one hop).
+                if let Some(via) = self.relay_for_unknown(inv) {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    return self
+                        .over(&via, inv, remaining, Some(inv.route.clone()))
+                        .await;
+                }
                 return Err(self.no_provider(inv, &known));
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -186,12 +194,7 @@ impl Shared {
                 .as_ref()
                 .and_then(|c| c.functions.iter().find(|f| f.name == fun));
             let Some(spec) = spec else { continue };
-            let recently_failed = self
-                .unreachable
-                .lock()
-                .unwrap()
-                .get(&e.member.id)
-                .is_some_and(|t| t.elapsed() < UNREACHABLE_FOR);
+            let recently_failed = self.recently_unreachable(e.member.id);
             out.push(Known {
                 id: e.member.id,
                 name: e.member.name.clone(),
@@ -258,11 +261,20 @@ impl Shared {
                 .unwrap()
                 .values()
                 .filter(|e| !peers.contains_key(&e.member.id) && e.catalog.is_none())
+                .filter(|e| !self.recently_unreachable(e.member.id))
                 .map(|e| e.member.addr.to_string())
                 .collect()
         };
         let dials = unseen.iter().map(|a| handshake::dial(self, a));
-        futures_util::future::join_all(dials).await;
+        for (addr, r) in unseen
+            .iter()
+            .zip(futures_util::future::join_all(dials).await)
+        {
+            if let Err(e) = r {
+                tracing::debug!(%addr, error = %e, "cannot reach a member whose catalog is unknown");
+                self.mark_unreachable(addr);
+            }
+        }
         let mut tried = !unseen.is_empty();
         if !self.config.listen {
             if let Some(conn) = self.connections().into_iter().next() {
@@ -273,6 +285,48 @@ impl Shared {
             }
         }
         tried
+    }
+
+    fn recently_unreachable(&self, id: u64) -> bool {
+        self.unreachable
+            .lock()
+            .unwrap()
+            .get(&id)
+            .is_some_and(|t| t.elapsed() < UNREACHABLE_FOR)
+    }
+
+    /// Records that the member at `addr` could not be dialed.
+    fn mark_unreachable(&self, addr: &str) {
+        let id = self
+            .directory
+            .read()
+            .unwrap()
+            .values()
+            .find(|e| e.member.addr.to_string() == addr)
+            .map(|e| e.member.id);
+        if let Some(id) = id {
+            self.unreachable.lock().unwrap().insert(id, Instant::now());
+        }
+    }
+
+    /// A connected member to relay through when some member we could not reach has a
+    /// catalog we never saw (only for our own calls: relays never relay again).
+    fn relay_for_unknown(&self, inv: &Invocation) -> Option<Arc<Connection>> {
+        if inv.origin_host.is_some() {
+            return None;
+        }
+        let blind = self
+            .directory
+            .read()
+            .unwrap()
+            .values()
+            .any(|e| e.catalog.is_none() && self.recently_unreachable(e.member.id));
+        if !blind {
+            return None;
+        }
+        self.connections()
+            .into_iter()
+            .find(|c| c.peer.listen_port != 0)
     }
 
     /// Waits (at most `SETTLE_FOR`, and never past `deadline`) for connections the
