@@ -101,22 +101,7 @@ pub async fn call<R>(fun: &str, args: impl Serialize) -> Result<R>
 where
     R: DeserializeOwned + Send + 'static,
 {
-    let node = default_node(Mode::Client).await?;
-    let args = crate::proto::args::encode_value(&args).map_err(|f| Error::Codec {
-        what: "encode arguments",
-        fun: fun.into(),
-        detail: f.message,
-    })?;
-    let fun = fun.to_string();
-    on_runtime(async move {
-        Ok(node
-            .request(&fun)
-            .raw_args(args, None)
-            .send::<R>()
-            .await?
-            .value)
-    })
-    .await
+    DefaultTarget::new(Perspective::Any).call(fun, args).await
 }
 
 /// Calls `fun` through the default node on every provider that qualifies; results keyed by

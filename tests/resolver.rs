@@ -9,31 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mpreg::{Error, Function, Node, NodeBuilder, Policy, Scope, Visibility};
-use support::{local, wait_until};
-
-/// Starts `builders` as one cluster (each seeded with the first), and waits until every
-/// node is connected to every other.
-async fn cluster(builders: Vec<NodeBuilder>) -> Vec<Node> {
-    let mut nodes: Vec<Node> = Vec::new();
-    for b in builders {
-        let b = match nodes.first() {
-            Some(first) => b.seed(first.addr().unwrap()),
-            None => b,
-        };
-        nodes.push(b.start().await.expect("start node"));
-    }
-    let n = nodes.len();
-    // Connected to every other node, and every other node in the membership (what a
-    // client's member list is built from).
-    for node in &nodes {
-        wait_until(Duration::from_secs(10), || {
-            node.peers().len() == n - 1 && node.members().len() == n - 1
-        })
-        .await;
-    }
-    nodes
-}
+use mpreg::{Error, Function, Node, Policy, Scope, Visibility};
+use support::{cluster, local, wait_until};
 
 /// A client (no listener, no gossip) that learned the cluster from `seed`.
 async fn client(seed: &Node) -> Node {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mpreg::{Error, Function, Value, Visibility};
-use support::{local, pair, wait_until};
+use support::{local, pair, wait_until, DropFlag as Flag};
 
 fn math() -> Vec<Function> {
     vec![
@@ -173,12 +173,6 @@ async fn replies_may_arrive_out_of_order() {
 async fn deadline_fails_the_call_and_cancels_the_remote_work() {
     let started = Arc::new(AtomicBool::new(false));
     let dropped = Arc::new(AtomicBool::new(false));
-    struct Flag(Arc<AtomicBool>);
-    impl Drop for Flag {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
     let (s, d) = (started.clone(), dropped.clone());
     let forever = Function::new_async("forever", move |(): ()| {
         let (s, d) = (s.clone(), d.clone());

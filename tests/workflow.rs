@@ -8,28 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mpreg::{Error, Function, Node, NodeBuilder, Value};
+use mpreg::{Error, Function, Value};
 use serde_json::json;
-use support::{free_port, local, mpreg, wait_until, Proc};
-
-async fn cluster(builders: Vec<NodeBuilder>) -> Vec<Node> {
-    let mut nodes: Vec<Node> = Vec::new();
-    for b in builders {
-        let b = match nodes.first() {
-            Some(first) => b.seed(first.addr().unwrap()),
-            None => b,
-        };
-        nodes.push(b.start().await.expect("start node"));
-    }
-    let n = nodes.len();
-    for node in &nodes {
-        wait_until(Duration::from_secs(10), || {
-            node.peers().len() == n - 1 && node.members().len() == n - 1
-        })
-        .await;
-    }
-    nodes
-}
+use support::{cluster, free_port, local, mpreg, wait_until, DropFlag as Flag, Proc};
 
 fn cmd(name: &str, fun: &str, args: serde_json::Value) -> serde_json::Value {
     json!({"name": name, "fun": fun, "args": args, "locs": []})
@@ -200,12 +181,6 @@ async fn a_diamond_runs_its_middle_steps_at_the_same_time() {
 async fn errors_name_the_command_and_a_failure_cancels_pending_steps() {
     let dropped = Arc::new(AtomicBool::new(false));
     let started = Arc::new(AtomicBool::new(false));
-    struct Flag(Arc<AtomicBool>);
-    impl Drop for Flag {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
     let (d, s) = (dropped.clone(), started.clone());
     let hang = Function::new_async("hang", move |(): ()| {
         let (d, s) = (d.clone(), s.clone());

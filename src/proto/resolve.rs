@@ -236,13 +236,15 @@ pub fn choose(
     choice: Choice,
     rand: &mut dyn FnMut(usize) -> usize,
 ) -> Option<usize> {
-    for tier in [Relation::SameNode, Relation::SameHost, Relation::OtherHost] {
-        let open: Vec<usize> = (0..candidates.len())
-            .filter(|&i| candidates[i].tier == tier && candidates[i].in_flight < choice.spill_at)
+    let open = |p: &Provider<'_>| p.in_flight < choice.spill_at;
+    let nearest = [Relation::SameNode, Relation::SameHost, Relation::OtherHost]
+        .into_iter()
+        .find(|&t| candidates.iter().any(|p| p.tier == t && open(p)));
+    if let Some(tier) = nearest {
+        let among: Vec<usize> = (0..candidates.len())
+            .filter(|&i| candidates[i].tier == tier && open(&candidates[i]))
             .collect();
-        if !open.is_empty() {
-            return Some(pick(candidates, &open, policy, choice.turn, rand));
-        }
+        return Some(pick(candidates, &among, policy, choice.turn, rand));
     }
     // Everyone is saturated: queueing at the least loaded provider beats failing; the
     // busy limit of the provider still bounds it.

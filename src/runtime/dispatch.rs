@@ -43,38 +43,52 @@ pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, mut call: Call
         Ok(None) => call.args.clone(),
         Err(f) => return reply_now(conn, id, Err(f)),
     };
+    let timeout = (call.timeout_ms > 0).then(|| Duration::from_millis(call.timeout_ms));
+    spawn_served(conn, shared, id, async move {
+        (run(&func, fitted, timeout, &call).await, None)
+    });
+}
+
+/// Runs `work` as a call served for `conn`'s peer: refused as busy beyond `max_in_flight`,
+/// aborted on Cancel or when the connection closes, answered with its result and, for work
+/// done elsewhere, the node that did it.
+fn spawn_served<W>(conn: &Arc<Connection>, shared: &Arc<Shared>, id: u64, work: W)
+where
+    W: std::future::Future<Output = (HandlerResult, Option<String>)> + Send + 'static,
+{
     let limit = shared.config.max_in_flight;
     if conn.served_count() >= limit {
         let msg = format!("{limit} calls already in flight on this connection (max_in_flight)");
         return reply_now(conn, id, Err(Failure::busy(msg)));
     }
-    let timeout = (call.timeout_ms > 0).then(|| Duration::from_millis(call.timeout_ms));
     let c = conn.clone();
     let handle = shared.tasks.clone();
     conn.track_served(id, move || {
         handle
             .spawn(async move {
-                let result = run(&func, fitted, timeout, &call).await;
+                let (result, node) = work.await;
                 c.untrack_served(id);
-                send_reply(&c, id, result).await;
+                if let Some(f) = reply_frame(id, result, node) {
+                    c.send(f).await;
+                }
             })
             .abort_handle()
     });
+}
+
+/// The deadline of work a call starts here on the caller's behalf (0: the node's default).
+fn deadline(shared: &Shared, call: &Call) -> Duration {
+    match call.timeout_ms {
+        0 => shared.config.call_timeout(),
+        ms => Duration::from_millis(ms),
+    }
 }
 
 /// The caller asked us to resolve for it (it cannot reach providers itself): resolve with
 /// its route and host, run or relay, and answer naming the node that ran the call.
 fn relay(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call, route: Route) {
     let id = call.id;
-    let limit = shared.config.max_in_flight;
-    if conn.served_count() >= limit {
-        let msg = format!("{limit} calls already in flight on this connection (max_in_flight)");
-        return reply_now(conn, id, Err(Failure::busy(msg)));
-    }
-    let timeout = match call.timeout_ms {
-        0 => shared.config.call_timeout(),
-        ms => Duration::from_millis(ms),
-    };
+    let timeout = deadline(shared, &call);
     let inv = Invocation {
         fun: call.fun,
         args: call.args,
@@ -83,21 +97,12 @@ fn relay(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call, route: Route)
         route,
         origin_host: Some(conn.peer.host_id.clone()),
     };
-    let (c, s) = (conn.clone(), shared.clone());
-    let handle = shared.tasks.clone();
-    conn.track_served(id, move || {
-        handle
-            .spawn(async move {
-                let (result, node) = match s.invoke(&inv).await {
-                    Ok(o) => (Ok(o.value), Some(o.node)),
-                    Err(e) => (Err(e.to_failure()), None),
-                };
-                c.untrack_served(id);
-                if let Some(f) = reply_frame_from(id, result, node) {
-                    c.send(f).await;
-                }
-            })
-            .abort_handle()
+    let s = shared.clone();
+    spawn_served(conn, shared, id, async move {
+        match s.invoke(&inv).await {
+            Ok(o) => (Ok(o.value), Some(o.node)),
+            Err(e) => (Err(e.to_failure()), None),
+        }
     });
 }
 
@@ -122,26 +127,15 @@ fn run_workflow(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call) {
             return reply_now(conn, id, Err(f));
         }
     };
-    let timeout = match call.timeout_ms {
-        0 => shared.config.call_timeout(),
-        ms => Duration::from_millis(ms),
-    };
-    let (c, s) = (conn.clone(), shared.clone());
+    let timeout = deadline(shared, &call);
+    let s = shared.clone();
     let origin = Some(conn.peer.host_id.clone());
-    let handle = shared.tasks.clone();
-    conn.track_served(id, move || {
-        handle
-            .spawn(async move {
-                let result = match s.run_workflow(w, all, timeout, origin).await {
-                    Ok(v) => Ok(workflow::encode(&v)),
-                    Err(e) => Err(e.to_failure()),
-                };
-                c.untrack_served(id);
-                if let Some(f) = reply_frame(id, result) {
-                    c.send(f).await;
-                }
-            })
-            .abort_handle()
+    spawn_served(conn, shared, id, async move {
+        let result = match s.run_workflow(w, all, timeout, origin).await {
+            Ok(v) => Ok(workflow::encode(&v)),
+            Err(e) => Err(e.to_failure()),
+        };
+        (result, None)
     });
 }
 
@@ -270,16 +264,8 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn reply_frame(id: u64, result: HandlerResult) -> Option<Bytes> {
-    reply_frame_from(id, result, None)
-}
-
-/// A reply frame naming the node that ran the call (for relayed calls).
-pub(crate) fn reply_frame_from(
-    id: u64,
-    result: HandlerResult,
-    node: Option<String>,
-) -> Option<Bytes> {
+/// A reply frame; `node` names the node that ran the call when it was not this one.
+fn reply_frame(id: u64, result: HandlerResult, node: Option<String>) -> Option<Bytes> {
     match encode_frame(&Frame::Reply(Reply {
         id,
         result,
@@ -297,13 +283,7 @@ pub(crate) fn reply_frame_from(
 
 /// Replies from the reader task without waiting (see [`Connection::send_soon`]).
 fn reply_now(conn: &Arc<Connection>, id: u64, result: HandlerResult) {
-    if let Some(f) = reply_frame(id, result) {
+    if let Some(f) = reply_frame(id, result, None) {
         conn.send_soon(f);
-    }
-}
-
-async fn send_reply(conn: &Connection, id: u64, result: HandlerResult) {
-    if let Some(f) = reply_frame(id, result) {
-        conn.send(f).await;
     }
 }

@@ -221,11 +221,12 @@ impl Shared {
             route: &inv.route,
             origin_host: inv.origin_host.as_deref(),
         };
-        let views: Vec<Provider<'_>> = known.iter().map(Known::view).collect();
-        let (idx, cands): (Vec<usize>, Vec<Provider<'_>>) = views
-            .into_iter()
+        let (idx, cands): (Vec<usize>, Vec<Provider<'_>>) = known
+            .iter()
             .enumerate()
-            .filter(|(i, p)| !excluded.contains(&known[*i].id) && resolve::qualifies(&q, p))
+            .filter(|(_, k)| !excluded.contains(&k.id))
+            .map(|(i, k)| (i, k.view()))
+            .filter(|(_, p)| resolve::qualifies(&q, p))
             .unzip();
         let turn = match inv.route.policy {
             Policy::RoundRobin if cands.len() > 1 => self.next_turn(&inv.fun),

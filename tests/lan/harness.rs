@@ -148,23 +148,8 @@ impl Lan {
 
     /// Starts `mpreg ARGS` on host `i`, its output captured to files; killed on drop.
     pub fn spawn(&self, i: usize, args: &[&str], envs: &[(&str, &str)]) -> LanProc {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let label = format!("h{i}-{n}-{}", args.first().copied().unwrap_or("mpreg"));
-        let out = self.dir.join(format!("{label}.out"));
-        let err = self.dir.join(format!("{label}.err"));
-        let child = self
-            .command(i, args, envs)
-            .stdout(fs::File::create(&out).expect("create stdout log"))
-            .stderr(fs::File::create(&err).expect("create stderr log"))
-            .spawn()
-            .expect("spawn ip netns exec");
-        LanProc {
-            label,
-            child,
-            out,
-            err,
-            exited: None,
-        }
+        let label = args.first().copied().unwrap_or("mpreg");
+        self.spawn_labelled(i, MPREG, label, args, envs)
     }
 
     /// Starts any `program ARGS` on host `i` (e.g. an example), output captured; killed on
@@ -176,9 +161,21 @@ impl Lan {
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> LanProc {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let base = program.rsplit('/').next().unwrap_or(program);
-        let label = format!("h{i}-{n}-{base}");
+        self.spawn_labelled(i, program, base, args, envs)
+    }
+
+    /// Starts `program ARGS` on host `i` with logs named after `what`.
+    fn spawn_labelled(
+        &self,
+        i: usize,
+        program: &str,
+        what: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> LanProc {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let label = format!("h{i}-{n}-{what}");
         let out = self.dir.join(format!("{label}.out"));
         let err = self.dir.join(format!("{label}.err"));
         let child = self

@@ -190,3 +190,34 @@ pub fn mpreg_env(args: &[&str], envs: &[(&str, String)]) -> (bool, String, Strin
         String::from_utf8_lossy(&out.stderr).trim().to_string(),
     )
 }
+
+/// Starts `builders` as one cluster (each seeded with the first) and waits until every node
+/// is connected to every other and sees every other in its membership (what a client's
+/// member list is built from).
+pub async fn cluster(builders: Vec<NodeBuilder>) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for b in builders {
+        let b = match nodes.first() {
+            Some(first) => b.seed(first.addr().unwrap()),
+            None => b,
+        };
+        nodes.push(b.start().await.expect("start node"));
+    }
+    let n = nodes.len();
+    for node in &nodes {
+        wait_until(Duration::from_secs(10), || {
+            node.peers().len() == n - 1 && node.members().len() == n - 1
+        })
+        .await;
+    }
+    nodes
+}
+
+/// Sets its flag when dropped: shows that a function's future was dropped (cancelled).
+pub struct DropFlag(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -66,7 +66,7 @@ impl Workflow {
     /// counterparts.
     pub fn from_json_str(text: &str) -> Result<Self, ParseError> {
         let json: Json = serde_json::from_str(text)?;
-        Workflow::from_value(&json_to_value(&json))
+        Workflow::from_value(&crate::proto::json::to_value(&json))
     }
 
     /// Writes the workflow as `{"cmds": [..]}`, the shape [`Workflow::from_value`] reads
@@ -204,26 +204,4 @@ fn command_to_value(c: &Command) -> Value {
         fields.push((Value::from("scope"), Value::from(scope.as_str())));
     }
     Value::Map(fields)
-}
-
-/// JSON to MessagePack, as documented on [`Workflow::from_json_str`] (the same mapping as
-/// the crate's general JSON surface).
-pub(super) fn json_to_value(j: &Json) -> Value {
-    match j {
-        Json::Null => Value::Nil,
-        Json::Bool(b) => Value::Boolean(*b),
-        Json::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) => Value::from(u),
-            (None, Some(i)) => Value::from(i),
-            // Without serde_json's `arbitrary_precision`, every other number is an f64.
-            (None, None) => Value::F64(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Json::String(s) => Value::from(s.as_str()),
-        Json::Array(items) => Value::Array(items.iter().map(json_to_value).collect()),
-        Json::Object(o) => Value::Map(
-            o.iter()
-                .map(|(k, v)| (Value::from(k.as_str()), json_to_value(v)))
-                .collect(),
-        ),
-    }
 }

@@ -1,8 +1,8 @@
 use proptest::prelude::*;
 use rmpv::Value;
 
-use super::parse::json_to_value;
 use super::*;
+use crate::proto::json::to_value as json_to_value;
 
 fn s(x: &str) -> Value {
     Value::from(x)
