@@ -25,7 +25,9 @@ static DEFAULT: Mutex<Option<(Node, Mode)>> = Mutex::const_new(None);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    Serve,
+        Serve,
+    /// Listening and gossiping like `Serve`, started by an API that needs to be reachable.
+    Member,
     Client,
 }
 
@@ -53,18 +55,23 @@ pub(crate) async fn on_runtime<T: Send + 'static>(
 async fn default_node(mode: Mode) -> Result<Node> {
     let mut slot = DEFAULT.lock().await;
     if let Some((node, m)) = &*slot {
-        if mode == Mode::Serve && *m == Mode::Client {
-            return Err(Error::Config(
-                "mpreg::serve() called after mpreg::call() already started a client node; call serve() first".into(),
-            ));
+                if mode != Mode::Client && *m == Mode::Client {
+            return Err(Error::Config(format!(
+                "{} needs a listening node, but mpreg::call() already started the default node as a client; call it first",
+                if mode == Mode::Serve { "mpreg::serve()" } else { "subscribing or receiving messages" }
+            )));
         }
         return Ok(node.clone());
     }
     let mut cfg = Config::load()?;
-    if mode == Mode::Client {
+        match mode {
         // A process that only calls does not need a listener or the built-ins.
-        cfg.listen = false;
-        cfg.builtins = false;
+        Mode::Client => {
+            cfg.listen = false;
+            cfg.builtins = false;
+        }
+        Mode::Member => cfg.builtins = false,
+        Mode::Serve => {}
     }
     let node = on_runtime(Node::start(cfg)).await?;
     *slot = Some((node.clone(), mode));
@@ -89,6 +96,14 @@ pub async fn serve() -> Result<()> {
         Ok(())
     })
     .await
+}
+
+/// The default node as a listening member, started (without built-ins) if needed: what
+/// subscribing and receiving messages need, since peers must be able to reach it. Fails if
+/// the default node already started as a client (by an earlier `mpreg::call`).
+#[allow(dead_code)] // first users: pub/sub and messaging, landing next
+pub(crate) async fn member_node() -> Result<Node> {
+    default_node(Mode::Member).await
 }
 
 /// The default node, starting it (as a client without listener) if needed.
