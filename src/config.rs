@@ -82,7 +82,13 @@ pub struct Config {
     /// Calls in flight with one provider at which it counts as saturated and the resolver
     /// spills to the next tier (`MPREG_SPILL_AT`).
     pub spill_at: usize,
+    /// Publications queued per subscriber before the oldest is dropped and counted
+    /// (`MPREG_SUB_QUEUE`).
+    pub sub_queue: usize,
 }
+
+/// Default [`Config::sub_queue`].
+pub const DEFAULT_SUB_QUEUE: usize = 4096;
 
 /// Default [`Config::spill_at`].
 pub const DEFAULT_SPILL_AT: usize = 64;
@@ -111,6 +117,7 @@ impl Default for Config {
             builtins: true,
             policy: crate::proto::resolve::Policy::LeastLoaded,
             spill_at: DEFAULT_SPILL_AT,
+            sub_queue: DEFAULT_SUB_QUEUE,
         }
     }
 }
@@ -197,6 +204,9 @@ impl Config {
         if let Some(v) = get("MPREG_SPILL_AT") {
             self.spill_at = parse_var("MPREG_SPILL_AT", &v)?;
         }
+        if let Some(v) = get("MPREG_SUB_QUEUE") {
+            self.sub_queue = parse_var("MPREG_SUB_QUEUE", &v)?;
+        }
         Ok(())
     }
 
@@ -234,6 +244,11 @@ impl Config {
         if self.max_in_flight == 0 || self.max_frame < 1024 {
             return Err(Error::Config(
                 "max_in_flight must be at least 1 and max_frame at least 1024".into(),
+            ));
+        }
+        if self.sub_queue == 0 {
+            return Err(Error::Config(
+                "sub_queue must be at least 1 (publications queued per subscriber)".into(),
             ));
         }
         if self.spill_at == 0 {

@@ -156,6 +156,30 @@ pub enum Error {
         /// What the cluster offers instead.
         detail: String,
     },
+    /// A topic or subscription pattern (or queue group) is malformed; names the bad part.
+    #[error("{0}")]
+    Topic(String),
+    /// A request-publish found no subscriber to answer it.
+    #[error("no subscriber can answer a request on `{topic}`: {detail}")]
+    NoSubscriber {
+        /// The topic published to.
+        topic: String,
+        /// What was missing.
+        detail: String,
+    },
+    /// A confirmed publish was not acknowledged by every subscriber.
+    #[error(
+        "publication on `{topic}` confirmed by {acked} subscriber(s) but not by: {}",
+        missing.join("; ")
+    )]
+    Unconfirmed {
+        /// The topic published to.
+        topic: String,
+        /// Subscribers that did acknowledge.
+        acked: usize,
+        /// One line per subscriber (or node) that did not, with why.
+        missing: Vec<String>,
+    },
 }
 
 fn hint(close: &[String]) -> String {

@@ -50,6 +50,7 @@ mod function;
 mod global;
 mod node;
 pub mod proto;
+mod pubsub;
 mod registry;
 mod request;
 mod runtime;
@@ -71,6 +72,10 @@ pub use global::{
 };
 pub use node::{MemberSummary, Node, NodeBuilder, NodeStats, PeerSummary, Response};
 pub use proto::resolve::{Perspective, Policy, Scope};
+pub use pubsub::{
+    publish, publish_confirmed, request_publish, subscribe, subscribe_group, Confirmation, PubMeta,
+    Publication, Publisher, Subscription,
+};
 pub use request::{Request, Target};
 pub use rmpv::Value;
 pub use workflow::Flow;
@@ -110,3 +115,17 @@ pub fn init_logging_with(default_filter: &str) {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// Subscribes a function to a topic pattern: `#[mpreg::subscribe("sensors.*.temp")]`.
+///
+/// ```ignore
+/// #[mpreg::subscribe("sensors.*.temp")]
+/// async fn on_temp(celsius: f64, meta: mpreg::PubMeta) { println!("{}: {celsius}", meta.topic) }
+///
+/// #[mpreg::subscribe("jobs.*", group = "workers")]
+/// fn work(job: String) -> usize { job.len() }
+/// ```
+/// The first parameter receives the payload, an optional second one the [`PubMeta`]. Every
+/// listening node of the process subscribes it at start; a bad pattern makes start fail
+/// with an error naming the function and the segment. See [`Node::subscribe`] for streams.
+pub use mpreg_macros::subscribe;

@@ -60,7 +60,8 @@ pub struct PeerSummary {
 }
 
 /// Datagram counters of a node (gossip and discovery beacons together for the drops).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct NodeStats {
     /// Gossip datagrams sent.
     pub gossip_sent: u64,
@@ -76,6 +77,17 @@ pub struct NodeStats {
     pub dropped_unauthenticated: u64,
     /// Requests (calls, relayed calls, workflow submissions) sent to other nodes.
     pub requests_sent: u64,
+    /// Publications this node published.
+    pub published: u64,
+    /// Publications peers sent to this node.
+    pub publications_received: u64,
+    /// Of those, the ones no subscription here matched (publishers send only to nodes with
+    /// a matching subscription, so this stays 0 unless a subscription just ended).
+    pub publications_unmatched: u64,
+    /// Publications dropped from full subscriber queues (oldest first), over the node's life.
+    pub publications_dropped: u64,
+    /// Subscriptions on this node now.
+    pub subscriptions: u64,
 }
 
 /// A member of the cluster as a node sees it.
@@ -99,6 +111,8 @@ pub struct MemberSummary {
     pub resources: Vec<String>,
     /// Functions it offers to the asking node (empty if its catalog is not known yet).
     pub functions: Vec<String>,
+    /// Its topic subscriptions, `pattern` or `pattern (group)`, sorted.
+    pub subscriptions: Vec<String>,
 }
 
 fn hex_id<S: serde::Serializer>(id: &u64, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -107,11 +121,21 @@ fn hex_id<S: serde::Serializer>(id: &u64, s: S) -> std::result::Result<S::Ok, S:
 
 impl From<crate::proto::wire::MemberInfo> for MemberSummary {
     fn from(m: crate::proto::wire::MemberInfo) -> Self {
-        let mut functions: Vec<String> = m
+        let (mut functions, mut subscriptions): (Vec<String>, Vec<String>) = m
             .catalog
-            .map(|c| c.functions.into_iter().map(|f| f.name).collect())
+            .map(|c| {
+                let subs = c.subscriptions.into_iter().map(|s| match s.group {
+                    Some(g) => format!("{} ({g})", s.pattern),
+                    None => s.pattern,
+                });
+                (
+                    c.functions.into_iter().map(|f| f.name).collect(),
+                    subs.collect(),
+                )
+            })
             .unwrap_or_default();
         functions.sort();
+        subscriptions.sort();
         MemberSummary {
             name: m.member.name,
             id: m.member.id,
@@ -121,6 +145,7 @@ impl From<crate::proto::wire::MemberInfo> for MemberSummary {
             state: m.state,
             resources: m.resources,
             functions,
+            subscriptions,
         }
     }
 }
@@ -183,6 +208,8 @@ impl Node {
         let node = Node { shared };
         let seeds = node.shared.config.seeds.clone();
         if node.shared.config.listen {
+            // Before listening, so that the first catalog peers see already has them.
+            crate::pubsub::install_link_time(&node.shared)?;
             bootstrap::start_member(&node.shared).await?;
             bootstrap::start_discovery(&node.shared).await?;
             bootstrap::announce_seeds(&node.shared, &seeds).await;
@@ -298,26 +325,16 @@ impl Node {
         removed
     }
 
-    /// Datagram counters of this node's membership and discovery.
+    /// Counters of this node: datagrams of membership and discovery, requests, pub/sub.
     pub fn stats(&self) -> NodeStats {
-        use std::sync::atomic::Ordering::Relaxed;
-        let c = &self.shared.counters;
-        let d = self.shared.discovery.get().map(|d| d.stats());
-        NodeStats {
-            gossip_sent: c.gossip_sent.load(Relaxed),
-            gossip_received: c.gossip_received.load(Relaxed),
-            gossip_bytes_sent: c.gossip_bytes_sent.load(Relaxed),
-            dropped_malformed: c.dropped_malformed.load(Relaxed)
-                + d.as_ref()
-                    .map_or(0, |d| d.beacons_malformed + d.mdns_malformed),
-            dropped_other_cluster: c.dropped_other_cluster.load(Relaxed)
-                + d.as_ref()
-                    .map_or(0, |d| d.beacons_other_cluster + d.mdns_other_cluster),
-            dropped_unauthenticated: c.dropped_unauthenticated.load(Relaxed)
-                + d.as_ref()
-                    .map_or(0, |d| d.beacons_unauthenticated + d.mdns_unauthenticated),
-            requests_sent: c.requests_sent.load(Relaxed),
-        }
+        stats_of(&self.shared)
+    }
+
+    /// The counters of the member listening at `addr`, asked over the network (what
+    /// `mpreg nodes` shows).
+    pub async fn stats_of(&self, addr: SocketAddr) -> Result<NodeStats> {
+        let r = self.request(crate::runtime::dispatch::STATS).at(addr);
+        Ok(r.send::<NodeStats>().await?.value)
     }
 
     /// Live peers and what they offer this node.
@@ -430,6 +447,7 @@ impl Node {
         if let Some(d) = self.shared.discovery.get() {
             d.stop().await;
         }
+        self.shared.pubsub.close_all();
         self.shared.shutdown.cancel();
         self.shared.tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), self.shared.tasks.wait())
@@ -560,6 +578,11 @@ impl NodeBuilder {
         self.config.spill_at = n;
         self
     }
+    /// Publications queued per subscriber before the oldest is dropped (and counted).
+    pub fn sub_queue(mut self, n: usize) -> Self {
+        self.config.sub_queue = n;
+        self
+    }
     /// Registers a function at start, in addition to the link-time ones.
     pub fn function(mut self, f: Function) -> Self {
         self.functions.push(f);
@@ -568,5 +591,34 @@ impl NodeBuilder {
     /// Starts the node.
     pub async fn start(self) -> Result<Node> {
         Node::start_with(self.config, self.functions).await
+    }
+}
+
+/// Counters of the node behind `shared` (see [`Node::stats`]).
+pub(crate) fn stats_of(shared: &Shared) -> NodeStats {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &shared.counters;
+    let d = shared.discovery.get().map(|d| d.stats());
+    let p = &shared.pubsub.stats;
+    let local = shared.pubsub.local.read().unwrap();
+    NodeStats {
+        gossip_sent: c.gossip_sent.load(Relaxed),
+        gossip_received: c.gossip_received.load(Relaxed),
+        gossip_bytes_sent: c.gossip_bytes_sent.load(Relaxed),
+        dropped_malformed: c.dropped_malformed.load(Relaxed)
+            + d.as_ref()
+                .map_or(0, |d| d.beacons_malformed + d.mdns_malformed),
+        dropped_other_cluster: c.dropped_other_cluster.load(Relaxed)
+            + d.as_ref()
+                .map_or(0, |d| d.beacons_other_cluster + d.mdns_other_cluster),
+        dropped_unauthenticated: c.dropped_unauthenticated.load(Relaxed)
+            + d.as_ref()
+                .map_or(0, |d| d.beacons_unauthenticated + d.mdns_unauthenticated),
+        requests_sent: c.requests_sent.load(Relaxed),
+        published: p.published.load(Relaxed),
+        publications_received: p.received.load(Relaxed),
+        publications_unmatched: p.unmatched.load(Relaxed),
+        publications_dropped: local.dropped(),
+        subscriptions: local.len() as u64,
     }
 }

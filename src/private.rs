@@ -12,3 +12,5 @@ pub use crate::function::{
     fallible, infallible, shim_async, shim_sync, BoxFuture, FnEntry, HandlerResult, ShimFn,
     Visibility,
 };
+
+pub use crate::pubsub::{sub_async, sub_meta, sub_sync, Publication, SubEntry};

@@ -96,6 +96,7 @@ async fn oversized_frame_after_the_handshake_is_refused() {
         &encode_frame(&Frame::Catalog(CatalogMsg {
             version: 0,
             functions: vec![],
+            subscriptions: vec![],
         }))
         .unwrap(),
     )

@@ -16,6 +16,7 @@ use proc_macro::TokenStream;
 
 mod expand;
 mod parse;
+mod subscribe;
 mod types;
 
 /// Registers a free function so that every mpreg node in the process serves it by name.
@@ -91,6 +92,38 @@ pub fn register(attr: TokenStream, item: TokenStream) -> TokenStream {
         Err(errors) => {
             // Keep the function itself so that its callers and body are still checked and
             // the only errors are ours, not a cascade of "cannot find function".
+            let mut tokens = errors.into_compile_error();
+            tokens.extend(item);
+            tokens.into()
+        }
+    }
+}
+
+/// Subscribes a free function to a topic pattern on every mpreg node of the process that
+/// listens (see `mpreg::subscribe` for the stream form).
+///
+/// ```ignore
+/// #[mpreg::subscribe("sensors.*.temp")]
+/// async fn on_temp(celsius: f64, meta: mpreg::PubMeta) {
+///     println!("{} says {celsius}", meta.from);
+/// }
+///
+/// #[mpreg::subscribe("jobs.**", group = "workers")]     // one member of the group gets each
+/// fn on_job(job: String) -> Result<u32, String> { Ok(1) } // the answer to request_publish
+/// ```
+///
+/// The first parameter receives the payload (any owned `Deserialize` type; a value published
+/// in the same process as that very type is handed over without serialization); an optional
+/// second parameter of type `mpreg::PubMeta` receives the topic and the sender. The pattern
+/// is checked when the node starts, which fails with an error naming the function and the
+/// bad segment. The function is called once per matching publication, one at a time in
+/// arrival order; its return value answers a `request_publish` that chose it.
+#[proc_macro_attribute]
+pub fn subscribe(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    match subscribe::parse(attr.into(), item.clone()) {
+        Ok((args, function)) => subscribe::expand(&args, &function, item).into(),
+        Err(errors) => {
             let mut tokens = errors.into_compile_error();
             tokens.extend(item);
             tokens.into()

@@ -2,6 +2,7 @@
 
 mod call;
 mod nodes;
+mod pubsub;
 mod run;
 mod serve;
 
@@ -27,6 +28,10 @@ enum Command {
     Nodes(nodes::NodesArgs),
     /// Run an MPREG workflow (JSON file, or - for stdin) and print its result as JSON.
     Run(run::RunArgs),
+    /// Publish a JSON payload to a topic.
+    Pub(pubsub::PubArgs),
+    /// Print publications matching a pattern as JSON lines until --count or --timeout.
+    Sub(pubsub::SubArgs),
 }
 
 /// Options shared by every subcommand that starts a node.
@@ -123,5 +128,7 @@ pub async fn run(cli: Cli) -> mpreg::Result<()> {
         Command::Call(a) => call::run(a).await,
         Command::Nodes(a) => nodes::run(a).await,
         Command::Run(a) => run::run(a).await,
+        Command::Pub(a) => pubsub::run_pub(a).await,
+        Command::Sub(a) => pubsub::run_sub(a).await,
     }
 }

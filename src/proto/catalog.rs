@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::function::{FnSpec, Visibility};
-use crate::proto::wire::CatalogMsg;
+use crate::proto::wire::{CatalogMsg, SubSpec};
 
 /// Where a caller stands relative to a provider, for visibility checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +38,14 @@ pub fn admits(visibility: Visibility, relation: Relation) -> bool {
     }
 }
 
-/// The part of `functions` a peer in `relation` may see, as a catalog message.
-pub fn view_for(version: u64, functions: &[FnSpec], relation: Relation) -> CatalogMsg {
+/// The part of `functions` a peer in `relation` may see, with every subscription, as a
+/// catalog message. (Subscriptions have no visibility: a publisher's scope decides.)
+pub fn view_for(
+    version: u64,
+    functions: &[FnSpec],
+    subscriptions: &[SubSpec],
+    relation: Relation,
+) -> CatalogMsg {
     CatalogMsg {
         version,
         functions: functions
@@ -47,6 +53,7 @@ pub fn view_for(version: u64, functions: &[FnSpec], relation: Relation) -> Catal
             .filter(|f| admits(f.visibility, relation))
             .cloned()
             .collect(),
+        subscriptions: subscriptions.to_vec(),
     }
 }
 
@@ -56,6 +63,7 @@ pub struct PeerCatalog {
     /// Version of the copy held.
     pub version: u64,
     functions: HashMap<String, Arc<FnSpec>>,
+    subscriptions: Vec<SubSpec>,
 }
 
 impl PeerCatalog {
@@ -70,7 +78,12 @@ impl PeerCatalog {
             .into_iter()
             .map(|f| (f.name.clone(), Arc::new(f)))
             .collect();
+        self.subscriptions = msg.subscriptions;
         true
+    }
+    /// The peer's topic subscriptions.
+    pub fn subscriptions(&self) -> &[SubSpec] {
+        &self.subscriptions
     }
     /// The peer's description of `fun`, if it serves it.
     pub fn get(&self, fun: &str) -> Option<&FnSpec> {
@@ -158,7 +171,7 @@ mod tests {
             spec("c", Visibility::Node),
         ];
         let names = |r| {
-            view_for(1, &fns, r)
+            view_for(1, &fns, &[], r)
                 .functions
                 .into_iter()
                 .map(|f| f.name)
@@ -173,11 +186,13 @@ mod tests {
         let mut c = PeerCatalog::default();
         assert!(c.update(CatalogMsg {
             version: 2,
-            functions: vec![spec("a", Visibility::Network)]
+            functions: vec![spec("a", Visibility::Network)],
+            subscriptions: vec![]
         }));
         assert!(!c.update(CatalogMsg {
             version: 1,
-            functions: vec![]
+            functions: vec![],
+            subscriptions: vec![]
         }));
         assert!(c.get("a").is_some());
     }

@@ -41,6 +41,65 @@ pub enum Frame {
     MembersRequest,
     /// The cluster as the sender sees it, itself included.
     Members(MembersMsg),
+    /// A publication for the receiver's subscribers.
+    Publish(Publish),
+    /// The receiver's subscribers handled publication `id` (confirmed publish, or the
+    /// answer to a request-publish).
+    PubAck(PubAck),
+    /// Answer `Synced` with this id once every frame before it is handled: lets a node know
+    /// that a peer applied the catalog it just sent.
+    Sync(u64),
+    /// Every frame the sender received before `Sync(id)` is handled.
+    Synced(u64),
+}
+
+/// One subscription as a catalog lists it: a pattern, and the queue group if any.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SubSpec {
+    /// Topic pattern (`*` one segment, `**` any number).
+    pub pattern: String,
+    /// Queue group: each publication goes to one member of the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// A message published to `topic`. The sender is the peer at the other end of the
+/// connection, so it is not repeated in every frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Publish {
+    /// Literal topic.
+    pub topic: String,
+    /// MessagePack-encoded payload.
+    pub payload: Bytes,
+    /// Queue groups for which the publisher chose this receiver: one local member of each
+    /// gets the message. Subscribers outside any group always get it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Non-zero: answer with a [`PubAck`] of this id once every subscriber handled it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ack: u64,
+    /// For a request-publish: the group (one of `groups`) whose chosen member answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// How the receiver's subscribers handled publication `id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PubAck {
+    /// The `ack` id of the [`Publish`].
+    pub id: u64,
+    /// Subscribers that handled it.
+    pub acked: u32,
+    /// Subscribers that did not, each with why (e.g. dropped from a full queue).
+    #[serde(default)]
+    pub missing: Vec<String>,
+    /// For a request-publish: the answering subscriber's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Result<Bytes, Failure>>,
 }
 
 /// The cluster as one node sees it.
@@ -116,6 +175,9 @@ pub struct CatalogMsg {
     pub version: u64,
     /// Functions the receiver may call (already filtered by visibility).
     pub functions: Vec<FnSpec>,
+    /// Topic subscriptions, each distinct `(pattern, group)` once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<SubSpec>,
 }
 
 /// A request to run `fun`.
@@ -294,6 +356,28 @@ mod tests {
             node: Some("relayed-from".into()),
         }));
         roundtrip(Frame::Ready);
+        roundtrip(Frame::Publish(Publish {
+            topic: "sensors.kitchen.temp".into(),
+            payload: Bytes::from_static(&[0xcb, 0, 0, 0, 0, 0, 0, 0, 0]),
+            groups: vec!["g".into()],
+            ack: 4,
+            answer: Some("g".into()),
+        }));
+        roundtrip(Frame::PubAck(PubAck {
+            id: 4,
+            acked: 1,
+            missing: vec!["x".into()],
+            answer: Some(Ok(Bytes::from_static(&[0xc0]))),
+        }));
+        roundtrip(Frame::Sync(5));
+        roundtrip(Frame::Catalog(CatalogMsg {
+            version: 3,
+            functions: vec![],
+            subscriptions: vec![SubSpec {
+                pattern: "a.**".into(),
+                group: Some("w".into()),
+            }],
+        }));
         roundtrip(Frame::Cancel(Cancel { id: 3 }));
     }
 

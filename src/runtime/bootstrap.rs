@@ -149,7 +149,7 @@ pub(crate) async fn start_discovery(shared: &Arc<Shared>) -> Result<()> {
         return Ok(());
     }
     let me = shared.me.get().cloned().expect("members have an identity");
-    let version = shared.registry.read().unwrap().version();
+    let version = shared.catalog_version();
     let (tx, mut rx) = mpsc::channel(FOUND_QUEUE);
     let d = Discovery::start(cfg, me, version, tx, &shared.tasks, shared.shutdown.clone()).await?;
     let _ = shared.discovery.set(d);

@@ -1,7 +1,7 @@
 //! The node's view of the cluster: who is alive (from SWIM, or for a client from a member
 //! list), and keeping one TCP connection to each live member.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +64,7 @@ impl Shared {
             }
         };
         if removed {
+            self.pubsub.remote.write().unwrap().remove(m.id);
             if let Some(list) = self.peers.read().unwrap().get(&m.id) {
                 for c in list {
                     c.close(format!(
@@ -78,6 +79,7 @@ impl Shared {
     /// The member said goodbye over TCP.
     pub(crate) fn member_left(&self, id: u64) {
         self.directory.write().unwrap().remove(&id);
+        self.pubsub.remote.write().unwrap().remove(id);
     }
 
     /// Gossip says member `id` has catalog `version`: pull it if our copy is older.
@@ -164,6 +166,7 @@ impl Shared {
                         Some(CatalogMsg {
                             version: cat.version,
                             functions,
+                            subscriptions: cat.subscriptions().to_vec(),
                         }),
                     )
                 }
@@ -187,10 +190,17 @@ impl Shared {
 
     /// A client adopts a member list as its directory.
     pub(crate) fn adopt_members(&self, msg: &MembersMsg) {
+        // Taken before the directory lock: `remove_connection` takes them the other way.
+        let connected: HashSet<u64> = self.peers.read().unwrap().keys().copied().collect();
         let mut d = self.directory.write().unwrap();
         for info in &msg.members {
             if info.member.id == self.id {
                 continue;
+            }
+            // A connection's own catalog is fresher than a member list's copy.
+            if let (Some(cat), false) = (&info.catalog, connected.contains(&info.member.id)) {
+                let mut remote = self.pubsub.remote.write().unwrap();
+                remote.set(info.member.id, &cat.subscriptions);
             }
             d.insert(
                 info.member.id,

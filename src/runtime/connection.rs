@@ -93,6 +93,12 @@ impl Connection {
     ) -> Arc<Self> {
         let (out, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let mut pc = PeerCatalog::default();
+        shared
+            .pubsub
+            .remote
+            .write()
+            .unwrap()
+            .set(peer.id, &catalog.subscriptions);
         pc.update(catalog);
         let conn = Arc::new(Connection {
             peer,
@@ -150,6 +156,11 @@ impl Connection {
             let c = self.clone();
             tokio::spawn(async move { c.send(frame).await });
         }
+    }
+
+    /// Frames queued for the writer: the load signal for choosing a queue-group member.
+    pub(crate) fn queued(&self) -> usize {
+        self.out.max_capacity() - self.out.capacity()
     }
 
     /// Queues a frame without waiting; `false` if the queue is full or closed.
@@ -370,8 +381,21 @@ fn handle(
         Frame::Reply(r) => conn.complete(r.id, (r.result, r.node)),
         Frame::Cancel(c) => conn.cancel_served(c.id),
         Frame::Catalog(c) => {
-            conn.catalog.write().unwrap().update(c);
+            let mut cat = conn.catalog.write().unwrap();
+            if c.version >= cat.version {
+                let mut remote = shared.pubsub.remote.write().unwrap();
+                remote.set(conn.peer.id, &c.subscriptions);
+            }
+            cat.update(c);
         }
+        Frame::Publish(p) => shared.on_publish(conn, p),
+        Frame::PubAck(a) => shared.pubsub.acked(conn.peer.id, a),
+        Frame::Sync(id) => {
+            if let Ok(f) = encode_frame(&Frame::Synced(id)) {
+                conn.send_soon(f);
+            }
+        }
+        Frame::Synced(id) => shared.pubsub.synced(id),
         Frame::Refused(r) => return Err(r.reason),
         Frame::Goodbye(r) => {
             // A graceful stop: drop the member from the view now rather than when gossip
@@ -420,6 +444,10 @@ pub(crate) fn frame_name(f: &Frame) -> &'static str {
         Frame::CatalogPull => "catalog pull",
         Frame::MembersRequest => "members request",
         Frame::Members(_) => "members",
+        Frame::Publish(_) => "publish",
+        Frame::PubAck(_) => "publication acknowledgement",
+        Frame::Sync(_) => "sync",
+        Frame::Synced(_) => "synced",
     }
 }
 

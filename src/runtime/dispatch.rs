@@ -20,12 +20,19 @@ use crate::runtime::workflow;
 use crate::runtime::{Connection, Shared};
 use rmpv::Value;
 
+/// Reserved function answering with the node's counters ([`crate::NodeStats`]).
+pub(crate) const STATS: &str = "mpreg:stats";
+
 /// Handles a `Call` frame from `conn`'s peer. Never fails the connection: every problem is
 /// answered with a [`Failure`] reply.
 pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, mut call: Call) {
     let id = call.id;
     if call.fun == workflow::RUN {
         return run_workflow(conn, shared, call);
+    }
+    if call.fun == STATS {
+        let stats = crate::node::stats_of(shared);
+        return reply_now(conn, id, args::encode_value(&stats));
     }
     if let Some(route) = call.route.take() {
         return relay(conn, shared, call, route);

@@ -13,6 +13,7 @@ pub(crate) mod dispatch;
 pub(crate) mod gossip;
 pub(crate) mod handshake;
 pub(crate) mod listener;
+pub(crate) mod pubsub;
 pub(crate) mod route;
 pub(crate) mod shared;
 pub(crate) mod workflow;

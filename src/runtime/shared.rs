@@ -15,6 +15,7 @@ use crate::proto::wire::{CatalogMsg, Frame};
 use crate::registry::Registry;
 use crate::runtime::cluster::{Counters, Entry};
 use crate::runtime::gossip;
+use crate::runtime::pubsub::PubSub;
 use crate::runtime::Connection;
 
 /// Identity, configuration, local functions and live connections of a node.
@@ -57,6 +58,8 @@ pub(crate) struct Shared {
     pub unreachable: Mutex<HashMap<u64, std::time::Instant>>,
     /// Round-robin counters by function name.
     pub turns: Mutex<HashMap<String, u64>>,
+    /// Subscriptions here and on peers, publications waiting for acknowledgements.
+    pub pubsub: PubSub,
 }
 
 impl Shared {
@@ -93,6 +96,7 @@ impl Shared {
             discovery: OnceLock::new(),
             unreachable: Mutex::new(HashMap::new()),
             turns: Mutex::new(HashMap::new()),
+            pubsub: PubSub::default(),
         }
     }
 
@@ -104,10 +108,35 @@ impl Shared {
         self.listen_port.store(p, Ordering::Relaxed);
     }
 
-    /// Our catalog as a peer in `relation` may see it.
+    /// Our catalog as a peer in `relation` may see it: functions and subscriptions.
     pub(crate) fn catalog_view(&self, relation: Relation) -> CatalogMsg {
         let reg = self.registry.read().unwrap();
-        view_for(reg.version(), &reg.specs(), relation)
+        let subs = self.pubsub.local.read().unwrap();
+        view_for(
+            reg.version() + subs.version(),
+            &reg.specs(),
+            &subs.specs(),
+            relation,
+        )
+    }
+
+    /// Version of our catalog: it grows with every change of functions or subscriptions.
+    pub(crate) fn catalog_version(&self) -> u64 {
+        self.registry.read().unwrap().version() + self.pubsub.local.read().unwrap().version()
+    }
+
+    /// Tells gossip and discovery our catalog version, so members we are not connected to
+    /// pull the new catalog.
+    pub(crate) fn note_catalog_version(&self) {
+        if let Some(tx) = self.gossip.get() {
+            let v = self.catalog_version();
+            // Best effort: connections carry the catalog itself; gossip only reaches
+            // members we are not connected to yet.
+            let _ = tx.try_send(gossip::Command::CatalogVersion(v));
+            if let Some(d) = self.discovery.get() {
+                d.set_catalog_version(v);
+            }
+        }
     }
 
     pub(crate) fn add_connection(&self, conn: &Arc<Connection>) {
@@ -129,6 +158,15 @@ impl Shared {
             list.retain(|c| !Arc::ptr_eq(c, conn));
             if list.is_empty() {
                 peers.remove(&conn.peer.id);
+                drop(peers);
+                // A member still in the directory is redialed (or dialed by a publisher);
+                // one that is gone takes its subscriptions with it.
+                let id = conn.peer.id;
+                let gone = !self.directory.read().unwrap().contains_key(&id)
+                    && !self.peers.read().unwrap().contains_key(&id);
+                if gone {
+                    self.pubsub.remote.write().unwrap().remove(id);
+                }
                 tracing::info!(peer = %conn.peer.name, reason = conn.close_reason().unwrap_or_default(), "disconnected");
             }
         }
@@ -146,15 +184,7 @@ impl Shared {
 
     /// Sends every peer its view of our catalog after a change.
     pub(crate) fn announce_catalog(&self) {
-        if let Some(tx) = self.gossip.get() {
-            let v = self.registry.read().unwrap().version();
-            // Best effort: the connections below carry the catalog itself; gossip only
-            // reaches members we are not connected to yet.
-            let _ = tx.try_send(gossip::Command::CatalogVersion(v));
-            if let Some(d) = self.discovery.get() {
-                d.set_catalog_version(v);
-            }
-        }
+        self.note_catalog_version();
         for conn in self.connections() {
             let view = self.catalog_view(Relation::of_peer(&self.host_id, &conn.peer.host_id));
             if let Ok(frame) = encode_frame(&Frame::Catalog(view)) {

@@ -1,0 +1,356 @@
+//! Pub/sub throughput and latency between two processes on loopback, beside raw TCP.
+//!
+//! Run with `cargo bench --bench pubsub`. This binary re-executes itself (`MPREG_BENCH_ROLE`)
+//! as the subscriber process: an mpreg node subscribed with a stream, or a raw TCP reader
+//! of 4-byte length-prefixed frames (the physical limit for the same messages). Everything
+//! binds 127.0.0.1 with discovery off.
+//!
+//! - **Throughput**: the parent publishes N messages of 8 B and 1 KiB as fast as
+//!   `publish(..).await` returns, then an empty end marker (FIFO per pair: it arrives last,
+//!   and drop-oldest never drops the newest). Rate = N / (first publish → subscriber saw the
+//!   marker). Three rounds alternate mpreg and raw TCP; the table shows medians and the
+//!   subscriber's drop count.
+//! - **Latency**: ping-pong, one message in flight. Each 8-byte payload carries its send
+//!   time (`SystemTime`, shared by both processes); the subscriber records the one-way
+//!   delay and answers (mpreg: a publication back; TCP: one byte), then the next is sent.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use serde_bytes::ByteBuf;
+
+const ROLE_VAR: &str = "MPREG_BENCH_ROLE";
+const ROUNDS: usize = 3;
+const PINGS: usize = 5_000;
+const TARGET_8B: f64 = 1_000_000.0;
+
+fn main() {
+    match std::env::var(ROLE_VAR).as_deref() {
+        Err(_) => run(),
+        Ok("mpreg-sub") => mpreg_subscriber(),
+        Ok("tcp-sub") => tcp_subscriber(),
+        Ok(other) => panic!("unknown {ROLE_VAR} `{other}`"),
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn local_node(name: &str) -> mpreg::NodeBuilder {
+    mpreg::Node::builder()
+        .name(name)
+        .bind([127, 0, 0, 1].into())
+        .port(0)
+        .interfaces(["lo"])
+        .mdns(false)
+        .beacon(false)
+}
+
+/// A child playing `role`; its first stdout line is `ready ADDR`.
+struct Sub {
+    child: Child,
+    lines: BufReader<ChildStdout>,
+    addr: SocketAddr,
+}
+
+impl Sub {
+    fn start(role: &str) -> Sub {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(ROLE_VAR, role)
+            .env("MPREG_SUB_QUEUE", "65536")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the subscriber");
+        let mut lines = BufReader::new(child.stdout.take().unwrap());
+        let first = line(&mut lines);
+        let addr = first
+            .strip_prefix("ready ")
+            .expect("ready line")
+            .parse()
+            .unwrap();
+        Sub { child, lines, addr }
+    }
+
+    fn line(&mut self) -> String {
+        line(&mut self.lines)
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn line(r: &mut impl BufRead) -> String {
+    let mut s = String::new();
+    r.read_line(&mut s).unwrap();
+    s.trim().to_string()
+}
+
+/// `done RECEIVED DROPPED` → (received, dropped).
+fn done(s: &str) -> (u64, u64) {
+    let v: Vec<u64> = s
+        .strip_prefix("done ")
+        .expect("done line")
+        .split(' ')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (v[0], v[1])
+}
+
+/// Percentiles of one-way latencies printed as `lat P50 P99` (microseconds).
+fn latencies(s: &str) -> (f64, f64) {
+    let v: Vec<f64> = s
+        .strip_prefix("lat ")
+        .expect("lat line")
+        .split(' ')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (v[0], v[1])
+}
+
+fn percentiles(mut ns: Vec<u64>) -> String {
+    ns.sort_unstable();
+    let p = |q: f64| ns[((ns.len() as f64 * q) as usize).min(ns.len() - 1)] as f64 / 1000.0;
+    format!("lat {:.1} {:.1}", p(0.5), p(0.99))
+}
+
+// ----- subscriber processes ------------------------------------------------------------
+
+fn mpreg_subscriber() {
+    runtime().block_on(async {
+        let node = local_node("bench-sub")
+            .builtins(false)
+            .start()
+            .await
+            .unwrap();
+        let mut data = node.subscribe("bench.data").await.unwrap();
+        let mut ping = node.subscribe("bench.ping").await.unwrap();
+        println!("ready {}", node.addr().unwrap());
+        loop {
+            tokio::select! {
+                Some(p) = data.next() => {
+                    let mut received = 0u64;
+                    let mut p = p;
+                    loop {
+                        let b: ByteBuf = p.payload().unwrap();
+                        if b.is_empty() { break; }
+                        received += 1;
+                        p = data.next().await.unwrap();
+                    }
+                    println!("done {received} {}", data.dropped());
+                }
+                Some(p) = ping.next() => {
+                    let mut delays = Vec::with_capacity(PINGS);
+                    let mut p = p;
+                    loop {
+                        let sent: u64 = p.payload().unwrap();
+                        if sent == 0 { break; }
+                        delays.push(now_ns().saturating_sub(sent));
+                        node.publish("bench.pong", &0u8).await.unwrap();
+                        p = ping.next().await.unwrap();
+                    }
+                    println!("{}", percentiles(delays));
+                }
+                else => break,
+            }
+        }
+    });
+}
+
+fn tcp_subscriber() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("ready {}", l.local_addr().unwrap());
+    for stream in l.incoming() {
+        let s = stream.unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut r = BufReader::with_capacity(256 * 1024, s.try_clone().unwrap());
+        let mut w = s;
+        let mut kind = [0u8; 1];
+        r.read_exact(&mut kind).unwrap();
+        let mut len = [0u8; 4];
+        let mut buf = vec![0u8; 1 << 20];
+        if kind[0] == b'T' {
+            let mut received = 0u64;
+            loop {
+                r.read_exact(&mut len).unwrap();
+                let n = u32::from_be_bytes(len) as usize;
+                if n == 0 {
+                    break;
+                }
+                r.read_exact(&mut buf[..n]).unwrap();
+                received += 1;
+            }
+            println!("done {received} 0");
+        } else {
+            let mut delays = Vec::with_capacity(PINGS);
+            loop {
+                r.read_exact(&mut len).unwrap();
+                r.read_exact(&mut buf[..8]).unwrap();
+                let sent = u64::from_be_bytes(buf[..8].try_into().unwrap());
+                if sent == 0 {
+                    break;
+                }
+                delays.push(now_ns().saturating_sub(sent));
+                w.write_all(&[1]).unwrap();
+            }
+            println!("{}", percentiles(delays));
+        }
+    }
+}
+
+// ----- publisher side -----------------------------------------------------------------
+
+/// Messages/s publishing `n` payloads of `size` bytes through mpreg, and drops.
+fn mpreg_throughput(
+    rt: &tokio::runtime::Runtime,
+    node: &mpreg::Node,
+    sub: &mut Sub,
+    n: u64,
+    size: usize,
+) -> (f64, u64) {
+    let payload = ByteBuf::from(vec![7u8; size]);
+    let start = Instant::now();
+    rt.block_on(async {
+        for _ in 0..n {
+            node.publish("bench.data", &payload).await.unwrap();
+        }
+        node.publish("bench.data", &ByteBuf::new()).await.unwrap();
+    });
+    let (received, dropped) = done(&sub.line());
+    assert_eq!(
+        received + dropped,
+        n,
+        "every message is received or counted as dropped"
+    );
+    (n as f64 / start.elapsed().as_secs_f64(), dropped)
+}
+
+fn tcp_throughput(addr: SocketAddr, sub: &mut Sub, n: u64, size: usize) -> f64 {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut w = BufWriter::with_capacity(256 * 1024, s);
+    let payload = vec![7u8; size];
+    let start = Instant::now();
+    w.write_all(b"T").unwrap();
+    for _ in 0..n {
+        w.write_all(&(size as u32).to_be_bytes()).unwrap();
+        w.write_all(&payload).unwrap();
+    }
+    w.write_all(&0u32.to_be_bytes()).unwrap();
+    w.flush().unwrap();
+    let (received, _) = done(&sub.line());
+    assert_eq!(received, n);
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn mpreg_latency(rt: &tokio::runtime::Runtime, node: &mpreg::Node, sub: &mut Sub) -> (f64, f64) {
+    rt.block_on(async {
+        let mut pong = node.subscribe("bench.pong").await.unwrap();
+        for _ in 0..PINGS {
+            node.publish("bench.ping", &now_ns()).await.unwrap();
+            pong.next().await.unwrap();
+        }
+        node.publish("bench.ping", &0u64).await.unwrap();
+    });
+    latencies(&sub.line())
+}
+
+fn tcp_latency(addr: SocketAddr, sub: &mut Sub) -> (f64, f64) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(b"L").unwrap();
+    let mut one = [0u8; 1];
+    for _ in 0..PINGS {
+        let mut frame = 8u32.to_be_bytes().to_vec();
+        frame.extend_from_slice(&now_ns().to_be_bytes());
+        s.write_all(&frame).unwrap();
+        s.read_exact(&mut one).unwrap();
+    }
+    let mut end = 8u32.to_be_bytes().to_vec();
+    end.extend_from_slice(&0u64.to_be_bytes());
+    s.write_all(&end).unwrap();
+    latencies(&sub.line())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn run() {
+    let rt = runtime();
+    let mut msub = Sub::start("mpreg-sub");
+    let mut tsub = Sub::start("tcp-sub");
+    let seed = msub.addr;
+    let node = rt
+        .block_on(local_node("bench-pub").builtins(false).seed(seed).start())
+        .unwrap();
+    // Published only once this node knows the subscriber's subscriptions.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !node
+        .members()
+        .iter()
+        .any(|m| m.subscriptions.iter().any(|s| s == "bench.data"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the subscriber's catalog never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!(
+        "| payload | messages | mpreg msgs/s | raw TCP msgs/s | mpreg / TCP | drops | target |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (size, n) in [(8usize, 1_000_000u64), (1024, 200_000)] {
+        let (mut m, mut t, mut drops) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..ROUNDS {
+            let (rate, d) = mpreg_throughput(&rt, &node, &mut msub, n, size);
+            m.push(rate);
+            drops += d;
+            t.push(tcp_throughput(tsub.addr, &mut tsub, n, size));
+        }
+        let (m, t) = (median(m), median(t));
+        let target = if size == 8 {
+            if m >= TARGET_8B {
+                "≥ 1 M: met"
+            } else {
+                "≥ 1 M: MISSED"
+            }
+        } else {
+            "—"
+        };
+        println!(
+            "| {size} B | {n} ×{ROUNDS} | {:.0} | {:.0} | {:.2} | {drops} | {target} |",
+            m,
+            t,
+            m / t
+        );
+    }
+    let (mp50, mp99) = mpreg_latency(&rt, &node, &mut msub);
+    let (tp50, tp99) = tcp_latency(tsub.addr, &mut tsub);
+    println!();
+    println!("| one-way latency, 8 B, 1 in flight ({PINGS} pings) | p50 µs | p99 µs |");
+    println!("|---|---|---|");
+    println!("| mpreg publish → subscriber stream | {mp50:.1} | {mp99:.1} |");
+    println!("| raw TCP frame → reader | {tp50:.1} | {tp99:.1} |");
+    rt.block_on(node.shutdown());
+}

@@ -1,0 +1,85 @@
+//! Publications from peers: hand them to the matching subscribers here, and acknowledge
+//! when the publisher asked.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use super::ack::Ledger;
+use super::local::Subscriber;
+use crate::proto::codec::encode_frame;
+use crate::proto::wire::{Frame, PubAck, Publish};
+use crate::pubsub::payload::Payload;
+use crate::pubsub::Publication;
+use crate::runtime::{Connection, Shared};
+
+impl Shared {
+    /// Handles a `Publish` frame from `conn`'s peer. Never blocks the reader: queues are
+    /// drop-oldest.
+    pub(crate) fn on_publish(&self, conn: &Arc<Connection>, p: Publish) {
+        self.pubsub.stats.received.fetch_add(1, Relaxed);
+        let targets = self.local_targets(&p);
+        if targets.is_empty() {
+            self.pubsub.stats.unmatched.fetch_add(1, Relaxed);
+        }
+        let ledger = (p.ack != 0).then(|| {
+            let c = conn.clone();
+            let id = p.ack;
+            Ledger::new(move |t| {
+                let ack = PubAck {
+                    id,
+                    acked: t.acked,
+                    missing: t.missing,
+                    answer: t.answer,
+                };
+                if let Ok(f) = encode_frame(&Frame::PubAck(ack)) {
+                    c.send_soon(f);
+                }
+            })
+        });
+        let topic: Arc<str> = p.topic.into();
+        let from: Arc<str> = conn.peer.name.as_str().into();
+        let payload = Payload::Encoded(p.payload);
+        let request = p.answer.is_some();
+        for (s, answers) in targets {
+            // A request-publish waits only for its answerer; the rest is a publication.
+            let ack = ledger
+                .as_ref()
+                .filter(|_| !request || answers)
+                .map(|l| l.guard(s.label.clone(), answers));
+            s.offer(Publication {
+                topic: topic.clone(),
+                from: from.clone(),
+                payload: payload.clone(),
+                ack,
+            });
+        }
+    }
+
+    /// Subscribers here that get `p`: every matching one outside groups, and for each group
+    /// the publisher chose us for, the matching member with the shortest queue.
+    fn local_targets(&self, p: &Publish) -> Vec<(Arc<Subscriber>, bool)> {
+        let mut out = Vec::new();
+        let mut groups: HashMap<&str, Arc<Subscriber>> = HashMap::new();
+        self.pubsub
+            .local
+            .read()
+            .unwrap()
+            .for_each_match(&p.topic, |s| match &s.spec.group {
+                None => out.push((s.clone(), false)),
+                Some(g) => {
+                    let Some(g) = p.groups.iter().find(|x| *x == g) else {
+                        return;
+                    };
+                    let e = groups.entry(g.as_str()).or_insert_with(|| s.clone());
+                    if s.queue.len() < e.queue.len() {
+                        *e = s.clone();
+                    }
+                }
+            });
+        for (g, s) in groups {
+            out.push((s, p.answer.as_deref() == Some(g)));
+        }
+        out
+    }
+}

@@ -1,0 +1,139 @@
+//! This node's subscriptions: a trie from pattern to subscriber, each subscriber with its
+//! own bounded queue, and the distinct `(pattern, group)` pairs the catalog advertises.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use super::queue::DropQueue;
+use crate::proto::topic::{Pattern, Trie};
+use crate::proto::wire::SubSpec;
+use crate::pubsub::Publication;
+
+/// One subscription of this node: a `#[subscribe]` function, a run-time handler, or a
+/// [`Subscription`](crate::Subscription) stream.
+pub(crate) struct Subscriber {
+    pub id: u64,
+    pub spec: SubSpec,
+    pub pattern: Pattern,
+    /// How reports name it: pattern, group and what consumes it.
+    pub label: Arc<str>,
+    pub queue: DropQueue<Publication>,
+    /// Publications queued for it so far.
+    pub received: AtomicU64,
+}
+
+impl Subscriber {
+    pub(crate) fn new(
+        id: u64,
+        pattern: Pattern,
+        group: Option<String>,
+        what: &str,
+        capacity: usize,
+    ) -> Self {
+        let label = match &group {
+            Some(g) => format!("`{pattern}` (group `{g}`, {what})"),
+            None => format!("`{pattern}` ({what})"),
+        };
+        Subscriber {
+            id,
+            spec: SubSpec {
+                pattern: pattern.as_str().to_string(),
+                group,
+            },
+            pattern,
+            label: label.into(),
+            queue: DropQueue::new(capacity),
+            received: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `p`; a full queue drops its oldest publication, whose publisher (if waiting)
+    /// learns that it was dropped.
+    pub(crate) fn offer(&self, p: Publication) {
+        self.received.fetch_add(1, Relaxed);
+        if let Some(mut old) = self.queue.push(p) {
+            if let Some(a) = old.ack.take() {
+                a.fail("dropped from its full queue (oldest first)");
+            }
+        }
+    }
+}
+
+/// Every subscription of this node.
+#[derive(Default)]
+pub(crate) struct Local {
+    trie: Trie<u64>,
+    subs: HashMap<u64, Arc<Subscriber>>,
+    /// Distinct `(pattern, group)` with how many subscribers share it.
+    specs: BTreeMap<SubSpec, usize>,
+    /// Grows whenever `specs` gains or loses an entry.
+    version: u64,
+    /// Drops of subscribers already removed, so totals never go down.
+    dropped_gone: u64,
+}
+
+impl Local {
+    /// Adds `sub`; returns whether the advertised catalog changed.
+    pub(crate) fn insert(&mut self, sub: Arc<Subscriber>) -> bool {
+        self.trie.insert(&sub.pattern, sub.id);
+        let n = self.specs.entry(sub.spec.clone()).or_insert(0);
+        *n += 1;
+        let changed = *n == 1;
+        self.subs.insert(sub.id, sub);
+        if changed {
+            self.version += 1;
+        }
+        changed
+    }
+
+    /// Removes subscriber `id`; returns it and whether the advertised catalog changed.
+    pub(crate) fn remove(&mut self, id: u64) -> Option<(Arc<Subscriber>, bool)> {
+        let sub = self.subs.remove(&id)?;
+        self.trie.remove(&sub.pattern, &id);
+        self.dropped_gone += sub.queue.dropped();
+        let mut changed = false;
+        if let Some(n) = self.specs.get_mut(&sub.spec) {
+            *n -= 1;
+            if *n == 0 {
+                self.specs.remove(&sub.spec);
+                self.version += 1;
+                changed = true;
+            }
+        }
+        Some((sub, changed))
+    }
+
+    /// Calls `f` with every subscriber whose pattern matches `topic`.
+    pub(crate) fn for_each_match(&self, topic: &str, mut f: impl FnMut(&Arc<Subscriber>)) {
+        self.trie.for_each_match(topic, |id| {
+            if let Some(s) = self.subs.get(id) {
+                f(s)
+            }
+        });
+    }
+
+    /// What the catalog advertises.
+    pub(crate) fn specs(&self) -> Vec<SubSpec> {
+        self.specs.keys().cloned().collect()
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Subscribers now.
+    pub(crate) fn len(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Publications dropped from full queues, over the node's life.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped_gone + self.subs.values().map(|s| s.queue.dropped()).sum::<u64>()
+    }
+
+    /// Every subscriber, for stats.
+    pub(crate) fn subscribers(&self) -> impl Iterator<Item = &Arc<Subscriber>> {
+        self.subs.values()
+    }
+}

@@ -1,0 +1,80 @@
+//! Pub/sub in the runtime (DESIGN §9): this node's subscriptions (`local`), its peers'
+//! (`remote`), publishing to exactly the nodes with a matching subscription (`publish`),
+//! and delivering what peers publish to the subscribers here (`deliver`).
+
+pub(crate) mod ack;
+mod deliver;
+mod local;
+mod publish;
+pub(crate) mod queue;
+mod remote;
+mod subscribe;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, RwLock};
+
+use tokio::sync::oneshot;
+
+use crate::proto::wire::PubAck;
+
+pub(crate) use local::Subscriber;
+pub(crate) use publish::{Outgoing, Report, Wait};
+pub(crate) use subscribe::SubHandler;
+
+/// Pub/sub state of one node.
+#[derive(Default)]
+pub(crate) struct PubSub {
+    pub local: RwLock<local::Local>,
+    pub remote: RwLock<remote::Remote>,
+    /// Publishers waiting for a peer's `PubAck`, by ack id, with the peer expected to send it.
+    acks: Mutex<HashMap<u64, (u64, oneshot::Sender<PubAck>)>>,
+    /// Subscribers waiting for a peer's `Synced`, by id.
+    syncs: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    next_id: AtomicU64,
+    /// Round-robin position per queue group, to spread equally loaded members.
+    turns: Mutex<HashMap<String, u64>>,
+    pub stats: Stats,
+}
+
+/// Pub/sub counters, visible in [`NodeStats`](crate::NodeStats) and `mpreg nodes`.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    /// Publications this node published.
+    pub published: AtomicU64,
+    /// Publications peers sent here.
+    pub received: AtomicU64,
+    /// Of those, the ones no subscription here matched (a race with unsubscribing; a
+    /// publisher never sends to a node without a matching subscription it knows of).
+    pub unmatched: AtomicU64,
+}
+
+impl PubSub {
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Relaxed) + 1
+    }
+
+    /// A peer's acknowledgement arrived; ignored unless that peer owes it.
+    pub(crate) fn acked(&self, peer: u64, ack: PubAck) {
+        let mut acks = self.acks.lock().unwrap();
+        if acks.get(&ack.id).is_some_and(|(p, _)| *p == peer) {
+            if let Some((_, tx)) = acks.remove(&ack.id) {
+                let _ = tx.send(ack);
+            }
+        }
+    }
+
+    /// A peer answered our `Sync(id)`.
+    pub(crate) fn synced(&self, id: u64) {
+        if let Some(tx) = self.syncs.lock().unwrap().remove(&id) {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Ends every subscription at shutdown: streams end, workers stop.
+    pub(crate) fn close_all(&self) {
+        for s in self.local.read().unwrap().subscribers() {
+            s.queue.close();
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! Publishing: find the subscribers of a topic here and on peers, choose one member per
+//! queue group, send one frame per target node, and — for confirmed publish and
+//! request-publish — wait for their acknowledgements.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::ack::{Ledger, Tally};
+use super::local::Subscriber;
+use crate::error::{Error, Result};
+use crate::proto::catalog::Relation;
+use crate::proto::codec::encode_frame;
+use crate::proto::resolve::Scope;
+use crate::proto::topic::check_topic;
+use crate::proto::wire::{Frame, PubAck, Publish};
+use crate::pubsub::payload::Payload;
+use crate::pubsub::{Confirmation, Publication};
+use crate::runtime::{handshake, Connection, Shared};
+
+/// What the publisher waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Nothing: at-most-once.
+    Nothing,
+    /// Every current matching subscriber's acknowledgement.
+    Confirmed,
+    /// The answer of the chosen member of this queue group (request-publish).
+    Answer(String),
+}
+
+/// One publication to send.
+pub(crate) struct Outgoing {
+    pub topic: String,
+    pub payload: Payload,
+    pub scope: Scope,
+    pub wait: Wait,
+    /// Deadline for acknowledgements or the answer.
+    pub timeout: Duration,
+}
+
+/// What publishing produced.
+#[derive(Debug)]
+pub(crate) enum Report {
+    /// Sent (not confirmed) to this many subscribing nodes, this one included.
+    Sent,
+    /// Every subscriber acknowledged.
+    Confirmed(Confirmation),
+    /// The answer of a request-publish and the node that gave it.
+    Answer(Bytes, String),
+}
+
+/// How to reach a subscribing peer.
+enum Reach {
+    Conn(Arc<Connection>),
+    Dial(SocketAddr),
+}
+
+/// A peer that gets one frame.
+struct PeerTarget {
+    name: String,
+    reach: Reach,
+    groups: Vec<String>,
+    answers: bool,
+}
+
+/// A candidate member of a queue group.
+enum Member {
+    Local(Arc<Subscriber>),
+    Peer(u64),
+}
+
+/// Where a publication goes.
+#[derive(Default)]
+struct Plan {
+    local: Vec<(Arc<Subscriber>, bool)>,
+    peers: HashMap<u64, PeerTarget>,
+}
+
+impl Shared {
+    /// Publishes `out` and waits for what `out.wait` asks.
+    pub(crate) async fn publish(self: &Arc<Self>, out: Outgoing) -> Result<Report> {
+        check_topic(&out.topic).map_err(|e| Error::Topic(e.to_string()))?;
+        self.pubsub.stats.published.fetch_add(1, Relaxed);
+        let answer_group = match &out.wait {
+            Wait::Answer(g) => Some(g.as_str()),
+            _ => None,
+        };
+        let plan = self.plan(&out.topic, out.scope, answer_group);
+        if let Some(g) = answer_group {
+            let chosen =
+                plan.local.iter().any(|(_, a)| *a) || plan.peers.values().any(|p| p.answers);
+            if !chosen {
+                return Err(Error::NoSubscriber {
+                    topic: out.topic,
+                    detail: format!(
+                        "no member of queue group `{g}` subscribes to it within {} scope",
+                        out.scope
+                    ),
+                });
+            }
+        }
+        let deadline = Instant::now() + out.timeout;
+        let local = self.deliver_local(&out, plan.local);
+        let mut waits = Vec::new();
+        let mut missing = Vec::new();
+        for (id, target) in plan.peers {
+            match self.send_publish(&out, id, &target).await {
+                Ok(Some(w)) => waits.push(w),
+                Ok(None) => {}
+                Err(why) => {
+                    let waited = match &out.wait {
+                        Wait::Nothing => false,
+                        Wait::Confirmed => true,
+                        Wait::Answer(_) => target.answers,
+                    };
+                    if waited {
+                        missing.push(format!("node `{}`: {why}", target.name));
+                    } else {
+                        tracing::debug!(node = %target.name, topic = %out.topic, %why, "publication not delivered");
+                    }
+                }
+            }
+        }
+        match out.wait {
+            Wait::Nothing => Ok(Report::Sent),
+            Wait::Confirmed => Ok(Report::Confirmed(
+                collect_acks(&out.topic, local, waits, missing, deadline, &self.name).await?,
+            )),
+            Wait::Answer(_) => {
+                answer_of(&out.topic, local, waits, missing, deadline, &self.name).await
+            }
+        }
+    }
+
+    /// Finds the subscribers of `topic` within `scope` and picks one member per group.
+    fn plan(&self, topic: &str, scope: Scope, answer_group: Option<&str>) -> Plan {
+        let mut plan = Plan::default();
+        let mut groups: HashMap<Arc<str>, Vec<Member>> = HashMap::new();
+        self.pubsub
+            .local
+            .read()
+            .unwrap()
+            .for_each_match(topic, |s| match &s.spec.group {
+                None => plan.local.push((s.clone(), false)),
+                Some(g) => groups
+                    .entry(g.as_str().into())
+                    .or_default()
+                    .push(Member::Local(s.clone())),
+            });
+        if scope != Scope::Node {
+            let mut hits = Vec::new();
+            self.pubsub
+                .remote
+                .read()
+                .unwrap()
+                .for_each_match(topic, |t| hits.push(t.clone()));
+            for t in hits {
+                let Some((tier, target)) = self.peer_target(t.peer) else {
+                    continue;
+                };
+                if scope == Scope::Host && tier == Relation::OtherHost {
+                    continue;
+                }
+                match t.group {
+                    None => {
+                        plan.peers.entry(t.peer).or_insert(target);
+                    }
+                    Some(g) => groups.entry(g).or_default().push(Member::Peer(t.peer)),
+                }
+            }
+        }
+        for (group, members) in groups {
+            let answers = answer_group == Some(&*group);
+            match self.choose_member(&group, members) {
+                Member::Local(s) => plan.local.push((s, answers)),
+                Member::Peer(id) => {
+                    let Some((_, fresh)) = self.peer_target(id) else {
+                        continue;
+                    };
+                    let t = plan.peers.entry(id).or_insert(fresh);
+                    t.groups.push(group.to_string());
+                    t.answers |= answers;
+                }
+            }
+        }
+        plan
+    }
+
+    /// How to reach peer `id` and how near it is; `None` if it is gone.
+    fn peer_target(&self, id: u64) -> Option<(Relation, PeerTarget)> {
+        let conn = self
+            .peers
+            .read()
+            .unwrap()
+            .get(&id)
+            .and_then(|l| l.first().cloned());
+        let (name, host, reach) = match conn {
+            Some(c) => (c.peer.name.clone(), c.peer.host_id.clone(), Reach::Conn(c)),
+            None => {
+                let d = self.directory.read().unwrap();
+                let e = d.get(&id)?;
+                (
+                    e.member.name.clone(),
+                    e.member.host.clone(),
+                    Reach::Dial(e.member.addr),
+                )
+            }
+        };
+        let target = PeerTarget {
+            name,
+            reach,
+            groups: Vec::new(),
+            answers: false,
+        };
+        Some((Relation::of_peer(&self.host_id, &host), target))
+    }
+
+    /// One member of a queue group: the nearest (this node, this host, the network), then
+    /// the least loaded (queued publications here, queued frames to a peer); equals take
+    /// turns, so a steady stream spreads evenly.
+    fn choose_member(&self, group: &str, mut members: Vec<Member>) -> Member {
+        let rank = |m: &Member| -> (u8, usize) {
+            match m {
+                Member::Local(s) => (0, s.queue.len()),
+                Member::Peer(id) => match self
+                    .peers
+                    .read()
+                    .unwrap()
+                    .get(id)
+                    .and_then(|l| l.first().cloned())
+                {
+                    Some(c) => (
+                        if Relation::of_peer(&self.host_id, &c.peer.host_id) == Relation::SameHost {
+                            1
+                        } else {
+                            2
+                        },
+                        c.queued(),
+                    ),
+                    None => (3, 0),
+                },
+            }
+        };
+        let ranks: Vec<(u8, usize)> = members.iter().map(rank).collect();
+        let best = *ranks
+            .iter()
+            .min()
+            .expect("a group with a match has a member");
+        let ties: Vec<usize> = (0..members.len()).filter(|&i| ranks[i] == best).collect();
+        let turn = {
+            let mut turns = self.pubsub.turns.lock().unwrap();
+            let t = turns.entry(group.to_string()).or_insert(0);
+            *t += 1;
+            *t
+        };
+        members.swap_remove(ties[(turn as usize) % ties.len()])
+    }
+
+    /// Queues the publication for local subscribers; returns the tally to wait for, if any.
+    fn deliver_local(
+        &self,
+        out: &Outgoing,
+        local: Vec<(Arc<Subscriber>, bool)>,
+    ) -> Option<oneshot::Receiver<Tally>> {
+        if local.is_empty() {
+            return None;
+        }
+        let topic: Arc<str> = out.topic.as_str().into();
+        let from: Arc<str> = self.name.as_str().into();
+        let (ledger, rx) = match out.wait {
+            Wait::Nothing => (None, None),
+            _ => {
+                let (tx, rx) = oneshot::channel();
+                (
+                    Some(Ledger::new(move |t| {
+                        let _ = tx.send(t);
+                    })),
+                    Some(rx),
+                )
+            }
+        };
+        for (s, answers) in local {
+            let ack = match (&ledger, &out.wait) {
+                (Some(l), Wait::Confirmed) => Some(l.guard(s.label.clone(), false)),
+                (Some(l), Wait::Answer(_)) if answers => Some(l.guard(s.label.clone(), true)),
+                _ => None,
+            };
+            s.offer(Publication {
+                topic: topic.clone(),
+                from: from.clone(),
+                payload: out.payload.clone(),
+                ack,
+            });
+        }
+        rx
+    }
+
+    /// Sends the frame for one peer (dialing it if needed); returns what to wait for.
+    async fn send_publish(
+        self: &Arc<Self>,
+        out: &Outgoing,
+        id: u64,
+        t: &PeerTarget,
+    ) -> std::result::Result<Option<PeerWait>, String> {
+        let payload = out
+            .payload
+            .bytes()
+            .map_err(|e| format!("cannot encode the payload: {e}"))?;
+        let waited = match out.wait {
+            Wait::Nothing => false,
+            Wait::Confirmed => true,
+            Wait::Answer(_) => t.answers,
+        };
+        let ack = if waited { self.pubsub.next_id() } else { 0 };
+        let frame = Frame::Publish(Publish {
+            topic: out.topic.clone(),
+            payload,
+            groups: t.groups.clone(),
+            ack,
+            answer: match &out.wait {
+                Wait::Answer(g) if t.answers => Some(g.clone()),
+                _ => None,
+            },
+        });
+        let bytes =
+            encode_frame(&frame).map_err(|e| format!("cannot encode the publication: {e}"))?;
+        let conn = match &t.reach {
+            Reach::Conn(c) => c.clone(),
+            Reach::Dial(addr) => handshake::dial(self, &addr.to_string())
+                .await
+                .map_err(|e| format!("cannot connect: {e}"))?,
+        };
+        let rx = waited.then(|| {
+            let (tx, rx) = oneshot::channel();
+            self.pubsub.acks.lock().unwrap().insert(ack, (id, tx));
+            rx
+        });
+        if !conn.send(bytes).await {
+            self.pubsub.acks.lock().unwrap().remove(&ack);
+            return Err(format!(
+                "connection lost: {}",
+                conn.close_reason().unwrap_or_default()
+            ));
+        }
+        Ok(rx.map(|rx| PeerWait {
+            shared: self.clone(),
+            ack,
+            conn,
+            rx,
+        }))
+    }
+}
+
+/// A peer's acknowledgement being waited for.
+struct PeerWait {
+    shared: Arc<Shared>,
+    ack: u64,
+    conn: Arc<Connection>,
+    rx: oneshot::Receiver<PubAck>,
+}
+
+impl PeerWait {
+    /// The peer's acknowledgement, or why there is none by `deadline`.
+    async fn wait(self, deadline: Instant) -> (String, std::result::Result<PubAck, String>) {
+        let name = self.conn.peer.name.clone();
+        let r = tokio::select! {
+            r = self.rx => r.map_err(|_| "the node shut down".to_string()),
+            _ = self.conn.closed.cancelled() => Err(format!(
+                "connection lost before it acknowledged: {}",
+                self.conn.close_reason().unwrap_or_default()
+            )),
+            _ = tokio::time::sleep_until(deadline.into()) => Err("no acknowledgement in time".to_string()),
+        };
+        self.shared.pubsub.acks.lock().unwrap().remove(&self.ack);
+        (name, r)
+    }
+}
+
+/// Gathers every acknowledgement of a confirmed publish.
+async fn collect_acks(
+    topic: &str,
+    local: Option<oneshot::Receiver<Tally>>,
+    waits: Vec<PeerWait>,
+    mut missing: Vec<String>,
+    deadline: Instant,
+    me: &str,
+) -> Result<Confirmation> {
+    let mut conf = Confirmation::default();
+    if let Some(rx) = local {
+        match tokio::time::timeout_at(deadline.into(), rx).await {
+            Ok(Ok(t)) => {
+                conf.subscribers += t.acked as usize;
+                conf.nodes.push(me.to_string());
+                missing.extend(t.missing.into_iter().map(|m| format!("node `{me}`: {m}")));
+            }
+            _ => missing.push(format!(
+                "node `{me}`: local subscribers did not acknowledge in time"
+            )),
+        }
+    }
+    let acks = waits.into_iter().map(|w| w.wait(deadline));
+    for (name, r) in futures_util::future::join_all(acks).await {
+        match r {
+            Ok(a) if a.acked == 0 && a.missing.is_empty() => {
+                missing.push(format!("node `{name}`: no matching subscriber any more"))
+            }
+            Ok(a) => {
+                conf.subscribers += a.acked as usize;
+                conf.nodes.push(name.clone());
+                missing.extend(a.missing.into_iter().map(|m| format!("node `{name}`: {m}")));
+            }
+            Err(why) => missing.push(format!("node `{name}`: {why}")),
+        }
+    }
+    conf.nodes.sort();
+    if missing.is_empty() {
+        Ok(conf)
+    } else {
+        Err(Error::Unconfirmed {
+            topic: topic.to_string(),
+            acked: conf.subscribers,
+            missing,
+        })
+    }
+}
+
+/// The answer of the chosen group member of a request-publish.
+async fn answer_of(
+    topic: &str,
+    local: Option<oneshot::Receiver<Tally>>,
+    waits: Vec<PeerWait>,
+    missing: Vec<String>,
+    deadline: Instant,
+    me: &str,
+) -> Result<Report> {
+    let failed = |node: &str, detail: String| Error::Remote {
+        fun: format!("request on `{topic}`"),
+        node: node.to_string(),
+        message: detail,
+    };
+    if let Some(why) = missing.into_iter().next() {
+        return Err(Error::NoSubscriber {
+            topic: topic.to_string(),
+            detail: why,
+        });
+    }
+    if let Some(w) = waits.into_iter().next() {
+        let (name, r) = w.wait(deadline).await;
+        return match r.map(|a| a.answer) {
+            Ok(Some(Ok(v))) => Ok(Report::Answer(v, name)),
+            Ok(Some(Err(f))) => Err(failed(&name, f.message)),
+            Ok(None) => Err(failed(
+                &name,
+                "no member of the group was left to answer".into(),
+            )),
+            Err(why) => Err(failed(&name, why)),
+        };
+    }
+    let rx = local.expect("a chosen answerer is local or a peer");
+    match tokio::time::timeout_at(deadline.into(), rx).await {
+        Ok(Ok(Tally {
+            answer: Some(Ok(v)),
+            ..
+        })) => Ok(Report::Answer(v, me.to_string())),
+        Ok(Ok(Tally {
+            answer: Some(Err(f)),
+            ..
+        })) => Err(failed(me, f.message)),
+        Ok(_) => Err(failed(me, "the subscriber did not answer".into())),
+        Err(_) => Err(failed(me, "no answer in time".into())),
+    }
+}

@@ -1,0 +1,136 @@
+//! A bounded queue that never blocks its producer: when full, the oldest item is dropped and
+//! counted. Written by hand because neither tokio's nor futures' channels drop the *oldest*
+//! item (tokio's `broadcast` does, but clones every item for every receiver).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+/// One consumer's queue. Full: `push` drops the oldest item and returns it. Closed: `push`
+/// returns the item, and `pop` yields what is left, then `None`.
+pub(crate) struct DropQueue<T> {
+    inner: Mutex<Inner<T>>,
+    ready: Notify,
+    capacity: usize,
+    dropped: AtomicU64,
+}
+
+struct Inner<T> {
+    items: VecDeque<T>,
+    closed: bool,
+}
+
+impl<T> DropQueue<T> {
+    /// A queue of at most `capacity` items (at least one).
+    pub(crate) fn new(capacity: usize) -> Self {
+        DropQueue {
+            inner: Mutex::new(Inner {
+                items: VecDeque::new(),
+                closed: false,
+            }),
+            ready: Notify::new(),
+            capacity: capacity.max(1),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Appends `item`. Returns the item pushed out to make room (counted as dropped), or
+    /// `item` itself if the queue is closed.
+    pub(crate) fn push(&self, item: T) -> Option<T> {
+        let out = {
+            let mut q = self.inner.lock().unwrap();
+            if q.closed {
+                return Some(item);
+            }
+            let out = if q.items.len() >= self.capacity {
+                q.items.pop_front()
+            } else {
+                None
+            };
+            q.items.push_back(item);
+            out
+        };
+        if out.is_some() {
+            self.dropped.fetch_add(1, Relaxed);
+        }
+        // One consumer: a stored permit wakes it even if it is not waiting yet.
+        self.ready.notify_one();
+        out
+    }
+
+    /// The next item, waiting for one; `None` once closed and drained. One consumer only.
+    pub(crate) async fn pop(&self) -> Option<T> {
+        loop {
+            {
+                let mut q = self.inner.lock().unwrap();
+                if let Some(item) = q.items.pop_front() {
+                    return Some(item);
+                }
+                if q.closed {
+                    return None;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// Refuses further items and wakes the consumer; items already queued stay poppable.
+    pub(crate) fn close(&self) {
+        self.inner.lock().unwrap().closed = true;
+        self.ready.notify_one();
+    }
+
+    /// Removes every queued item (the caller decides what dropping them means).
+    pub(crate) fn drain(&self) -> Vec<T> {
+        self.inner.lock().unwrap().items.drain(..).collect()
+    }
+
+    /// Items waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.inner.lock().unwrap().items.len()
+    }
+
+    /// Items dropped so far because the queue was full.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn full_queue_drops_oldest_and_counts() {
+        let q = DropQueue::new(2);
+        assert_eq!(q.push(1), None);
+        assert_eq!(q.push(2), None);
+        assert_eq!(q.push(3), Some(1));
+        assert_eq!(q.dropped(), 1);
+        assert_eq!(q.pop().await, Some(2));
+        assert_eq!(q.pop().await, Some(3));
+        assert_eq!(q.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn close_drains_then_ends_and_refuses() {
+        let q = DropQueue::new(4);
+        q.push("a");
+        q.close();
+        assert_eq!(q.push("b"), Some("b"));
+        assert_eq!(q.pop().await, Some("a"));
+        assert_eq!(q.pop().await, None);
+    }
+
+    #[tokio::test]
+    async fn waiting_consumer_is_woken() {
+        let q = std::sync::Arc::new(DropQueue::new(4));
+        let q2 = q.clone();
+        let t = tokio::spawn(async move { q2.pop().await });
+        tokio::task::yield_now().await;
+        q.push(7);
+        assert_eq!(t.await.unwrap(), Some(7));
+    }
+}

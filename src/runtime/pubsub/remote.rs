@@ -1,0 +1,105 @@
+//! Which peers subscribe to what: one trie over every peer's advertised subscriptions, so a
+//! publication finds its target nodes in one match instead of one per peer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::proto::topic::{Pattern, Trie};
+use crate::proto::wire::SubSpec;
+
+/// A peer with a matching subscription, and the queue group of that subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub peer: u64,
+    pub group: Option<Arc<str>>,
+}
+
+/// Peers' subscriptions.
+#[derive(Default)]
+pub(crate) struct Remote {
+    trie: Trie<Target>,
+    by_peer: HashMap<u64, Vec<(Pattern, Target)>>,
+}
+
+impl Remote {
+    /// Replaces what `peer` subscribes to. Patterns a peer sends that do not parse are
+    /// skipped with a warning: they could never match a valid topic anyway.
+    pub(crate) fn set(&mut self, peer: u64, subs: &[SubSpec]) {
+        self.remove(peer);
+        if subs.is_empty() {
+            return;
+        }
+        let mut entries = Vec::with_capacity(subs.len());
+        for s in subs {
+            match Pattern::parse(&s.pattern) {
+                Ok(p) => {
+                    let t = Target {
+                        peer,
+                        group: s.group.as_deref().map(Arc::from),
+                    };
+                    self.trie.insert(&p, t.clone());
+                    entries.push((p, t));
+                }
+                Err(e) => tracing::warn!(peer, error = %e, "ignoring a peer's subscription"),
+            }
+        }
+        self.by_peer.insert(peer, entries);
+    }
+
+    /// Forgets `peer`'s subscriptions.
+    pub(crate) fn remove(&mut self, peer: u64) {
+        for (p, t) in self.by_peer.remove(&peer).unwrap_or_default() {
+            self.trie.remove(&p, &t);
+        }
+    }
+
+    /// Calls `f` with every (peer, group) whose subscription matches `topic`.
+    pub(crate) fn for_each_match(&self, topic: &str, f: impl FnMut(&Target)) {
+        self.trie.for_each_match(topic, f);
+    }
+
+    /// Whether `peer` has any subscription.
+    #[cfg(test)]
+    pub(crate) fn has_peer(&self, peer: u64) -> bool {
+        self.by_peer.contains_key(&peer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(p: &str, g: Option<&str>) -> SubSpec {
+        SubSpec {
+            pattern: p.into(),
+            group: g.map(String::from),
+        }
+    }
+
+    #[test]
+    fn set_replaces_and_remove_forgets() {
+        let mut r = Remote::default();
+        r.set(1, &[spec("a.*", None), spec("a.b", Some("g"))]);
+        r.set(2, &[spec("**", None)]);
+        let mut hits = Vec::new();
+        r.for_each_match("a.b", |t| hits.push((t.peer, t.group.clone())));
+        hits.sort();
+        assert_eq!(hits.len(), 3);
+        r.set(1, &[spec("x", None)]);
+        let mut n = 0;
+        r.for_each_match("a.b", |_| n += 1);
+        assert_eq!(n, 1, "only peer 2's `**` is left");
+        r.remove(2);
+        assert!(!r.has_peer(2));
+        r.for_each_match("a.b", |_| panic!("nothing should match"));
+    }
+
+    #[test]
+    fn bad_patterns_from_peers_are_skipped() {
+        let mut r = Remote::default();
+        r.set(1, &[spec("a..b", None), spec("ok", None)]);
+        let mut n = 0;
+        r.for_each_match("ok", |_| n += 1);
+        assert_eq!(n, 1);
+    }
+}
