@@ -72,7 +72,6 @@ impl Sub {
     fn start(role: &str) -> Sub {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .env(ROLE_VAR, role)
-            .env("MPREG_SUB_QUEUE", "65536")
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn the subscriber");
@@ -136,8 +135,11 @@ fn percentiles(mut ns: Vec<u64>) -> String {
 
 fn mpreg_subscriber() {
     runtime().block_on(async {
+        // A queue as deep as a whole run: the rate measured is what the subscriber
+        // consumed, not what a short queue let through (drops are still reported).
         let node = local_node("bench-sub")
             .builtins(false)
+            .sub_queue(1 << 20)
             .start()
             .await
             .unwrap();
@@ -148,6 +150,7 @@ fn mpreg_subscriber() {
             tokio::select! {
                 Some(p) = data.next() => {
                     let mut received = 0u64;
+                    let dropped_before = data.dropped();
                     let mut p = p;
                     loop {
                         let b: ByteBuf = p.payload().unwrap();
@@ -155,7 +158,7 @@ fn mpreg_subscriber() {
                         received += 1;
                         p = data.next().await.unwrap();
                     }
-                    println!("done {received} {}", data.dropped());
+                    println!("done {received} {}", data.dropped() - dropped_before);
                 }
                 Some(p) = ping.next() => {
                     let mut delays = Vec::with_capacity(PINGS);
@@ -228,12 +231,15 @@ fn mpreg_throughput(
 ) -> (f64, u64) {
     let payload = ByteBuf::from(vec![7u8; size]);
     let start = Instant::now();
-    rt.block_on(async {
+    // Published from a task, as a program built on tokio would.
+    let node2 = node.clone();
+    rt.block_on(rt.spawn(async move {
         for _ in 0..n {
-            node.publish("bench.data", &payload).await.unwrap();
+            node2.publish("bench.data", &payload).await.unwrap();
         }
-        node.publish("bench.data", &ByteBuf::new()).await.unwrap();
-    });
+        node2.publish("bench.data", &ByteBuf::new()).await.unwrap();
+    }))
+    .unwrap();
     let (received, dropped) = done(&sub.line());
     assert_eq!(
         received + dropped,

@@ -47,6 +47,7 @@ fn payload_len(frame: &Frame) -> usize {
     match frame {
         Frame::Call(c) => c.fun.len() + c.args.len() + c.kwargs.as_ref().map_or(0, Bytes::len),
         Frame::Reply(r) => r.result.as_ref().map_or(64, |b| b.len()),
+        Frame::Publish(p) => p.topic.len() + p.payload.len(),
         _ => 192,
     }
 }

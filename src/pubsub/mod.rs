@@ -36,7 +36,6 @@ use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::proto::resolve::Scope;
 use crate::runtime::pubsub::{Outgoing, Report, Wait};
-use payload::Payload;
 
 /// Who acknowledged a [`publish_confirmed`](Node::publish_confirmed).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,7 +85,7 @@ impl<'a> Publisher<'a> {
         let shared = self.node.shared().clone();
         let out = Outgoing {
             topic: self.topic,
-            payload: Payload::local(payload),
+            payload,
             scope: self.scope,
             wait,
             timeout: self.timeout.unwrap_or(shared.config.call_timeout()),

@@ -41,6 +41,27 @@ fn encode_as<T: Serialize + 'static>(v: &AnyValue) -> Result<Bytes, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A value about to be published: copied for local subscribers, or encoded for peers only,
+/// whichever the publication needs (decided after finding its subscribers).
+pub(crate) trait Source: Send + Sync {
+    /// A payload holding a copy of the value (local subscribers, and bytes on demand).
+    fn local(&self) -> Payload;
+    /// The MessagePack encoding alone (no local subscriber: no copy of the value).
+    fn encode(&self) -> Result<Bytes, String>;
+}
+
+impl<T: Serialize + Clone + Send + Sync + 'static> Source for T {
+    fn local(&self) -> Payload {
+        Payload::local(self)
+    }
+    fn encode(&self) -> Result<Bytes, String> {
+        // Small payloads are the common case: one allocation instead of several regrowths.
+        let mut buf = Vec::with_capacity(64);
+        rmp_serde::encode::write_named(&mut buf, self).map_err(|e| e.to_string())?;
+        Ok(Bytes::from(buf))
+    }
+}
+
 impl Payload {
     /// Keeps a copy of `value` for local subscribers; bytes are made only if needed.
     pub(crate) fn local<T>(value: &T) -> Self

@@ -69,6 +69,8 @@ struct State {
 /// A live connection. Shared by the reader, the writer, and every caller using it.
 pub(crate) struct Connection {
     pub peer: PeerInfo,
+    /// The peer's name, shared by every publication received from it.
+    pub peer_name: Arc<str>,
     out: mpsc::Sender<Bytes>,
     state: Mutex<State>,
     next_id: AtomicU64,
@@ -101,6 +103,7 @@ impl Connection {
             .set(peer.id, &catalog.subscriptions);
         pc.update(catalog);
         let conn = Arc::new(Connection {
+            peer_name: peer.name.as_str().into(),
             peer,
             out,
             state: Mutex::new(State::default()),

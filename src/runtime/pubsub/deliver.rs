@@ -38,7 +38,7 @@ impl Shared {
             })
         });
         let topic: Arc<str> = p.topic.into();
-        let from: Arc<str> = conn.peer.name.as_str().into();
+        let from = conn.peer_name.clone();
         let payload = Payload::Encoded(p.payload);
         let request = p.answer.is_some();
         for (s, answers) in targets {

@@ -19,7 +19,7 @@ use crate::proto::codec::encode_frame;
 use crate::proto::resolve::Scope;
 use crate::proto::topic::check_topic;
 use crate::proto::wire::{Frame, PubAck, Publish};
-use crate::pubsub::payload::Payload;
+use crate::pubsub::payload::{Payload, Source};
 use crate::pubsub::{Confirmation, Publication};
 use crate::runtime::{handshake, Connection, Shared};
 
@@ -35,9 +35,9 @@ pub(crate) enum Wait {
 }
 
 /// One publication to send.
-pub(crate) struct Outgoing {
+pub(crate) struct Outgoing<'a> {
     pub topic: String,
-    pub payload: Payload,
+    pub payload: &'a dyn Source,
     pub scope: Scope,
     pub wait: Wait,
     /// Deadline for acknowledgements or the answer.
@@ -58,15 +58,23 @@ pub(crate) enum Report {
 /// How to reach a subscribing peer.
 enum Reach {
     Conn(Arc<Connection>),
-    Dial(SocketAddr),
+    Dial(SocketAddr, String),
 }
 
 /// A peer that gets one frame.
 struct PeerTarget {
-    name: String,
     reach: Reach,
     groups: Vec<String>,
     answers: bool,
+}
+
+impl PeerTarget {
+    fn name(&self) -> &str {
+        match &self.reach {
+            Reach::Conn(c) => &c.peer.name,
+            Reach::Dial(_, name) => name,
+        }
+    }
 }
 
 /// A candidate member of a queue group.
@@ -79,12 +87,31 @@ enum Member {
 #[derive(Default)]
 struct Plan {
     local: Vec<(Arc<Subscriber>, bool)>,
-    peers: HashMap<u64, PeerTarget>,
+    /// Few per publication: a vector beats hashing.
+    peers: Vec<(u64, PeerTarget)>,
+}
+
+impl Plan {
+    /// The entry of peer `id`, made by `make` if new.
+    fn peer(
+        &mut self,
+        id: u64,
+        make: impl FnOnce() -> Option<PeerTarget>,
+    ) -> Option<&mut PeerTarget> {
+        let i = match self.peers.iter().position(|(p, _)| *p == id) {
+            Some(i) => i,
+            None => {
+                self.peers.push((id, make()?));
+                self.peers.len() - 1
+            }
+        };
+        Some(&mut self.peers[i].1)
+    }
 }
 
 impl Shared {
     /// Publishes `out` and waits for what `out.wait` asks.
-    pub(crate) async fn publish(self: &Arc<Self>, out: Outgoing) -> Result<Report> {
+    pub(crate) async fn publish(self: &Arc<Self>, out: Outgoing<'_>) -> Result<Report> {
         check_topic(&out.topic).map_err(|e| Error::Topic(e.to_string()))?;
         self.pubsub.stats.published.fetch_add(1, Relaxed);
         let answer_group = match &out.wait {
@@ -94,7 +121,7 @@ impl Shared {
         let plan = self.plan(&out.topic, out.scope, answer_group);
         if let Some(g) = answer_group {
             let chosen =
-                plan.local.iter().any(|(_, a)| *a) || plan.peers.values().any(|p| p.answers);
+                plan.local.iter().any(|(_, a)| *a) || plan.peers.iter().any(|(_, p)| p.answers);
             if !chosen {
                 return Err(Error::NoSubscriber {
                     topic: out.topic,
@@ -106,11 +133,22 @@ impl Shared {
             }
         }
         let deadline = Instant::now() + out.timeout;
-        let local = self.deliver_local(&out, plan.local);
+        // The value is copied only for local subscribers; peers alone need just the bytes.
+        let payload = if plan.local.is_empty() {
+            let bytes = out.payload.encode().map_err(|detail| Error::Codec {
+                what: "encode the payload",
+                fun: out.topic.clone(),
+                detail,
+            })?;
+            Payload::Encoded(bytes)
+        } else {
+            out.payload.local()
+        };
+        let local = self.deliver_local(&out, &payload, plan.local);
         let mut waits = Vec::new();
         let mut missing = Vec::new();
         for (id, target) in plan.peers {
-            match self.send_publish(&out, id, &target).await {
+            match self.send_publish(&out, &payload, id, &target).await {
                 Ok(Some(w)) => waits.push(w),
                 Ok(None) => {}
                 Err(why) => {
@@ -120,9 +158,9 @@ impl Shared {
                         Wait::Answer(_) => target.answers,
                     };
                     if waited {
-                        missing.push(format!("node `{}`: {why}", target.name));
+                        missing.push(format!("node `{}`: {why}", target.name()));
                     } else {
-                        tracing::debug!(node = %target.name, topic = %out.topic, %why, "publication not delivered");
+                        tracing::debug!(node = %target.name(), topic = %out.topic, %why, "publication not delivered");
                     }
                 }
             }
@@ -161,6 +199,9 @@ impl Shared {
                 .unwrap()
                 .for_each_match(topic, |t| hits.push(t.clone()));
             for t in hits {
+                if plan.peers.iter().any(|(p, _)| *p == t.peer) && t.group.is_none() {
+                    continue;
+                }
                 let Some((tier, target)) = self.peer_target(t.peer) else {
                     continue;
                 };
@@ -169,7 +210,7 @@ impl Shared {
                 }
                 match t.group {
                     None => {
-                        plan.peers.entry(t.peer).or_insert(target);
+                        plan.peer(t.peer, || Some(target));
                     }
                     Some(g) => groups.entry(g).or_default().push(Member::Peer(t.peer)),
                 }
@@ -180,10 +221,8 @@ impl Shared {
             match self.choose_member(&group, members) {
                 Member::Local(s) => plan.local.push((s, answers)),
                 Member::Peer(id) => {
-                    let Some((_, fresh)) = self.peer_target(id) else {
-                        continue;
-                    };
-                    let t = plan.peers.entry(id).or_insert(fresh);
+                    let made = plan.peer(id, || self.peer_target(id).map(|(_, t)| t));
+                    let Some(t) = made else { continue };
                     t.groups.push(group.to_string());
                     t.answers |= answers;
                 }
@@ -200,25 +239,24 @@ impl Shared {
             .unwrap()
             .get(&id)
             .and_then(|l| l.first().cloned());
-        let (name, host, reach) = match conn {
-            Some(c) => (c.peer.name.clone(), c.peer.host_id.clone(), Reach::Conn(c)),
+        let (tier, reach) = match conn {
+            Some(c) => (
+                Relation::of_peer(&self.host_id, &c.peer.host_id),
+                Reach::Conn(c),
+            ),
             None => {
                 let d = self.directory.read().unwrap();
                 let e = d.get(&id)?;
-                (
-                    e.member.name.clone(),
-                    e.member.host.clone(),
-                    Reach::Dial(e.member.addr),
-                )
+                let tier = Relation::of_peer(&self.host_id, &e.member.host);
+                (tier, Reach::Dial(e.member.addr, e.member.name.clone()))
             }
         };
         let target = PeerTarget {
-            name,
             reach,
             groups: Vec::new(),
             answers: false,
         };
-        Some((Relation::of_peer(&self.host_id, &host), target))
+        Some((tier, target))
     }
 
     /// One member of a queue group: the nearest (this node, this host, the network), then
@@ -266,6 +304,7 @@ impl Shared {
     fn deliver_local(
         &self,
         out: &Outgoing,
+        payload: &Payload,
         local: Vec<(Arc<Subscriber>, bool)>,
     ) -> Option<oneshot::Receiver<Tally>> {
         if local.is_empty() {
@@ -294,7 +333,7 @@ impl Shared {
             s.offer(Publication {
                 topic: topic.clone(),
                 from: from.clone(),
-                payload: out.payload.clone(),
+                payload: payload.clone(),
                 ack,
             });
         }
@@ -304,12 +343,12 @@ impl Shared {
     /// Sends the frame for one peer (dialing it if needed); returns what to wait for.
     async fn send_publish(
         self: &Arc<Self>,
-        out: &Outgoing,
+        out: &Outgoing<'_>,
+        payload: &Payload,
         id: u64,
         t: &PeerTarget,
     ) -> std::result::Result<Option<PeerWait>, String> {
-        let payload = out
-            .payload
+        let payload = payload
             .bytes()
             .map_err(|e| format!("cannot encode the payload: {e}"))?;
         let waited = match out.wait {
@@ -332,7 +371,7 @@ impl Shared {
             encode_frame(&frame).map_err(|e| format!("cannot encode the publication: {e}"))?;
         let conn = match &t.reach {
             Reach::Conn(c) => c.clone(),
-            Reach::Dial(addr) => handshake::dial(self, &addr.to_string())
+            Reach::Dial(addr, _) => handshake::dial(self, &addr.to_string())
                 .await
                 .map_err(|e| format!("cannot connect: {e}"))?,
         };
