@@ -156,6 +156,11 @@ pub enum Error {
         /// What the cluster offers instead.
         detail: String,
     },
+    /// Sending, receiving or handling MARO messages failed (see [`MessageError`]).
+    ///
+    /// [`MessageError`]: crate::MessageError
+    #[error(transparent)]
+    Message(#[from] crate::message::MessageError),
 }
 
 fn hint(close: &[String]) -> String {

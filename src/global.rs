@@ -25,7 +25,7 @@ static DEFAULT: Mutex<Option<(Node, Mode)>> = Mutex::const_new(None);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-        Serve,
+    Serve,
     /// Listening and gossiping like `Serve`, started by an API that needs to be reachable.
     Member,
     Client,
@@ -55,7 +55,7 @@ pub(crate) async fn on_runtime<T: Send + 'static>(
 async fn default_node(mode: Mode) -> Result<Node> {
     let mut slot = DEFAULT.lock().await;
     if let Some((node, m)) = &*slot {
-                if mode != Mode::Client && *m == Mode::Client {
+        if mode != Mode::Client && *m == Mode::Client {
             return Err(Error::Config(format!(
                 "{} needs a listening node, but mpreg::call() already started the default node as a client; call it first",
                 if mode == Mode::Serve { "mpreg::serve()" } else { "subscribing or receiving messages" }
@@ -64,7 +64,7 @@ async fn default_node(mode: Mode) -> Result<Node> {
         return Ok(node.clone());
     }
     let mut cfg = Config::load()?;
-        match mode {
+    match mode {
         // A process that only calls does not need a listener or the built-ins.
         Mode::Client => {
             cfg.listen = false;
@@ -101,7 +101,6 @@ pub async fn serve() -> Result<()> {
 /// The default node as a listening member, started (without built-ins) if needed: what
 /// subscribing and receiving messages need, since peers must be able to reach it. Fails if
 /// the default node already started as a client (by an earlier `mpreg::call`).
-#[allow(dead_code)] // first users: pub/sub and messaging, landing next
 pub(crate) async fn member_node() -> Result<Node> {
     default_node(Mode::Member).await
 }

@@ -48,6 +48,9 @@ mod config;
 mod error;
 mod function;
 mod global;
+mod handler;
+mod message;
+mod messaging;
 mod node;
 pub mod proto;
 mod registry;
@@ -69,10 +72,19 @@ pub use global::{
     blocking, call, call_all, host, named as node, node as default_node, serve, shutdown_signal,
     workflow, DefaultTarget,
 };
+pub use handler::{HandlerFuture, HandlerOutcome, Handlers};
+pub use message::{Message, MessageError};
+pub use messaging::{
+    attach, broadcast, ibroadcast, iscatter, isend, notify, receive, receive_by_id, scatter, send,
+    wait_for_peers, Incoming, IntoCondition, MessagingStats,
+};
 pub use node::{MemberSummary, Node, NodeBuilder, NodeStats, PeerSummary, Response};
+pub use proto::condition::{Condition, HandlerId};
+pub use proto::envelope::{MessageId, SessionId, SessionKind, Stage};
 pub use proto::resolve::{Perspective, Policy, Scope};
 pub use request::{Request, Target};
 pub use rmpv::Value;
+pub use runtime::reactor::HandlerStats;
 pub use workflow::Flow;
 
 /// Registers a function so that any node of the cluster can call it by name.

@@ -12,3 +12,6 @@ pub use crate::function::{
     fallible, infallible, shim_async, shim_sync, BoxFuture, FnEntry, HandlerResult, ShimFn,
     Visibility,
 };
+pub use crate::handler::{HandlerFuture, HandlerOutcome, Handlers, OnEntry};
+pub use crate::message::Message;
+pub use crate::node::Node;

@@ -41,6 +41,8 @@ pub enum Frame {
     MembersRequest,
     /// The cluster as the sender sees it, itself included.
     Members(MembersMsg),
+    /// A MARO message (DESIGN §10): a request, or a reply travelling back to its session.
+    Message(crate::proto::envelope::Envelope),
 }
 
 /// The cluster as one node sees it.

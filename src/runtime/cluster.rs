@@ -50,6 +50,7 @@ impl Shared {
                 catalog: None,
             },
         );
+        self.mailbox.membership_changed(self);
         self.ensure_connected(m);
     }
 
@@ -64,6 +65,7 @@ impl Shared {
             }
         };
         if removed {
+            self.mailbox.membership_changed(self);
             if let Some(list) = self.peers.read().unwrap().get(&m.id) {
                 for c in list {
                     c.close(format!(
@@ -78,6 +80,7 @@ impl Shared {
     /// The member said goodbye over TCP.
     pub(crate) fn member_left(&self, id: u64) {
         self.directory.write().unwrap().remove(&id);
+        self.mailbox.membership_changed(self);
     }
 
     /// Gossip says member `id` has catalog `version`: pull it if our copy is older.

@@ -358,6 +358,7 @@ async fn read_loop(
         conn.close(reason);
     }
     shared.remove_connection(&conn);
+    shared.mailbox.connection_closed(&conn);
 }
 
 fn handle(
@@ -395,6 +396,7 @@ fn handle(
                 let _ = tx.send(m);
             }
         }
+        Frame::Message(envelope) => shared.mailbox.arrived(shared, conn, envelope),
         other => {
             return Err(format!(
                 "unexpected {} frame after the handshake",
@@ -420,6 +422,7 @@ pub(crate) fn frame_name(f: &Frame) -> &'static str {
         Frame::CatalogPull => "catalog pull",
         Frame::MembersRequest => "members request",
         Frame::Members(_) => "members",
+        Frame::Message(_) => "message",
     }
 }
 

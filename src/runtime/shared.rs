@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     pub unreachable: Mutex<HashMap<u64, std::time::Instant>>,
     /// Round-robin counters by function name.
     pub turns: Mutex<HashMap<String, u64>>,
+    /// MARO messaging: open sessions, the inbox, conditional-event handlers.
+    pub mailbox: crate::runtime::mailbox::Mailbox,
 }
 
 impl Shared {
@@ -93,6 +95,7 @@ impl Shared {
             discovery: OnceLock::new(),
             unreachable: Mutex::new(HashMap::new()),
             turns: Mutex::new(HashMap::new()),
+            mailbox: Default::default(),
         }
     }
 
