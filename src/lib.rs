@@ -107,6 +107,37 @@ pub use workflow::Flow;
 /// Two functions with one name make node start fail with an error naming both.
 pub use mpreg_macros::register;
 
+/// Runs a free function every time a MARO condition holds (DESIGN §10), on every node the
+/// process starts, with the messages that satisfied it.
+///
+/// ```ignore
+/// #[mpreg::on("worker:update:60%")]
+/// async fn aggregate(messages: Vec<mpreg::Message>) {
+///     let senders: Vec<&str> = messages.iter().map(|m| m.source.as_str()).collect();
+///     println!("3 of 5 workers reported: {senders:?}");
+/// }
+/// ```
+/// The function is sync or `async` and takes `Vec<Message>`, optionally after the receiving
+/// node (`Node` or `&Node`); it returns `()` or a `Result<(), E: Display>` (errors are
+/// logged). Conditions are parsed when a node starts: a bad one makes the start fail with an
+/// error naming the function and the bad part. See [`Condition`] for the grammar.
+pub use mpreg_macros::on;
+
+/// Implements [`Handlers`] for a type whose `impl` block marks methods with
+/// `#[on("condition")]`; attach a value with [`Node::attach`].
+///
+/// ```ignore
+/// struct Aggregator { rounds: u32 }
+///
+/// #[mpreg::handlers]
+/// impl Aggregator {
+///     #[on("worker:update:60%")]
+///     async fn aggregate(&mut self, messages: Vec<mpreg::Message>) { self.rounds += 1; }
+/// }
+/// // node.attach(Aggregator { rounds: 0 })?;
+/// ```
+pub use mpreg_macros::handlers;
+
 /// Starts tracing output to stderr for binaries and examples: `RUST_LOG` if set, else
 /// `info` for mpreg. Does nothing if a subscriber is already installed.
 pub fn init_logging() {
