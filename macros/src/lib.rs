@@ -146,13 +146,5 @@ pub fn on(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// return `()` or a `Result<(), E: Display>`. Other methods of the block are left alone.
 #[proc_macro_attribute]
 pub fn handlers(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let item2 = proc_macro2::TokenStream::from(item);
-    match on::handlers(attr.into(), item2.clone()) {
-        Ok(tokens) => tokens.into(),
-        Err(errors) => {
-            let mut tokens = errors.into_compile_error();
-            tokens.extend(item2);
-            tokens.into()
-        }
-    }
+    on::handlers(attr.into(), item.into()).into()
 }

@@ -70,16 +70,20 @@ pub fn on(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     })
 }
 
-/// `#[mpreg::handlers]` on an `impl` block.
-pub fn handlers(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+/// `#[mpreg::handlers]` on an `impl` block. On error the block is still emitted, without
+/// its `#[on]` attributes, so that the only errors are ours (not "cannot find attribute").
+pub fn handlers(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut block = match syn::parse2::<ItemImpl>(item) {
+        Ok(block) => block,
+        Err(e) => return e.into_compile_error(),
+    };
+    let mut errors = Errors::default();
     if !attr.is_empty() {
-        return Err(syn::Error::new(
+        errors.push(syn::Error::new(
             attr.span(),
             "`#[mpreg::handlers]` takes no options",
         ));
     }
-    let mut block = syn::parse2::<ItemImpl>(item)?;
-    let mut errors = Errors::default();
     if !block.generics.params.is_empty() {
         errors.push(syn::Error::new(
             block.generics.span(),
@@ -95,11 +99,13 @@ pub fn handlers(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream
     let self_ty = &block.self_ty;
     let type_name = quote!(#self_ty).to_string().replace(' ', "");
     let mut methods = Vec::new();
+    let mut marked = 0;
     for item in &mut block.items {
         let ImplItem::Fn(method) = item else { continue };
         let Some(condition) = errors.take(take_on(method)).flatten() else {
             continue;
         };
+        marked += 1;
         if errors.take(method_signature(&method.sig)).is_some() {
             methods.push((
                 method.sig.ident.clone(),
@@ -108,14 +114,20 @@ pub fn handlers(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream
             ));
         }
     }
-    if methods.is_empty() {
+    if marked == 0 {
         errors.push(syn::Error::new(
             block.self_ty.span(),
             "`#[mpreg::handlers]` found no method marked `#[on(\"source:tag:amount\")]`",
         ));
     }
-    errors.finish()?;
-    Ok(expand_handlers(&block, &type_name, &methods))
+    match errors.finish() {
+        Ok(()) => expand_handlers(&block, &type_name, &methods),
+        Err(e) => {
+            let mut tokens = e.into_compile_error();
+            tokens.extend(quote!(#block));
+            tokens
+        }
+    }
 }
 
 fn expand_handlers(
@@ -311,8 +323,8 @@ fn method_signature(sig: &Signature) -> syn::Result<()> {
     }
     match (inputs.next(), inputs.next()) {
         (Some(FnArg::Typed(t)), None) => expect_messages(&t.ty),
-        (Some(extra), _) => Err(syn::Error::new(extra.span(), shape)),
-        (None, _) => Err(syn::Error::new(sig.ident.span(), shape)),
+        (_, Some(extra)) | (Some(extra), None) => Err(syn::Error::new(extra.span(), shape)),
+        (None, None) => Err(syn::Error::new(sig.ident.span(), shape)),
     }
 }
 
