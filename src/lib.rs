@@ -39,7 +39,15 @@
 //!   [`blocking::call`]. `builtins.rs`: `echo` and `echos`.
 //! - [`Error`] (`error.rs`): one error enum whose messages name what was wrong.
 //! - `src/main.rs` and `src/cli/`: the `mpreg` command line, a thin client of this library.
-//! - `macros/`: the `mpreg-macros` crate behind `#[mpreg::register]`.
+//! - MARO messaging (DESIGN §10): [`Message`] and [`MessageError`] (`message.rs`); the
+//!   primitives `send`/`isend`/`notify`/`scatter`/`broadcast`/`receive`/`receive_by_id`/
+//!   `wait_for_peers` on [`Node`] and the default node (`messaging.rs`); [`Handlers`] and
+//!   the link-time entries of `#[mpreg::on]` (`handler.rs`); the wire form in
+//!   `proto::envelope`; in the runtime, `mailbox.rs` (sessions, inbox, routing),
+//!   `reactor.rs` (condition table and handler tasks) and `lossy.rs` (bounded drop-oldest
+//!   queues).
+//! - `macros/`: the `mpreg-macros` crate behind `#[mpreg::register]`, `#[mpreg::on]` and
+//!   `#[mpreg::handlers]`.
 
 #![deny(missing_docs)]
 

@@ -82,11 +82,11 @@ impl Mailbox {
     fn route(&self, shared: &Shared, msg: Message) {
         let msg = if msg.is_reply() {
             match self.sessions.lock().unwrap().answer(msg) {
-                Ok(()) => {
+                None => {
                     self.answered.send_modify(|v| *v += 1);
                     return;
                 }
-                Err(unclaimed) => unclaimed,
+                Some(unclaimed) => unclaimed,
             }
         } else {
             msg
@@ -435,13 +435,13 @@ impl Sessions {
     }
 
     /// Holds `msg` for its session; gives it back if no session waits for it.
-    fn answer(&mut self, msg: Message) -> Result<(), Message> {
+    fn answer(&mut self, msg: Message) -> Option<Message> {
         match self.open.get_mut(&msg.session_id) {
             Some(s) if matches!(s.slot, Slot::Waiting) => {
                 s.slot = Slot::Answered(msg);
-                Ok(())
+                None
             }
-            _ => Err(msg),
+            _ => Some(msg),
         }
     }
 
@@ -496,5 +496,94 @@ impl Sessions {
             .collect();
         self.forget(ids);
         Take::Done(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::envelope::{MessageId, Stage};
+
+    fn reply(session: u64, payload: i64) -> Message {
+        let env = Envelope {
+            tag: "t".into(),
+            source: "w".into(),
+            source_role: "worker".into(),
+            destination: "m".into(),
+            payload: payload.into(),
+            session_id: SessionId(session),
+            message_id: MessageId(rand::random()),
+            kind: SessionKind::Task,
+            stage: Stage::Complete,
+        };
+        Message::received(env, Origin::Detached)
+    }
+
+    fn payloads(take: Take) -> Vec<i64> {
+        match take {
+            Take::Done(msgs) => msgs.iter().map(|m| m.payload_as().unwrap()).collect(),
+            _ => panic!("expected every reply"),
+        }
+    }
+
+    #[test]
+    fn replies_are_held_until_all_are_there_and_come_back_in_asked_order() {
+        let mut s = Sessions::default();
+        let ids = [SessionId(1), SessionId(2), SessionId(3)];
+        for (i, id) in ids.iter().enumerate() {
+            s.open(*id, &format!("w{i}"), "t", 7);
+        }
+        assert!(s.answer(reply(3, 30)).is_none());
+        assert!(s.answer(reply(2, 20)).is_none());
+        match s.take(&ids) {
+            Take::Waiting(names) => assert_eq!(names, ["`t` to `w0`"]),
+            _ => panic!("session 1 has not answered"),
+        }
+        assert!(s.answer(reply(1, 10)).is_none());
+        assert_eq!(payloads(s.take(&ids)), [10, 20, 30]);
+        assert!(s.open.is_empty() && s.order.is_empty());
+    }
+
+    #[test]
+    fn a_second_reply_or_a_stranger_is_given_back() {
+        let mut s = Sessions::default();
+        s.open(SessionId(1), "w", "t", 7);
+        assert!(s.answer(reply(1, 1)).is_none());
+        assert!(s.answer(reply(1, 2)).is_some(), "already answered");
+        assert!(s.answer(reply(9, 3)).is_some(), "never opened");
+    }
+
+    #[test]
+    fn a_closed_connection_fails_only_its_sessions() {
+        let mut s = Sessions::default();
+        s.open(SessionId(1), "w1", "t", 7);
+        s.open(SessionId(2), "w2", "t", 8);
+        assert!(s.fail(7, "connection closed by the peer"));
+        assert!(!s.fail(7, "again"), "nothing left waiting on it");
+        match s.take(&[SessionId(2), SessionId(1)]) {
+            Take::Failed(e) => assert_eq!(
+                e.to_string(),
+                "node `w1` was lost before answering `t`: connection closed by the peer"
+            ),
+            _ => panic!("expected the failure"),
+        }
+        assert!(
+            s.open.contains_key(&SessionId(2)),
+            "the other one still waits"
+        );
+    }
+
+    #[test]
+    fn opening_beyond_the_limit_forgets_the_oldest() {
+        let mut s = Sessions::default();
+        for i in 0..=MAX_SESSIONS as u64 {
+            s.open(SessionId(i), "w", "t", 1);
+        }
+        assert_eq!((s.open.len(), s.evicted), (MAX_SESSIONS, 1));
+        assert!(!s.open.contains_key(&SessionId(0)));
+        match s.take(&[SessionId(0)]) {
+            Take::Failed(e) => assert!(e.to_string().contains("not open"), "{e}"),
+            _ => panic!("the oldest session was evicted"),
+        }
     }
 }
