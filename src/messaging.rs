@@ -5,6 +5,22 @@
 //! Destinations are node names or roles. A role in `send`/`isend`/`scatter` picks one live
 //! member of that role at random; `broadcast` reaches every live member of the role (this
 //! node excluded). An unknown or unreachable destination fails at once, naming it.
+//!
+//! # Where an arriving message goes
+//!
+//! A reply to a session this node opened and still waits on is held for that session
+//! (`send`, `scatter`, `broadcast` and `receive_by_id` take it). Any other message is offered
+//! to every handler; one that no handler's condition mentions goes to the inbox behind
+//! `receive()`.
+//!
+//! # Bounded queues (none blocks the connection that feeds it)
+//!
+//! | queue | holds | when full |
+//! |---|---|---|
+//! | inbox (`receive`) | 4096 messages | oldest dropped, [`MessagingStats::inbox_dropped`] |
+//! | each unit event of a handler | 1024 messages (more if its amount needs it) | oldest dropped, [`HandlerStats::dropped`] |
+//! | firings waiting for a handler task | 64 firings | oldest dropped, [`HandlerStats::firings_dropped`] |
+//! | open sessions | 65 536 | oldest forgotten, [`MessagingStats::sessions_evicted`] |
 
 use std::future::Future;
 use std::pin::Pin;

@@ -68,8 +68,8 @@ pub struct HandlerStats {
     pub dropped: u64,
     /// Times its condition held.
     pub firings: u64,
-    /// Firings dropped because its group's task was [`FIRING_QUEUE`] firings behind (shared
-    /// by the handlers of one attached value).
+    /// Firings dropped because its group's task was 64 firings behind (shared by the
+    /// handlers of one attached value).
     pub firings_dropped: u64,
 }
 
