@@ -164,7 +164,7 @@ fn expand_handlers(
             }
             fn handle(
                 &mut self,
-                index: usize,
+                index: ::core::primitive::usize,
                 #msgs: ::std::vec::Vec<::mpreg::__private::Message>,
             ) -> ::mpreg::__private::HandlerFuture<'_> {
                 match index {
