@@ -180,6 +180,11 @@ pub enum Error {
         /// One line per subscriber (or node) that did not, with why.
         missing: Vec<String>,
     },
+    /// Sending, receiving or handling MARO messages failed (see [`MessageError`]).
+    ///
+    /// [`MessageError`]: crate::MessageError
+    #[error(transparent)]
+    Message(#[from] crate::message::MessageError),
 }
 
 fn hint(close: &[String]) -> String {

@@ -39,7 +39,15 @@
 //!   [`blocking::call`]. `builtins.rs`: `echo` and `echos`.
 //! - [`Error`] (`error.rs`): one error enum whose messages name what was wrong.
 //! - `src/main.rs` and `src/cli/`: the `mpreg` command line, a thin client of this library.
-//! - `macros/`: the `mpreg-macros` crate behind `#[mpreg::register]`.
+//! - MARO messaging (DESIGN §10): [`Message`] and [`MessageError`] (`message.rs`); the
+//!   primitives `send`/`isend`/`notify`/`scatter`/`broadcast`/`receive`/`receive_by_id`/
+//!   `wait_for_peers` on [`Node`] and the default node (`messaging.rs`); [`Handlers`] and
+//!   the link-time entries of `#[mpreg::on]` (`handler.rs`); the wire form in
+//!   `proto::envelope`; in the runtime, `mailbox.rs` (sessions, inbox, routing),
+//!   `reactor.rs` (condition table and handler tasks) and `lossy.rs` (bounded drop-oldest
+//!   queues).
+//! - `macros/`: the `mpreg-macros` crate behind `#[mpreg::register]`, `#[mpreg::on]` and
+//!   `#[mpreg::handlers]`.
 
 #![deny(missing_docs)]
 
@@ -48,6 +56,9 @@ mod config;
 mod error;
 mod function;
 mod global;
+mod handler;
+mod message;
+mod messaging;
 mod node;
 pub mod proto;
 mod pubsub;
@@ -70,7 +81,15 @@ pub use global::{
     blocking, call, call_all, host, named as node, node as default_node, serve, shutdown_signal,
     workflow, DefaultTarget,
 };
+pub use handler::{HandlerFuture, HandlerOutcome, Handlers};
+pub use message::{Message, MessageError};
+pub use messaging::{
+    attach, broadcast, ibroadcast, iscatter, isend, notify, receive, receive_by_id, scatter, send,
+    wait_for_peers, Incoming, IntoCondition, MessagingStats,
+};
 pub use node::{MemberSummary, Node, NodeBuilder, NodeStats, PeerSummary, Response};
+pub use proto::condition::{Condition, HandlerId};
+pub use proto::envelope::{MessageId, SessionId, SessionKind, Stage};
 pub use proto::resolve::{Perspective, Policy, Scope};
 pub use pubsub::{
     publish, publish_confirmed, request_publish, subscribe, subscribe_group, Confirmation, PubMeta,
@@ -78,6 +97,7 @@ pub use pubsub::{
 };
 pub use request::{Request, Target};
 pub use rmpv::Value;
+pub use runtime::reactor::HandlerStats;
 pub use workflow::Flow;
 
 /// Registers a function so that any node of the cluster can call it by name.
@@ -99,6 +119,37 @@ pub use workflow::Flow;
 /// registered only if the binary uses that crate (add `use that_crate as _;` otherwise).
 /// Two functions with one name make node start fail with an error naming both.
 pub use mpreg_macros::register;
+
+/// Runs a free function every time a MARO condition holds (DESIGN §10), on every node the
+/// process starts, with the messages that satisfied it.
+///
+/// ```ignore
+/// #[mpreg::on("worker:update:60%")]
+/// async fn aggregate(messages: Vec<mpreg::Message>) {
+///     let senders: Vec<&str> = messages.iter().map(|m| m.source.as_str()).collect();
+///     println!("3 of 5 workers reported: {senders:?}");
+/// }
+/// ```
+/// The function is sync or `async` and takes `Vec<Message>`, optionally after the receiving
+/// node (`Node` or `&Node`); it returns `()` or a `Result<(), E: Display>` (errors are
+/// logged). Conditions are parsed when a node starts: a bad one makes the start fail with an
+/// error naming the function and the bad part. See [`Condition`] for the grammar.
+pub use mpreg_macros::on;
+
+/// Implements [`Handlers`] for a type whose `impl` block marks methods with
+/// `#[on("condition")]`; attach a value with [`Node::attach`].
+///
+/// ```ignore
+/// struct Aggregator { rounds: u32 }
+///
+/// #[mpreg::handlers]
+/// impl Aggregator {
+///     #[on("worker:update:60%")]
+///     async fn aggregate(&mut self, messages: Vec<mpreg::Message>) { self.rounds += 1; }
+/// }
+/// // node.attach(Aggregator { rounds: 0 })?;
+/// ```
+pub use mpreg_macros::handlers;
 
 /// Starts tracing output to stderr for binaries and examples: `RUST_LOG` if set, else
 /// `info` for mpreg. Does nothing if a subscriber is already installed.

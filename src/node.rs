@@ -206,6 +206,7 @@ impl Node {
         let host = host_id(config.host.as_deref());
         let shared = Arc::new(Shared::new(id, name, host, config, secret, registry));
         let node = Node { shared };
+        node.attach_link_time_handlers()?;
         let seeds = node.shared.config.seeds.clone();
         if node.shared.config.listen {
             // Before listening, so that the first catalog peers see already has them.

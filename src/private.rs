@@ -13,4 +13,7 @@ pub use crate::function::{
     Visibility,
 };
 
+pub use crate::handler::{HandlerFuture, HandlerOutcome, Handlers, OnEntry};
+pub use crate::message::Message;
+pub use crate::node::Node;
 pub use crate::pubsub::{sub_async, sub_meta, sub_sync, Publication, SubEntry};

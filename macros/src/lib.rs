@@ -15,6 +15,7 @@
 use proc_macro::TokenStream;
 
 mod expand;
+mod on;
 mod parse;
 mod subscribe;
 mod types;
@@ -99,6 +100,35 @@ pub fn register(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// Runs a free function every time a MARO condition holds, on every node the process
+/// starts, with the messages that satisfied it.
+///
+/// ```ignore
+/// #[mpreg::on("worker:update:60%")]
+/// async fn aggregate(messages: Vec<mpreg::Message>) { /* .. */ }
+///
+/// #[mpreg::on("master:stop:1 | *:abort:1")]
+/// fn stop(node: &mpreg::Node, messages: Vec<mpreg::Message>) -> Result<(), String> { Ok(()) }
+/// ```
+///
+/// The function is sync or `async`, takes `Vec<Message>` and optionally first the receiving
+/// `Node` (owned or `&Node`), and returns `()` or a `Result<(), E: Display>` (an `Err` is
+/// logged with the function's name). The condition's shape (three `:`-separated parts per
+/// unit event, balanced parentheses) is checked at compile time; the full grammar when a node
+/// starts, which then fails with an error naming the function and the bad part.
+#[proc_macro_attribute]
+pub fn on(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item2 = proc_macro2::TokenStream::from(item);
+    match on::on(attr.into(), item2.clone()) {
+        Ok(tokens) => tokens.into(),
+        Err(errors) => {
+            let mut tokens = errors.into_compile_error();
+            tokens.extend(item2);
+            tokens.into()
+        }
+    }
+}
+
 /// Subscribes a free function to a topic pattern on every mpreg node of the process that
 /// listens (see `mpreg::subscribe` for the stream form).
 ///
@@ -129,4 +159,25 @@ pub fn subscribe(attr: TokenStream, item: TokenStream) -> TokenStream {
             tokens.into()
         }
     }
+}
+
+/// Makes the methods of an `impl` block marked `#[on("condition")]` handlers of a value
+/// with state (MARO's `dist` decorator): implements `mpreg::Handlers` for the type, so that
+/// `node.attach(value)` runs them.
+///
+/// ```ignore
+/// struct Aggregator { rounds: u32 }
+///
+/// #[mpreg::handlers]
+/// impl Aggregator {
+///     #[on("worker:update:60%")]
+///     async fn aggregate(&mut self, messages: Vec<mpreg::Message>) { self.rounds += 1; }
+/// }
+/// ```
+///
+/// Handler methods take `&mut self` (or `&self`) and `Vec<Message>`, sync or `async`, and
+/// return `()` or a `Result<(), E: Display>`. Other methods of the block are left alone.
+#[proc_macro_attribute]
+pub fn handlers(attr: TokenStream, item: TokenStream) -> TokenStream {
+    on::handlers(attr.into(), item.into()).into()
 }

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod codec;
 pub mod condition;
 pub mod datagram;
+pub mod envelope;
 pub mod handshake;
 pub mod json;
 pub mod member;

@@ -51,6 +51,8 @@ pub enum Frame {
     Sync(u64),
     /// Every frame the sender received before `Sync(id)` is handled.
     Synced(u64),
+    /// A MARO message (DESIGN §10): a request, or a reply travelling back to its session.
+    Message(crate::proto::envelope::Envelope),
 }
 
 /// One subscription as a catalog lists it: a pattern, and the queue group if any.

@@ -132,6 +132,7 @@ async fn announce_once(shared: &Shared, seeds: &[String]) {
 pub(crate) async fn learn_members(shared: &Arc<Shared>, conn: &Connection) -> Result<()> {
     let msg = conn.members(MEMBERS_TIMEOUT).await?;
     shared.adopt_members(&msg);
+    shared.mailbox.membership_changed(shared);
     Ok(())
 }
 

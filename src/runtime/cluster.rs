@@ -50,6 +50,7 @@ impl Shared {
                 catalog: None,
             },
         );
+        self.mailbox.membership_changed(self);
         self.ensure_connected(m);
     }
 
@@ -65,6 +66,7 @@ impl Shared {
         };
         if removed {
             self.pubsub.remote.write().unwrap().remove(m.id);
+            self.mailbox.membership_changed(self);
             if let Some(list) = self.peers.read().unwrap().get(&m.id) {
                 for c in list {
                     c.close(format!(
@@ -80,6 +82,7 @@ impl Shared {
     pub(crate) fn member_left(&self, id: u64) {
         self.directory.write().unwrap().remove(&id);
         self.pubsub.remote.write().unwrap().remove(id);
+        self.mailbox.membership_changed(self);
     }
 
     /// Gossip says member `id` has catalog `version`: pull it if our copy is older.

@@ -372,6 +372,7 @@ async fn read_loop(
         conn.close(reason);
     }
     shared.remove_connection(&conn);
+    shared.mailbox.connection_closed(&conn);
 }
 
 fn handle(
@@ -422,6 +423,7 @@ fn handle(
                 let _ = tx.send(m);
             }
         }
+        Frame::Message(envelope) => shared.mailbox.arrived(shared, conn, envelope),
         other => {
             return Err(format!(
                 "unexpected {} frame after the handshake",
@@ -451,6 +453,7 @@ pub(crate) fn frame_name(f: &Frame) -> &'static str {
         Frame::PubAck(_) => "publication acknowledgement",
         Frame::Sync(_) => "sync",
         Frame::Synced(_) => "synced",
+        Frame::Message(_) => "message",
     }
 }
 

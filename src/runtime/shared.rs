@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub turns: Mutex<HashMap<String, u64>>,
     /// Subscriptions here and on peers, publications waiting for acknowledgements.
     pub pubsub: PubSub,
+    /// MARO messaging: open sessions, the inbox, conditional-event handlers.
+    pub mailbox: crate::runtime::mailbox::Mailbox,
 }
 
 impl Shared {
@@ -97,6 +99,7 @@ impl Shared {
             unreachable: Mutex::new(HashMap::new()),
             turns: Mutex::new(HashMap::new()),
             pubsub: PubSub::default(),
+            mailbox: Default::default(),
         }
     }
 
@@ -182,10 +185,17 @@ impl Shared {
             .collect()
     }
 
+    /// Every live connection, including the second one of a peer that dialed us while we
+    /// dialed it: each keeps its own copy of our catalog, and calls may use either.
+    pub(crate) fn all_connections(&self) -> Vec<Arc<Connection>> {
+        let peers = self.peers.read().unwrap();
+        peers.values().flatten().cloned().collect()
+    }
+
     /// Sends every peer its view of our catalog after a change.
     pub(crate) fn announce_catalog(&self) {
         self.note_catalog_version();
-        for conn in self.connections() {
+        for conn in self.all_connections() {
             let view = self.catalog_view(Relation::of_peer(&self.host_id, &conn.peer.host_id));
             if let Ok(frame) = encode_frame(&Frame::Catalog(view)) {
                 conn.send_soon(frame);

@@ -442,6 +442,14 @@ impl LanProc {
         }
     }
 
+    /// Whether the process has exited (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().ok().flatten();
+        }
+        self.exited.is_some()
+    }
+
     /// Waits until the process has exited; panics with its output after `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         if let Some(s) = self.exited {

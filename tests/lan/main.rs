@@ -12,12 +12,15 @@
 //! - `failure`: kill -9, link cut, heal and graceful leave as seen by another host.
 //! - `latency`: a fresh client's first call.
 //! - `dns_sd`: an independent mDNS browser (python-zeroconf) sees nodes as DNS-SD services.
+//! - `resolver`: visibility enforced by the serving node, forwarding through a seed.
+//! - `pubsub`: matching subscribers across hosts, publish order, queue groups.
 
 mod harness;
 
 mod dns_sd;
 mod failure;
 mod latency;
+mod pubsub;
 mod resolver;
 mod seed;
 mod zero_config;

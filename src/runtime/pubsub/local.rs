@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use super::queue::DropQueue;
 use crate::proto::topic::{Pattern, Trie};
 use crate::proto::wire::SubSpec;
 use crate::pubsub::Publication;
+use crate::runtime::queue::DropQueue;
 
 /// One subscription of this node: a `#[subscribe]` function, a run-time handler, or a
 /// [`Subscription`](crate::Subscription) stream.

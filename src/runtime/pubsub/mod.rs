@@ -6,7 +6,6 @@ pub(crate) mod ack;
 mod deliver;
 mod local;
 mod publish;
-pub(crate) mod queue;
 mod remote;
 mod subscribe;
 

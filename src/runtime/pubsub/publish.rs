@@ -266,21 +266,17 @@ impl Shared {
         let rank = |m: &Member| -> (u8, usize) {
             match m {
                 Member::Local(s) => (0, s.queue.len()),
-                Member::Peer(id) => match self
-                    .peers
-                    .read()
-                    .unwrap()
-                    .get(id)
-                    .and_then(|l| l.first().cloned())
-                {
-                    Some(c) => (
-                        if Relation::of_peer(&self.host_id, &c.peer.host_id) == Relation::SameHost {
-                            1
-                        } else {
-                            2
-                        },
-                        c.queued(),
-                    ),
+                // A member not connected yet ranks by its host like the others (it is
+                // dialed if chosen), so connecting to one does not shut the rest out.
+                Member::Peer(id) => match self.peer_target(*id) {
+                    Some((tier, t)) => {
+                        let near = if tier == Relation::OtherHost { 2 } else { 1 };
+                        let load = match &t.reach {
+                            Reach::Conn(c) => c.queued(),
+                            Reach::Dial(..) => 0,
+                        };
+                        (near, load)
+                    }
                     None => (3, 0),
                 },
             }

@@ -133,7 +133,7 @@ impl Shared {
     /// after the catalog proves the catalog was applied.
     pub(crate) async fn announce_catalog_synced(self: &Arc<Self>, within: Duration) {
         self.note_catalog_version();
-        let conns = self.connections();
+        let conns = self.all_connections();
         let syncs = conns.iter().map(|c| self.sync_catalog(c, within));
         futures_util::future::join_all(syncs).await;
     }

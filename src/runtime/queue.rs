@@ -1,6 +1,8 @@
 //! A bounded queue that never blocks its producer: when full, the oldest item is dropped and
-//! counted. Written by hand because neither tokio's nor futures' channels drop the *oldest*
-//! item (tokio's `broadcast` does, but clones every item for every receiver).
+//! counted. Used wherever a slow consumer (a subscriber, a message handler, a `receive`
+//! loop) must not stall the connection reader producing for it. Written by hand because
+//! neither tokio's nor futures' channels drop the *oldest* item (tokio's `broadcast` does,
+//! but clones every item for every receiver).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
