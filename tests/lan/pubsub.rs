@@ -63,6 +63,22 @@ fn received_count(lan: &Lan, i: usize, name: &str) -> u64 {
         .expect("stats listed")
 }
 
+/// Waits until the cluster's membership, as host `i` learns it from host 1, lists every
+/// `(name, subscription)`: a fresh publisher learns subscribers from that list.
+fn listed(lan: &Lan, i: usize, subs: &[(&str, &str)]) {
+    wait_until(Duration::from_secs(20), || {
+        let view = lan.view(i, 1);
+        subs.iter().all(|(name, sub)| {
+            view.iter().any(|m| {
+                m.name == *name
+                    && m.json["subscriptions"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|s| s == sub))
+            })
+        })
+    });
+}
+
 fn publish(lan: &Lan, i: usize, n: &str, topics: &[&str]) {
     let seed = lan.seed(1);
     let envs = [QUIET_ENV[0], QUIET_ENV[1], ("MPREG_SEEDS", seed.as_str())];
@@ -86,6 +102,11 @@ fn subscribers_on_two_hosts_get_exactly_their_matches_in_order() {
     let _idle = lan.serve_with(2, "idle2", &QUIET, &[("MPREG_SEEDS", &lan.seed(1))]);
     let temps = sub(&lan, 1, "temps1", &["sensors.*.temp", "--count", "100"]);
     let all = sub(&lan, 2, "sensors2", &["sensors.**", "--count", "150"]);
+    listed(
+        &lan,
+        3,
+        &[("temps1", "sensors.*.temp"), ("sensors2", "sensors.**")],
+    );
     publish(&lan, 3, "200", &[]);
     let topics = [
         "sensors.kitchen.temp",
@@ -133,6 +154,16 @@ fn a_queue_group_across_three_hosts_gets_each_message_once() {
     let members: Vec<LanProc> = (1..=3)
         .map(|i| sub(&lan, i, &format!("worker{i}"), &group))
         .collect();
+    let group_sub = "jobs.* (workers)";
+    listed(
+        &lan,
+        4,
+        &[
+            ("worker1", group_sub),
+            ("worker2", group_sub),
+            ("worker3", group_sub),
+        ],
+    );
     publish(&lan, 4, "1000", &["jobs.render"]);
     let counts = || {
         members
