@@ -139,14 +139,8 @@ impl Node {
         tag: &str,
         payload: impl Serialize,
     ) -> Result<SessionId> {
-        let msg = self.outgoing(
-            destination,
-            tag,
-            to_payload(tag, &payload)?,
-            SessionKind::Task,
-        );
-        let s = self.shared();
-        s.mailbox.open(s, msg).await
+        self.open(destination, tag, &payload, SessionKind::Task)
+            .await
     }
 
     /// Sends a task and waits up to `timeout` for its reply.
@@ -170,12 +164,19 @@ impl Node {
         tag: &str,
         payload: impl Serialize,
     ) -> Result<SessionId> {
-        let msg = self.outgoing(
-            destination,
-            tag,
-            to_payload(tag, &payload)?,
-            SessionKind::Notification,
-        );
+        self.open(destination, tag, &payload, SessionKind::Notification)
+            .await
+    }
+
+    /// Sends one message of session `kind` to `destination`.
+    async fn open(
+        &self,
+        destination: &str,
+        tag: &str,
+        payload: &impl Serialize,
+        kind: SessionKind,
+    ) -> Result<SessionId> {
+        let msg = self.outgoing(destination, tag, to_payload(tag, payload)?, kind);
         let s = self.shared();
         s.mailbox.open(s, msg).await
     }

@@ -87,12 +87,7 @@ impl Shared {
 
     /// Gossip says member `id` has catalog `version`: pull it if our copy is older.
     pub(crate) fn catalog_version_seen(&self, id: u64, version: u64) {
-        let conn = self
-            .peers
-            .read()
-            .unwrap()
-            .get(&id)
-            .and_then(|l| l.first().cloned());
+        let conn = self.connection_to(id);
         if let Some(c) = conn {
             if c.catalog.read().unwrap().version < version {
                 if let Ok(f) = encode_frame(&Frame::CatalogPull) {

@@ -337,12 +337,7 @@ async fn reach(shared: &Arc<Shared>, dest: &Dest, tag: &str) -> Result<Option<Ar
     let Reach::Peer { id, addr } = &dest.reach else {
         return Ok(None);
     };
-    let existing = shared
-        .peers
-        .read()
-        .unwrap()
-        .get(id)
-        .and_then(|l| l.first().cloned());
+    let existing = shared.connection_to(*id);
     if let Some(c) = existing {
         return Ok(Some(c));
     }

@@ -185,6 +185,15 @@ impl Shared {
             .collect()
     }
 
+    /// The connection calls to peer `id` use (the first, if a simultaneous dial made two).
+    pub(crate) fn connection_to(&self, id: u64) -> Option<Arc<Connection>> {
+        self.peers
+            .read()
+            .unwrap()
+            .get(&id)
+            .and_then(|l| l.first().cloned())
+    }
+
     /// Every live connection, including the second one of a peer that dialed us while we
     /// dialed it: each keeps its own copy of our catalog, and calls may use either.
     pub(crate) fn all_connections(&self) -> Vec<Arc<Connection>> {

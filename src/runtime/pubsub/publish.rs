@@ -233,12 +233,7 @@ impl Shared {
 
     /// How to reach peer `id` and how near it is; `None` if it is gone.
     fn peer_target(&self, id: u64) -> Option<(Relation, PeerTarget)> {
-        let conn = self
-            .peers
-            .read()
-            .unwrap()
-            .get(&id)
-            .and_then(|l| l.first().cloned());
+        let conn = self.connection_to(id);
         let (tier, reach) = match conn {
             Some(c) => (
                 Relation::of_peer(&self.host_id, &c.peer.host_id),
