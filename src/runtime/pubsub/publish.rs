@@ -80,7 +80,21 @@ impl PeerTarget {
 /// A candidate member of a queue group.
 enum Member {
     Local(Arc<Subscriber>),
-    Peer(u64),
+    /// A peer, with how to reach it and its rank (looked up once per publication).
+    Peer(u64, PeerTarget, (u8, usize)),
+}
+
+impl Member {
+    /// Nearest first (this node, this host, the network), then least loaded (queued
+    /// publications here, queued frames to a peer). A peer not connected yet ranks by its
+    /// host like the others (it is dialed if chosen), so connecting to one member does not
+    /// shut the rest out.
+    fn rank(&self) -> (u8, usize) {
+        match self {
+            Member::Local(s) => (0, s.queue.len()),
+            Member::Peer(_, _, rank) => *rank,
+        }
+    }
 }
 
 /// Where a publication goes.
@@ -212,7 +226,15 @@ impl Shared {
                     None => {
                         plan.peer(t.peer, || Some(target));
                     }
-                    Some(g) => groups.entry(g).or_default().push(Member::Peer(t.peer)),
+                    Some(g) => {
+                        let near = if tier == Relation::OtherHost { 2 } else { 1 };
+                        let load = match &target.reach {
+                            Reach::Conn(c) => c.queued(),
+                            Reach::Dial(..) => 0,
+                        };
+                        let m = Member::Peer(t.peer, target, (near, load));
+                        groups.entry(g).or_default().push(m)
+                    }
                 }
             }
         }
@@ -220,9 +242,10 @@ impl Shared {
             let answers = answer_group == Some(&*group);
             match self.choose_member(&group, members) {
                 Member::Local(s) => plan.local.push((s, answers)),
-                Member::Peer(id) => {
-                    let made = plan.peer(id, || self.peer_target(id).map(|(_, t)| t));
-                    let Some(t) = made else { continue };
+                Member::Peer(id, target, _) => {
+                    let Some(t) = plan.peer(id, || Some(target)) else {
+                        continue;
+                    };
                     t.groups.push(group.to_string());
                     t.answers |= answers;
                 }
@@ -254,29 +277,10 @@ impl Shared {
         Some((tier, target))
     }
 
-    /// One member of a queue group: the nearest (this node, this host, the network), then
-    /// the least loaded (queued publications here, queued frames to a peer); equals take
-    /// turns, so a steady stream spreads evenly.
+    /// One member of a queue group: the best [`Member::rank`]; equals take turns, so a
+    /// steady stream spreads evenly.
     fn choose_member(&self, group: &str, mut members: Vec<Member>) -> Member {
-        let rank = |m: &Member| -> (u8, usize) {
-            match m {
-                Member::Local(s) => (0, s.queue.len()),
-                // A member not connected yet ranks by its host like the others (it is
-                // dialed if chosen), so connecting to one does not shut the rest out.
-                Member::Peer(id) => match self.peer_target(*id) {
-                    Some((tier, t)) => {
-                        let near = if tier == Relation::OtherHost { 2 } else { 1 };
-                        let load = match &t.reach {
-                            Reach::Conn(c) => c.queued(),
-                            Reach::Dial(..) => 0,
-                        };
-                        (near, load)
-                    }
-                    None => (3, 0),
-                },
-            }
-        };
-        let ranks: Vec<(u8, usize)> = members.iter().map(rank).collect();
+        let ranks: Vec<(u8, usize)> = members.iter().map(Member::rank).collect();
         let best = *ranks
             .iter()
             .min()
@@ -492,7 +496,12 @@ async fn answer_of(
             Err(why) => Err(failed(&name, why)),
         };
     }
-    let rx = local.expect("a chosen answerer is local or a peer");
+    let Some(rx) = local else {
+        return Err(failed(
+            me,
+            "the chosen member was gone before it got the request".into(),
+        ));
+    };
     match tokio::time::timeout_at(deadline.into(), rx).await {
         Ok(Ok(Tally {
             answer: Some(Ok(v)),

@@ -25,6 +25,10 @@ impl Remote {
     /// Replaces what `peer` subscribes to. Patterns a peer sends that do not parse are
     /// skipped with a warning: they could never match a valid topic anyway.
     pub(crate) fn set(&mut self, peer: u64, subs: &[SubSpec]) {
+        // Most catalog updates change functions, not subscriptions: keep the trie as is.
+        if self.unchanged(peer, subs) {
+            return;
+        }
         self.remove(peer);
         if subs.is_empty() {
             return;
@@ -44,6 +48,14 @@ impl Remote {
             }
         }
         self.by_peer.insert(peer, entries);
+    }
+
+    fn unchanged(&self, peer: u64, subs: &[SubSpec]) -> bool {
+        let held = self.by_peer.get(&peer).map_or(&[][..], Vec::as_slice);
+        held.len() == subs.len()
+            && held.iter().zip(subs).all(|((p, t), s)| {
+                p.as_str() == s.pattern && t.group.as_deref() == s.group.as_deref()
+            })
     }
 
     /// Forgets `peer`'s subscriptions.
