@@ -257,6 +257,34 @@ async fn functions_registered_later_reach_connected_peers() {
     a.shutdown().await;
 }
 
+/// A function registered while a peer's handshake runs (after our catalog was sent, before
+/// the connection was listed) reaches that peer over the connection at once — not only when
+/// membership gossip (every 200 ms) makes the peer pull the catalog.
+#[tokio::test]
+async fn functions_registered_during_a_handshake_reach_the_peer() {
+    for round in 0..40u64 {
+        let a = local("server").start().await.unwrap();
+        let dial = tokio::spawn(local("client").seed(a.addr().unwrap()).start());
+        // Spread the registration over the handshake window, a few microseconds apart.
+        tokio::time::sleep(Duration::from_micros(50 * (round % 20))).await;
+        let name = format!("late_{round}");
+        a.register(&name, |(): ()| 1u8).unwrap();
+        let b = dial.await.unwrap().unwrap();
+        let seen = tokio::time::timeout(Duration::from_millis(100), async {
+            while !b.peers().iter().any(|p| p.functions.contains(&name)) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(
+            seen.is_ok(),
+            "round {round}: the peer did not learn `{name}` within 100 ms"
+        );
+        b.shutdown().await;
+        a.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn node_lost_fails_pending_calls_at_once() {
     let (a, b) = math_pair().await;

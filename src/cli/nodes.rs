@@ -10,6 +10,10 @@ pub struct NodesArgs {
     /// Print a JSON array instead of a table.
     #[arg(long)]
     json: bool,
+    /// Only the membership view: do not ask each member for its counters (which waits up
+    /// to 300 ms for a member that does not answer, e.g. one cut off but not yet suspected).
+    #[arg(long)]
+    no_stats: bool,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -18,7 +22,11 @@ pub struct NodesArgs {
 pub async fn run(a: NodesArgs) -> mpreg::Result<()> {
     let node = mpreg::Node::start(a.node.client_config()?).await?;
     let members = node.members();
-    let stats = stats(&node, &members).await;
+    let stats = if a.no_stats {
+        vec![None; members.len()]
+    } else {
+        stats(&node, &members).await
+    };
     node.shutdown().await;
     if members.is_empty() {
         return Err(mpreg::Error::Config(
@@ -31,7 +39,9 @@ pub async fn run(a: NodesArgs) -> mpreg::Result<()> {
             .zip(&stats)
             .map(|(m, s)| {
                 let mut row = serde_json::to_value(m).unwrap_or_default();
-                row["stats"] = serde_json::to_value(s).unwrap_or_default();
+                if !a.no_stats {
+                    row["stats"] = serde_json::to_value(s).unwrap_or_default();
+                }
                 row
             })
             .collect();
@@ -63,14 +73,22 @@ pub async fn run(a: NodesArgs) -> mpreg::Result<()> {
     Ok(())
 }
 
-/// Each member's counters, asked in parallel; `None` for a member that did not answer.
+/// How long `mpreg nodes` waits for a member's counters: a listing must stay quick even
+/// when a member is unreachable.
+const STATS_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Each alive member's counters, asked in parallel; `None` for a member that is suspected
+/// (probably unreachable: not worth the wait) or did not answer within [`STATS_WAIT`].
 async fn stats(
     node: &mpreg::Node,
     members: &[mpreg::MemberSummary],
 ) -> Vec<Option<mpreg::NodeStats>> {
     let asks = members.iter().map(|m| async move {
+        if m.state != "alive" {
+            return None;
+        }
         let ask = node.stats_of(m.addr);
-        tokio::time::timeout(std::time::Duration::from_secs(2), ask)
+        tokio::time::timeout(STATS_WAIT, ask)
             .await
             .ok()
             .and_then(|r| r.ok())

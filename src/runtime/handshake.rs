@@ -167,8 +167,12 @@ fn peer_info(h: &Hello, addr: SocketAddr) -> PeerInfo {
     }
 }
 
-fn catalog_for(shared: &Shared, peer: &Hello) -> Frame {
-    Frame::Catalog(shared.catalog_view(Relation::of_peer(&shared.host_id, &peer.host_id)))
+/// Our catalog as `peer` may see it, and its version (checked again once the connection
+/// is registered: a change in between would otherwise never reach this peer).
+fn catalog_for(shared: &Shared, peer: &Hello) -> (Frame, u64) {
+    let view = shared.catalog_view(Relation::of_peer(&shared.host_id, &peer.host_id));
+    let version = view.version;
+    (Frame::Catalog(view), version)
 }
 
 fn take_catalog(f: Frame) -> CatalogMsg {
@@ -220,31 +224,43 @@ pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) -> Result<Arc<Connect
             io.expect("ready").await?;
         }
         let catalog = take_catalog(io.expect("catalog").await?);
-        io.send(&catalog_for(shared, &peer)).await?;
-        Ok(Connection::start(
+        let (ours, sent) = catalog_for(shared, &peer);
+        io.send(&ours).await?;
+        let conn = Connection::start(
             shared,
             peer_info(&peer, remote),
             catalog,
             io.frames,
             io.write,
-        ))
+        );
+        Ok((conn, sent))
     };
     bounded(shared, addr.to_string(), fut).await
 }
 
 /// Runs a handshake under [`HANDSHAKE_TIMEOUT`] and registers the connection it opens.
+///
+/// The handshake yields the connection and the version of the catalog it sent. A function
+/// registered while the handshake ran is announced only to registered connections, so once
+/// this one is registered we send the catalog again if it changed in between.
 async fn bounded(
     shared: &Arc<Shared>,
     peer: String,
-    handshake: impl std::future::Future<Output = Result<Arc<Connection>>>,
+    handshake: impl std::future::Future<Output = Result<(Arc<Connection>, u64)>>,
 ) -> Result<Arc<Connection>> {
-    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+    let (conn, sent) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
         .map_err(|_| Error::Protocol {
             peer,
             detail: format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}"),
         })??;
     shared.add_connection(&conn);
+    if shared.catalog_version() != sent {
+        let view = shared.catalog_view(Relation::of_peer(&shared.host_id, &conn.peer.host_id));
+        if let Ok(frame) = encode_frame(&Frame::Catalog(view)) {
+            conn.send_soon(frame);
+        }
+    }
     Ok(conn)
 }
 
@@ -290,15 +306,17 @@ pub(crate) async fn accept(
             }
             io.send(&Frame::Ready).await?;
         }
-        io.send(&catalog_for(shared, &peer)).await?;
+        let (ours, sent) = catalog_for(shared, &peer);
+        io.send(&ours).await?;
         let catalog = take_catalog(io.expect("catalog").await?);
-        Ok(Connection::start(
+        let conn = Connection::start(
             shared,
             peer_info(&peer, remote),
             catalog,
             io.frames,
             io.write,
-        ))
+        );
+        Ok((conn, sent))
     };
     bounded(shared, remote.to_string(), fut).await
 }

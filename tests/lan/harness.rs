@@ -276,8 +276,14 @@ impl Lan {
             .unwrap_or_else(|e| panic!("`mpreg {}`: {e}:\n{out}", all.join(" ")))
     }
 
-    /// The view of the node served on host `seed`, asked from host `i`.
+    /// The view of the node served on host `seed`, asked from host `i` (membership only:
+    /// polls stay fast while a member is unreachable).
     pub fn view(&self, i: usize, seed: usize) -> Vec<Member> {
+        self.nodes(i, &["--no-stats", "--seed", &self.seed(seed)], &[])
+    }
+
+    /// Like [`Lan::view`], with each member's counters under `stats`.
+    pub fn view_with_stats(&self, i: usize, seed: usize) -> Vec<Member> {
         self.nodes(i, &["--seed", &self.seed(seed)], &[])
     }
 

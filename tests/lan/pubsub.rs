@@ -53,7 +53,7 @@ fn received(p: &LanProc) -> Vec<(String, u64)> {
 
 /// `publications_received` of member `name` as `mpreg nodes --json` on host `i` shows it.
 fn received_count(lan: &Lan, i: usize, name: &str) -> u64 {
-    let view = lan.view(i, 1);
+    let view = lan.view_with_stats(i, 1);
     let m = view
         .iter()
         .find(|m| m.name == name)

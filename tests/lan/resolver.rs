@@ -54,8 +54,11 @@ fn visibility_and_forwarding_across_hosts() {
     };
     let _lab1 = lab(&lan, 1, "lab1", "", &[]);
     let _lab2 = lab(&lan, 2, "lab2", &lan.seed(1), &["only_on_2"]);
+    // Until lab1 lists lab2 with `only_on_2`, a client seeded with lab1 cannot know it.
     wait_until(Duration::from_secs(10), || {
-        lan.view(1, 1).iter().any(|m| m.name == "lab2")
+        lan.view(1, 1)
+            .iter()
+            .any(|m| m.name == "lab2" && m.names_in("functions").iter().any(|f| f == "only_on_2"))
     });
     host_visible_stays_on_its_host(&lan);
     node_visible_stays_in_its_process(&lan);
