@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -23,6 +23,7 @@ use crate::proto::codec::{encode_frame, FrameCodec};
 use crate::proto::wire::{
     Call, Cancel, CatalogMsg, Failure, FailureKind, Frame, MembersMsg, Refused,
 };
+use crate::runtime::pubsub::Wakes;
 use crate::runtime::{dispatch, Shared};
 
 /// Frames queued for the writer before senders wait: bounds memory per connection.
@@ -341,12 +342,27 @@ async fn read_loop(
     mut frames: FramedRead<OwnedReadHalf, FrameCodec>,
     shared: Arc<Shared>,
 ) {
+    let mut wakes = Wakes::default();
     let reason = loop {
-        let next = tokio::select! {
-            _ = conn.closed.cancelled() => break None,
-            // Also covers connections whose handshake finished after shutdown began.
-            _ = shared.shutdown.cancelled() => break Some("the node shut down".to_string()),
-            f = frames.next() => f,
+        // Frames already at hand are handled without waiting; subscribers fed meanwhile
+        // are woken once the reader runs out of them (or every `Wakes::BATCH`).
+        let ready = if wakes.full() {
+            None
+        } else {
+            frames.next().now_or_never()
+        };
+        let next = match ready {
+            Some(f) if !conn.closed.is_cancelled() && !shared.shutdown.is_cancelled() => f,
+            _ => {
+                wakes.flush();
+                tokio::select! {
+                    biased;
+                    _ = conn.closed.cancelled() => break None,
+                    // Also covers connections whose handshake finished after shutdown began.
+                    _ = shared.shutdown.cancelled() => break Some("the node shut down".to_string()),
+                    f = frames.next() => f,
+                }
+            }
         };
         match next {
             None => break Some("connection closed by the peer".to_string()),
@@ -361,13 +377,14 @@ async fn read_loop(
                 break Some(reason);
             }
             Some(Ok(frame)) => {
-                if let Err(reason) = handle(&conn, &shared, frame) {
+                if let Err(reason) = handle(&conn, &shared, frame, &mut wakes) {
                     tracing::warn!(peer = %conn.peer.name, %reason, "closing connection");
                     break Some(reason);
                 }
             }
         }
     };
+    wakes.flush();
     if let Some(reason) = reason {
         conn.close(reason);
     }
@@ -379,6 +396,7 @@ fn handle(
     conn: &Arc<Connection>,
     shared: &Arc<Shared>,
     frame: Frame,
+    wakes: &mut Wakes,
 ) -> std::result::Result<(), String> {
     match frame {
         Frame::Call(call) => dispatch::serve(conn, shared, call),
@@ -392,7 +410,7 @@ fn handle(
             }
             cat.update(c);
         }
-        Frame::Publish(p) => shared.on_publish(conn, p),
+        Frame::Publish(p) => shared.on_publish(conn, p, wakes),
         Frame::PubAck(a) => shared.pubsub.acked(conn.peer.id, a),
         Frame::Sync(id) => {
             if let Ok(f) = encode_frame(&Frame::Synced(id)) {

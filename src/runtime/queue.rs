@@ -38,9 +38,18 @@ impl<T> DropQueue<T> {
         }
     }
 
-    /// Appends `item`. Returns the item pushed out to make room (counted as dropped), or
-    /// `item` itself if the queue is closed.
+        /// Appends `item` and wakes the consumer. Returns the item pushed out to make room
+    /// (counted as dropped), or `item` itself if the queue is closed.
     pub(crate) fn push(&self, item: T) -> Option<T> {
+        let out = self.push_quiet(item);
+        self.wake();
+        out
+    }
+
+    /// Like [`push`](Self::push) without waking the consumer: a producer queuing a batch
+    /// calls [`wake`](Self::wake) once at its end, sparing the consumer a wake-up (a
+    /// context switch when it waits on another thread) per item.
+    pub(crate) fn push_quiet(&self, item: T) -> Option<T> {
         let out = {
             let mut q = self.inner.lock().unwrap();
             if q.closed {
@@ -54,12 +63,16 @@ impl<T> DropQueue<T> {
             q.items.push_back(item);
             out
         };
-        if out.is_some() {
+                if out.is_some() {
             self.dropped.fetch_add(1, Relaxed);
         }
-        // One consumer: a stored permit wakes it even if it is not waiting yet.
-        self.ready.notify_one();
         out
+    }
+
+    /// Wakes the consumer for what was pushed. A stored permit wakes it even if it is not
+    /// waiting yet.
+    pub(crate) fn wake(&self) {
+        self.ready.notify_one();
     }
 
     /// The next item, waiting for one; `None` once closed and drained. One consumer only.
@@ -124,6 +137,20 @@ mod tests {
         assert_eq!(q.push("b"), Some("b"));
         assert_eq!(q.pop().await, Some("a"));
         assert_eq!(q.pop().await, None);
+    }
+
+        #[tokio::test]
+    async fn quiet_pushes_wait_for_the_wake() {
+        let q = std::sync::Arc::new(DropQueue::new(4));
+        let q2 = q.clone();
+        let t = tokio::spawn(async move { (q2.pop().await, q2.pop().await) });
+        tokio::task::yield_now().await;
+        q.push_quiet(1);
+        q.push_quiet(2);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!t.is_finished(), "woken before wake()");
+        q.wake();
+        assert_eq!(t.await.unwrap(), (Some(1), Some(2)));
     }
 
     #[tokio::test]

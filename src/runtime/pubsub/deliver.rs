@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::ack::Ledger;
-use super::local::Subscriber;
+use super::local::{Subscriber, Wakes};
 use crate::proto::codec::encode_frame;
 use crate::proto::wire::{Frame, PubAck, Publish};
 use crate::pubsub::payload::Payload;
@@ -15,8 +15,8 @@ use crate::runtime::{Connection, Shared};
 
 impl Shared {
     /// Handles a `Publish` frame from `conn`'s peer. Never blocks the reader: queues are
-    /// drop-oldest.
-    pub(crate) fn on_publish(&self, conn: &Arc<Connection>, p: Publish) {
+    /// drop-oldest. The subscribers are noted in `wakes` for the reader to wake.
+    pub(crate) fn on_publish(&self, conn: &Arc<Connection>, p: Publish, wakes: &mut Wakes) {
         self.pubsub.stats.received.fetch_add(1, Relaxed);
         let targets = self.local_targets(&p);
         if targets.is_empty() {
@@ -47,12 +47,13 @@ impl Shared {
                 .as_ref()
                 .filter(|_| !request || answers)
                 .map(|l| l.guard(s.label.clone(), answers));
-            s.offer(Publication {
+            s.offer_quiet(Publication {
                 topic: topic.clone(),
                 from: from.clone(),
                 payload: payload.clone(),
                 ack,
             });
+            wakes.add(&s);
         }
     }
 

@@ -48,15 +48,59 @@ impl Subscriber {
         }
     }
 
-    /// Queues `p`; a full queue drops its oldest publication, whose publisher (if waiting)
-    /// learns that it was dropped.
+        /// Queues `p` and wakes the consumer; a full queue drops its oldest publication, whose
+    /// publisher (if waiting) learns that it was dropped.
     pub(crate) fn offer(&self, p: Publication) {
+        self.offer_quiet(p);
+        self.queue.wake();
+    }
+
+    /// Like [`offer`](Self::offer), leaving the wake to the caller's [`Wakes`].
+    pub(crate) fn offer_quiet(&self, p: Publication) {
         self.received.fetch_add(1, Relaxed);
-        if let Some(mut old) = self.queue.push(p) {
+        if let Some(mut old) = self.queue.push_quiet(p) {
             if let Some(a) = old.ack.take() {
                 a.fail("dropped from its full queue (oldest first)");
             }
         }
+    }
+}
+
+/// Subscribers given publications without a wake: a connection reader collects them over
+/// the frames it has at hand and wakes each once ([`Wakes::flush`]) before it waits for
+/// more, so a fast stream costs the consumer one wake-up per batch, not per publication.
+#[derive(Default)]
+pub(crate) struct Wakes {
+    subs: Vec<Arc<Subscriber>>,
+    /// Publications queued since the last flush.
+    queued: usize,
+}
+
+impl Wakes {
+    /// After this many publications the reader wakes the consumers even with more frames
+    /// at hand, so they work in parallel with it.
+    pub(crate) const BATCH: usize = 128;
+
+    /// Notes that `s` got a publication.
+    pub(crate) fn add(&mut self, s: &Arc<Subscriber>) {
+        self.queued += 1;
+        // Few subscribers per reader: a scan beats hashing.
+        if !self.subs.iter().any(|x| x.id == s.id) {
+            self.subs.push(s.clone());
+        }
+    }
+
+    /// Whether a batch is due.
+    pub(crate) fn full(&self) -> bool {
+        self.queued >= Self::BATCH
+    }
+
+    /// Wakes every noted subscriber.
+    pub(crate) fn flush(&mut self) {
+        for s in self.subs.drain(..) {
+            s.queue.wake();
+        }
+        self.queued = 0;
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::proto::wire::PubAck;
 
-pub(crate) use local::Subscriber;
+pub(crate) use local::{Subscriber, Wakes};
 pub(crate) use publish::{Outgoing, Report, Wait};
 pub(crate) use subscribe::SubHandler;
 
