@@ -1,5 +1,6 @@
 //! [`Subscription`]: a stream of publications that unsubscribes when dropped.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -9,6 +10,10 @@ use futures_util::Stream;
 use super::Publication;
 use crate::runtime::pubsub::Subscriber;
 use crate::runtime::Shared;
+
+/// Publications a stream takes from its queue at once. They leave the queue (and its
+/// drop-oldest bound) then, so the stream holds at most this many beyond `sub_queue`.
+const BATCH: usize = 64;
 
 /// Publications matching a pattern, from [`Node::subscribe`](crate::Node::subscribe) or
 /// [`mpreg::subscribe`](crate::subscribe()). Dropping it unsubscribes. The stream ends when
@@ -28,10 +33,14 @@ pub struct Subscription {
 
 impl Subscription {
     pub(crate) fn new(sub: Arc<Subscriber>, shared: Arc<Shared>) -> Self {
-        let q = sub.clone();
-        let items = futures_util::stream::unfold(q, |q| async move {
-            let p = q.queue.pop().await?;
-            Some((p, q))
+                let q = sub.clone();
+        // Taken from the queue a batch at a time, handed out one at a time.
+        let items = futures_util::stream::unfold((q, VecDeque::new()), |(q, mut batch)| async move {
+            if batch.is_empty() && !q.queue.pop_batch(&mut batch, BATCH).await {
+                return None;
+            }
+            let p = batch.pop_front()?;
+            Some((p, (q, batch)))
         });
         Subscription {
             sub,

@@ -91,6 +91,26 @@ impl<T> DropQueue<T> {
         }
     }
 
+        /// Moves up to `max` items into `into`, waiting for at least one; `false` once closed
+    /// and drained. One lock per batch: a fast consumer does not contend with the producer
+    /// for every item.
+    pub(crate) async fn pop_batch(&self, into: &mut VecDeque<T>, max: usize) -> bool {
+        loop {
+            {
+                let mut q = self.inner.lock().unwrap();
+                if !q.items.is_empty() {
+                    let n = q.items.len().min(max.max(1));
+                    into.extend(q.items.drain(..n));
+                    return true;
+                }
+                if q.closed {
+                    return false;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+
     /// Refuses further items and wakes the consumer; items already queued stay poppable.
     pub(crate) fn close(&self) {
         self.inner.lock().unwrap().closed = true;
@@ -151,6 +171,21 @@ mod tests {
         assert!(!t.is_finished(), "woken before wake()");
         q.wake();
         assert_eq!(t.await.unwrap(), (Some(1), Some(2)));
+    }
+
+        #[tokio::test]
+    async fn batches_take_at_most_max_then_end_when_closed() {
+        let q = DropQueue::new(8);
+        for i in 0..5 {
+            q.push(i);
+        }
+        q.close();
+        let mut got = VecDeque::new();
+        assert!(q.pop_batch(&mut got, 3).await);
+        assert_eq!(got, [0, 1, 2]);
+        assert!(q.pop_batch(&mut got, 3).await);
+        assert_eq!(got, [0, 1, 2, 3, 4]);
+        assert!(!q.pop_batch(&mut got, 3).await);
     }
 
     #[tokio::test]
