@@ -7,6 +7,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
+use super::publish_frame::decode_publish;
 use super::wire::Frame;
 
 /// Bytes of the length prefix.
@@ -104,7 +105,10 @@ impl Decoder for FrameCodec {
             }
             Some(len) => {
                 src.advance(HEADER_LEN);
-                let body = src.split_to(len);
+                let body = src.split_to(len).freeze();
+                if let Some(f) = decode_publish(&body) {
+                    return Ok(Some(f));
+                }
                 Ok(Some(decode_body(&body)?))
             }
         }

@@ -11,6 +11,7 @@ pub mod handshake;
 pub mod json;
 pub mod member;
 pub mod membership;
+pub mod publish_frame;
 pub mod resolve;
 pub mod topic;
 pub mod wire;

@@ -33,15 +33,16 @@ pub struct Subscription {
 
 impl Subscription {
     pub(crate) fn new(sub: Arc<Subscriber>, shared: Arc<Shared>) -> Self {
-                let q = sub.clone();
+        let q = sub.clone();
         // Taken from the queue a batch at a time, handed out one at a time.
-        let items = futures_util::stream::unfold((q, VecDeque::new()), |(q, mut batch)| async move {
-            if batch.is_empty() && !q.queue.pop_batch(&mut batch, BATCH).await {
-                return None;
-            }
-            let p = batch.pop_front()?;
-            Some((p, (q, batch)))
-        });
+        let items =
+            futures_util::stream::unfold((q, VecDeque::new()), |(q, mut batch)| async move {
+                if batch.is_empty() && !q.queue.pop_batch(&mut batch, BATCH).await {
+                    return None;
+                }
+                let p = batch.pop_front()?;
+                Some((p, (q, batch)))
+            });
         Subscription {
             sub,
             shared,

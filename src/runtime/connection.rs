@@ -32,6 +32,10 @@ pub(crate) const OUTBOUND_QUEUE: usize = 1024;
 /// Bytes the writer gathers from the queue before issuing one write.
 const COALESCE_BYTES: usize = 256 * 1024;
 
+/// Frames the reader handles in a row without waiting: a bound on how long subscribers it
+/// fed wait for their wake-up, and on how late it notices that the connection closed.
+const BURST: usize = 128;
+
 /// What we know about the node at the other end.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerInfo {
@@ -343,17 +347,23 @@ async fn read_loop(
     shared: Arc<Shared>,
 ) {
     let mut wakes = Wakes::default();
+    let mut burst = 0;
     let reason = loop {
-        // Frames already at hand are handled without waiting; subscribers fed meanwhile
-        // are woken once the reader runs out of them (or every `Wakes::BATCH`).
-        let ready = if wakes.full() {
-            None
-        } else {
+        // Frames already at hand are handled without waiting, up to `BURST` in a row;
+        // then, or when none is at hand, the subscribers fed meanwhile are woken and the
+        // loop waits — which is also when it notices a close or a shutdown.
+        let ready = if burst < BURST {
             frames.next().now_or_never()
+        } else {
+            None
         };
         let next = match ready {
-            Some(f) if !conn.closed.is_cancelled() && !shared.shutdown.is_cancelled() => f,
-            _ => {
+            Some(f) => {
+                burst += 1;
+                f
+            }
+            None => {
+                burst = 0;
                 wakes.flush();
                 tokio::select! {
                     biased;

@@ -38,7 +38,7 @@ impl<T> DropQueue<T> {
         }
     }
 
-        /// Appends `item` and wakes the consumer. Returns the item pushed out to make room
+    /// Appends `item` and wakes the consumer. Returns the item pushed out to make room
     /// (counted as dropped), or `item` itself if the queue is closed.
     pub(crate) fn push(&self, item: T) -> Option<T> {
         let out = self.push_quiet(item);
@@ -63,7 +63,7 @@ impl<T> DropQueue<T> {
             q.items.push_back(item);
             out
         };
-                if out.is_some() {
+        if out.is_some() {
             self.dropped.fetch_add(1, Relaxed);
         }
         out
@@ -91,7 +91,7 @@ impl<T> DropQueue<T> {
         }
     }
 
-        /// Moves up to `max` items into `into`, waiting for at least one; `false` once closed
+    /// Moves up to `max` items into `into`, waiting for at least one; `false` once closed
     /// and drained. One lock per batch: a fast consumer does not contend with the producer
     /// for every item.
     pub(crate) async fn pop_batch(&self, into: &mut VecDeque<T>, max: usize) -> bool {
@@ -159,7 +159,7 @@ mod tests {
         assert_eq!(q.pop().await, None);
     }
 
-        #[tokio::test]
+    #[tokio::test]
     async fn quiet_pushes_wait_for_the_wake() {
         let q = std::sync::Arc::new(DropQueue::new(4));
         let q2 = q.clone();
@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(t.await.unwrap(), (Some(1), Some(2)));
     }
 
-        #[tokio::test]
+    #[tokio::test]
     async fn batches_take_at_most_max_then_end_when_closed() {
         let q = DropQueue::new(8);
         for i in 0..5 {

@@ -48,7 +48,7 @@ impl Subscriber {
         }
     }
 
-        /// Queues `p` and wakes the consumer; a full queue drops its oldest publication, whose
+    /// Queues `p` and wakes the consumer; a full queue drops its oldest publication, whose
     /// publisher (if waiting) learns that it was dropped.
     pub(crate) fn offer(&self, p: Publication) {
         self.offer_quiet(p);
@@ -72,27 +72,15 @@ impl Subscriber {
 #[derive(Default)]
 pub(crate) struct Wakes {
     subs: Vec<Arc<Subscriber>>,
-    /// Publications queued since the last flush.
-    queued: usize,
 }
 
 impl Wakes {
-    /// After this many publications the reader wakes the consumers even with more frames
-    /// at hand, so they work in parallel with it.
-    pub(crate) const BATCH: usize = 128;
-
     /// Notes that `s` got a publication.
     pub(crate) fn add(&mut self, s: &Arc<Subscriber>) {
-        self.queued += 1;
         // Few subscribers per reader: a scan beats hashing.
         if !self.subs.iter().any(|x| x.id == s.id) {
             self.subs.push(s.clone());
         }
-    }
-
-    /// Whether a batch is due.
-    pub(crate) fn full(&self) -> bool {
-        self.queued >= Self::BATCH
     }
 
     /// Wakes every noted subscriber.
@@ -100,7 +88,6 @@ impl Wakes {
         for s in self.subs.drain(..) {
             s.queue.wake();
         }
-        self.queued = 0;
     }
 }
 

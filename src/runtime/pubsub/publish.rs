@@ -15,10 +15,10 @@ use super::ack::{Ledger, Tally};
 use super::local::Subscriber;
 use crate::error::{Error, Result};
 use crate::proto::catalog::Relation;
-use crate::proto::codec::encode_frame;
+use crate::proto::publish_frame::{encode_publish, PublishRef};
 use crate::proto::resolve::Scope;
 use crate::proto::topic::check_topic;
-use crate::proto::wire::{Frame, PubAck, Publish};
+use crate::proto::wire::PubAck;
 use crate::pubsub::payload::{Payload, Source};
 use crate::pubsub::{Confirmation, Publication};
 use crate::runtime::{handshake, Connection, Shared};
@@ -146,7 +146,8 @@ impl Shared {
                 });
             }
         }
-        let deadline = Instant::now() + out.timeout;
+        // Read the clock only when something is waited for.
+        let deadline = (out.wait != Wait::Nothing).then(|| Instant::now() + out.timeout);
         // The value is copied only for local subscribers; peers alone need just the bytes.
         let payload = if plan.local.is_empty() {
             let bytes = out.payload.encode().map_err(|detail| Error::Codec {
@@ -181,10 +182,14 @@ impl Shared {
         }
         match out.wait {
             Wait::Nothing => Ok(Report::Sent),
-            Wait::Confirmed => Ok(Report::Confirmed(
-                collect_acks(&out.topic, local, waits, missing, deadline, &self.name).await?,
-            )),
+            Wait::Confirmed => {
+                let deadline = deadline.unwrap_or_else(Instant::now);
+                let conf =
+                    collect_acks(&out.topic, local, waits, missing, deadline, &self.name).await?;
+                Ok(Report::Confirmed(conf))
+            }
             Wait::Answer(_) => {
+                let deadline = deadline.unwrap_or_else(Instant::now);
                 answer_of(&out.topic, local, waits, missing, deadline, &self.name).await
             }
         }
@@ -352,18 +357,16 @@ impl Shared {
             Wait::Answer(_) => t.answers,
         };
         let ack = if waited { self.pubsub.next_id() } else { 0 };
-        let frame = Frame::Publish(Publish {
-            topic: out.topic.clone(),
-            payload,
-            groups: t.groups.clone(),
+        let bytes = encode_publish(&PublishRef {
+            topic: &out.topic,
+            payload: &payload,
+            groups: &t.groups,
             ack,
             answer: match &out.wait {
-                Wait::Answer(g) if t.answers => Some(g.clone()),
+                Wait::Answer(g) if t.answers => Some(g),
                 _ => None,
             },
         });
-        let bytes =
-            encode_frame(&frame).map_err(|e| format!("cannot encode the publication: {e}"))?;
         let conn = match &t.reach {
             Reach::Conn(c) => c.clone(),
             Reach::Dial(addr, _) => handshake::dial(self, &addr.to_string())
