@@ -168,7 +168,7 @@ impl Function {
     /// A synchronous function whose arguments deserialize into `A` (a tuple for several
     /// parameters, e.g. `|(a, b): (i64, i64)| a + b`) and whose result is a plain value.
     ///
-        /// It runs on the node's runtime: keep it short, or use [`new_async`](Self::new_async)
+    /// It runs on the node's runtime: keep it short, or use [`new_async`](Self::new_async)
     /// and move long blocking work to `tokio::task::spawn_blocking`.
     pub fn new<A, R, F>(name: &str, f: F) -> Self
     where
