@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::proto::catalog::PeerCatalog;
-use crate::proto::catalog::Relation;
 use crate::proto::codec::{encode_frame, FrameCodec};
 use crate::proto::wire::{
     Call, Cancel, CatalogMsg, Failure, FailureKind, Frame, MembersMsg, Refused,
@@ -435,12 +434,7 @@ fn handle(
             shared.member_left(conn.peer.id);
             return Err(r.reason);
         }
-        Frame::CatalogPull => {
-            let view = shared.catalog_view(Relation::of_peer(&shared.host_id, &conn.peer.host_id));
-            if let Ok(f) = encode_frame(&Frame::Catalog(view)) {
-                conn.send_soon(f);
-            }
-        }
+        Frame::CatalogPull => shared.send_catalog(conn),
         Frame::MembersRequest => {
             if let Ok(f) = encode_frame(&Frame::Members(shared.members_for(&conn.peer.host_id))) {
                 conn.send_soon(f);

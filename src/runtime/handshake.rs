@@ -58,6 +58,18 @@ impl Io {
             .map_err(|e| Error::io(format!("cannot write to {}", self.peer), e))
     }
 
+    /// Ends the handshake: the connection to `peer` (at `remote`) takes over the socket.
+    fn start(
+        self,
+        shared: &Arc<Shared>,
+        peer: &Hello,
+        remote: SocketAddr,
+        catalog: CatalogMsg,
+    ) -> Arc<Connection> {
+        let info = peer_info(peer, remote);
+        Connection::start(shared, info, catalog, self.frames, self.write)
+    }
+
     /// Reads the next frame; a bad frame is answered with a refusal before failing.
     async fn recv(&mut self) -> Result<Frame> {
         match self.frames.next().await {
@@ -226,14 +238,7 @@ pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) -> Result<Arc<Connect
         let catalog = take_catalog(io.expect("catalog").await?);
         let (ours, sent) = catalog_for(shared, &peer);
         io.send(&ours).await?;
-        let conn = Connection::start(
-            shared,
-            peer_info(&peer, remote),
-            catalog,
-            io.frames,
-            io.write,
-        );
-        Ok((conn, sent))
+        Ok((io.start(shared, &peer, remote, catalog), sent))
     };
     bounded(shared, addr.to_string(), fut).await
 }
@@ -256,10 +261,7 @@ async fn bounded(
         })??;
     shared.add_connection(&conn);
     if shared.catalog_version() != sent {
-        let view = shared.catalog_view(Relation::of_peer(&shared.host_id, &conn.peer.host_id));
-        if let Ok(frame) = encode_frame(&Frame::Catalog(view)) {
-            conn.send_soon(frame);
-        }
+        shared.send_catalog(&conn);
     }
     Ok(conn)
 }
@@ -309,14 +311,7 @@ pub(crate) async fn accept(
         let (ours, sent) = catalog_for(shared, &peer);
         io.send(&ours).await?;
         let catalog = take_catalog(io.expect("catalog").await?);
-        let conn = Connection::start(
-            shared,
-            peer_info(&peer, remote),
-            catalog,
-            io.frames,
-            io.write,
-        );
-        Ok((conn, sent))
+        Ok((io.start(shared, &peer, remote, catalog), sent))
     };
     bounded(shared, remote.to_string(), fut).await
 }

@@ -77,34 +77,31 @@ impl<T> DropQueue<T> {
 
     /// The next item, waiting for one; `None` once closed and drained. One consumer only.
     pub(crate) async fn pop(&self) -> Option<T> {
-        loop {
-            {
-                let mut q = self.inner.lock().unwrap();
-                if let Some(item) = q.items.pop_front() {
-                    return Some(item);
-                }
-                if q.closed {
-                    return None;
-                }
-            }
-            self.ready.notified().await;
-        }
+        self.when_ready(VecDeque::pop_front).await.flatten()
     }
 
     /// Moves up to `max` items into `into`, waiting for at least one; `false` once closed
     /// and drained. One lock per batch: a fast consumer does not contend with the producer
     /// for every item.
     pub(crate) async fn pop_batch(&self, into: &mut VecDeque<T>, max: usize) -> bool {
+        let take = |items: &mut VecDeque<T>| {
+            let n = items.len().min(max.max(1));
+            into.extend(items.drain(..n));
+        };
+        self.when_ready(take).await.is_some()
+    }
+
+    /// Waits until items are queued and applies `take` to them under the lock; `None` once
+    /// closed and drained.
+    async fn when_ready<R>(&self, mut take: impl FnMut(&mut VecDeque<T>) -> R) -> Option<R> {
         loop {
             {
                 let mut q = self.inner.lock().unwrap();
                 if !q.items.is_empty() {
-                    let n = q.items.len().min(max.max(1));
-                    into.extend(q.items.drain(..n));
-                    return true;
+                    return Some(take(&mut q.items));
                 }
                 if q.closed {
-                    return false;
+                    return None;
                 }
             }
             self.ready.notified().await;

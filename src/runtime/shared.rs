@@ -205,10 +205,15 @@ impl Shared {
     pub(crate) fn announce_catalog(&self) {
         self.note_catalog_version();
         for conn in self.all_connections() {
-            let view = self.catalog_view(Relation::of_peer(&self.host_id, &conn.peer.host_id));
-            if let Ok(frame) = encode_frame(&Frame::Catalog(view)) {
-                conn.send_soon(frame);
-            }
+            self.send_catalog(&conn);
+        }
+    }
+
+    /// Sends `conn`'s peer its view of our catalog as it is now.
+    pub(crate) fn send_catalog(&self, conn: &Arc<Connection>) {
+        let view = self.catalog_view(Relation::of_peer(&self.host_id, &conn.peer.host_id));
+        if let Ok(frame) = encode_frame(&Frame::Catalog(view)) {
+            conn.send_soon(frame);
         }
     }
 }
