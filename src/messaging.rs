@@ -381,7 +381,7 @@ impl Node {
 
     /// Removes a handler; whether it existed. Its queued messages are dropped.
     pub fn off(&self, id: HandlerId) -> bool {
-        self.shared().mailbox.reactor.lock().unwrap().remove(id)
+        self.shared().mailbox.reactor.lock().remove(id)
     }
 
     /// What the messaging queues hold and dropped.
@@ -394,7 +394,7 @@ impl Node {
             sessions_open,
             replies_held,
             sessions_evicted,
-            handlers: m.reactor.lock().unwrap().stats(),
+            handlers: m.reactor.lock().stats(),
         }
     }
 
@@ -406,7 +406,7 @@ impl Node {
         let s = self.shared();
         let names = handlers.iter().map(|(n, _)| n.clone()).collect();
         let queue = reactor::spawn(s, group, names);
-        let ids = s.mailbox.reactor.lock().unwrap().add(handlers, &queue);
+        let ids = s.mailbox.reactor.lock().add(handlers, &queue);
         // Messages may already be queued elsewhere, but conditions start empty; a `%`
         // condition of a handler added late only needs the live count, which is current.
         s.mailbox.membership_changed(s);

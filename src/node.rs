@@ -300,7 +300,7 @@ impl Node {
 
     /// Registers a [`Function`] with all its options. Peers are told at once.
     pub fn register_function(&self, f: Function) -> Result<()> {
-        self.shared.registry.write().unwrap().insert(f)?;
+        self.shared.registry.write().insert(f)?;
         self.shared.announce_catalog();
         Ok(())
     }
@@ -319,7 +319,7 @@ impl Node {
 
     /// Removes a function; returns whether it existed. Peers are told at once.
     pub fn unregister(&self, name: &str) -> bool {
-        let removed = self.shared.registry.write().unwrap().remove(name);
+        let removed = self.shared.registry.write().remove(name);
         if removed {
             self.shared.announce_catalog();
         }
@@ -345,13 +345,8 @@ impl Node {
             .connections()
             .into_iter()
             .map(|c| {
-                let mut functions: Vec<String> = c
-                    .catalog
-                    .read()
-                    .unwrap()
-                    .names()
-                    .map(String::from)
-                    .collect();
+                let mut functions: Vec<String> =
+                    c.catalog.read().names().map(String::from).collect();
                 functions.sort();
                 PeerSummary {
                     name: c.peer.name.clone(),
@@ -437,7 +432,7 @@ impl Node {
         let bye = encode_frame(&Frame::Goodbye(Refused {
             reason: format!("node `{}` shut down", self.name()),
         }));
-        for list in self.shared.peers.read().unwrap().values() {
+        for list in self.shared.peers.read().values() {
             for c in list {
                 if let Ok(f) = &bye {
                     c.try_send(f.clone());
@@ -601,7 +596,7 @@ pub(crate) fn stats_of(shared: &Shared) -> NodeStats {
     let c = &shared.counters;
     let d = shared.discovery.get().map(|d| d.stats());
     let p = &shared.pubsub.stats;
-    let local = shared.pubsub.local.read().unwrap();
+    let local = shared.pubsub.local.read();
     NodeStats {
         gossip_sent: c.gossip_sent.load(Relaxed),
         gossip_received: c.gossip_received.load(Relaxed),

@@ -13,10 +13,11 @@
 //!   replaces it at once in this view (a restarted process), without waiting for SWIM to
 //!   declare the old identity down.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU8, NonZeroUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -143,7 +144,6 @@ impl BroadcastHandler<Member> for CatalogNotices {
         self.known.insert(id, version);
         self.events
             .lock()
-            .expect("never poisoned")
             .push_back(Event::CatalogVersion { id, version });
         Ok(Some(NoticeKey { id, version }))
     }
@@ -341,7 +341,7 @@ impl Membership {
     /// Next membership change.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.lock().expect("never poisoned").pop_front()
+        self.events.lock().pop_front()
     }
 
     /// Turns foca's notifications into view changes.
@@ -367,7 +367,7 @@ impl Membership {
     }
 
     fn push(&self, e: Event) {
-        self.events.lock().expect("never poisoned").push_back(e);
+        self.events.lock().push_back(e);
     }
 
     fn up(&mut self, m: Member) {

@@ -162,7 +162,7 @@ pub(crate) async fn start_discovery(shared: &Arc<Shared>) -> Result<()> {
                 m = rx.recv() => m,
             };
             let Some(m) = found else { break };
-            let known = s.directory.read().unwrap().contains_key(&m.id);
+            let known = s.directory.read().contains_key(&m.id);
             if !known {
                 if let Some(g) = s.gossip.get() {
                     let _ = g.try_send(Command::Announce(m.addr));
@@ -181,7 +181,7 @@ pub(crate) async fn discover_and_connect(shared: &Arc<Shared>) -> Result<Option<
     }
     let found = probe(&cfg, PROBE_DEADLINE).await?;
     if found.is_empty() {
-        shared.seed_errors.lock().unwrap().insert(
+        shared.seed_errors.lock().insert(
             "discovery".into(),
             format!(
                 "discovery found no node within {PROBE_DEADLINE:?} (cluster `{}`, beacon {}, mDNS {})",
@@ -198,7 +198,6 @@ pub(crate) async fn discover_and_connect(shared: &Arc<Shared>) -> Result<Option<
                 shared
                     .seed_errors
                     .lock()
-                    .unwrap()
                     .insert(m.addr.to_string(), e.to_string());
             }
         }

@@ -42,7 +42,7 @@ pub(crate) struct Counters {
 impl Shared {
     /// SWIM says `m` is alive: record it and make sure we have a connection.
     pub(crate) fn member_up(self: &Arc<Self>, m: Member) {
-        self.directory.write().unwrap().insert(
+        self.directory.write().insert(
             m.id,
             Entry {
                 member: m.clone(),
@@ -58,16 +58,16 @@ impl Shared {
     /// calls in flight fail at once with "node lost".
     pub(crate) fn member_down(&self, m: &Member) {
         let removed = {
-            let mut d = self.directory.write().unwrap();
+            let mut d = self.directory.write();
             match d.get(&m.id) {
                 Some(e) if e.member.bump <= m.bump => d.remove(&m.id).is_some(),
                 _ => false,
             }
         };
         if removed {
-            self.pubsub.remote.write().unwrap().remove(m.id);
+            self.pubsub.remote.write().remove(m.id);
             self.mailbox.membership_changed(self);
-            if let Some(list) = self.peers.read().unwrap().get(&m.id) {
+            if let Some(list) = self.peers.read().get(&m.id) {
                 for c in list {
                     c.close(format!(
                         "node `{}` was declared down by the cluster",
@@ -80,8 +80,8 @@ impl Shared {
 
     /// The member said goodbye over TCP.
     pub(crate) fn member_left(&self, id: u64) {
-        self.directory.write().unwrap().remove(&id);
-        self.pubsub.remote.write().unwrap().remove(id);
+        self.directory.write().remove(&id);
+        self.pubsub.remote.write().remove(id);
         self.mailbox.membership_changed(self);
     }
 
@@ -89,7 +89,7 @@ impl Shared {
     pub(crate) fn catalog_version_seen(&self, id: u64, version: u64) {
         let conn = self.connection_to(id);
         if let Some(c) = conn {
-            if c.catalog.read().unwrap().version < version {
+            if c.catalog.read().version < version {
                 if let Ok(f) = encode_frame(&Frame::CatalogPull) {
                     c.try_send(f);
                 }
@@ -99,10 +99,10 @@ impl Shared {
 
     /// Opens a connection to `m` unless one exists or is being opened.
     pub(crate) fn ensure_connected(self: &Arc<Self>, m: Member) {
-        if m.id == self.id || self.peers.read().unwrap().contains_key(&m.id) {
+        if m.id == self.id || self.peers.read().contains_key(&m.id) {
             return;
         }
-        if !self.dialing.lock().unwrap().insert(m.id) {
+        if !self.dialing.lock().insert(m.id) {
             return;
         }
         let s = self.clone();
@@ -114,20 +114,20 @@ impl Shared {
                     _ = tokio::time::sleep(DIAL_GRACE) => {}
                 }
             }
-            let wanted = s.directory.read().unwrap().contains_key(&m.id);
-            let connected = s.peers.read().unwrap().contains_key(&m.id);
+            let wanted = s.directory.read().contains_key(&m.id);
+            let connected = s.peers.read().contains_key(&m.id);
             if wanted && !connected && !s.shutdown.is_cancelled() {
                 if let Err(e) = handshake::dial(&s, &m.addr.to_string()).await {
                     tracing::debug!(member = ?m, error = %e, "cannot connect to member");
                 }
             }
-            s.dialing.lock().unwrap().remove(&m.id);
+            s.dialing.lock().remove(&m.id);
         });
     }
 
     /// Records the suspects of the last membership round.
     pub(crate) fn set_suspects(&self, ids: Vec<u64>) {
-        *self.suspects.write().unwrap() = ids.into_iter().collect();
+        *self.suspects.write() = ids.into_iter().collect();
     }
 
     /// The cluster as a requester on `requester_host` may see it: every live member
@@ -143,17 +143,17 @@ impl Shared {
                 catalog: Some(self.catalog_view(relation)),
             });
         }
-        let suspects = self.suspects.read().unwrap().clone();
+        let suspects = self.suspects.read().clone();
         let conns: HashMap<u64, _> = self
             .connections()
             .into_iter()
             .map(|c| (c.peer.id, c))
             .collect();
-        for e in self.directory.read().unwrap().values() {
+        for e in self.directory.read().values() {
             let relation = Relation::of_peer(&e.member.host, requester_host);
             let (resources, catalog) = match conns.get(&e.member.id) {
                 Some(c) => {
-                    let cat = c.catalog.read().unwrap();
+                    let cat = c.catalog.read();
                     let functions = cat
                         .functions()
                         .filter(|f| admits(f.visibility, relation))
@@ -189,15 +189,15 @@ impl Shared {
     /// A client adopts a member list as its directory.
     pub(crate) fn adopt_members(&self, msg: &MembersMsg) {
         // Taken before the directory lock: `remove_connection` takes them the other way.
-        let connected: HashSet<u64> = self.peers.read().unwrap().keys().copied().collect();
-        let mut d = self.directory.write().unwrap();
+        let connected: HashSet<u64> = self.peers.read().keys().copied().collect();
+        let mut d = self.directory.write();
         for info in &msg.members {
             if info.member.id == self.id {
                 continue;
             }
             // A connection's own catalog is fresher than a member list's copy.
             if let (Some(cat), false) = (&info.catalog, connected.contains(&info.member.id)) {
-                let mut remote = self.pubsub.remote.write().unwrap();
+                let mut remote = self.pubsub.remote.write();
                 remote.set(info.member.id, &cat.subscriptions);
             }
             d.insert(

@@ -1,10 +1,11 @@
 //! One multiplexed connection to a peer: outgoing calls matched to replies by id, incoming
 //! calls served concurrently, writes coalesced.
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -103,7 +104,6 @@ impl Connection {
             .pubsub
             .remote
             .write()
-            .unwrap()
             .set(peer.id, &catalog.subscriptions);
         pc.update(catalog);
         let conn = Arc::new(Connection {
@@ -126,14 +126,14 @@ impl Connection {
 
     /// Why the connection ended, if it has.
     pub(crate) fn close_reason(&self) -> Option<String> {
-        self.state.lock().unwrap().closed.clone()
+        self.state.lock().closed.clone()
     }
 
     /// Ends the connection: pending calls fail with "node lost" at once, served calls are
     /// aborted (their caller is gone), and the writer flushes what is queued and stops.
     pub(crate) fn close(&self, reason: impl Into<String>) {
         let (pending, served) = {
-            let mut st = self.state.lock().unwrap();
+            let mut st = self.state.lock();
             if st.closed.is_some() {
                 return;
             }
@@ -187,7 +187,7 @@ impl Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
-            let mut st = self.state.lock().unwrap();
+            let mut st = self.state.lock();
             if let Some(reason) = &st.closed {
                 return Err(self.lost(fun, reason.clone()));
             }
@@ -254,7 +254,7 @@ impl Connection {
     /// Asks the peer for its view of the cluster.
     pub(crate) async fn members(&self, timeout: Duration) -> Result<MembersMsg> {
         let (tx, rx) = oneshot::channel();
-        *self.members_waiter.lock().unwrap() = Some(tx);
+        *self.members_waiter.lock() = Some(tx);
         let frame = encode_frame(&Frame::MembersRequest).expect("unit frame encodes");
         let lost = || Error::Protocol {
             peer: self.peer.name.clone(),
@@ -275,7 +275,7 @@ impl Connection {
 
     /// Completes one of our pending calls with the peer's reply.
     fn complete(&self, id: u64, answer: Answer) {
-        let tx = self.state.lock().unwrap().pending.remove(&id);
+        let tx = self.state.lock().pending.remove(&id);
         if let Some(tx) = tx {
             let _ = tx.send(answer);
         }
@@ -283,12 +283,12 @@ impl Connection {
 
     /// Number of calls currently served for this peer.
     pub(crate) fn served_count(&self) -> usize {
-        self.state.lock().unwrap().served.len()
+        self.state.lock().served.len()
     }
 
     /// Registers a call being served; `Err` if the connection already closed.
     pub(crate) fn track_served(&self, id: u64, spawn: impl FnOnce() -> AbortHandle) -> bool {
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.state.lock();
         if st.closed.is_some() {
             return false;
         }
@@ -300,11 +300,11 @@ impl Connection {
 
     /// Forgets a served call once its reply is queued.
     pub(crate) fn untrack_served(&self, id: u64) {
-        self.state.lock().unwrap().served.remove(&id);
+        self.state.lock().served.remove(&id);
     }
 
     fn cancel_served(&self, id: u64) {
-        if let Some(h) = self.state.lock().unwrap().served.remove(&id) {
+        if let Some(h) = self.state.lock().served.remove(&id) {
             h.abort();
         }
     }
@@ -323,14 +323,7 @@ impl Drop for PendingGuard<'_> {
         if !self.armed {
             return;
         }
-        let removed = self
-            .conn
-            .state
-            .lock()
-            .unwrap()
-            .pending
-            .remove(&self.id)
-            .is_some();
+        let removed = self.conn.state.lock().pending.remove(&self.id).is_some();
         if removed {
             if let Ok(frame) = encode_frame(&Frame::Cancel(Cancel { id: self.id })) {
                 // Best effort: if the queue is full the callee's own deadline still ends it.
@@ -412,9 +405,9 @@ fn handle(
         Frame::Reply(r) => conn.complete(r.id, (r.result, r.node)),
         Frame::Cancel(c) => conn.cancel_served(c.id),
         Frame::Catalog(c) => {
-            let mut cat = conn.catalog.write().unwrap();
+            let mut cat = conn.catalog.write();
             if c.version >= cat.version {
-                let mut remote = shared.pubsub.remote.write().unwrap();
+                let mut remote = shared.pubsub.remote.write();
                 remote.set(conn.peer.id, &c.subscriptions);
             }
             cat.update(c);
@@ -441,7 +434,7 @@ fn handle(
             }
         }
         Frame::Members(m) => {
-            if let Some(tx) = conn.members_waiter.lock().unwrap().take() {
+            if let Some(tx) = conn.members_waiter.lock().take() {
                 let _ = tx.send(m);
             }
         }

@@ -24,7 +24,7 @@ pub(crate) async fn maintain(shared: Arc<Shared>, addr: String, first: oneshot::
         };
         match attempt {
             Ok(conn) => {
-                shared.seed_errors.lock().unwrap().remove(&addr);
+                shared.seed_errors.lock().remove(&addr);
                 if let Some(f) = first.take() {
                     let _ = f.send(());
                 }
@@ -39,7 +39,6 @@ pub(crate) async fn maintain(shared: Arc<Shared>, addr: String, first: oneshot::
                 shared
                     .seed_errors
                     .lock()
-                    .unwrap()
                     .insert(addr.clone(), e.to_string());
                 if let Some(f) = first.take() {
                     let _ = f.send(());

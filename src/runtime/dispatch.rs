@@ -155,7 +155,7 @@ fn admit(conn: &Connection, shared: &Shared, call: &Call) -> Result<Arc<Function
             relation = Relation::OtherHost;
         }
     }
-    let reg = shared.registry.read().unwrap();
+    let reg = shared.registry.read();
     let Some(func) = reg.get(&call.fun) else {
         let visible = reg
             .specs()

@@ -6,9 +6,10 @@
 //! it and is still waiting; else every handler whose condition mentions it; else, if no
 //! handler wants it, the inbox.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -81,7 +82,7 @@ impl Mailbox {
     /// Hands a received message to its session, its handlers or the inbox.
     fn route(&self, shared: &Shared, msg: Message) {
         let msg = if msg.is_reply() {
-            match self.sessions.lock().unwrap().answer(msg) {
+            match self.sessions.lock().answer(msg) {
                 None => {
                     self.answered.send_modify(|v| *v += 1);
                     return;
@@ -93,7 +94,7 @@ impl Mailbox {
         };
         let live = live_peers(shared);
         let peers = as_peers(&live);
-        let wanted = self.reactor.lock().unwrap().offer(&msg, &peers);
+        let wanted = self.reactor.lock().offer(&msg, &peers);
         if !wanted {
             self.inbox.push(msg);
         }
@@ -102,7 +103,7 @@ impl Mailbox {
     /// The membership changed: `%` conditions re-evaluate, peer waiters re-check.
     pub(crate) fn membership_changed(&self, shared: &Shared) {
         let live = live_peers(shared);
-        self.reactor.lock().unwrap().reevaluate(&as_peers(&live));
+        self.reactor.lock().reevaluate(&as_peers(&live));
         self.members.send_modify(|v| *v += 1);
     }
 
@@ -111,7 +112,7 @@ impl Mailbox {
         let reason = conn
             .close_reason()
             .unwrap_or_else(|| "connection closed".into());
-        if self.sessions.lock().unwrap().fail(key(conn), &reason) {
+        if self.sessions.lock().fail(key(conn), &reason) {
             self.answered.send_modify(|v| *v += 1);
         }
     }
@@ -130,7 +131,7 @@ impl Mailbox {
                 reach: Reach::Local,
             }]);
         }
-        let dir = shared.directory.read().unwrap();
+        let dir = shared.directory.read();
         let by_name = dir.values().find(|e| e.member.name == destination);
         if let Some(e) = by_name {
             return Ok(vec![peer_dest(
@@ -192,13 +193,10 @@ impl Mailbox {
             let id = msg.session_id;
             if msg.kind == SessionKind::Task {
                 let k = conn.as_ref().map_or(0, key);
-                self.sessions
-                    .lock()
-                    .unwrap()
-                    .open(id, &dest.name, &msg.tag, k);
+                self.sessions.lock().open(id, &dest.name, &msg.tag, k);
             }
             if let Err(e) = self.deliver(shared, conn.as_ref(), msg).await {
-                self.sessions.lock().unwrap().forget(&[id]);
+                self.sessions.lock().forget(&[id]);
                 return Err(e);
             }
             ids.push(id);
@@ -280,7 +278,7 @@ impl Mailbox {
         let mut changes = self.answered.subscribe();
         let outcome = loop {
             changes.borrow_and_update();
-            let waiting = match self.sessions.lock().unwrap().take(ids) {
+            let waiting = match self.sessions.lock().take(ids) {
                 Take::Done(msgs) => return Ok(msgs),
                 Take::Failed(e) => break Err(e),
                 Take::Waiting(names) => names,
@@ -299,14 +297,14 @@ impl Mailbox {
             }
         };
         if give_up {
-            self.sessions.lock().unwrap().forget(ids);
+            self.sessions.lock().forget(ids);
         }
         outcome
     }
 
     /// `(open sessions, replies held, sessions evicted)`.
     pub(crate) fn session_stats(&self) -> (usize, usize, u64) {
-        let s = self.sessions.lock().unwrap();
+        let s = self.sessions.lock();
         let held = s
             .open
             .values()
@@ -361,7 +359,7 @@ fn key(conn: &Arc<Connection>) -> usize {
 
 /// `(name, role)` of every live member but this node.
 pub(crate) fn live_peers(shared: &Shared) -> Vec<(String, String)> {
-    let dir = shared.directory.read().unwrap();
+    let dir = shared.directory.read();
     dir.values()
         .map(|e| (e.member.name.clone(), e.member.role.clone()))
         .collect()

@@ -4,9 +4,9 @@
 //! neither tokio's nor futures' channels drop the *oldest* item (tokio's `broadcast` does,
 //! but clones every item for every receiver).
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
@@ -51,7 +51,7 @@ impl<T> DropQueue<T> {
     /// context switch when it waits on another thread) per item.
     pub(crate) fn push_quiet(&self, item: T) -> Option<T> {
         let out = {
-            let mut q = self.inner.lock().unwrap();
+            let mut q = self.inner.lock();
             if q.closed {
                 return Some(item);
             }
@@ -96,7 +96,7 @@ impl<T> DropQueue<T> {
     async fn when_ready<R>(&self, mut take: impl FnMut(&mut VecDeque<T>) -> R) -> Option<R> {
         loop {
             {
-                let mut q = self.inner.lock().unwrap();
+                let mut q = self.inner.lock();
                 if !q.items.is_empty() {
                     return Some(take(&mut q.items));
                 }
@@ -110,18 +110,18 @@ impl<T> DropQueue<T> {
 
     /// Refuses further items and wakes the consumer; items already queued stay poppable.
     pub(crate) fn close(&self) {
-        self.inner.lock().unwrap().closed = true;
+        self.inner.lock().closed = true;
         self.ready.notify_one();
     }
 
     /// Removes every queued item (the caller decides what dropping them means).
     pub(crate) fn drain(&self) -> Vec<T> {
-        self.inner.lock().unwrap().items.drain(..).collect()
+        self.inner.lock().items.drain(..).collect()
     }
 
     /// Items waiting.
     pub(crate) fn len(&self) -> usize {
-        self.inner.lock().unwrap().items.len()
+        self.inner.lock().items.len()
     }
 
     /// Items dropped so far because the queue was full.

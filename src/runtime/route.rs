@@ -157,7 +157,7 @@ impl Shared {
     /// directory whose catalog (from a member list) includes it.
     fn providers_of(&self, fun: &str) -> Vec<Known> {
         let mut out = Vec::new();
-        if let Some(f) = self.registry.read().unwrap().get(fun) {
+        if let Some(f) = self.registry.read().get(fun) {
             out.push(Known {
                 id: self.id,
                 name: self.name.clone(),
@@ -171,7 +171,7 @@ impl Shared {
         }
         let conns = self.connections();
         for c in &conns {
-            let Some(spec) = c.catalog.read().unwrap().spec(fun) else {
+            let Some(spec) = c.catalog.read().spec(fun) else {
                 continue;
             };
             out.push(Known {
@@ -185,7 +185,7 @@ impl Shared {
                 reach: Reach::Conn(c.clone()),
             });
         }
-        for e in self.directory.read().unwrap().values() {
+        for e in self.directory.read().values() {
             if conns.iter().any(|c| c.peer.id == e.member.id) {
                 continue;
             }
@@ -243,7 +243,7 @@ impl Shared {
 
     /// The round-robin counter of `fun`, advanced.
     fn next_turn(&self, fun: &str) -> u64 {
-        let mut turns = self.turns.lock().unwrap();
+        let mut turns = self.turns.lock();
         if let Some(t) = turns.get_mut(fun) {
             *t += 1;
             return *t - 1;
@@ -256,10 +256,9 @@ impl Shared {
     /// a client, fetches the member list again. Returns whether anything was tried.
     async fn refresh(self: &Arc<Self>, fun: &str) -> bool {
         let unseen: Vec<String> = {
-            let peers = self.peers.read().unwrap();
+            let peers = self.peers.read();
             self.directory
                 .read()
-                .unwrap()
                 .values()
                 .filter(|e| !peers.contains_key(&e.member.id) && e.catalog.is_none())
                 .filter(|e| !self.recently_unreachable(e.member.id))
@@ -291,7 +290,6 @@ impl Shared {
     fn recently_unreachable(&self, id: u64) -> bool {
         self.unreachable
             .lock()
-            .unwrap()
             .get(&id)
             .is_some_and(|t| t.elapsed() < UNREACHABLE_FOR)
     }
@@ -301,12 +299,11 @@ impl Shared {
         let id = self
             .directory
             .read()
-            .unwrap()
             .values()
             .find(|e| e.member.addr.to_string() == addr)
             .map(|e| e.member.id);
         if let Some(id) = id {
-            self.unreachable.lock().unwrap().insert(id, Instant::now());
+            self.unreachable.lock().insert(id, Instant::now());
         }
     }
 
@@ -319,7 +316,6 @@ impl Shared {
         let blind = self
             .directory
             .read()
-            .unwrap()
             .values()
             .any(|e| e.catalog.is_none() && self.recently_unreachable(e.member.id));
         if !blind {
@@ -335,12 +331,12 @@ impl Shared {
     /// catalog will come with its connection. Returns whether any was in progress.
     async fn settle(&self, deadline: Instant) -> bool {
         let until = deadline.min(Instant::now() + SETTLE_FOR);
-        if self.dialing.lock().unwrap().is_empty() {
+        if self.dialing.lock().is_empty() {
             return false;
         }
         // Polled: dial tasks signal nothing, and this runs only when a call would
         // otherwise fail with "no provider".
-        while !self.dialing.lock().unwrap().is_empty() && Instant::now() < until {
+        while !self.dialing.lock().is_empty() && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         true
@@ -361,10 +357,7 @@ impl Shared {
                 Err(e) if inv.origin_host.is_some() => Err(e),
                 Err(e) => {
                     tracing::info!(node = %k.name, %addr, error = %e, "cannot reach the provider; forwarding through another node");
-                    self.unreachable
-                        .lock()
-                        .unwrap()
-                        .insert(k.id, Instant::now());
+                    self.unreachable.lock().insert(k.id, Instant::now());
                     self.relay(inv, k, remaining, e).await
                 }
             },
@@ -495,17 +488,11 @@ impl Shared {
     /// is reachable when that is the problem.
     pub(crate) fn unknown(&self, fun: &str) -> Error {
         let conns = self.connections();
-        let mut names: Vec<String> = self
-            .registry
-            .read()
-            .unwrap()
-            .names()
-            .map(String::from)
-            .collect();
+        let mut names: Vec<String> = self.registry.read().names().map(String::from).collect();
         for c in &conns {
-            names.extend(c.catalog.read().unwrap().names().map(String::from));
+            names.extend(c.catalog.read().names().map(String::from));
         }
-        for e in self.directory.read().unwrap().values() {
+        for e in self.directory.read().values() {
             if let Some(c) = &e.catalog {
                 names.extend(c.functions.iter().map(|f| f.name.clone()));
             }
@@ -514,7 +501,7 @@ impl Shared {
         names.dedup();
         let close = close_names(fun, names.iter().map(String::as_str));
         let detail = if conns.is_empty() {
-            let errs = self.seed_errors.lock().unwrap();
+            let errs = self.seed_errors.lock();
             let mut parts: Vec<String> = errs.values().cloned().collect();
             parts.sort();
             if parts.is_empty() {

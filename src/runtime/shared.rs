@@ -1,8 +1,9 @@
 //! State shared by every task of one node.
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -113,8 +114,8 @@ impl Shared {
 
     /// Our catalog as a peer in `relation` may see it: functions and subscriptions.
     pub(crate) fn catalog_view(&self, relation: Relation) -> CatalogMsg {
-        let reg = self.registry.read().unwrap();
-        let subs = self.pubsub.local.read().unwrap();
+        let reg = self.registry.read();
+        let subs = self.pubsub.local.read();
         view_for(
             reg.version() + subs.version(),
             &reg.specs(),
@@ -125,7 +126,7 @@ impl Shared {
 
     /// Version of our catalog: it grows with every change of functions or subscriptions.
     pub(crate) fn catalog_version(&self) -> u64 {
-        self.registry.read().unwrap().version() + self.pubsub.local.read().unwrap().version()
+        self.registry.read().version() + self.pubsub.local.read().version()
     }
 
     /// Tells gossip and discovery our catalog version, so members we are not connected to
@@ -149,14 +150,13 @@ impl Shared {
         tracing::info!(peer = %conn.peer.name, addr = %conn.peer.addr, "connected");
         self.peers
             .write()
-            .unwrap()
             .entry(conn.peer.id)
             .or_default()
             .push(conn.clone());
     }
 
     pub(crate) fn remove_connection(&self, conn: &Arc<Connection>) {
-        let mut peers = self.peers.write().unwrap();
+        let mut peers = self.peers.write();
         if let Some(list) = peers.get_mut(&conn.peer.id) {
             list.retain(|c| !Arc::ptr_eq(c, conn));
             if list.is_empty() {
@@ -165,10 +165,10 @@ impl Shared {
                 // A member still in the directory is redialed (or dialed by a publisher);
                 // one that is gone takes its subscriptions with it.
                 let id = conn.peer.id;
-                let gone = !self.directory.read().unwrap().contains_key(&id)
-                    && !self.peers.read().unwrap().contains_key(&id);
+                let gone = !self.directory.read().contains_key(&id)
+                    && !self.peers.read().contains_key(&id);
                 if gone {
-                    self.pubsub.remote.write().unwrap().remove(id);
+                    self.pubsub.remote.write().remove(id);
                 }
                 tracing::info!(peer = %conn.peer.name, reason = conn.close_reason().unwrap_or_default(), "disconnected");
             }
@@ -179,7 +179,6 @@ impl Shared {
     pub(crate) fn connections(&self) -> Vec<Arc<Connection>> {
         self.peers
             .read()
-            .unwrap()
             .values()
             .filter_map(|l| l.first().cloned())
             .collect()
@@ -187,17 +186,13 @@ impl Shared {
 
     /// The connection calls to peer `id` use (the first, if a simultaneous dial made two).
     pub(crate) fn connection_to(&self, id: u64) -> Option<Arc<Connection>> {
-        self.peers
-            .read()
-            .unwrap()
-            .get(&id)
-            .and_then(|l| l.first().cloned())
+        self.peers.read().get(&id).and_then(|l| l.first().cloned())
     }
 
     /// Every live connection, including the second one of a peer that dialed us while we
     /// dialed it: each keeps its own copy of our catalog, and calls may use either.
     pub(crate) fn all_connections(&self) -> Vec<Arc<Connection>> {
-        let peers = self.peers.read().unwrap();
+        let peers = self.peers.read();
         peers.values().flatten().cloned().collect()
     }
 

@@ -12,9 +12,10 @@
 //! before the interface selection below takes effect (the kernel then sends IGMP reports on
 //! them). No mDNS message goes out of a deselected interface, but the membership reports do.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -287,7 +288,7 @@ impl Responder {
 
     /// Re-registers with catalog version `v` in TXT (mdns-sd then announces the change).
     pub(crate) fn set_catalog_version(&self, v: u64) {
-        let mut advert = self.advert.lock().expect("advert lock");
+        let mut advert = self.advert.lock();
         if advert.withdrawn || advert.cv == v {
             return;
         }
@@ -301,7 +302,7 @@ impl Responder {
     /// Waiting for the daemon's replies is async, so no runtime worker blocks.
     async fn withdraw(&self) {
         {
-            let mut advert = self.advert.lock().expect("advert lock");
+            let mut advert = self.advert.lock();
             if std::mem::replace(&mut advert.withdrawn, true) {
                 return;
             }

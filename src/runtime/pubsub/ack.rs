@@ -1,7 +1,8 @@
 //! Acknowledgements of one publication on one node: every delivery that must be confirmed
 //! carries an [`AckGuard`]; when the last guard is gone the tally is reported once.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -27,9 +28,9 @@ struct AckState {
 
 impl Drop for AckState {
     fn drop(&mut self) {
-        let done = self.done.get_mut().unwrap().take();
+        let done = self.done.get_mut().take();
         if let Some(done) = done {
-            done(std::mem::take(self.tally.get_mut().unwrap()));
+            done(std::mem::take(self.tally.get_mut()));
         }
     }
 }
@@ -73,7 +74,7 @@ impl AckGuard {
     /// The subscriber handled it; `result` is its outcome (the answer, if one is wanted).
     pub(crate) fn settle(mut self, result: Result<Bytes, Failure>) {
         if let Some(s) = self.state.take() {
-            let mut t = s.tally.lock().unwrap();
+            let mut t = s.tally.lock();
             match &result {
                 Ok(_) => t.acked += 1,
                 Err(f) => t
@@ -93,7 +94,7 @@ impl AckGuard {
 
     fn record_missing(&mut self, why: &str) {
         if let Some(s) = self.state.take() {
-            let mut t = s.tally.lock().unwrap();
+            let mut t = s.tally.lock();
             t.missing.push(format!("{}: {why}", self.label));
             if self.answers {
                 t.answer = Some(Err(Failure::internal(format!("{}: {why}", self.label))));

@@ -65,7 +65,6 @@ impl Shared {
         self.pubsub
             .local
             .read()
-            .unwrap()
             .for_each_match(&p.topic, |s| match &s.spec.group {
                 None => out.push((s.clone(), false)),
                 Some(g) => {

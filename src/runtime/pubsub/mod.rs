@@ -9,9 +9,9 @@ mod publish;
 mod remote;
 mod subscribe;
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, RwLock};
 
 use tokio::sync::oneshot;
 
@@ -55,7 +55,7 @@ impl PubSub {
 
     /// A peer's acknowledgement arrived; ignored unless that peer owes it.
     pub(crate) fn acked(&self, peer: u64, ack: PubAck) {
-        let mut acks = self.acks.lock().unwrap();
+        let mut acks = self.acks.lock();
         if acks.get(&ack.id).is_some_and(|(p, _)| *p == peer) {
             if let Some((_, tx)) = acks.remove(&ack.id) {
                 let _ = tx.send(ack);
@@ -65,14 +65,14 @@ impl PubSub {
 
     /// A peer answered our `Sync(id)`.
     pub(crate) fn synced(&self, id: u64) {
-        if let Some(tx) = self.syncs.lock().unwrap().remove(&id) {
+        if let Some(tx) = self.syncs.lock().remove(&id) {
             let _ = tx.send(());
         }
     }
 
     /// Ends every subscription at shutdown: streams end, workers stop.
     pub(crate) fn close_all(&self) {
-        for s in self.local.read().unwrap().subscribers() {
+        for s in self.local.read().subscribers() {
             s.queue.close();
         }
     }

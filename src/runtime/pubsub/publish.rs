@@ -202,7 +202,6 @@ impl Shared {
         self.pubsub
             .local
             .read()
-            .unwrap()
             .for_each_match(topic, |s| match &s.spec.group {
                 None => plan.local.push((s.clone(), false)),
                 Some(g) => groups
@@ -215,7 +214,6 @@ impl Shared {
             self.pubsub
                 .remote
                 .read()
-                .unwrap()
                 .for_each_match(topic, |t| hits.push(t.clone()));
             for t in hits {
                 if plan.peers.iter().any(|(p, _)| *p == t.peer) && t.group.is_none() {
@@ -268,7 +266,7 @@ impl Shared {
                 Reach::Conn(c),
             ),
             None => {
-                let d = self.directory.read().unwrap();
+                let d = self.directory.read();
                 let e = d.get(&id)?;
                 let tier = Relation::of_peer(&self.host_id, &e.member.host);
                 (tier, Reach::Dial(e.member.addr, e.member.name.clone()))
@@ -292,7 +290,7 @@ impl Shared {
             .expect("a group with a match has a member");
         let ties: Vec<usize> = (0..members.len()).filter(|&i| ranks[i] == best).collect();
         let turn = {
-            let mut turns = self.pubsub.turns.lock().unwrap();
+            let mut turns = self.pubsub.turns.lock();
             let t = turns.entry(group.to_string()).or_insert(0);
             *t += 1;
             *t
@@ -375,11 +373,11 @@ impl Shared {
         };
         let rx = waited.then(|| {
             let (tx, rx) = oneshot::channel();
-            self.pubsub.acks.lock().unwrap().insert(ack, (id, tx));
+            self.pubsub.acks.lock().insert(ack, (id, tx));
             rx
         });
         if !conn.send(bytes).await {
-            self.pubsub.acks.lock().unwrap().remove(&ack);
+            self.pubsub.acks.lock().remove(&ack);
             return Err(format!(
                 "connection lost: {}",
                 conn.close_reason().unwrap_or_default()
@@ -414,7 +412,7 @@ impl PeerWait {
             )),
             _ = tokio::time::sleep_until(deadline.into()) => Err("no acknowledgement in time".to_string()),
         };
-        self.shared.pubsub.acks.lock().unwrap().remove(&self.ack);
+        self.shared.pubsub.acks.lock().remove(&self.ack);
         (name, r)
     }
 }

@@ -78,14 +78,14 @@ impl Shared {
         if let Some(h) = handler {
             self.spawn_worker(sub.clone(), h);
         }
-        let changed = self.pubsub.local.write().unwrap().insert(sub.clone());
+        let changed = self.pubsub.local.write().insert(sub.clone());
         Ok((sub, changed))
     }
 
     /// Removes subscriber `id`: its queue closes (a function's worker stops after the
     /// message it is handling), waiting publishers learn of what was still queued.
     pub(crate) fn unsubscribe(&self, id: u64) {
-        let removed = self.pubsub.local.write().unwrap().remove(id);
+        let removed = self.pubsub.local.write().remove(id);
         let Some((sub, changed)) = removed else {
             return;
         };
@@ -142,7 +142,7 @@ impl Shared {
         let view = self.catalog_view(Relation::of_peer(&self.host_id, &conn.peer.host_id));
         let id = self.pubsub.next_id();
         let (tx, rx) = oneshot::channel();
-        self.pubsub.syncs.lock().unwrap().insert(id, tx);
+        self.pubsub.syncs.lock().insert(id, tx);
         let sent = match (
             encode_frame(&Frame::Catalog(view)),
             encode_frame(&Frame::Sync(id)),
@@ -159,6 +159,6 @@ impl Shared {
                 }
             }
         }
-        self.pubsub.syncs.lock().unwrap().remove(&id);
+        self.pubsub.syncs.lock().remove(&id);
     }
 }
