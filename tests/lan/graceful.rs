@@ -14,6 +14,9 @@ const N: u64 = 200_000;
 const RUNS: usize = 10;
 /// Subscriber queue: deeper than a run, so that no publication is dropped for space.
 const SUB_QUEUE: &str = "250000";
+/// Both ends log their connections and membership changes: a lossy run is explained by
+/// its logs (kept when the test fails).
+const LOG: (&str, &str) = ("RUST_LOG", "mpreg=info,warn");
 /// How long the subscriber may take, after the publisher exited, to print the rest.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -21,7 +24,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 fn subscriber(lan: &Lan, topic: &str) -> LanProc {
     let count = N.to_string();
     let args = ["sub", topic, "--count", &count];
-    let mut s = lan.spawn(2, &args, &[("MPREG_SUB_QUEUE", SUB_QUEUE)]);
+    let mut s = lan.spawn(2, &args, &[("MPREG_SUB_QUEUE", SUB_QUEUE), LOG]);
     wait_until(Duration::from_secs(20), || {
         s.stderr().contains("subscribed to") || s.has_exited()
     });
@@ -34,7 +37,7 @@ fn subscriber(lan: &Lan, topic: &str) -> LanProc {
 fn publish(lan: &Lan, topic: &str) -> u64 {
     let n = N.to_string();
     let args = ["--member", "--wait-subscribers", "1", &n, topic];
-    let mut p = lan.spawn_program(1, &example("sensor_feed"), &args, &[]);
+    let mut p = lan.spawn_program(1, &example("sensor_feed"), &args, &[LOG]);
     let line = p.wait_for_line(&format!("published {N} in "), Duration::from_secs(120));
     let status = p.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "{}", p.logs());
