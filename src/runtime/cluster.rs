@@ -37,6 +37,8 @@ pub(crate) struct Counters {
     pub dropped_unauthenticated: AtomicU64,
     /// Requests this node sent to other nodes (calls, relays, workflow submissions).
     pub requests_sent: AtomicU64,
+    /// Gossip datagrams dropped as replays (with a secret): see `proto::replay`.
+    pub dropped_replayed: AtomicU64,
 }
 
 impl Shared {

@@ -14,6 +14,8 @@
 //! - `dns_sd`: an independent mDNS browser (python-zeroconf) sees nodes as DNS-SD services.
 //! - `resolver`: visibility enforced by the serving node, forwarding through a seed.
 //! - `pubsub`: matching subscribers across hosts, publish order, queue groups.
+//! - `replay`: with a secret, captured gossip sent again is rejected and counted, and a
+//!   killed node's replayed gossip never brings it back (needs `tcpdump`).
 
 mod harness;
 
@@ -21,6 +23,7 @@ mod dns_sd;
 mod failure;
 mod latency;
 mod pubsub;
+mod replay;
 mod resolver;
 mod seed;
 mod zero_config;
