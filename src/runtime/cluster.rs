@@ -39,6 +39,8 @@ pub(crate) struct Counters {
     pub requests_sent: AtomicU64,
     /// Live TCP connections, duplicates being retired included.
     pub connections: AtomicU64,
+    /// Gossip datagrams dropped as replays (with a secret): see `proto::replay`.
+    pub dropped_replayed: AtomicU64,
 }
 
 impl Shared {

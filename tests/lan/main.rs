@@ -19,6 +19,8 @@
 //! - `names`: a live node's name refused elsewhere; a dead one's replaced on its host.
 //! - `graceful`: a publisher's graceful shutdown loses none of its publications.
 //! - `first_call`: a seedless builder node's first call; "no cluster found" after the wait.
+//! - `replay`: with a secret, captured gossip sent again is rejected and counted, and a
+//!   killed node's replayed gossip never brings it back (needs `tcpdump`).
 
 mod harness;
 
@@ -30,6 +32,7 @@ mod graceful;
 mod latency;
 mod names;
 mod pubsub;
+mod replay;
 mod resolver;
 mod seed;
 mod zero_config;
