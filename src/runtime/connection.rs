@@ -83,6 +83,10 @@ pub(crate) struct Connection {
     pub(crate) received: AtomicU64,
     /// Set while the reader holds back because our answers cannot be queued.
     paused: AtomicBool,
+    /// The socket, to ask the kernel whether the peer sent bytes our reader has not read
+    /// yet (a busy reader is not a silent peer).
+    #[cfg(unix)]
+    fd: std::os::fd::RawFd,
     /// When the connection started; `heard_ms` counts from it.
     started: std::time::Instant,
     /// Milliseconds after `started` at which the watchdog last saw a new frame.
@@ -112,6 +116,11 @@ impl Connection {
         write: OwnedWriteHalf,
     ) -> Arc<Self> {
         let (out, rx) = Outbound::new();
+        #[cfg(unix)]
+        let fd = {
+            use std::os::fd::AsRawFd;
+            frames.get_ref().as_ref().as_raw_fd()
+        };
         let mut pc = PeerCatalog::default();
         shared
             .pubsub
@@ -126,6 +135,8 @@ impl Connection {
             dialed,
             received: AtomicU64::new(0),
             paused: AtomicBool::new(false),
+            #[cfg(unix)]
+            fd,
             started: std::time::Instant::now(),
             heard_ms: AtomicU64::new(0),
             state: Mutex::new(State::default()),
@@ -217,6 +228,22 @@ impl Connection {
     pub(crate) fn quiet_for(&self, d: Duration) -> bool {
         let heard = self.started + Duration::from_millis(self.heard_ms.load(Ordering::Relaxed));
         heard.elapsed() >= d
+    }
+
+    /// Bytes the peer sent that our reader has not read yet. The watchdog asks only while
+    /// the connection is open, when the reader still owns the socket.
+    pub(crate) fn unread_bytes(&self) -> usize {
+        #[cfg(unix)]
+        {
+            let mut n: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one c_int through the pointer; a bad descriptor only
+            // makes the call fail.
+            let r = unsafe { libc::ioctl(self.fd, libc::FIONREAD, &mut n) };
+            if r == 0 {
+                return n.max(0) as usize;
+            }
+        }
+        0
     }
 
     /// The watchdog saw a new frame at `at`.

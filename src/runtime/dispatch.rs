@@ -74,10 +74,13 @@ where
         handle
             .spawn(async move {
                 let (result, node) = work.await;
-                c.untrack_served(id);
+                // Still counted against `max_in_flight` while its reply waits for room:
+                // a peer that does not read meets "busy" (and the reader's back-pressure)
+                // instead of an ever-growing number of finished calls holding replies.
                 if let Some(f) = reply_frame(id, result, node) {
                     c.send(f).await;
                 }
+                c.untrack_served(id);
             })
             .abort_handle()
     });

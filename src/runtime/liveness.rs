@@ -33,6 +33,7 @@ pub(crate) async fn watch(conn: Arc<Connection>, shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = (conn.received.load(Relaxed), Instant::now());
+    let mut last_tick = Instant::now();
     let mut wrote = (conn.out.written.load(Relaxed), Instant::now());
     // Writes our own ping made since the last tick: they are not traffic.
     let mut pinged = 0;
@@ -43,9 +44,14 @@ pub(crate) async fn watch(conn: Arc<Connection>, shared: Arc<Shared>) {
             _ = tick.tick() => {}
         }
         let now = Instant::now();
+        // A tick this late means this process was starved of CPU: what looks like
+        // silence may be our own reader not having run. Judge from here on.
+        let starved = now - last_tick > 2 * TICK;
+        last_tick = now;
         let received = conn.received.load(Relaxed);
-        // While the reader holds back (back-pressure), unread frames are not silence.
-        if received != heard.0 || conn.reader_paused() {
+        // Frames came, or the reader holds back (back-pressure), or it is merely behind
+        // (the kernel holds bytes from the peer): the peer is not silent.
+        if received != heard.0 || conn.reader_paused() || starved || conn.unread_bytes() > 0 {
             heard = (received, now);
             conn.heard_at(now);
         } else if now - heard.1 >= SILENCE_LIMIT {

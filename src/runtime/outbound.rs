@@ -28,6 +28,9 @@ pub(crate) const BACKLOG_LIMIT: usize = 4096;
 /// Longest the writer flushes what was queued once the connection closes.
 const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// During that flush, longest the writer waits for the peer to take any byte.
+const FLUSH_STALL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Bytes the writer gathers before issuing one write.
 const COALESCE_BYTES: usize = 256 * 1024;
 
@@ -121,6 +124,7 @@ impl Outbound {
 
     /// Drains the queue and the backlog into the socket, gathering what is at hand into
     /// one write, until `closed`; then flushes what was queued and shuts the socket down.
+    /// A write blocked on a peer that does not read gives way to `closed` at once.
     pub(crate) async fn write_loop(
         &self,
         mut rx: mpsc::Receiver<Bytes>,
@@ -139,54 +143,99 @@ impl Outbound {
                 },
             };
             let Some(first) = first else { break None };
-            let mut next = self
-                .pop_parked()
-                .ok_or(())
-                .or_else(|_| rx.try_recv().map_err(|_| ()));
-            if next.is_err() {
+            let mut next = self.next_at_hand(&mut rx);
+            if next.is_none() {
                 // Let the tasks woken together with us queue their frames first: on a busy
                 // connection this turns one write per reply into one write per batch, and
                 // on an idle one it costs a single trip through the scheduler.
                 tokio::task::yield_now().await;
-                next = rx.try_recv().map_err(|_| ());
+                next = self.next_at_hand(&mut rx);
             }
-            let ok = if let Ok(second) = next {
-                buf.extend_from_slice(&first);
-                buf.extend_from_slice(&second);
-                while buf.len() < COALESCE_BYTES {
-                    match self
-                        .pop_parked()
-                        .ok_or(())
-                        .or_else(|_| rx.try_recv().map_err(|_| ()))
-                    {
-                        Ok(f) => buf.extend_from_slice(&f),
-                        Err(()) => break,
+            let written = match next {
+                Some(second) => {
+                    buf.extend_from_slice(&first);
+                    buf.extend_from_slice(&second);
+                    while buf.len() < COALESCE_BYTES {
+                        match self.next_at_hand(&mut rx) {
+                            Some(f) => buf.extend_from_slice(&f),
+                            None => break,
+                        }
+                    }
+                    write_until(&mut w, &mut buf, closed).await
+                }
+                None => {
+                    let mut one = first;
+                    let r = write_until(&mut w, &mut one, closed).await;
+                    buf.extend_from_slice(&one);
+                    r
+                }
+            };
+            match written {
+                Ok(true) => {
+                    self.written.fetch_add(1, Relaxed);
+                }
+                Ok(false) => break None,
+                Err(e) => break Some(format!("write failed: {e}")),
+            }
+        };
+        if failure.is_none() {
+            self.flush(&mut rx, &mut w, &mut buf).await;
+        }
+        failure
+    }
+
+    /// The next frame already waiting: the backlog first, then the queue.
+    fn next_at_hand(&self, rx: &mut mpsc::Receiver<Bytes>) -> Option<Bytes> {
+        self.pop_parked().or_else(|| rx.try_recv().ok())
+    }
+
+    /// After a close: writes what was queued before it (a refusal, last replies, a
+    /// goodbye) while the peer keeps reading — at most [`FLUSH_LIMIT`] in all, and
+    /// giving up after [`FLUSH_STALL`] without progress — then shuts the socket down.
+    async fn flush(
+        &self,
+        rx: &mut mpsc::Receiver<Bytes>,
+        w: &mut OwnedWriteHalf,
+        rest: &mut BytesMut,
+    ) {
+        let flush = async {
+            loop {
+                while !rest.is_empty() {
+                    match tokio::time::timeout(FLUSH_STALL, w.write_buf(rest)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return,
                     }
                 }
-                let r = w.write_all(&buf).await;
-                buf.clear();
-                r
-            } else {
-                w.write_all(&first).await
-            };
-            if let Err(e) = ok {
-                break Some(format!("write failed: {e}"));
-            }
-            self.written.fetch_add(1, Relaxed);
-        };
-        // Flush what was queued before the close (a refusal, last replies, a goodbye), for
-        // a bounded time: a peer that stopped reading must not hold the task forever.
-        let flush = async {
-            while let Some(f) = self.pop_parked().or_else(|| rx.try_recv().ok()) {
-                if failure.is_some() || w.write_all(&f).await.is_err() {
-                    break;
+                match self.next_at_hand(rx) {
+                    Some(f) => rest.extend_from_slice(&f),
+                    None => break,
                 }
             }
             let _ = w.shutdown().await;
         };
         let _ = tokio::time::timeout(FLUSH_LIMIT, flush).await;
-        failure
     }
+}
+
+/// Writes all of `data` unless `closed` comes first: `Ok(true)` when written, `Ok(false)`
+/// when closed with `data` holding what is left (each write is all or nothing).
+async fn write_until<B: bytes::Buf>(
+    w: &mut OwnedWriteHalf,
+    data: &mut B,
+    closed: &tokio_util::sync::CancellationToken,
+) -> std::io::Result<bool> {
+    while data.has_remaining() {
+        tokio::select! {
+            biased;
+            r = w.write_buf(data) => {
+                if r? == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+            }
+            _ = closed.cancelled() => return Ok(false),
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
