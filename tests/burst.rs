@@ -1,0 +1,217 @@
+//! 10,000 concurrent calls from one client to two providers (issue #12, "one connection per
+//! peer, really"): every call completes or is refused as busy, none hangs, each provider
+//! sees exactly one connection from the client, and no provider serves more calls at once
+//! than its `max_in_flight`.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mpreg::{Error, Function, Node};
+use support::{local, wait_until};
+
+/// Concurrent calls in the burst.
+const CALLS: u64 = 10_000;
+
+/// Each call's own deadline (the node's and an outer one): a call still pending after it
+/// hangs.
+const CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The whole test.
+const TEST_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The providers' limit of calls in flight per connection (the default).
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// Calls one provider is running right now, and the most it ever ran at once.
+#[derive(Default)]
+struct Load {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// A provider of `slow(i) -> i`, which sleeps 5 ms; providers get no seeds, so they are
+/// not connected to each other (discovery is off).
+async fn provider(name: &str, load: Arc<Load>) -> Node {
+    let slow = Function::new_async("slow", move |(i,): (u64,)| {
+        let load = load.clone();
+        async move {
+            let n = load.now.fetch_add(1, Ordering::SeqCst) + 1;
+            load.peak.fetch_max(n, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            load.now.fetch_sub(1, Ordering::SeqCst);
+            i
+        }
+    })
+    .params(["i: u64"]);
+    local(name)
+        .builtins(false)
+        .max_in_flight(MAX_IN_FLIGHT)
+        .function(slow)
+        .start()
+        .await
+        .expect("start provider")
+}
+
+/// Established TCP connections accepted on loopback port `port`, from `/proc/net/tcp`:
+/// what the kernel says, whatever the node counts.
+fn established_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local_port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            local_port == Some(port) && f.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+/// The most connections each provider had during the burst.
+struct Peaks {
+    socket: [AtomicUsize; 2],
+    stats: [AtomicUsize; 2],
+}
+
+/// Samples connection counts of both providers until `stop`.
+async fn watch(providers: [Node; 2], peaks: Arc<Peaks>, stop: Arc<AtomicBool>) {
+    let ports = providers
+        .each_ref()
+        .map(|p| p.addr().expect("provider listens").port());
+    while !stop.load(Ordering::SeqCst) {
+        for i in 0..2 {
+            peaks.socket[i].fetch_max(established_on(ports[i]), Ordering::SeqCst);
+            let stats = providers[i].stats().connections as usize;
+            peaks.stats[i].fetch_max(stats, Ordering::SeqCst);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Runs the burst; returns (busy, other failures as text).
+async fn burst(client: &Node) -> (usize, Vec<String>) {
+    let mut tasks = Vec::with_capacity(CALLS as usize);
+    for i in 0..CALLS {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let call = client
+                .request("slow")
+                .args((i,))
+                .timeout(CALL_DEADLINE)
+                .send::<u64>();
+            match tokio::time::timeout(CALL_DEADLINE + Duration::from_secs(5), call).await {
+                Ok(Ok(r)) if r.value == i => Ok(false),
+                Ok(Ok(r)) => Err(format!("call {i} answered {}", r.value)),
+                Ok(Err(Error::Busy { .. })) => Ok(true),
+                Ok(Err(e)) => Err(format!("call {i} failed: {e}")),
+                Err(_) => Err(format!("call {i} hung past its deadline")),
+            }
+        }));
+    }
+    let mut busy = 0;
+    let mut failures = Vec::new();
+    for t in tasks {
+        match t.await.expect("call task") {
+            Ok(true) => busy += 1,
+            Ok(false) => {}
+            Err(e) => failures.push(e),
+        }
+    }
+    (busy, failures)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_calls_one_connection_per_provider_none_hangs() {
+    tokio::time::timeout(TEST_DEADLINE, run())
+        .await
+        .expect("the burst test hung");
+}
+
+async fn run() {
+    let loads = [Arc::new(Load::default()), Arc::new(Load::default())];
+    let a = provider("burst-a", loads[0].clone()).await;
+    let b = provider("burst-b", loads[1].clone()).await;
+    let client = local("burst-client")
+        .listen(false)
+        .builtins(false)
+        .seed(a.addr().unwrap())
+        .seed(b.addr().unwrap())
+        .start()
+        .await
+        .expect("start client");
+    wait_until(Duration::from_secs(10), || client.peers().len() == 2).await;
+    assert!(a.peers().iter().all(|p| p.name != "burst-b"), "providers must not be connected");
+
+    let peaks = Arc::new(Peaks {
+        socket: [AtomicUsize::new(0), AtomicUsize::new(0)],
+        stats: [AtomicUsize::new(0), AtomicUsize::new(0)],
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = tokio::spawn(watch([a.clone(), b.clone()], peaks.clone(), stop.clone()));
+    let start = Instant::now();
+    let (busy, failures) = burst(&client).await;
+    let took = start.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    watcher.await.unwrap();
+
+    let ports = [a.addr().unwrap().port(), b.addr().unwrap().port()];
+    let peak = |i: usize| {
+        (
+            peaks.socket[i].load(Ordering::SeqCst),
+            peaks.stats[i].load(Ordering::SeqCst),
+            loads[i].peak.load(Ordering::SeqCst),
+        )
+    };
+    println!("figure: busy={busy}");
+    println!("figure: failures={}", failures.len());
+    println!("figure: burst_secs={:.2}", took.as_secs_f64());
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        let (sockets, stats, load) = peak(i);
+        println!("figure: provider_{name}_peak_sockets={sockets}");
+        println!("figure: provider_{name}_peak_stats_connections={stats}");
+        println!("figure: provider_{name}_peak_concurrent_calls={load}");
+    }
+
+    assert!(
+        failures.is_empty(),
+        "{} calls neither completed nor got busy, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    for (i, p) in [&a, &b].into_iter().enumerate() {
+        let (sockets, stats, load) = peak(i);
+        assert!(
+            sockets <= 2 && stats <= 2,
+            "provider {} had {sockets} TCP connections ({stats} by its stats) during the burst: \
+             the client's dials were not coalesced",
+            p.name()
+        );
+        assert!(
+            load <= MAX_IN_FLIGHT,
+            "provider {} ran {load} calls at once against max_in_flight {MAX_IN_FLIGHT}",
+            p.name()
+        );
+        // Settled: exactly the client's one connection (a transient second one closes).
+        let port = ports[i];
+        let settle = Instant::now();
+        while established_on(port) != 1 || p.stats().connections != 1 {
+            assert!(
+                settle.elapsed() < Duration::from_secs(5),
+                "provider {} keeps {} TCP connections ({} by its stats) after the burst, not 1",
+                p.name(),
+                established_on(port),
+                p.stats().connections
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    client.shutdown().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
