@@ -2,13 +2,24 @@
 //! peer, really"): every call completes or is refused as busy, none hangs, each provider
 //! sees exactly one connection from the client, and no provider serves more calls at once
 //! than its `max_in_flight`.
+//!
+//! Two starts: a client seeded with both providers (connected before the burst), and a
+//! "cold" client that only knows them from a member list, so the burst itself opens the
+//! connections (the case the issue measured: 562 connections to one node). The providers
+//! are never connected to each other (no seeds, discovery off), so each provider's only
+//! connection is the client's. In the cold case the member list comes from a hand-written
+//! directory peer, since two real members would connect to each other.
 
+mod rawpeer;
 mod support;
 
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mpreg::proto::member::Member;
+use mpreg::proto::wire::{Frame, MemberInfo, MembersMsg};
 use mpreg::{Error, Function, Node};
 use support::{local, wait_until};
 
@@ -126,27 +137,115 @@ async fn burst(client: &Node) -> (usize, Vec<String>) {
     (busy, failures)
 }
 
+/// How the client learns of the providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Seeded with both: connected before the burst.
+    Seeded,
+    /// Only from a member list: the burst opens the connections.
+    Cold,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_calls_one_connection_per_provider_none_hangs() {
-    tokio::time::timeout(TEST_DEADLINE, run())
+async fn seeded_client_ten_thousand_calls_one_connection_per_provider() {
+    tokio::time::timeout(TEST_DEADLINE, run(Start::Seeded))
         .await
         .expect("the burst test hung");
 }
 
-async fn run() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_client_ten_thousand_calls_open_one_connection_per_provider() {
+    tokio::time::timeout(TEST_DEADLINE, run(Start::Cold))
+        .await
+        .expect("the burst test hung");
+}
+
+/// `node` as a member list describes it, serving `slow`.
+fn member_info(node: &Node) -> MemberInfo {
+    MemberInfo {
+        member: Member {
+            addr: node.addr().unwrap(),
+            id: node.id(),
+            name: node.name().into(),
+            role: "node".into(),
+            host: node.host_id().into(),
+            started_ms: 1,
+            bump: 0,
+        },
+        state: "alive".into(),
+        resources: vec![],
+        catalog: Some(rawpeer::catalog(&["slow"])),
+    }
+}
+
+/// A hand-written peer that completes the handshake (serving nothing) and answers every
+/// member-list request with `members`; it reads and ignores everything else, until `stop`.
+fn directory_peer(members: MembersMsg, stop: Arc<AtomicBool>) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let peer = rawpeer::accept(&listener, "directory", &[]);
+        let mut stream = peer.stream;
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut reader = rawpeer::FrameReader::default();
+        while !stop.load(Ordering::SeqCst) {
+            match reader.next(&mut stream) {
+                Ok(Some(Frame::MembersRequest)) => {
+                    rawpeer::send(&mut stream, &Frame::Members(members.clone()))
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    addr
+}
+
+/// The client, knowing of `a` and `b` as `start` says.
+async fn client(start: Start, a: &Node, b: &Node, stop: &Arc<AtomicBool>) -> Node {
+    let builder = local("burst-client").listen(false).builtins(false);
+    let builder = match start {
+        Start::Seeded => builder.seed(a.addr().unwrap()).seed(b.addr().unwrap()),
+        Start::Cold => {
+            let members = MembersMsg {
+                members: vec![member_info(a), member_info(b)],
+            };
+            builder.seed(directory_peer(members, stop.clone()))
+        }
+    };
+    let client = builder.start().await.expect("start client");
+    match start {
+        Start::Seeded => {
+            wait_until(Duration::from_secs(10), || client.peers().len() == 2).await;
+        }
+        Start::Cold => {
+            let names: Vec<String> = client.members().into_iter().map(|m| m.name).collect();
+            assert!(
+                names.contains(&"burst-a".to_string()) && names.contains(&"burst-b".to_string()),
+                "the client must know both providers from the member list: {names:?}"
+            );
+            assert!(
+                established_on(a.addr().unwrap().port()) == 0
+                    && established_on(b.addr().unwrap().port()) == 0,
+                "the cold client must not be connected to the providers before the burst"
+            );
+        }
+    }
+    client
+}
+
+async fn run(start: Start) {
     let loads = [Arc::new(Load::default()), Arc::new(Load::default())];
     let a = provider("burst-a", loads[0].clone()).await;
     let b = provider("burst-b", loads[1].clone()).await;
-    let client = local("burst-client")
-        .listen(false)
-        .builtins(false)
-        .seed(a.addr().unwrap())
-        .seed(b.addr().unwrap())
-        .start()
-        .await
-        .expect("start client");
-    wait_until(Duration::from_secs(10), || client.peers().len() == 2).await;
-    assert!(a.peers().iter().all(|p| p.name != "burst-b"), "providers must not be connected");
+    let directory_stop = Arc::new(AtomicBool::new(false));
+    let client = client(start, &a, &b, &directory_stop).await;
+    assert!(
+        a.peers().iter().all(|p| p.name != "burst-b"),
+        "providers must not be connected"
+    );
 
     let peaks = Arc::new(Peaks {
         socket: [AtomicUsize::new(0), AtomicUsize::new(0)],
@@ -168,6 +267,7 @@ async fn run() {
             loads[i].peak.load(Ordering::SeqCst),
         )
     };
+    println!("figure: start={start:?}");
     println!("figure: busy={busy}");
     println!("figure: failures={}", failures.len());
     println!("figure: burst_secs={:.2}", took.as_secs_f64());
@@ -211,6 +311,7 @@ async fn run() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+    directory_stop.store(true, Ordering::SeqCst);
     client.shutdown().await;
     a.shutdown().await;
     b.shutdown().await;

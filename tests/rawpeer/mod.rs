@@ -133,3 +133,39 @@ pub fn accept(listener: &TcpListener, name: &str, offers: &[&str]) -> RawPeer {
         catalog,
     }
 }
+
+/// Reads frames from a stream with a read timeout, keeping partial frames across timeouts.
+#[derive(Default)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+}
+
+impl FrameReader {
+    /// The next whole frame; `Ok(None)` when the read timed out first. `Err` when the
+    /// connection closed or failed.
+    pub fn next(&mut self, stream: &mut TcpStream) -> std::io::Result<Option<Frame>> {
+        let codec = FrameCodec::new(DEFAULT_MAX_FRAME);
+        loop {
+            if let Some(len) = codec.check(&self.buf).map_err(std::io::Error::other)? {
+                let frame = decode_body(&self.buf[4..4 + len]).map_err(std::io::Error::other)?;
+                self.buf.drain(..4 + len);
+                return Ok(Some(frame));
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match stream.read(&mut chunk) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
