@@ -59,10 +59,8 @@ impl Drop for Server {
 impl Server {
     fn start() -> Server {
         let port = free_port();
-        let log = std::env::temp_dir().join(format!(
-            "mpreg-flood-{}-{port}.log",
-            std::process::id()
-        ));
+        let log =
+            std::env::temp_dir().join(format!("mpreg-flood-{}-{port}.log", std::process::id()));
         let err = File::create(&log).expect("create server log");
         let child = Command::new(built("mpreg"))
             .args(["serve", "--name", "flooded", "--bind", "127.0.0.1"])
