@@ -96,9 +96,9 @@ async fn watch(providers: [Node; 2], peaks: Arc<Peaks>, stop: Arc<AtomicBool>) {
         .each_ref()
         .map(|p| p.addr().expect("provider listens").port());
     while !stop.load(Ordering::SeqCst) {
-        for i in 0..2 {
-            peaks.socket[i].fetch_max(established_on(ports[i]), Ordering::SeqCst);
-            let stats = providers[i].stats().connections as usize;
+        for (i, (p, port)) in providers.iter().zip(ports).enumerate() {
+            peaks.socket[i].fetch_max(established_on(port), Ordering::SeqCst);
+            let stats = p.stats().connections as usize;
             peaks.stats[i].fetch_max(stats, Ordering::SeqCst);
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
