@@ -85,7 +85,15 @@ pub struct Config {
     /// Publications queued per subscriber before the oldest is dropped and counted
     /// (`MPREG_SUB_QUEUE`).
     pub sub_queue: usize,
+    /// How long a node or client that has found no peer yet waits for discovery before a
+    /// call fails with [`Error::NoCluster`](crate::Error::NoCluster), counted from start
+    /// (`MPREG_DISCOVERY_WAIT_MS`; `mpreg call --timeout` shortens it).
+    pub discovery_wait_ms: u64,
 }
+
+/// Default [`Config::discovery_wait_ms`]: long enough for a beacon answer and an mDNS
+/// answer on a busy LAN, short enough that "no cluster" is said quickly.
+pub const DEFAULT_DISCOVERY_WAIT: Duration = Duration::from_millis(1500);
 
 /// Default [`Config::sub_queue`].
 pub const DEFAULT_SUB_QUEUE: usize = 4096;
@@ -118,6 +126,7 @@ impl Default for Config {
             policy: crate::proto::resolve::Policy::LeastLoaded,
             spill_at: DEFAULT_SPILL_AT,
             sub_queue: DEFAULT_SUB_QUEUE,
+            discovery_wait_ms: DEFAULT_DISCOVERY_WAIT.as_millis() as u64,
         }
     }
 }
@@ -207,7 +216,15 @@ impl Config {
         if let Some(v) = get("MPREG_SUB_QUEUE") {
             self.sub_queue = parse_var("MPREG_SUB_QUEUE", &v)?;
         }
+        if let Some(v) = get("MPREG_DISCOVERY_WAIT_MS") {
+            self.discovery_wait_ms = parse_var("MPREG_DISCOVERY_WAIT_MS", &v)?;
+        }
         Ok(())
+    }
+
+    /// [`Config::discovery_wait_ms`] as a duration.
+    pub fn discovery_wait(&self) -> Duration {
+        Duration::from_millis(self.discovery_wait_ms)
     }
 
     /// The default call deadline as a duration.

@@ -156,6 +156,27 @@ pub enum Error {
         /// What the cluster offers instead.
         detail: String,
     },
+    /// No peer at all was found: nothing answered discovery and no seed could be reached
+    /// within [`Config::discovery_wait_ms`](crate::Config::discovery_wait_ms). Nothing was
+    /// called. `tried` lists each way in and why it found nobody.
+    #[error("no cluster found after {waited:?}: {tried}")]
+    NoCluster {
+        /// How long discovery was waited for.
+        waited: Duration,
+        /// What was tried (interfaces, beacon, mDNS, seeds) and why each failed.
+        tried: String,
+    },
+    /// The node's name is held by another live node of the cluster (DESIGN §3): the node
+    /// did not start and no member's view changed.
+    #[error("name `{name}` is taken by a live node on host `{host}` at {addr}; choose another name or stop that node")]
+    NameTaken {
+        /// The contested name.
+        name: String,
+        /// Host of the live holder.
+        host: String,
+        /// Address of the live holder.
+        addr: String,
+    },
     /// A topic or subscription pattern (or queue group) is malformed; names the bad part.
     #[error("{0}")]
     Topic(String),
@@ -260,10 +281,12 @@ impl Error {
                 node,
                 reason: f.message,
             },
-            FailureKind::NoProvider => Error::Remote {
+            // A node that resolved for us (forwarding) found no provider.
+            FailureKind::NoProvider => Error::NoProvider {
                 fun,
-                node,
-                message: f.message,
+                locs: Vec::new(),
+                within: format!("the cluster as node `{node}` sees it"),
+                detail: f.message,
             },
             FailureKind::Workflow => Error::Workflow { detail: f.message },
         }

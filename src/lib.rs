@@ -26,8 +26,11 @@
 //!   (`membership`), who answers a call (`resolve`), MPREG multi-call planning and run state
 //!   (`workflow`), MARO conditional events and their queues (`condition`), the pub/sub topic
 //!   trie (`topic`).
-//! - `runtime`: the tokio shell — connections (multiplexed calls, coalesced writes),
-//!   handshakes, serving calls (`dispatch`), the listener, seed dialers, shared node state.
+//! - `runtime`: the tokio shell — connections (multiplexed calls, `connection`), what they
+//!   send (bounded queue and backlog, coalesced writes: `outbound`), heartbeats and the
+//!   stall watchdog (`liveness`), single-flight dials and duplicate retirement (`connect`),
+//!   handshakes, serving calls (`dispatch`), the listener, seed dialers, clients attached
+//!   to a member that pushes them the cluster's changes (`attach`), shared node state.
 //! - [`Node`] / [`NodeBuilder`] (`node.rs`): the public handle to start, register, call, stop;
 //!   [`Request`] / [`Target`] (`request.rs`): calls with `locs`, scope, perspective, policy,
 //!   and `call_all`. Resolution itself is the pure `proto::resolve` (who qualifies, who is
@@ -44,7 +47,7 @@
 //!   `wait_for_peers` on [`Node`] and the default node (`messaging.rs`); [`Handlers`] and
 //!   the link-time entries of `#[mpreg::on]` (`handler.rs`); the wire form in
 //!   `proto::envelope`; in the runtime, `mailbox.rs` (sessions, inbox, routing),
-//!   `reactor.rs` (condition table and handler tasks) and `lossy.rs` (bounded drop-oldest
+//!   `reactor.rs` (condition table and handler tasks) and `queue.rs` (bounded drop-oldest
 //!   queues).
 //! - `macros/`: the `mpreg-macros` crate behind `#[mpreg::register]`, `#[mpreg::on]` and
 //!   `#[mpreg::handlers]`.

@@ -17,7 +17,7 @@ use crate::proto::resolve::Perspective;
 use crate::proto::wire::{Frame, Refused};
 use crate::registry::Registry;
 use crate::request::{Request, Target};
-use crate::runtime::{bootstrap, dialer, handshake, Shared};
+use crate::runtime::{attach, bootstrap, dialer, Shared};
 
 /// A running mpreg node. Cheap to clone; every clone is the same node.
 ///
@@ -88,6 +88,9 @@ pub struct NodeStats {
     pub publications_dropped: u64,
     /// Subscriptions on this node now.
     pub subscriptions: u64,
+    /// Live TCP connections now (a duplicate being retired after a simultaneous dial
+    /// counts until it closes).
+    pub connections: u64,
 }
 
 /// A member of the cluster as a node sees it.
@@ -211,10 +214,18 @@ impl Node {
         if node.shared.config.listen {
             // Before listening, so that the first catalog peers see already has them.
             crate::pubsub::install_link_time(&node.shared)?;
-            bootstrap::start_member(&node.shared).await?;
+            let sockets = bootstrap::listen(&node.shared).await?;
+            node.add_seeds(seeds.clone()).await;
+            // Only a chosen name can collide; a generated one is random.
+            if node.shared.config.name.is_some() {
+                if let Err(e) = bootstrap::claim_name(&node.shared).await {
+                    node.abort_start().await;
+                    return Err(e);
+                }
+            }
+            bootstrap::join(&node.shared, sockets);
             bootstrap::start_discovery(&node.shared).await?;
             bootstrap::announce_seeds(&node.shared, &seeds).await;
-            node.add_seeds(seeds).await;
         } else {
             node.add_seeds(seeds).await;
             node.join_as_client().await;
@@ -222,20 +233,37 @@ impl Node {
         Ok(node)
     }
 
-    /// A client (no listener, no gossip) learns the cluster from the first node it reaches.
+    /// Undoes a start that failed after listening: nobody saw us join, so no goodbye.
+    async fn abort_start(&self) {
+        for c in self.shared.all_connections() {
+            c.close("the node did not start");
+        }
+        self.shared.shutdown.cancel();
+        self.shared.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.shared.tasks.wait()).await;
+    }
+
+    /// A client (no listener, no gossip) attaches to the first member it reaches (a seed,
+    /// else one found by discovery), which then pushes it every change of the cluster; a
+    /// background task re-attaches when that member goes away (`runtime/attach.rs`).
     async fn join_as_client(&self) {
-        let mut first = self.shared.connections().into_iter().next();
-        if first.is_none() && self.shared.config.seeds.is_empty() {
-            match bootstrap::discover_and_connect(&self.shared).await {
+        let s = &self.shared;
+        let mut first = s
+            .connections()
+            .into_iter()
+            .find(|c| c.peer.listen_port != 0);
+        if first.is_none() && s.config.seeds.is_empty() {
+            match bootstrap::discover_and_connect(s).await {
                 Ok(c) => first = c,
                 Err(e) => tracing::warn!(error = %e, "discovery failed"),
             }
         }
         if let Some(conn) = first {
-            if let Err(e) = bootstrap::learn_members(&self.shared, &conn).await {
+            if let Err(e) = attach::attach(s, &conn).await {
                 tracing::warn!(peer = %conn.peer.name, error = %e, "cannot learn the member list");
             }
         }
+        s.tasks.spawn(attach::maintain(s.clone()));
     }
 
     /// Keeps connections to each of `seeds` (`host:port`), redialing when they drop, and
@@ -256,7 +284,7 @@ impl Node {
 
     /// Connects once to `addr` (no redial) and returns the peer's name.
     pub async fn connect(&self, addr: &str) -> Result<String> {
-        let conn = handshake::dial(&self.shared, addr).await?;
+        let conn = self.shared.connect_to(addr).await?;
         Ok(conn.peer.name.clone())
     }
 
@@ -432,14 +460,24 @@ impl Node {
         let bye = encode_frame(&Frame::Goodbye(Refused {
             reason: format!("node `{}` shut down", self.name()),
         }));
-        for list in self.shared.peers.read().values() {
-            for c in list {
-                if let Ok(f) = &bye {
-                    c.try_send(f.clone());
-                }
-                c.close("the node shut down");
+        let conns: Vec<_> = self
+            .shared
+            .peers
+            .read()
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        // The goodbye goes after everything queued before it (publications, replies), so
+        // peers read all of it first; a peer that does not read gets it dropped after a
+        // bounded wait rather than holding up the stop.
+        let goodbyes = conns.iter().map(|c| async {
+            if let Ok(f) = &bye {
+                let _ = tokio::time::timeout(Duration::from_secs(2), c.send(f.clone())).await;
             }
-        }
+            c.close("the node shut down");
+        });
+        futures_util::future::join_all(goodbyes).await;
         if let Some(d) = self.shared.discovery.get() {
             d.stop().await;
         }
@@ -574,6 +612,12 @@ impl NodeBuilder {
         self.config.spill_at = n;
         self
     }
+    /// How long a node that has found no peer waits for discovery before its first call
+    /// fails with [`Error::NoCluster`](crate::Error::NoCluster) (default 1.5 s).
+    pub fn discovery_wait(mut self, wait: Duration) -> Self {
+        self.config.discovery_wait_ms = wait.as_millis() as u64;
+        self
+    }
     /// Publications queued per subscriber before the oldest is dropped (and counted).
     pub fn sub_queue(mut self, n: usize) -> Self {
         self.config.sub_queue = n;
@@ -616,5 +660,6 @@ pub(crate) fn stats_of(shared: &Shared) -> NodeStats {
         publications_unmatched: p.unmatched.load(Relaxed),
         publications_dropped: local.dropped(),
         subscriptions: local.len() as u64,
+        connections: c.connections.load(Relaxed),
     }
 }

@@ -85,7 +85,10 @@ pub async fn run(a: CallArgs) -> mpreg::Result<()> {
             a.timeout
         )));
     }
-    let cfg = a.node.client_config()?;
+    let mut cfg = a.node.client_config()?;
+    // Finding the cluster is part of the call: never wait longer than the call may take.
+    let timeout_ms = (a.timeout * 1000.0) as u64;
+    cfg.discovery_wait_ms = cfg.discovery_wait_ms.min(timeout_ms.max(1));
     let node = mpreg::Node::start(cfg).await?;
     let positional = Value::Array(a.args.iter().map(|s| json::parse_arg(s)).collect());
     let mut req = node

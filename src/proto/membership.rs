@@ -9,12 +9,15 @@
 //! On top of foca:
 //! - catalog versions travel as custom broadcasts (`id`, `version`), so a peer holding an
 //!   older catalog copy learns it must pull the new one;
-//! - a member that appears under the name of another live member with an older start
-//!   replaces it at once in this view (a restarted process), without waiting for SWIM to
-//!   declare the old identity down.
+//! - names: the view shows, for each name other than ours, only the newest identity
+//!   ([`Member::newer_than`]) that SWIM holds alive. A restarted process therefore replaces
+//!   its dead predecessor at once, without waiting for SWIM to declare the old identity
+//!   down; an older identity that is still alive is only hidden while a newer namesake is,
+//!   and comes back (`Up`) as soon as that one goes down or leaves, so a duplicate that
+//!   stops can never leave the cluster split.
 
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU8, NonZeroUsize};
 use std::sync::Arc;
@@ -39,9 +42,11 @@ pub const MAX_PACKET: usize = 1400;
 /// A change in the membership view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A member became active (or came back).
+    /// A member entered the view: it became active, came back, or the newer namesake that
+    /// hid it went down or left.
     Up(Member),
-    /// A member was declared down, left, or was replaced by a newer process of its name.
+    /// A member left the view: it was declared down, left, or is hidden by a newer live
+    /// identity of its name (a restarted process, or a duplicate).
     Down(Member),
     /// A member published a new catalog version.
     CatalogVersion {
@@ -154,11 +159,11 @@ pub struct Membership {
     foca: Foca<Member, PostcardCodec, StdRng, CatalogNotices>,
     rt: AccumulatingRuntime<Member>,
     events: Arc<Mutex<VecDeque<Event>>>,
-    /// Live members by id, as this view reports them.
-    live: HashMap<u64, Member>,
-    /// Identities replaced by a newer process of the same name: hidden from the view even
-    /// while SWIM still considers them alive.
-    replaced: HashSet<(u64, u32)>,
+    /// Every identity SWIM holds alive (foca's active set), by name; hidden namesakes stay
+    /// here so that they can come back. Bounded by the active set: entries go with it.
+    alive: HashMap<String, Vec<Member>>,
+    /// The view: for each name other than ours, the newest identity of `alive`.
+    shown: HashMap<String, Member>,
     /// Spurious `TurnUndead` messages dropped (see `spurious_turn_undead`).
     suppressed: u64,
     /// Cluster size the current timings were computed for.
@@ -169,7 +174,7 @@ impl std::fmt::Debug for Membership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Membership")
             .field("me", self.identity())
-            .field("live", &self.live.len())
+            .field("live", &self.shown.len())
             .finish()
     }
 }
@@ -196,8 +201,8 @@ impl Membership {
             foca,
             rt: AccumulatingRuntime::new(),
             events,
-            live: HashMap::new(),
-            replaced: HashSet::new(),
+            alive: HashMap::new(),
+            shown: HashMap::new(),
             suppressed: 0,
             tuned_for: 16,
         }
@@ -250,7 +255,7 @@ impl Membership {
     /// Retunes the timings for the current cluster size when it has doubled or halved
     /// since the last tuning (suspicion and retransmissions grow with the cluster).
     pub fn fit_config_to_size(&mut self) {
-        let n = (self.live.len() + 1) as u32;
+        let n = (self.foca.num_members() + 1) as u32;
         let drifted = n > self.tuned_for.saturating_mul(2) || n.saturating_mul(2) < self.tuned_for;
         if drifted && self.foca.set_config(lan_config(n)).is_ok() {
             self.tuned_for = n;
@@ -259,7 +264,22 @@ impl Membership {
 
     /// Whether `id` is in the live view.
     pub fn is_live(&self, id: u64) -> bool {
-        self.live.contains_key(&id)
+        self.shown.values().any(|m| m.id == id)
+    }
+
+    /// The newest identity SWIM holds alive under `name`, other than ourselves: for any
+    /// other name, the member this view shows for it. For our own name (which the view
+    /// never shows) it is a live namesake, older or newer than us: the runtime uses it to
+    /// tell that our name is taken.
+    pub fn holder_of(&self, name: &str) -> Option<Member> {
+        newest(self.alive.get(name)?).cloned()
+    }
+
+    /// A newer live identity holding our own name: while there is one, every other view
+    /// shows it instead of us (we are hidden), until it goes down or leaves.
+    pub fn name_holder(&self) -> Option<Member> {
+        let me = self.identity();
+        self.holder_of(&me.name).filter(|h| h.newer_than(me))
     }
 
     /// Leaves the cluster: tells a few members, which spread it.
@@ -277,9 +297,10 @@ impl Membership {
             .map(|_| ())
     }
 
-    /// Live members other than ourselves, sorted by name.
+    /// Live members other than ourselves, sorted by name: one per name, the newest live
+    /// identity of each, none under our own name.
     pub fn members(&self) -> Vec<Member> {
-        let mut v: Vec<Member> = self.live.values().cloned().collect();
+        let mut v: Vec<Member> = self.shown.values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -351,9 +372,15 @@ impl Membership {
                 OwnedNotification::MemberUp(m) => self.up(m),
                 OwnedNotification::MemberDown(m) => self.down(&m),
                 OwnedNotification::Rename(old, new) => {
-                    self.down(&old);
-                    if self.foca.iter_members().any(|x| x.id() == &new) {
-                        self.up(new);
+                    // `new` took over `old`'s address; it is up only if foca says so.
+                    let active = self.foca.iter_members().any(|x| x.id() == &new);
+                    self.forget(&old);
+                    if active {
+                        self.remember(new.clone());
+                    }
+                    self.settle(&old.name);
+                    if new.name != old.name {
+                        self.settle(&new.name);
                     }
                 }
                 OwnedNotification::Active => self.push(Event::Active),
@@ -370,42 +397,65 @@ impl Membership {
         self.events.lock().push_back(e);
     }
 
+    /// SWIM holds `m` alive.
     fn up(&mut self, m: Member) {
-        if self.replaced.contains(&(m.id, m.bump)) {
-            return;
+        let name = m.name.clone();
+        self.remember(m);
+        self.settle(&name);
+    }
+
+    /// SWIM declared `m` down, or it left.
+    fn down(&mut self, m: &Member) {
+        self.forget(m);
+        self.settle(&m.name);
+    }
+
+    /// Adds `m` to the alive identities, replacing an older renewal of the same process.
+    fn remember(&mut self, m: Member) {
+        let same = self.alive.entry(m.name.clone()).or_default();
+        if same.iter().any(|x| x.id == m.id && x.bump > m.bump) {
+            return; // a renewal of this process is already known: `m` is stale
         }
-        // A restarted process under the same name replaces the older identity.
-        let older: Vec<Member> = self
-            .live
-            .values()
-            .filter(|o| o.name == m.name && o.id != m.id)
-            .cloned()
-            .collect();
-        for o in older {
-            if m.newer_than(&o) {
-                self.replaced.insert((o.id, o.bump));
-                self.down(&o);
-            } else {
-                // The newcomer is the stale one: keep the current member.
-                self.replaced.insert((m.id, m.bump));
-                return;
+        same.retain(|x| x.id != m.id);
+        same.push(m);
+    }
+
+    /// Removes `m` (and any older renewal of it) from the alive identities.
+    fn forget(&mut self, m: &Member) {
+        if let Some(same) = self.alive.get_mut(&m.name) {
+            same.retain(|x| x.id != m.id || x.bump > m.bump);
+            if same.is_empty() {
+                self.alive.remove(&m.name);
             }
-        }
-        if self.live.insert(m.id, m.clone()).as_ref() != Some(&m) {
-            self.push(Event::Up(m));
         }
     }
 
-    fn down(&mut self, m: &Member) {
-        if self
-            .live
-            .get(&m.id)
-            .is_some_and(|x| x.bump <= m.bump || x == m)
-        {
-            let gone = self.live.remove(&m.id).expect("checked");
-            self.push(Event::Down(gone));
+    /// Makes the view show the newest alive identity of `name` (none for our own name), and
+    /// emits `Down`/`Up` for exactly what changed.
+    fn settle(&mut self, name: &str) {
+        let wanted = if name == self.identity().name {
+            None
+        } else {
+            self.alive.get(name).and_then(|v| newest(v)).cloned()
+        };
+        if self.shown.get(name) == wanted.as_ref() {
+            return;
+        }
+        if let Some(old) = self.shown.remove(name) {
+            self.push(Event::Down(old));
+        }
+        if let Some(new) = wanted {
+            self.shown.insert(name.to_owned(), new.clone());
+            self.push(Event::Up(new));
         }
     }
+}
+
+/// The newest of `members` by [`Member::newer_than`].
+fn newest(members: &[Member]) -> Option<&Member> {
+    members
+        .iter()
+        .reduce(|a, b| if b.newer_than(a) { b } else { a })
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::function::FnSpec;
 
 /// Version of this wire protocol; a peer speaking another version is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// One frame on a connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +53,12 @@ pub enum Frame {
     Synced(u64),
     /// A MARO message (DESIGN §10): a request, or a reply travelling back to its session.
     Message(crate::proto::envelope::Envelope),
+    /// Heartbeat: sent when a connection has been quiet for a while, so that a peer that
+    /// hears nothing at all knows the link or the node is gone.
+    Ping,
+    /// A client asks the member it is attached to for its view of the cluster now and
+    /// after every change (pushed as `Members` frames), instead of polling.
+    Watch,
 }
 
 /// One subscription as a catalog lists it: a pattern, and the queue group if any.

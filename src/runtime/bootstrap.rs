@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::proto::membership::{lan_config, Membership};
 use crate::runtime::discovery::{probe, Discovery, DiscoveryConfig};
 use crate::runtime::gossip::{self, Command, COMMAND_QUEUE};
-use crate::runtime::handshake;
 use crate::runtime::{listener, Connection, Shared};
 
 /// Attempts at finding a port free for both TCP and UDP when the port is chosen by the OS.
@@ -67,8 +66,14 @@ pub(crate) fn advertise_ip(shared: &Shared) -> IpAddr {
     }
 }
 
-/// Starts listening and membership for a member node.
-pub(crate) async fn start_member(shared: &Arc<Shared>) -> Result<()> {
+/// The sockets of a member that listens but has not joined the membership yet.
+pub(crate) struct Listening {
+    udp: UdpSocket,
+}
+
+/// Binds TCP and UDP and starts accepting connections; the membership starts later, with
+/// [`join`], once the node's name is known to be free.
+pub(crate) async fn listen(shared: &Arc<Shared>) -> Result<Listening> {
     let (tcp, udp) = bind_pair(shared.config.bind, shared.config.port).await?;
     let port = tcp
         .local_addr()
@@ -77,16 +82,68 @@ pub(crate) async fn start_member(shared: &Arc<Shared>) -> Result<()> {
     shared.set_listen_port(port);
     let me = gossip::identity(shared, SocketAddr::new(advertise_ip(shared), port));
     tracing::info!(node = %shared.name, addr = %me.addr, cluster = %shared.cluster, "listening");
-    let _ = shared.me.set(me.clone());
+    let _ = shared.me.set(me);
+    shared.tasks.spawn(listener::run(shared.clone(), tcp));
+    Ok(Listening { udp })
+}
+
+/// Joins the membership (SWIM over the UDP socket of [`listen`]).
+pub(crate) fn join(shared: &Arc<Shared>, sockets: Listening) {
+    let me = shared.me.get().cloned().expect("listen() set the identity");
     let seed = rand::random();
     let membership = Membership::new(me, lan_config(16), seed);
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let _ = shared.gossip.set(tx);
-    shared.tasks.spawn(listener::run(shared.clone(), tcp));
     shared
         .tasks
-        .spawn(gossip::run(shared.clone(), udp, membership, rx));
-    Ok(())
+        .spawn(gossip::run(shared.clone(), sockets.udp, membership, rx));
+}
+
+/// How long a named node that found no peer by seeds looks for one by discovery before
+/// it takes its name (a beacon answer on a LAN takes milliseconds).
+const CLAIM_PROBE: Duration = Duration::from_millis(600);
+
+/// Checks, before joining, that no live node elsewhere holds our name (DESIGN §3): asks
+/// a node of the cluster (a seed, else one found by discovery) for its view; a holder that
+/// answers a dial is live and the start fails with [`Error::NameTaken`]. A holder that
+/// does not answer is a dead predecessor (a restart), which joining replaces.
+pub(crate) async fn claim_name(shared: &Arc<Shared>) -> Result<()> {
+    let mut via = shared
+        .connections()
+        .into_iter()
+        .find(|c| c.peer.listen_port != 0);
+    if via.is_none() {
+        let cfg = DiscoveryConfig::from_config(&shared.config, shared.secret.clone())?;
+        if cfg.beacon || cfg.mdns {
+            let wait = shared.config.discovery_wait().min(CLAIM_PROBE);
+            for m in probe(&cfg, wait).await.unwrap_or_default() {
+                if let Ok(c) = shared.connect_to(&m.addr.to_string()).await {
+                    via = Some(c);
+                    break;
+                }
+            }
+        }
+    }
+    let Some(via) = via else { return Ok(()) };
+    let view = via.members(MEMBERS_TIMEOUT).await?;
+    let holder = view
+        .members
+        .iter()
+        .find(|i| i.member.name == shared.name && i.member.id != shared.id);
+    let Some(holder) = holder else { return Ok(()) };
+    let addr = holder.member.addr.to_string();
+    match shared.connect_to(&addr).await {
+        Ok(_) => Err(Error::NameTaken {
+            name: shared.name.clone(),
+            host: holder.member.host.clone(),
+            addr,
+        }),
+        Err(e) => {
+            tracing::info!(name = %shared.name, holder = ?holder.member, error = %e,
+                "the name's holder does not answer; replacing it");
+            Ok(())
+        }
+    }
 }
 
 /// How often members re-announce to their seeds. SWIM forgets members it declared down
@@ -140,9 +197,6 @@ pub(crate) async fn learn_members(shared: &Arc<Shared>, conn: &Connection) -> Re
 /// are found again by the next beacon or mDNS answer).
 const FOUND_QUEUE: usize = 256;
 
-/// How long a client without seeds waits for discovery answers.
-pub(crate) const PROBE_DEADLINE: Duration = Duration::from_millis(1500);
-
 /// Starts beacon and mDNS for a member; what they find is announced to SWIM.
 pub(crate) async fn start_discovery(shared: &Arc<Shared>) -> Result<()> {
     let cfg = DiscoveryConfig::from_config(&shared.config, shared.secret.clone())?;
@@ -179,20 +233,29 @@ pub(crate) async fn discover_and_connect(shared: &Arc<Shared>) -> Result<Option<
     if !cfg.beacon && !cfg.mdns {
         return Ok(None);
     }
-    let found = probe(&cfg, PROBE_DEADLINE).await?;
+    let wait = shared.config.discovery_wait();
+    let found = probe(&cfg, wait).await?;
     if found.is_empty() {
         shared.seed_errors.lock().insert(
             "discovery".into(),
             format!(
-                "discovery found no node within {PROBE_DEADLINE:?} (cluster `{}`, beacon {}, mDNS {})",
+                "discovery found no node within {wait:?} (cluster `{}`, beacon {}, mDNS {})",
                 shared.cluster,
-                if cfg.beacon { format!("port {}", cfg.beacon_port) } else { "off".into() },
-                if cfg.mdns { format!("port {}", cfg.mdns_port) } else { "off".into() },
+                if cfg.beacon {
+                    format!("port {}", cfg.beacon_port)
+                } else {
+                    "off".into()
+                },
+                if cfg.mdns {
+                    format!("port {}", cfg.mdns_port)
+                } else {
+                    "off".into()
+                },
             ),
         );
     }
     for m in found {
-        match handshake::dial(shared, &m.addr.to_string()).await {
+        match shared.connect_to(&m.addr.to_string()).await {
             Ok(c) => return Ok(Some(c)),
             Err(e) => {
                 shared

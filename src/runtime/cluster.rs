@@ -10,7 +10,7 @@ use crate::proto::catalog::{admits, Relation};
 use crate::proto::codec::encode_frame;
 use crate::proto::member::Member;
 use crate::proto::wire::{CatalogMsg, Frame, MemberInfo, MembersMsg};
-use crate::runtime::{handshake, Shared};
+use crate::runtime::Shared;
 
 /// How long the member with the larger id waits for the smaller one to dial before it
 /// dials itself (both dialing at once would open two connections).
@@ -37,6 +37,8 @@ pub(crate) struct Counters {
     pub dropped_unauthenticated: AtomicU64,
     /// Requests this node sent to other nodes (calls, relays, workflow submissions).
     pub requests_sent: AtomicU64,
+    /// Live TCP connections, duplicates being retired included.
+    pub connections: AtomicU64,
 }
 
 impl Shared {
@@ -50,12 +52,18 @@ impl Shared {
                 catalog: None,
             },
         );
+        self.unreachable.lock().remove(&m.id);
         self.mailbox.membership_changed(self);
+        self.view_changed();
         self.ensure_connected(m);
     }
 
-    /// SWIM declared `m` down (or it was replaced): forget it and close its connection, so
-    /// calls in flight fail at once with "node lost".
+    /// SWIM declared `m` down, or it left (or was replaced): forget it, so calls stop
+    /// choosing it. Its connection is not closed here: a node that left gracefully has
+    /// frames in flight that must still be read up to its `Goodbye` (DESIGN §5), and a
+    /// dead one is closed by the connection's own heartbeat within seconds (or at once by
+    /// TCP for a crashed process). Only a connection that has already gone quiet — no
+    /// frame for the heartbeat's tick — is closed now, so calls on it fail at once.
     pub(crate) fn member_down(&self, m: &Member) {
         let removed = {
             let mut d = self.directory.write();
@@ -67,8 +75,12 @@ impl Shared {
         if removed {
             self.pubsub.remote.write().remove(m.id);
             self.mailbox.membership_changed(self);
+            self.view_changed();
             if let Some(list) = self.peers.read().get(&m.id) {
-                for c in list {
+                for c in list
+                    .iter()
+                    .filter(|c| c.quiet_for(2 * crate::runtime::liveness::TICK))
+                {
                     c.close(format!(
                         "node `{}` was declared down by the cluster",
                         m.name
@@ -83,6 +95,7 @@ impl Shared {
         self.directory.write().remove(&id);
         self.pubsub.remote.write().remove(id);
         self.mailbox.membership_changed(self);
+        self.view_changed();
     }
 
     /// Gossip says member `id` has catalog `version`: pull it if our copy is older.
@@ -117,7 +130,7 @@ impl Shared {
             let wanted = s.directory.read().contains_key(&m.id);
             let connected = s.peers.read().contains_key(&m.id);
             if wanted && !connected && !s.shutdown.is_cancelled() {
-                if let Err(e) = handshake::dial(&s, &m.addr.to_string()).await {
+                if let Err(e) = s.connect_to(&m.addr.to_string()).await {
                     tracing::debug!(member = ?m, error = %e, "cannot connect to member");
                 }
             }
@@ -127,7 +140,13 @@ impl Shared {
 
     /// Records the suspects of the last membership round.
     pub(crate) fn set_suspects(&self, ids: Vec<u64>) {
-        *self.suspects.write() = ids.into_iter().collect();
+        let ids: HashSet<u64> = ids.into_iter().collect();
+        let mut s = self.suspects.write();
+        if *s != ids {
+            *s = ids;
+            drop(s);
+            self.view_changed();
+        }
     }
 
     /// The cluster as a requester on `requester_host` may see it: every live member
@@ -186,11 +205,15 @@ impl Shared {
         MembersMsg { members }
     }
 
-    /// A client adopts a member list as its directory.
+    /// A client adopts a member list as its directory: the list is the attached member's
+    /// whole view, so members missing from it are gone. A member that reappears is
+    /// reachable again as far as we know (it was heard from).
     pub(crate) fn adopt_members(&self, msg: &MembersMsg) {
         // Taken before the directory lock: `remove_connection` takes them the other way.
         let connected: HashSet<u64> = self.peers.read().keys().copied().collect();
+        let listed: HashSet<u64> = msg.members.iter().map(|i| i.member.id).collect();
         let mut d = self.directory.write();
+        d.retain(|id, _| listed.contains(id));
         for info in &msg.members {
             if info.member.id == self.id {
                 continue;
@@ -199,6 +222,12 @@ impl Shared {
             if let (Some(cat), false) = (&info.catalog, connected.contains(&info.member.id)) {
                 let mut remote = self.pubsub.remote.write();
                 remote.set(info.member.id, &cat.subscriptions);
+            }
+            let fresh = d
+                .get(&info.member.id)
+                .is_none_or(|e| e.member.bump != info.member.bump);
+            if fresh {
+                self.unreachable.lock().remove(&info.member.id);
             }
             d.insert(
                 info.member.id,

@@ -1,18 +1,17 @@
 //! One multiplexed connection to a peer: outgoing calls matched to replies by id, incoming
 //! calls served concurrently, writes coalesced.
 
-use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use parking_lot::{Mutex, RwLock};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -23,18 +22,18 @@ use crate::proto::codec::{encode_frame, FrameCodec};
 use crate::proto::wire::{
     Call, Cancel, CatalogMsg, Failure, FailureKind, Frame, MembersMsg, Refused,
 };
+use crate::runtime::outbound::Outbound;
 use crate::runtime::pubsub::Wakes;
-use crate::runtime::{dispatch, Shared};
-
-/// Frames queued for the writer before senders wait: bounds memory per connection.
-pub(crate) const OUTBOUND_QUEUE: usize = 1024;
-
-/// Bytes the writer gathers from the queue before issuing one write.
-const COALESCE_BYTES: usize = 256 * 1024;
+use crate::runtime::{dispatch, liveness, Shared};
 
 /// Frames the reader handles in a row without waiting: a bound on how long subscribers it
 /// fed wait for their wake-up, and on how late it notices that the connection closed.
 const BURST: usize = 128;
+
+/// Start of a "node lost" reason when the call never left this node (the connection
+/// closed before it was queued): the call did not run, so it may go to another provider
+/// whatever the function.
+pub(crate) const NOT_SENT: &str = "the call was not sent: ";
 
 /// What we know about the node at the other end.
 #[derive(Debug, Clone)]
@@ -76,7 +75,18 @@ pub(crate) struct Connection {
     pub peer: PeerInfo,
     /// The peer's name, shared by every publication received from it.
     pub peer_name: Arc<str>,
-    out: mpsc::Sender<Bytes>,
+    /// The sending side: bounded queue, backlog, writer.
+    pub(crate) out: Outbound,
+    /// Whether we dialed this connection (decides which of two duplicates survives).
+    pub dialed: bool,
+    /// Frames received: the watchdog's sign of life from the peer.
+    pub(crate) received: AtomicU64,
+    /// Set while the reader holds back because our answers cannot be queued.
+    paused: AtomicBool,
+    /// When the connection started; `heard_ms` counts from it.
+    started: std::time::Instant,
+    /// Milliseconds after `started` at which the watchdog last saw a new frame.
+    heard_ms: AtomicU64,
     state: Mutex<State>,
     next_id: AtomicU64,
     /// Our calls in flight on this connection: the load signal for choosing a provider.
@@ -87,6 +97,8 @@ pub(crate) struct Connection {
     pub closed: CancellationToken,
     /// Who waits for the answer to our `MembersRequest`, if anyone.
     pub members_waiter: Mutex<Option<oneshot::Sender<MembersMsg>>>,
+    /// Whether the peer asked for pushed views (`Watch`).
+    pub(crate) watched: AtomicBool,
 }
 
 impl Connection {
@@ -94,11 +106,12 @@ impl Connection {
     pub(crate) fn start(
         shared: &Arc<Shared>,
         peer: PeerInfo,
+        dialed: bool,
         catalog: CatalogMsg,
         frames: FramedRead<OwnedReadHalf, FrameCodec>,
         write: OwnedWriteHalf,
     ) -> Arc<Self> {
-        let (out, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (out, rx) = Outbound::new();
         let mut pc = PeerCatalog::default();
         shared
             .pubsub
@@ -110,17 +123,32 @@ impl Connection {
             peer_name: peer.name.as_str().into(),
             peer,
             out,
+            dialed,
+            received: AtomicU64::new(0),
+            paused: AtomicBool::new(false),
+            started: std::time::Instant::now(),
+            heard_ms: AtomicU64::new(0),
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
             in_flight: AtomicUsize::new(0),
             catalog: RwLock::new(pc),
             closed: CancellationToken::new(),
             members_waiter: Mutex::new(None),
+            watched: AtomicBool::new(false),
         });
-        shared.tasks.spawn(write_loop(rx, write, conn.clone()));
+        shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+        let c = conn.clone();
+        shared.tasks.spawn(async move {
+            if let Some(why) = c.out.write_loop(rx, write, &c.closed).await {
+                c.close(why);
+            }
+        });
         shared
             .tasks
             .spawn(read_loop(conn.clone(), frames, shared.clone()));
+        shared
+            .tasks
+            .spawn(liveness::watch(conn.clone(), shared.clone()));
         conn
     }
 
@@ -151,29 +179,58 @@ impl Connection {
         self.closed.cancel();
     }
 
-    /// Queues an encoded frame; waits when the writer is `OUTBOUND_QUEUE` frames behind.
+    /// Queues an encoded frame; waits while the writer is a full queue behind.
     pub(crate) async fn send(&self, frame: Bytes) -> bool {
-        self.out.send(frame).await.is_ok()
+        self.out.send(frame).await
     }
 
-    /// Queues a frame from a task that must not wait (the reader): at once if the queue has
-    /// room, else from a spawned task, so the frame is neither lost nor blocks the caller.
-    pub(crate) fn send_soon(self: &Arc<Self>, frame: Bytes) {
-        if let Err(mpsc::error::TrySendError::Full(frame)) = self.out.try_send(frame) {
-            let c = self.clone();
-            tokio::spawn(async move { c.send(frame).await });
+    /// Queues a frame from a task that must not wait (the reader, an acknowledgement): in
+    /// the queue if it has room, else in the bounded backlog, which makes the reader stop
+    /// reading the peer until it drains. A peer that lets the backlog overflow is closed.
+    pub(crate) fn send_soon(&self, frame: Bytes) {
+        if let Err(o) = self.out.park(frame) {
+            let why = format!(
+                "peer stopped reading: {} answers waiting behind a full queue",
+                o.0
+            );
+            tracing::warn!(peer = %self.peer.name, reason = %why, "closing connection");
+            self.close(why);
         }
+    }
+
+    /// Whether the reader is holding back until our answers drain.
+    pub(crate) fn reader_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
     }
 
     /// Frames queued for the writer: the load signal for choosing a queue-group member.
     pub(crate) fn queued(&self) -> usize {
-        self.out.max_capacity() - self.out.capacity()
+        self.out.queued()
     }
 
     /// Queues a frame without waiting; `false` if the queue is full or closed.
     pub(crate) fn try_send(&self, frame: Bytes) -> bool {
-        self.out.try_send(frame).is_ok()
+        self.out.try_send(frame)
     }
+
+    /// Whether no frame arrived for `d` (as the watchdog last saw, so to its tick).
+    pub(crate) fn quiet_for(&self, d: Duration) -> bool {
+        let heard = self.started + Duration::from_millis(self.heard_ms.load(Ordering::Relaxed));
+        heard.elapsed() >= d
+    }
+
+    /// The watchdog saw a new frame at `at`.
+    pub(crate) fn heard_at(&self, at: std::time::Instant) {
+        let ms = at.saturating_duration_since(self.started).as_millis() as u64;
+        self.heard_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether nothing is in flight on this connection in either direction.
+    pub(crate) fn is_idle(&self) -> bool {
+        let st = self.state.lock();
+        st.pending.is_empty() && st.served.is_empty()
+    }
+
     /// Calls `fun` on the peer (or, with `relay.route`, through it) and returns the result
     /// with the name of the node that ran it.
     pub(crate) async fn call_via(
@@ -189,7 +246,7 @@ impl Connection {
         {
             let mut st = self.state.lock();
             if let Some(reason) = &st.closed {
-                return Err(self.lost(fun, reason.clone()));
+                return Err(self.lost(fun, format!("{NOT_SENT}{reason}")));
             }
             st.pending.insert(id, tx);
         }
@@ -214,7 +271,8 @@ impl Connection {
         })?;
         if !self.send(bytes).await {
             guard.armed = false;
-            return Err(self.lost(fun, self.close_reason().unwrap_or_default()));
+            let reason = self.close_reason().unwrap_or_default();
+            return Err(self.lost(fun, format!("{NOT_SENT}{reason}")));
         }
         let outcome = tokio::time::timeout(timeout, rx).await;
         match outcome {
@@ -253,9 +311,18 @@ impl Connection {
 
     /// Asks the peer for its view of the cluster.
     pub(crate) async fn members(&self, timeout: Duration) -> Result<MembersMsg> {
+        self.ask_members(Frame::MembersRequest, timeout).await
+    }
+
+    /// Asks the peer for its view now and after every change (a client attaching).
+    pub(crate) async fn watch(&self, timeout: Duration) -> Result<MembersMsg> {
+        self.ask_members(Frame::Watch, timeout).await
+    }
+
+    async fn ask_members(&self, ask: Frame, timeout: Duration) -> Result<MembersMsg> {
         let (tx, rx) = oneshot::channel();
         *self.members_waiter.lock() = Some(tx);
-        let frame = encode_frame(&Frame::MembersRequest).expect("unit frame encodes");
+        let frame = encode_frame(&ask).expect("unit frame encodes");
         let lost = || Error::Protocol {
             peer: self.peer.name.clone(),
             detail: "connection closed before the member list arrived".into(),
@@ -366,6 +433,7 @@ async fn read_loop(
                 }
             }
         };
+        conn.received.fetch_add(1, Ordering::Relaxed);
         match next {
             None => break Some("connection closed by the peer".to_string()),
             Some(Err(e)) => {
@@ -385,13 +453,32 @@ async fn read_loop(
                 }
             }
         }
+        if conn.out.parked() > 0 && !hold_back(&conn, &shared, &mut wakes).await {
+            break None;
+        }
     };
     wakes.flush();
     if let Some(reason) = reason {
         conn.close(reason);
     }
+    shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
     shared.remove_connection(&conn);
     shared.mailbox.connection_closed(&conn);
+}
+
+/// Back-pressure: our answers to this peer cannot be queued, so stop reading its requests
+/// until they drain (the watchdog closes a peer that never reads). `false` if the
+/// connection closed meanwhile.
+async fn hold_back(conn: &Connection, shared: &Shared, wakes: &mut Wakes) -> bool {
+    wakes.flush();
+    conn.paused.store(true, Ordering::Relaxed);
+    let open = tokio::select! {
+        _ = conn.out.drained() => true,
+        _ = conn.closed.cancelled() => false,
+        _ = shared.shutdown.cancelled() => false,
+    };
+    conn.paused.store(false, Ordering::Relaxed);
+    open
 }
 
 fn handle(
@@ -411,6 +498,8 @@ fn handle(
                 remote.set(conn.peer.id, &c.subscriptions);
             }
             cat.update(c);
+            drop(cat);
+            shared.view_changed();
         }
         Frame::Publish(p) => shared.on_publish(conn, p, wakes),
         Frame::PubAck(a) => shared.pubsub.acked(conn.peer.id, a),
@@ -434,11 +523,18 @@ fn handle(
             }
         }
         Frame::Members(m) => {
+            // A client follows the view its member pushes (see `attach`).
+            if !shared.config.listen {
+                shared.adopt_members(&m);
+                shared.mailbox.membership_changed(shared);
+            }
             if let Some(tx) = conn.members_waiter.lock().take() {
                 let _ = tx.send(m);
             }
         }
         Frame::Message(envelope) => shared.mailbox.arrived(shared, conn, envelope),
+        Frame::Ping => {}
+        Frame::Watch => shared.watch_members(conn),
         other => {
             return Err(format!(
                 "unexpected {} frame after the handshake",
@@ -469,52 +565,7 @@ pub(crate) fn frame_name(f: &Frame) -> &'static str {
         Frame::Sync(_) => "sync",
         Frame::Synced(_) => "synced",
         Frame::Message(_) => "message",
+        Frame::Ping => "ping",
+        Frame::Watch => "watch",
     }
-}
-
-/// Drains the outbound queue into the socket, gathering everything queued into one write.
-async fn write_loop(mut rx: mpsc::Receiver<Bytes>, mut w: OwnedWriteHalf, conn: Arc<Connection>) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    loop {
-        let first = tokio::select! {
-            biased;
-            f = rx.recv() => f,
-            _ = conn.closed.cancelled() => None,
-        };
-        let Some(first) = first else { break };
-        let mut next = rx.try_recv();
-        if next.is_err() {
-            // Let the tasks that were woken together with us queue their frames first: on a
-            // busy connection this turns one write per reply into one write per batch, and
-            // on an idle one it costs a single trip through the scheduler.
-            tokio::task::yield_now().await;
-            next = rx.try_recv();
-        }
-        let ok = if let Ok(second) = next {
-            buf.extend_from_slice(&first);
-            buf.extend_from_slice(&second);
-            while buf.len() < COALESCE_BYTES {
-                match rx.try_recv() {
-                    Ok(f) => buf.extend_from_slice(&f),
-                    Err(_) => break,
-                }
-            }
-            let r = w.write_all(&buf).await;
-            buf.clear();
-            r
-        } else {
-            w.write_all(&first).await
-        };
-        if let Err(e) = ok {
-            conn.close(format!("write failed: {e}"));
-            break;
-        }
-    }
-    // Flush what was queued before the close (a refusal, last replies), then say goodbye.
-    while let Ok(f) = rx.try_recv() {
-        if w.write_all(&f).await.is_err() {
-            break;
-        }
-    }
-    let _ = w.shutdown().await;
 }

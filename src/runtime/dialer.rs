@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::runtime::{handshake, Shared};
+use crate::runtime::Shared;
 
 /// First redial delay; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -20,7 +20,7 @@ pub(crate) async fn maintain(shared: Arc<Shared>, addr: String, first: oneshot::
     loop {
         let attempt = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
-            r = handshake::dial(&shared, &addr) => r,
+            r = shared.connect_to(&addr) => r,
         };
         match attempt {
             Ok(conn) => {

@@ -31,6 +31,11 @@ use crate::runtime::{Connection, PeerInfo, Shared};
 /// Longest a handshake may take before the connection is dropped.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest a TCP connect may take. On a LAN an answer takes well under a millisecond; a
+/// host that does not answer within this is down or cut off, and a call waiting on it
+/// fails over to another provider instead.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 struct Io {
     frames: FramedRead<OwnedReadHalf, FrameCodec>,
     write: OwnedWriteHalf,
@@ -64,10 +69,11 @@ impl Io {
         shared: &Arc<Shared>,
         peer: &Hello,
         remote: SocketAddr,
+        dialed: bool,
         catalog: CatalogMsg,
     ) -> Arc<Connection> {
         let info = peer_info(peer, remote);
-        Connection::start(shared, info, catalog, self.frames, self.write)
+        Connection::start(shared, info, dialed, catalog, self.frames, self.write)
     }
 
     /// Reads the next frame; a bad frame is answered with a refusal before failing.
@@ -201,11 +207,19 @@ fn take_hello(f: Frame) -> Hello {
     }
 }
 
-/// Connects to `addr` and completes the handshake.
+/// Connects to `addr` and completes the handshake. Use [`Shared::connect_to`], which
+/// coalesces concurrent dials, rather than this.
 pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) -> Result<Arc<Connection>> {
     let fut = async {
-        let stream = TcpStream::connect(addr)
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
+            .map_err(|_| {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {CONNECT_TIMEOUT:?} (host down or link cut)"),
+                );
+                Error::io(format!("cannot connect to {addr}"), e)
+            })?
             .map_err(|e| Error::io(format!("cannot connect to {addr}"), e))?;
         let remote = stream
             .peer_addr()
@@ -238,7 +252,7 @@ pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) -> Result<Arc<Connect
         let catalog = take_catalog(io.expect("catalog").await?);
         let (ours, sent) = catalog_for(shared, &peer);
         io.send(&ours).await?;
-        Ok((io.start(shared, &peer, remote, catalog), sent))
+        Ok((io.start(shared, &peer, remote, true, catalog), sent))
     };
     bounded(shared, addr.to_string(), fut).await
 }
@@ -311,7 +325,7 @@ pub(crate) async fn accept(
         let (ours, sent) = catalog_for(shared, &peer);
         io.send(&ours).await?;
         let catalog = take_catalog(io.expect("catalog").await?);
-        Ok((io.start(shared, &peer, remote, catalog), sent))
+        Ok((io.start(shared, &peer, remote, false, catalog), sent))
     };
     bounded(shared, remote.to_string(), fut).await
 }

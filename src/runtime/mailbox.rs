@@ -22,7 +22,7 @@ use crate::proto::envelope::{Envelope, SessionId, SessionKind};
 use crate::proto::wire::Frame;
 use crate::runtime::queue::DropQueue;
 use crate::runtime::reactor::Reactor;
-use crate::runtime::{handshake, Connection, Shared};
+use crate::runtime::{Connection, Shared};
 
 /// Messages `receive()` holds before the oldest is dropped (counted in the stats).
 pub(crate) const INBOX: usize = 4096;
@@ -342,7 +342,7 @@ async fn reach(shared: &Arc<Shared>, dest: &Dest, tag: &str) -> Result<Option<Ar
     let Some(addr) = addr else {
         return Err(lost(&dest.name, tag, "its connection closed".into()));
     };
-    match handshake::dial(shared, &addr.to_string()).await {
+    match shared.connect_to(&addr.to_string()).await {
         Ok(c) => Ok(Some(c)),
         Err(e) => Err(lost(
             &dest.name,

@@ -4,8 +4,10 @@
 //! reader task (decode, dispatch), a writer task (coalesces queued frames into few
 //! syscalls), and one task per call it serves. Shared node state lives in [`Shared`].
 
+pub(crate) mod attach;
 pub(crate) mod bootstrap;
 pub(crate) mod cluster;
+pub(crate) mod connect;
 pub(crate) mod connection;
 pub(crate) mod dialer;
 pub(crate) mod discovery;
@@ -13,7 +15,9 @@ pub(crate) mod dispatch;
 pub(crate) mod gossip;
 pub(crate) mod handshake;
 pub(crate) mod listener;
+pub(crate) mod liveness;
 pub(crate) mod mailbox;
+pub(crate) mod outbound;
 pub(crate) mod pubsub;
 pub(crate) mod queue;
 pub(crate) mod reactor;

@@ -15,8 +15,8 @@ use crate::function::{FnSpec, Function};
 use crate::proto::catalog::{close_names, Relation};
 use crate::proto::resolve::{self, Choice, Perspective, Policy, Provider, Query, Route};
 use crate::proto::wire::{Call, FailureKind};
-use crate::runtime::connection::Relay;
-use crate::runtime::{dispatch, handshake, Connection, Shared};
+use crate::runtime::connection::{Relay, NOT_SENT};
+use crate::runtime::{dispatch, Connection, Shared};
 
 /// Other providers tried after a lost node, for idempotent functions.
 const MAX_RETRIES: usize = 3;
@@ -84,19 +84,65 @@ impl Known {
     }
 }
 
+/// Why a provider was left out of a call, for the error when no provider is left:
+/// `(id, name, why, busy, through another node)`.
+struct Tried(Vec<(u64, String, String, bool, bool)>);
+
+impl Tried {
+    /// Providers not to choose again: all tried, or for reaching through another node,
+    /// those already tried that way (one we failed to dial may still be relayed to).
+    fn ids(&self, relays: bool) -> Vec<u64> {
+        self.0
+            .iter()
+            .filter(|t| !relays || t.4)
+            .map(|t| t.0)
+            .collect()
+    }
+
+    fn note(&mut self, k: &Known, why: &Error) {
+        let relayed = matches!(k.reach, Reach::Relay);
+        let entry = (k.id, k.name.clone(), why.to_string(), is_busy(why), relayed);
+        self.0.push(entry);
+    }
+
+    /// "`a`: why; `b`: why".
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(_, name, why, _, _)| format!("`{name}`: {why}"))
+            .collect();
+        format!("providers tried: {}", parts.join("; "))
+    }
+}
+
+/// What became of one attempt on one provider.
+enum Attempt {
+    Done(Result<Outcome>),
+    /// The call never ran there (cannot dial, lost before it was sent, busy, or a
+    /// forwarder that could not place it): try the next candidate.
+    Missed(Error),
+}
+
 impl Shared {
-    /// Resolves and runs one call.
+    /// Resolves and runs one call. A provider that cannot be reached, refuses the call as
+    /// busy, or is lost before the call reached it is left out and the next candidate is
+    /// tried; a provider lost *during* the call is retried elsewhere only for idempotent
+    /// functions (it may have run). The call fails when no candidate is left, naming
+    /// every provider tried and why.
     pub(crate) async fn invoke(self: &Arc<Self>, inv: &Invocation) -> Result<Outcome> {
         let deadline = Instant::now() + inv.timeout;
-        let mut excluded: Vec<u64> = Vec::new();
-        let mut lost: Option<Error> = None;
-        let mut refreshed = false;
-        let mut settled = false;
+        let mut tried = Tried(Vec::new());
+        let (mut refreshed, mut settled, mut waited) = (false, false, false);
         loop {
             let known = self.providers_of(&inv.fun);
-            let Some(chosen) = self.choose(inv, &known, &excluded) else {
-                if let Some(e) = lost {
-                    return Err(e);
+            let Some(chosen) = self.choose(inv, &known, &tried) else {
+                if !waited && self.lonely() {
+                    waited = true;
+                    if self.await_cluster(deadline).await {
+                        continue;
+                    }
+                    return Err(self.no_cluster());
                 }
                 if !refreshed {
                     refreshed = true;
@@ -118,20 +164,18 @@ impl Shared {
                         .over(&via, inv, remaining, Some(inv.route.clone()))
                         .await;
                 }
-                return Err(self.no_provider(inv, &known));
+                return Err(self.none_left(inv, &known, &tried));
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let chosen = &known[chosen];
-            match self.reach(inv, chosen, remaining).await {
-                Err(e @ Error::NodeLost { .. }) if chosen.spec.idempotent => {
+            let e = match self.attempt(inv, chosen, remaining).await {
+                Attempt::Done(Ok(o)) => return Ok(o),
+                Attempt::Missed(e) => e,
+                Attempt::Done(Err(e @ Error::NodeLost { .. })) if chosen.spec.idempotent => {
                     tracing::info!(fun = %inv.fun, node = %chosen.name, "node lost; retrying an idempotent call elsewhere");
-                    if excluded.len() >= MAX_RETRIES {
-                        return Err(e);
-                    }
-                    excluded.push(chosen.id);
-                    lost = Some(e);
+                    e
                 }
-                Err(Error::NodeLost { fun, node, reason }) => {
+                Attempt::Done(Err(Error::NodeLost { fun, node, reason })) => {
                     return Err(Error::NodeLost {
                         fun: fun.clone(),
                         node,
@@ -141,15 +185,134 @@ impl Shared {
                     })
                 }
                 // The deadline covers the whole call; report it, not what was left of it.
-                Err(Error::Timeout { fun, node, .. }) => {
+                Attempt::Done(Err(Error::Timeout { fun, node, .. })) => {
                     return Err(Error::Timeout {
                         fun,
                         node,
                         after: inv.timeout,
                     })
                 }
-                other => return other,
+                Attempt::Done(other) => return other,
+            };
+            tracing::debug!(fun = %inv.fun, node = %chosen.name, error = %e, "provider missed; trying the next");
+            tried.note(chosen, &e);
+            if tried.0.len() > MAX_RETRIES || Instant::now() >= deadline {
+                return Err(self.none_left(inv, &known, &tried));
             }
+        }
+    }
+
+    /// Whether this node knows no other node at all (no connection, no member).
+    fn lonely(&self) -> bool {
+        self.peers.read().is_empty() && self.directory.read().is_empty()
+    }
+
+    /// Waits for a first peer until the discovery wait (counted from start) or `deadline`
+    /// ends; whether one appeared.
+    async fn await_cluster(&self, deadline: Instant) -> bool {
+        let until = deadline.min(self.started + self.config.discovery_wait());
+        let mut changes = self.view_epoch.subscribe();
+        loop {
+            changes.mark_unchanged();
+            if !self.lonely() {
+                return true;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // Polled as well: a client's first connection comes from a dial, not a view.
+            let tick = left.min(Duration::from_millis(20));
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+
+    /// The error when no peer was found at all: what was tried and why it found nobody.
+    pub(crate) fn no_cluster(&self) -> Error {
+        let c = &self.config;
+        let ifaces = if c.interfaces.is_empty() {
+            "all multicast-capable interfaces".to_string()
+        } else {
+            c.interfaces.join(", ")
+        };
+        let mut parts = vec![
+            format!("interfaces {ifaces}"),
+            if c.beacon {
+                format!("beacon on UDP port {}: no answer", c.beacon_port)
+            } else {
+                "beacon off".into()
+            },
+            if c.mdns {
+                format!("mDNS on UDP port {}: no answer", c.mdns_port)
+            } else {
+                "mDNS off".into()
+            },
+        ];
+        let errors = self.seed_errors.lock();
+        if c.seeds.is_empty() {
+            parts.push("no seeds".into());
+        }
+        for seed in &c.seeds {
+            match errors.get(seed) {
+                Some(e) => parts.push(format!("seed {seed}: {e}")),
+                None => parts.push(format!("seed {seed}: no connection")),
+            }
+        }
+        Error::NoCluster {
+            waited: c.discovery_wait(),
+            tried: parts.join("; "),
+        }
+    }
+
+    /// The error when no candidate is left: what was tried, else who serves it at all.
+    fn none_left(&self, inv: &Invocation, known: &[Known], tried: &Tried) -> Error {
+        if let Some(last) = tried.0.last().filter(|_| tried.0.iter().all(|t| t.3)) {
+            // Every provider is saturated: that is "busy", not "no provider".
+            return Error::Busy {
+                fun: inv.fun.clone(),
+                node: last.1.clone(),
+                detail: tried.describe(),
+            };
+        }
+        match self.no_provider(inv, known) {
+            Error::NoProvider {
+                fun,
+                locs,
+                within,
+                detail,
+            } if !tried.0.is_empty() => Error::NoProvider {
+                fun,
+                locs,
+                within,
+                detail: if detail.is_empty() {
+                    tried.describe()
+                } else {
+                    format!("{}; {detail}", tried.describe())
+                },
+            },
+            _ if !tried.0.is_empty() => Error::NoProvider {
+                fun: inv.fun.clone(),
+                locs: inv.route.locs.clone(),
+                within: format!("{} scope", inv.route.scope),
+                detail: tried.describe(),
+            },
+            other => other,
+        }
+    }
+
+    /// Runs the call on `k`, telling a miss (the call never ran there) from an outcome.
+    async fn attempt(self: &Arc<Self>, inv: &Invocation, k: &Known, left: Duration) -> Attempt {
+        match self.reach(inv, k, left).await {
+            Err(e) if missed(&e) || relayed_miss(k, &e) => {
+                if matches!(k.reach, Reach::Member(_) | Reach::Relay) && !is_busy(&e) {
+                    self.unreachable.lock().insert(k.id, Instant::now());
+                }
+                Attempt::Missed(e)
+            }
+            other => Attempt::Done(other),
         }
     }
 
@@ -215,7 +378,20 @@ impl Shared {
 
     /// Applies the resolver to `known` minus `excluded`; the index of the chosen provider,
     /// if any qualifies.
-    fn choose(&self, inv: &Invocation, known: &[Known], excluded: &[u64]) -> Option<usize> {
+    fn choose(&self, inv: &Invocation, known: &[Known], tried: &Tried) -> Option<usize> {
+        // Providers we recently failed to dial are reached through another node, which
+        // costs a hop and may fail the same way: only when nobody else qualifies.
+        self.choose_among(inv, known, &tried.ids(false), false)
+            .or_else(|| self.choose_among(inv, known, &tried.ids(true), true))
+    }
+
+    fn choose_among(
+        &self,
+        inv: &Invocation,
+        known: &[Known],
+        excluded: &[u64],
+        relays: bool,
+    ) -> Option<usize> {
         let q = Query {
             fun: &inv.fun,
             route: &inv.route,
@@ -225,6 +401,7 @@ impl Shared {
             .iter()
             .enumerate()
             .filter(|(_, k)| !excluded.contains(&k.id))
+            .filter(|(_, k)| matches!(k.reach, Reach::Relay) == relays)
             .map(|(i, k)| (i, k.view()))
             .filter(|(_, p)| resolve::qualifies(&q, p))
             .unzip();
@@ -265,7 +442,7 @@ impl Shared {
                 .map(|e| e.member.addr.to_string())
                 .collect()
         };
-        let dials = unseen.iter().map(|a| handshake::dial(self, a));
+        let dials = unseen.iter().map(|a| self.connect_to(a));
         for (addr, r) in unseen
             .iter()
             .zip(futures_util::future::join_all(dials).await)
@@ -352,13 +529,11 @@ impl Shared {
         match &k.reach {
             Reach::Local(f) => self.run_local(inv, f, remaining).await,
             Reach::Conn(c) => self.over(c, inv, remaining, None).await,
-            Reach::Member(addr) => match handshake::dial(self, &addr.to_string()).await {
+            Reach::Member(addr) => match self.connect_to(&addr.to_string()).await {
                 Ok(c) => self.over(&c, inv, remaining, None).await,
-                Err(e) if inv.origin_host.is_some() => Err(e),
                 Err(e) => {
-                    tracing::info!(node = %k.name, %addr, error = %e, "cannot reach the provider; forwarding through another node");
-                    self.unreachable.lock().insert(k.id, Instant::now());
-                    self.relay(inv, k, remaining, e).await
+                    tracing::info!(node = %k.name, %addr, error = %e, "cannot reach the provider");
+                    Err(e)
                 }
             },
             Reach::Relay => {
@@ -540,7 +715,7 @@ impl Shared {
         });
         let conn = match existing {
             Some(c) => c,
-            None => handshake::dial(self, addr).await?,
+            None => self.connect_to(addr).await?,
         };
         let route = relay.then(|| inv.route.clone());
         self.over(&conn, inv, inv.timeout, route).await
@@ -572,4 +747,27 @@ impl Shared {
             .map(|k| async move { (k.name.clone(), self.reach(inv, k, inv.timeout).await) });
         Ok(futures_util::future::join_all(calls).await)
     }
+}
+
+/// Whether a failed attempt never ran the call: the provider could not be dialed, the
+/// connection ended before the call was sent, or it refused the call as busy.
+fn missed(e: &Error) -> bool {
+    match e {
+        Error::NodeLost { reason, .. } => reason.starts_with(NOT_SENT),
+        Error::Busy { .. } | Error::Io { .. } | Error::Refused { .. } | Error::Protocol { .. } => {
+            true
+        }
+        _ => false,
+    }
+}
+
+fn is_busy(e: &Error) -> bool {
+    matches!(e, Error::Busy { .. })
+}
+
+/// A forwarder that could not place the call on `k` (it does not know it, or it is gone
+/// there too): the call did not run.
+fn relayed_miss(k: &Known, e: &Error) -> bool {
+    matches!(k.reach, Reach::Relay)
+        && matches!(e, Error::NoProvider { .. } | Error::UnknownFunction { .. })
 }

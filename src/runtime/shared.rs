@@ -63,6 +63,15 @@ pub(crate) struct Shared {
     pub pubsub: PubSub,
     /// MARO messaging: open sessions, the inbox, conditional-event handlers.
     pub mailbox: crate::runtime::mailbox::Mailbox,
+    /// Dials in progress, by address (single flight).
+    pub flights: crate::runtime::connect::Flights,
+    /// Bumped whenever the view a client would be shown changes (members, catalogs);
+    /// watching clients are pushed the new view.
+    pub view_epoch: tokio::sync::watch::Sender<u64>,
+    /// The member a client is attached to for its view of the cluster (clients only).
+    pub attached: Mutex<Option<Arc<Connection>>>,
+    /// When the node started: the discovery wait counts from it.
+    pub started: std::time::Instant,
 }
 
 impl Shared {
@@ -101,6 +110,10 @@ impl Shared {
             turns: Mutex::new(HashMap::new()),
             pubsub: PubSub::default(),
             mailbox: Default::default(),
+            flights: Default::default(),
+            view_epoch: tokio::sync::watch::Sender::new(0),
+            attached: Mutex::new(None),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -143,18 +156,6 @@ impl Shared {
         }
     }
 
-    pub(crate) fn add_connection(&self, conn: &Arc<Connection>) {
-        if conn.closed.is_cancelled() {
-            return;
-        }
-        tracing::info!(peer = %conn.peer.name, addr = %conn.peer.addr, "connected");
-        self.peers
-            .write()
-            .entry(conn.peer.id)
-            .or_default()
-            .push(conn.clone());
-    }
-
     pub(crate) fn remove_connection(&self, conn: &Arc<Connection>) {
         let mut peers = self.peers.write();
         if let Some(list) = peers.get_mut(&conn.peer.id) {
@@ -170,7 +171,8 @@ impl Shared {
                 if gone {
                     self.pubsub.remote.write().remove(id);
                 }
-                tracing::info!(peer = %conn.peer.name, reason = conn.close_reason().unwrap_or_default(), "disconnected");
+                self.view_changed();
+                tracing::debug!(peer = %conn.peer.name, reason = conn.close_reason().unwrap_or_default(), "disconnected");
             }
         }
     }
@@ -196,9 +198,15 @@ impl Shared {
         peers.values().flatten().cloned().collect()
     }
 
+    /// Something a watching client sees changed: push it the new view.
+    pub(crate) fn view_changed(&self) {
+        self.view_epoch.send_modify(|e| *e += 1);
+    }
+
     /// Sends every peer its view of our catalog after a change.
     pub(crate) fn announce_catalog(&self) {
         self.note_catalog_version();
+        self.view_changed();
         for conn in self.all_connections() {
             self.send_catalog(&conn);
         }

@@ -6,6 +6,7 @@
 //! each of which uses only part of it.
 #![allow(dead_code)] // Each including crate uses a different subset.
 
+pub mod names;
 mod rng;
 pub mod scenario;
 
@@ -206,6 +207,9 @@ pub struct Sim {
     pub capture: bool,
     /// Datagrams sent while [`Sim::capture`] was set: time, sender, receiver, payload.
     pub captured: Vec<(Duration, usize, usize, Bytes)>,
+    /// Retune each node's timings to its view size after membership changes, as the
+    /// runtime does (`Membership::fit_config_to_size`); off by default.
+    pub fit_config: bool,
 }
 
 /// The address of node `i`: 10.0.x.y:7700.
@@ -213,6 +217,10 @@ pub fn addr(i: usize) -> SocketAddr {
     let k = i + 1; // 10.0.0.0 is a network address
     SocketAddr::from(([10, 0, (k >> 8) as u8, (k & 0xff) as u8], PORT))
 }
+
+/// Start time (ms since the epoch) of the nodes created with the simulation; a process
+/// started later by [`Sim::spawn`] starts this plus the virtual time.
+const EPOCH_MS: u64 = 1_760_000_000_000;
 
 /// The identity of node `i`, with fields of realistic size (the host is a machine id).
 fn member(i: usize, id: u64) -> Member {
@@ -222,7 +230,7 @@ fn member(i: usize, id: u64) -> Member {
         name: format!("node-{i:03}"),
         role: "node".into(),
         host: format!("{:032x}", u128::from(id) * 0x9E37_79B9_7F4A_7C15),
-        started_ms: 1_760_000_000_000 + i as u64,
+        started_ms: EPOCH_MS + i as u64,
         bump: 0,
     }
 }
@@ -249,13 +257,19 @@ impl Sim {
             groups: vec![0; n],
             capture: false,
             captured: Vec::new(),
+            fit_config: false,
         }
     }
 
     fn node(i: usize, config: &foca::Config, rng: &mut SplitMix64) -> Node {
         let id = rng.next_u64() | 1; // never 0, the id of announce placeholders
+        Self::node_as(member(i, id), config, rng)
+    }
+
+    fn node_as(me: Member, config: &foca::Config, rng: &mut SplitMix64) -> Node {
+        let id = me.id;
         Node {
-            membership: Membership::new(member(i, id), config.clone(), rng.next_u64()),
+            membership: Membership::new(me, config.clone(), rng.next_u64()),
             id,
             status: Status::NotStarted,
             view: HashSet::new(),
@@ -309,6 +323,62 @@ impl Sim {
             let seed = self.rng.below(i);
             self.start_at(i, self.now + every * i as u32, Some(seed));
         }
+    }
+
+    /// A new process named `name` on `host`, in partition group `group`, started now and
+    /// announcing to node `seed` if given. It listens on the address of the stopped node
+    /// `at` (a restart that got its port back: datagrams to that address reach the new
+    /// process from now on) or on an address of its own. Returns its index.
+    pub fn spawn(
+        &mut self,
+        name: &str,
+        host: &str,
+        at: Option<usize>,
+        group: usize,
+        seed: Option<usize>,
+    ) -> usize {
+        let i = self.nodes.len();
+        let address = match at {
+            Some(j) => {
+                assert!(
+                    self.nodes[j].status != Status::Running,
+                    "node {j} still runs at its address"
+                );
+                self.addr_of(j)
+            }
+            None => addr(i),
+        };
+        let me = Member {
+            addr: address,
+            id: self.rng.next_u64() | 1,
+            name: name.into(),
+            role: "node".into(),
+            host: host.into(),
+            started_ms: EPOCH_MS + self.now.as_millis() as u64,
+            bump: 0,
+        };
+        let config = lan_config(16);
+        let node = Self::node_as(me, &config, &mut self.rng);
+        self.nodes.push(node);
+        self.by_addr.insert(address, i);
+        self.groups.push(group);
+        self.start(i, seed);
+        i
+    }
+
+    /// The address node `i` listens on (a restarted node may reuse an older node's).
+    pub fn addr_of(&self, i: usize) -> SocketAddr {
+        self.nodes[i].membership.identity().addr
+    }
+
+    /// Partition group of node `i`.
+    pub fn group(&self, i: usize) -> usize {
+        self.groups[i]
+    }
+
+    /// Whether any partition is active.
+    pub fn partitioned(&self) -> bool {
+        self.groups.iter().any(|&g| g != self.groups[0])
     }
 
     /// Crashes node `i` now: it goes silent, its timers stop.
@@ -419,7 +489,8 @@ impl Sim {
     fn start(&mut self, i: usize, seed: Option<usize>) -> bool {
         self.nodes[i].status = Status::Running;
         if let Some(s) = seed {
-            let r = self.nodes[i].membership.announce(addr(s));
+            let to = self.addr_of(s);
+            let r = self.nodes[i].membership.announce(to);
             self.record(i, r);
         }
         self.schedule(self.now + REDISCOVER_EVERY, Action::Rediscover { node: i });
@@ -442,7 +513,8 @@ impl Sim {
             return false;
         }
         let to = others[self.rng.below(others.len())];
-        let r = self.nodes[i].membership.announce(addr(to));
+        let to = self.addr_of(to);
+        let r = self.nodes[i].membership.announce(to);
         self.record(i, r);
         self.drive(i)
     }
@@ -467,7 +539,8 @@ impl Sim {
             if self.rng.chance(self.net.loss) || self.nodes[j].view.contains(&id) {
                 continue;
             }
-            let r = self.nodes[j].membership.announce(addr(i));
+            let to = self.addr_of(i);
+            let r = self.nodes[j].membership.announce(to);
             self.record(j, r);
             any |= self.drive(j);
         }
@@ -493,6 +566,9 @@ impl Sim {
         while let Some(event) = self.nodes[i].membership.poll_event() {
             self.observe(i, event);
             any = true;
+        }
+        if any && self.fit_config {
+            self.nodes[i].membership.fit_config_to_size();
         }
         any
     }

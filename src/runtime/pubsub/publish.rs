@@ -21,7 +21,7 @@ use crate::proto::topic::check_topic;
 use crate::proto::wire::PubAck;
 use crate::pubsub::payload::{Payload, Source};
 use crate::pubsub::{Confirmation, Publication};
-use crate::runtime::{handshake, Connection, Shared};
+use crate::runtime::{Connection, Shared};
 
 /// What the publisher waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,7 +367,8 @@ impl Shared {
         });
         let conn = match &t.reach {
             Reach::Conn(c) => c.clone(),
-            Reach::Dial(addr, _) => handshake::dial(self, &addr.to_string())
+            Reach::Dial(addr, _) => self
+                .connect_to(&addr.to_string())
                 .await
                 .map_err(|e| format!("cannot connect: {e}"))?,
         };

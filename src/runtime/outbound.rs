@@ -1,0 +1,190 @@
+//! What a connection sends: a bounded queue drained by one writer task that coalesces
+//! frames into few writes, plus a bounded backlog for frames produced by tasks that must
+//! not wait (the reader's own answers, publication acknowledgements).
+//!
+//! Bounds, per connection (DESIGN §5): [`OUTBOUND_QUEUE`] frames in the queue, where
+//! ordinary senders wait for room; [`BACKLOG_LIMIT`] frames in the backlog. The reader
+//! stops reading the peer while the backlog holds anything, so a peer that sends requests
+//! and never reads the replies is throttled by TCP instead of growing our memory; a
+//! backlog pushed past its limit (by acknowledgements, which have no reader to stop)
+//! closes the connection with a reason. No frame ever costs a task of its own.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, Notify};
+
+/// Frames queued for the writer before senders wait.
+pub(crate) const OUTBOUND_QUEUE: usize = 1024;
+
+/// Frames that tasks which must not wait may park behind a full queue before the
+/// connection is closed as not reading.
+pub(crate) const BACKLOG_LIMIT: usize = 4096;
+
+/// Longest the writer flushes what was queued once the connection closes.
+const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Bytes the writer gathers before issuing one write.
+const COALESCE_BYTES: usize = 256 * 1024;
+
+/// The sending side of one connection.
+pub(crate) struct Outbound {
+    tx: mpsc::Sender<Bytes>,
+    /// Frames that found the queue full, sent before anything queued later.
+    backlog: Mutex<VecDeque<Bytes>>,
+    /// Wakes the writer for the backlog (a stored permit: no wake-up is lost).
+    wake_writer: Notify,
+    /// Wakes the reader waiting for the backlog to drain.
+    drained: Notify,
+    /// Writes completed: the watchdog's sign that the peer reads.
+    pub(crate) written: AtomicU64,
+}
+
+/// Why a frame could not be parked.
+pub(crate) struct Overflow(pub usize);
+
+impl Outbound {
+    /// A sender and the receiver its writer drains.
+    pub(crate) fn new() -> (Self, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let out = Outbound {
+            tx,
+            backlog: Mutex::new(VecDeque::new()),
+            wake_writer: Notify::new(),
+            drained: Notify::new(),
+            written: AtomicU64::new(0),
+        };
+        (out, rx)
+    }
+
+    /// Queues a frame, waiting while the queue is full; `false` once the writer is gone.
+    pub(crate) async fn send(&self, frame: Bytes) -> bool {
+        self.tx.send(frame).await.is_ok()
+    }
+
+    /// Queues a frame without waiting; `false` if the queue is full or closed.
+    pub(crate) fn try_send(&self, frame: Bytes) -> bool {
+        self.tx.try_send(frame).is_ok()
+    }
+
+    /// Queues a frame from a task that must not wait: into the queue if it has room, else
+    /// into the backlog. `Err` when the backlog is full (the peer is not reading).
+    pub(crate) fn park(&self, frame: Bytes) -> Result<(), Overflow> {
+        let frame = match self.tx.try_send(frame) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+            Err(mpsc::error::TrySendError::Full(f)) => f,
+        };
+        let mut b = self.backlog.lock();
+        if b.len() >= BACKLOG_LIMIT {
+            return Err(Overflow(b.len()));
+        }
+        b.push_back(frame);
+        drop(b);
+        self.wake_writer.notify_one();
+        Ok(())
+    }
+
+    /// Frames parked in the backlog.
+    pub(crate) fn parked(&self) -> usize {
+        self.backlog.lock().len()
+    }
+
+    /// Waits until the backlog is empty (the reader's back-pressure on the peer).
+    pub(crate) async fn drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            if self.backlog.lock().is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Frames queued for the writer, backlog included.
+    pub(crate) fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity() + self.parked()
+    }
+
+    fn pop_parked(&self) -> Option<Bytes> {
+        let mut b = self.backlog.lock();
+        let f = b.pop_front();
+        if b.is_empty() {
+            self.drained.notify_waiters();
+        }
+        f
+    }
+
+    /// Drains the queue and the backlog into the socket, gathering what is at hand into
+    /// one write, until `closed`; then flushes what was queued and shuts the socket down.
+    pub(crate) async fn write_loop(
+        &self,
+        mut rx: mpsc::Receiver<Bytes>,
+        mut w: OwnedWriteHalf,
+        closed: &tokio_util::sync::CancellationToken,
+    ) -> Option<String> {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let failure = loop {
+            let first = match self.pop_parked() {
+                Some(f) => Some(f),
+                None => tokio::select! {
+                    biased;
+                    f = rx.recv() => f,
+                    _ = self.wake_writer.notified() => continue,
+                    _ = closed.cancelled() => None,
+                },
+            };
+            let Some(first) = first else { break None };
+            let mut next = self
+                .pop_parked()
+                .ok_or(())
+                .or_else(|_| rx.try_recv().map_err(|_| ()));
+            if next.is_err() {
+                // Let the tasks woken together with us queue their frames first: on a busy
+                // connection this turns one write per reply into one write per batch, and
+                // on an idle one it costs a single trip through the scheduler.
+                tokio::task::yield_now().await;
+                next = rx.try_recv().map_err(|_| ());
+            }
+            let ok = if let Ok(second) = next {
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&second);
+                while buf.len() < COALESCE_BYTES {
+                    match self
+                        .pop_parked()
+                        .ok_or(())
+                        .or_else(|_| rx.try_recv().map_err(|_| ()))
+                    {
+                        Ok(f) => buf.extend_from_slice(&f),
+                        Err(()) => break,
+                    }
+                }
+                let r = w.write_all(&buf).await;
+                buf.clear();
+                r
+            } else {
+                w.write_all(&first).await
+            };
+            if let Err(e) = ok {
+                break Some(format!("write failed: {e}"));
+            }
+            self.written.fetch_add(1, Relaxed);
+        };
+        // Flush what was queued before the close (a refusal, last replies, a goodbye), for
+        // a bounded time: a peer that stopped reading must not hold the task forever.
+        let flush = async {
+            while let Some(f) = self.pop_parked().or_else(|| rx.try_recv().ok()) {
+                if failure.is_some() || w.write_all(&f).await.is_err() {
+                    break;
+                }
+            }
+            let _ = w.shutdown().await;
+        };
+        let _ = tokio::time::timeout(FLUSH_LIMIT, flush).await;
+        failure
+    }
+}
