@@ -178,25 +178,34 @@ fn member_info(node: &Node) -> MemberInfo {
     }
 }
 
-/// A hand-written peer that completes the handshake (serving nothing) and answers every
-/// member-list request with `members`; it reads and ignores everything else, until `stop`.
+/// A hand-written peer that completes the handshake (serving nothing, claiming to listen so
+/// the client attaches to it) and answers every member-list request or watch with
+/// `members`; it reads and ignores everything else and pings when idle, until `stop`.
 fn directory_peer(members: MembersMsg, stop: Arc<AtomicBool>) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
-        let peer = rawpeer::accept(&listener, "directory", &[]);
+        let mut hello = rawpeer::hello("directory");
+        hello.listen_port = addr.port();
+        let peer = rawpeer::accept_as(&listener, hello, &[]);
         let mut stream = peer.stream;
         stream
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         let mut reader = rawpeer::FrameReader::default();
+        let mut last_sent = Instant::now();
         while !stop.load(Ordering::SeqCst) {
             match reader.next(&mut stream) {
-                Ok(Some(Frame::MembersRequest)) => {
-                    rawpeer::send(&mut stream, &Frame::Members(members.clone()))
+                Ok(Some(Frame::MembersRequest | Frame::Watch)) => {
+                    rawpeer::send(&mut stream, &Frame::Members(members.clone()));
+                    last_sent = Instant::now();
                 }
                 Ok(_) => {}
                 Err(_) => break,
+            }
+            if last_sent.elapsed() >= Duration::from_millis(500) {
+                rawpeer::send(&mut stream, &Frame::Ping);
+                last_sent = Instant::now();
             }
         }
     });

@@ -119,7 +119,7 @@ fn rss_of(pid: u32) -> u64 {
 struct RssWatch {
     peak: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Vec<u64>>>,
 }
 
 impl RssWatch {
@@ -127,11 +127,19 @@ impl RssWatch {
         let peak = Arc::new(AtomicU64::new(rss_of(pid)));
         let stop = Arc::new(AtomicBool::new(false));
         let (p, s) = (peak.clone(), stop.clone());
+        // Samples every 20 ms; keeps one per second as a timeline.
         let thread = std::thread::spawn(move || {
+            let mut timeline = Vec::new();
+            let start = Instant::now();
             while !s.load(Ordering::Relaxed) {
-                p.fetch_max(rss_of(pid), Ordering::Relaxed);
+                let rss = rss_of(pid);
+                p.fetch_max(rss, Ordering::Relaxed);
+                if start.elapsed() >= Duration::from_secs(timeline.len() as u64) {
+                    timeline.push(rss);
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
+            timeline
         });
         RssWatch {
             peak,
@@ -144,12 +152,11 @@ impl RssWatch {
         self.peak.load(Ordering::Relaxed)
     }
 
-    fn finish(mut self) -> u64 {
+    /// Stops sampling: the peak and the timeline (one sample per second).
+    fn finish(mut self) -> (u64, Vec<u64>) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        self.peak()
+        let timeline = self.thread.take().map(|t| t.join().unwrap());
+        (self.peak(), timeline.unwrap_or_default())
     }
 }
 
@@ -266,6 +273,54 @@ async fn echo(node: &Node, i: u64, slowest: &mut Duration) {
     }
 }
 
+/// State of our loopback socket bound to local port `port`, from `/proc/net/tcp`: what
+/// the kernel knows of the server's side (CLOSE_WAIT once the server closed it).
+fn tcp_state(port: u16) -> &'static str {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let state = table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let local = f.get(1)?.rsplit(':').next()?;
+        (u16::from_str_radix(local, 16).ok()? == port).then(|| f.get(3).copied())?
+    });
+    match state {
+        None => "gone",
+        Some("01") => "ESTABLISHED",
+        Some("08") => "CLOSE_WAIT",
+        Some("07") => "CLOSE",
+        Some(_) => "other",
+    }
+}
+
+/// `line` without ANSI colour sequences (`ESC [ ... m`).
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Waits (bounded) until our socket on `port` is no longer ESTABLISHED.
+async fn socket_closed(port: u16, limit: Duration) -> bool {
+    let start = Instant::now();
+    while tcp_state(port) == "ESTABLISHED" {
+        if start.elapsed() >= limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -319,12 +374,18 @@ async fn a_peer_that_never_reads_cannot_grow_the_server_and_others_keep_working(
             seen
         }
     };
+    // A close the server logged must be a real one: the socket ends (we see its FIN/RST).
+    let abuser_port = flood.stream.local_addr().unwrap().port();
+    let closed_for_real = flood.ending == Ending::Closed
+        || !reason_logged
+        || socket_closed(abuser_port, Duration::from_secs(5)).await;
     for _ in 0..20 {
         echo(&node, calls, &mut slowest).await;
         calls += 1;
     }
-    let peak = watch.finish();
+    let (peak, timeline) = watch.finish();
     let took = started.elapsed();
+    let abuser_state = tcp_state(abuser_port);
     drop(flood.stream);
 
     println!("figure: rss_before_mib={:.1}", mib(before));
@@ -340,6 +401,12 @@ async fn a_peer_that_never_reads_cannot_grow_the_server_and_others_keep_working(
     println!("figure: bystander_calls={calls}");
     println!("figure: bystander_slowest_ms={}", slowest.as_millis());
     println!("figure: test_secs={:.2}", took.as_secs_f64());
+    let timeline: Vec<String> = timeline.iter().map(|b| format!("{:.0}", mib(*b))).collect();
+    println!("figure: rss_timeline_mib_per_s={}", timeline.join(","));
+    println!("figure: abuser_socket_state_at_end={abuser_state}");
+    for line in server.stderr().lines().filter(|l| l.contains("abuser")) {
+        println!("server: {}", plain(line));
+    }
     let _ = std::io::stdout().flush();
 
     assert!(
@@ -351,6 +418,11 @@ async fn a_peer_that_never_reads_cannot_grow_the_server_and_others_keep_working(
         mib(peak),
         RSS_BOUND >> 20,
         flood.sent
+    );
+    assert!(
+        closed_for_real,
+        "the server logged that it closed the abusive connection, but the socket is still \
+         {abuser_state} on our side (no FIN or RST from the server) 5 s later"
     );
     match flood.ending {
         Ending::Stalled => {}

@@ -121,10 +121,16 @@ pub fn dial(addr: SocketAddr, name: &str, offers: &[&str]) -> RawPeer {
 /// Accepts one connection on `listener` and completes the handshake as the listener:
 /// <- Hello, Hello ->, Catalog ->, <- Catalog.
 pub fn accept(listener: &TcpListener, name: &str, offers: &[&str]) -> RawPeer {
+    accept_as(listener, self::hello(name), offers)
+}
+
+/// Like [`accept`], introducing ourselves with `ours` (e.g. with a listening port, to be
+/// taken for a member).
+pub fn accept_as(listener: &TcpListener, ours: Hello, offers: &[&str]) -> RawPeer {
     let (mut stream, _) = listener.accept().expect("accept the node");
     prepare(&stream);
     let hello = expect_hello(&mut stream);
-    send(&mut stream, &Frame::Hello(self::hello(name)));
+    send(&mut stream, &Frame::Hello(ours));
     send(&mut stream, &Frame::Catalog(self::catalog(offers)));
     let catalog = expect_catalog(&mut stream);
     RawPeer {
