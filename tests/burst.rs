@@ -105,6 +105,21 @@ async fn watch(providers: [Node; 2], peaks: Arc<Peaks>, stop: Arc<AtomicBool>) {
     }
 }
 
+/// Failures grouped by their text with numbers blanked, most frequent first.
+fn kinds(failures: &[String]) -> Vec<(String, usize)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for f in failures {
+        let kind: String = f
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .collect();
+        *counts.entry(kind).or_insert(0) += 1;
+    }
+    let mut v: Vec<(String, usize)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v
+}
+
 /// Runs the burst; returns (busy, other failures as text).
 async fn burst(client: &Node) -> (usize, Vec<String>) {
     let mut tasks = Vec::with_capacity(CALLS as usize);
@@ -287,6 +302,9 @@ async fn run(start: Start) {
         println!("figure: provider_{name}_peak_concurrent_calls={load}");
     }
 
+    for (kind, n) in kinds(&failures) {
+        println!("figure: failure_kind[{kind}]={n}");
+    }
     assert!(
         failures.is_empty(),
         "{} calls neither completed nor got busy, e.g. {:?}",
