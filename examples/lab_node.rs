@@ -1,9 +1,10 @@
 //! A lab machine's node: `gpu_temp` may be called only from this machine, `calibrate` only
-//! from this very process; each command-line argument registers one more network-visible
-//! function of that name, answering the node's name.
+//! from this very process, `work(ms)` anywhere (a job that takes `ms` milliseconds); each
+//! command-line argument registers one more network-visible function of that name,
+//! answering the node's name.
 //!
 //! Configured by `MPREG_*` variables (name, port, seeds, discovery...). Used by the LAN tests
-//! of host and node visibility and of forwarding:
+//! of host and node visibility, of forwarding and of failover:
 //! `MPREG_NAME=lab1 MPREG_INTERFACES=lo MPREG_MDNS=0 cargo run --example lab_node -- extra_fn`
 
 /// The GPU's temperature: meaningful only to processes on this machine.
@@ -16,6 +17,14 @@ fn gpu_temp() -> f64 {
 #[mpreg::register(visibility = "node")]
 fn calibrate() -> String {
     "calibrated".into()
+}
+
+/// A job taking `ms` milliseconds (at most a minute); answers `ms`. Long enough that a
+/// client keeping many calls in flight always has some running on every provider.
+#[mpreg::register]
+async fn work(ms: u64) -> u64 {
+    tokio::time::sleep(std::time::Duration::from_millis(ms.min(60_000))).await;
+    ms
 }
 
 #[tokio::main]

@@ -73,7 +73,8 @@ pub struct NodeStats {
     pub dropped_malformed: u64,
     /// Datagrams dropped as from another cluster.
     pub dropped_other_cluster: u64,
-    /// Datagrams dropped for a missing or wrong HMAC (with a shared secret).
+    /// Datagrams dropped for a missing or wrong HMAC, or outside the 5-minute clock window
+    /// (with a shared secret).
     pub dropped_unauthenticated: u64,
     /// Requests (calls, relayed calls, workflow submissions) sent to other nodes.
     pub requests_sent: u64,
@@ -91,6 +92,9 @@ pub struct NodeStats {
     /// Live TCP connections now (a duplicate being retired after a simultaneous dial
     /// counts until it closes).
     pub connections: u64,
+    /// Authentic datagrams dropped as replays (with a shared secret): a copy of one already
+    /// accepted, one older than the replay window, or one addressed to another node.
+    pub dropped_replayed: u64,
 }
 
 /// A member of the cluster as a node sees it.
@@ -661,5 +665,7 @@ pub(crate) fn stats_of(shared: &Shared) -> NodeStats {
         publications_dropped: local.dropped(),
         subscriptions: local.len() as u64,
         connections: c.connections.load(Relaxed),
+        dropped_replayed: c.dropped_replayed.load(Relaxed)
+            + d.as_ref().map_or(0, |d| d.beacons_replayed),
     }
 }

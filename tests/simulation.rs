@@ -2,7 +2,7 @@
 //! a virtual clock over a modelled LAN with loss, crashes and partitions (`tests/sim`).
 //! Each scenario runs under a few fixed seeds and prints its figures
 //! (`cargo test --test simulation -- --nocapture`). Bytes are gossip payload unless marked
-//! "wire" (payload + 22-byte mpreg envelope + 28 bytes of IP/UDP per datagram).
+//! "wire" (payload + 46-byte mpreg envelope + 28 bytes of IP/UDP per datagram).
 
 mod sim;
 

@@ -2,29 +2,49 @@
 //!
 //! ```text
 //! 0..4    magic "MPRG"
-//! 4       format version (1)
+//! 4       format version (2)
 //! 5       kind (see [`Kind`])
 //! 6..14   cluster tag: the first 8 bytes of SHA-256(cluster id)
-//! 14..22  sender's clock, ms since the Unix epoch (replay window when authenticated)
-//! 22..    payload
+//! 14..22  sender's clock, ms since the Unix epoch (clock window when authenticated)
+//! 22..30  sender id: the node id of a member, a random id of a client
+//! 30..38  sender's counter: grows by one with every datagram of that sender and kind
+//! 38..46  destination id: the node id the datagram is for, 0 for "whoever receives it"
+//! 46..    payload
 //! last 16 HMAC-SHA256(secret, everything before it), truncated — only with a shared secret
 //! ```
 //! The cluster tag keeps clusters apart even without a secret; the tag is checked before
 //! anything is decoded, so a datagram of another cluster costs almost nothing.
+//!
+//! With a secret, a datagram is accepted at most once ([`open_checked`]): it must be
+//! inside the clock window ([`REPLAY_WINDOW_MS`]), its (sender, counter) must be new to the
+//! receiver's [`ReplayWindow`], and it must be addressed to the receiver — a datagram a
+//! member sent to another member cannot be replayed to a third one. One addressed to
+//! nobody in particular (a broadcast beacon, or a join request to an address whose node is
+//! not known yet) is accepted only when newer than everything its sender sent before.
+//!
+//! Without a secret nothing is authenticated: anyone can forge any header, so the ids,
+//! counters and clock are not checked at all and replays are not detected.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
+pub use crate::proto::replay::ReplayWindow;
+
 /// First bytes of every datagram.
 pub const MAGIC: &[u8; 4] = b"MPRG";
 /// Envelope format version.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes before the payload.
-pub const HEADER_LEN: usize = 22;
+pub const HEADER_LEN: usize = 46;
 /// Bytes of the truncated HMAC tag.
 pub const TAG_LEN: usize = 16;
 /// An authenticated datagram older or newer than this (sender's clock vs ours) is dropped.
 pub const REPLAY_WINDOW_MS: u64 = 5 * 60 * 1000;
+/// Destination id of a datagram for whoever receives it.
+pub const ANYONE: u64 = 0;
+
+/// Domain separation of the HMAC (one per envelope format).
+const HMAC_CONTEXT: &[u8] = b"mpreg-datagram-v2";
 
 /// What a datagram carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,15 +58,49 @@ pub enum Kind {
 /// Why a datagram was dropped; each is counted by the receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Reject {
-    /// Not an mpreg datagram, or truncated.
+    /// Not an mpreg datagram, or truncated, or not of the kind the socket takes.
     #[error("malformed datagram")]
     Malformed,
     /// From another cluster.
     #[error("datagram from another cluster")]
     OtherCluster,
-    /// Missing or wrong HMAC tag, or outside the replay window.
+    /// Missing or wrong HMAC tag, or outside the clock window.
     #[error("unauthenticated datagram")]
     Unauthenticated,
+    /// Authentic but not new: a counter already accepted or older than the replay window,
+    /// addressed to another node, or from a new sender while the window is full.
+    #[error("replayed datagram")]
+    Replayed,
+}
+
+/// Who sends a datagram, as sealed into its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Sender id (node id, or a client's random id).
+    pub sender: u64,
+    /// The sender's counter for this datagram; never repeated for one sender and kind.
+    pub counter: u64,
+    /// Node id of the receiver, or [`ANYONE`].
+    pub to: u64,
+}
+
+/// A datagram that passed [`open`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened<'a> {
+    /// What it carries.
+    pub kind: Kind,
+    /// Its header fields (meaningless without a secret: anyone can write them).
+    pub stamp: Stamp,
+    /// The sender's clock.
+    pub sent_ms: u64,
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+/// Whether a datagram stamped `sent_ms` is outside the clock window at `now_ms`. The
+/// replay window forgets a sender with this very comparison (see [`ReplayWindow`]).
+pub fn outside_clock_window(sent_ms: u64, now_ms: u64) -> bool {
+    sent_ms.abs_diff(now_ms) > REPLAY_WINDOW_MS
 }
 
 /// The 8-byte tag of a cluster id.
@@ -57,15 +111,16 @@ pub fn cluster_tag(cluster: &str) -> [u8; 8] {
     t
 }
 
-fn tag(secret: &[u8], data: &[u8]) -> [u8; TAG_LEN] {
+fn mac(secret: &[u8], data: &[u8]) -> Hmac<Sha256> {
     let mut m =
         <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("hmac takes any key length");
-    m.update(b"mpreg-datagram-v1");
+    m.update(HMAC_CONTEXT);
     m.update(data);
-    let full = m.finalize().into_bytes();
-    let mut t = [0u8; TAG_LEN];
-    t.copy_from_slice(&full[..TAG_LEN]);
-    t
+    m
+}
+
+fn u64_at(data: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(data[at..at + 8].try_into().expect("8 bytes"))
 }
 
 /// Wraps `payload` for sending.
@@ -74,6 +129,7 @@ pub fn seal(
     cluster: &[u8; 8],
     secret: Option<&[u8]>,
     now_ms: u64,
+    stamp: Stamp,
     payload: &[u8],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
@@ -82,21 +138,25 @@ pub fn seal(
     out.push(kind as u8);
     out.extend_from_slice(cluster);
     out.extend_from_slice(&now_ms.to_be_bytes());
+    out.extend_from_slice(&stamp.sender.to_be_bytes());
+    out.extend_from_slice(&stamp.counter.to_be_bytes());
+    out.extend_from_slice(&stamp.to.to_be_bytes());
     out.extend_from_slice(payload);
     if let Some(s) = secret {
-        let t = tag(s, &out);
-        out.extend_from_slice(&t);
+        let full = mac(s, &out).finalize().into_bytes();
+        out.extend_from_slice(&full[..TAG_LEN]);
     }
     out
 }
 
-/// Checks a received datagram and returns its kind and payload.
+/// Checks a received datagram's format, cluster, and (with a secret) its HMAC and clock.
+/// Does not detect replays: receivers use [`open_checked`].
 pub fn open<'a>(
     data: &'a [u8],
     cluster: &[u8; 8],
     secret: Option<&[u8]>,
     now_ms: u64,
-) -> Result<(Kind, &'a [u8]), Reject> {
+) -> Result<Opened<'a>, Reject> {
     if data.len() < HEADER_LEN || &data[..4] != MAGIC || data[4] != VERSION {
         return Err(Reject::Malformed);
     }
@@ -108,75 +168,227 @@ pub fn open<'a>(
     if &data[6..14] != cluster {
         return Err(Reject::OtherCluster);
     }
-    let body = match secret {
-        None => &data[HEADER_LEN..],
+    let signed = match secret {
+        None => data,
         Some(s) => {
             if data.len() < HEADER_LEN + TAG_LEN {
                 return Err(Reject::Unauthenticated);
             }
             let (signed, t) = data.split_at(data.len() - TAG_LEN);
-            let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(s).expect("any key length");
-            m.update(b"mpreg-datagram-v1");
-            m.update(signed);
             // Constant-time comparison of the truncated tag.
-            m.verify_truncated_left(t)
+            mac(s, signed)
+                .verify_truncated_left(t)
                 .map_err(|_| Reject::Unauthenticated)?;
-            let sent = u64::from_be_bytes(data[14..22].try_into().expect("8 bytes"));
-            if sent.abs_diff(now_ms) > REPLAY_WINDOW_MS {
-                return Err(Reject::Unauthenticated);
-            }
-            &signed[HEADER_LEN..]
+            signed
         }
     };
-    Ok((kind, body))
+    let sent_ms = u64_at(data, 14);
+    if secret.is_some() && outside_clock_window(sent_ms, now_ms) {
+        return Err(Reject::Unauthenticated);
+    }
+    Ok(Opened {
+        kind,
+        stamp: Stamp {
+            sender: u64_at(data, 22),
+            counter: u64_at(data, 30),
+            to: u64_at(data, 38),
+        },
+        sent_ms,
+        payload: &signed[HEADER_LEN..],
+    })
+}
+
+/// [`open`] for a receiver: only datagrams of `kind`, and with a secret only one addressed
+/// to node `me` (or to anyone) and new to `window`, which then records it.
+pub fn open_checked<'a>(
+    data: &'a [u8],
+    cluster: &[u8; 8],
+    secret: Option<&[u8]>,
+    now_ms: u64,
+    kind: Kind,
+    me: u64,
+    window: &mut ReplayWindow,
+) -> Result<Opened<'a>, Reject> {
+    let d = open(data, cluster, secret, now_ms)?;
+    // Before the window: a datagram of the other kind must not use up a counter.
+    if d.kind != kind {
+        return Err(Reject::Malformed);
+    }
+    if secret.is_none() {
+        return Ok(d);
+    }
+    let s = d.stamp;
+    if s.to != ANYONE && s.to != me {
+        return Err(Reject::Replayed);
+    }
+    window.accept(s.sender, s.counter, d.sent_ms, now_ms, s.to == ANYONE)?;
+    Ok(d)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const NOW: u64 = 1_000_000;
+    const ME: u64 = 0xa11ce;
+
+    fn stamp(counter: u64, to: u64) -> Stamp {
+        Stamp {
+            sender: 42,
+            counter,
+            to,
+        }
+    }
+
     #[test]
     fn roundtrip_with_and_without_secret() {
         let c = cluster_tag("lab");
-        let d = seal(Kind::Gossip, &c, None, 1000, b"hello");
+        let d = seal(Kind::Gossip, &c, None, NOW, stamp(1, ME), b"hello");
+        let o = open(&d, &c, None, NOW).unwrap();
         assert_eq!(
-            open(&d, &c, None, 1000).unwrap(),
-            (Kind::Gossip, &b"hello"[..])
+            (o.kind, o.payload, o.stamp),
+            (Kind::Gossip, &b"hello"[..], stamp(1, ME))
         );
-        let d = seal(Kind::Beacon, &c, Some(b"s"), 1000, b"hi");
+        let d = seal(Kind::Beacon, &c, Some(b"s"), NOW, stamp(7, ANYONE), b"hi");
+        let o = open(&d, &c, Some(b"s"), NOW + 1000).unwrap();
         assert_eq!(
-            open(&d, &c, Some(b"s"), 2000).unwrap(),
-            (Kind::Beacon, &b"hi"[..])
+            (o.kind, o.payload, o.sent_ms),
+            (Kind::Beacon, &b"hi"[..], NOW)
         );
+        assert_eq!(o.stamp, stamp(7, ANYONE));
     }
 
     #[test]
     fn rejects_are_specific() {
         let c = cluster_tag("lab");
-        let d = seal(Kind::Gossip, &c, Some(b"s"), 1000, b"x");
+        let d = seal(Kind::Gossip, &c, Some(b"s"), NOW, stamp(0, ME), b"x");
         assert_eq!(
-            open(&d, &cluster_tag("other"), Some(b"s"), 1000),
+            open(&d, &cluster_tag("other"), Some(b"s"), NOW),
             Err(Reject::OtherCluster)
         );
-        assert_eq!(open(&d, &c, Some(b"t"), 1000), Err(Reject::Unauthenticated));
+        assert_eq!(open(&d, &c, Some(b"t"), NOW), Err(Reject::Unauthenticated));
         assert_eq!(
-            open(&d, &c, Some(b"s"), 1000 + REPLAY_WINDOW_MS + 1),
-            Err(Reject::Unauthenticated)
-        );
-        let unsigned = seal(Kind::Gossip, &c, None, 1000, b"xxxxxxxxxxxxxxxxxxxx");
-        assert_eq!(
-            open(&unsigned, &c, Some(b"s"), 1000),
+            open(&d, &c, Some(b"s"), NOW + REPLAY_WINDOW_MS + 1),
             Err(Reject::Unauthenticated)
         );
         assert_eq!(
-            open(b"GET / HTTP/1.1\r\n\r\n\r\n\r\n", &c, None, 0),
+            open(&d, &c, Some(b"s"), NOW - REPLAY_WINDOW_MS - 1),
+            Err(Reject::Unauthenticated)
+        );
+        assert!(open(&d, &c, Some(b"s"), NOW + REPLAY_WINDOW_MS).is_ok());
+        let unsigned = seal(
+            Kind::Gossip,
+            &c,
+            None,
+            NOW,
+            stamp(0, ME),
+            b"xxxxxxxxxxxxxxxxxxxx",
+        );
+        assert_eq!(
+            open(&unsigned, &c, Some(b"s"), NOW),
+            Err(Reject::Unauthenticated)
+        );
+        assert_eq!(
+            open(&[b"GET / HTTP/1.1\r\n".as_slice(); 4].concat(), &c, None, 0),
             Err(Reject::Malformed)
         );
-        let mut tampered = d.clone();
-        tampered[HEADER_LEN] ^= 1;
+        // Every header field is covered by the HMAC: sender, counter, destination...
+        for at in [14, 22, 30, 38, HEADER_LEN] {
+            let mut tampered = d.clone();
+            tampered[at] ^= 1;
+            assert_eq!(
+                open(&tampered, &c, Some(b"s"), NOW),
+                Err(Reject::Unauthenticated),
+                "byte {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn version_1_is_not_accepted() {
+        let c = cluster_tag("lab");
+        let mut d = seal(Kind::Gossip, &c, None, NOW, stamp(0, ME), b"x");
+        d[4] = 1;
+        assert_eq!(open(&d, &c, None, NOW), Err(Reject::Malformed));
+    }
+
+    fn checked(d: &[u8], w: &mut ReplayWindow, now: u64) -> Result<u64, Reject> {
+        let c = cluster_tag("lab");
+        open_checked(d, &c, Some(b"s"), now, Kind::Gossip, ME, w).map(|o| o.stamp.counter)
+    }
+
+    fn sealed(counter: u64, to: u64, at: u64) -> Vec<u8> {
+        seal(
+            Kind::Gossip,
+            &cluster_tag("lab"),
+            Some(b"s"),
+            at,
+            stamp(counter, to),
+            b"p",
+        )
+    }
+
+    #[test]
+    fn a_datagram_is_accepted_once() {
+        let mut w = ReplayWindow::default();
+        let d = sealed(5, ME, NOW);
+        assert_eq!(checked(&d, &mut w, NOW), Ok(5));
+        assert_eq!(checked(&d, &mut w, NOW + 1), Err(Reject::Replayed));
+        assert_eq!(checked(&d, &mut w, NOW + 60_000), Err(Reject::Replayed));
+        // Reordered ones still pass, once.
+        let earlier = sealed(3, ME, NOW);
+        assert_eq!(checked(&earlier, &mut w, NOW), Ok(3));
+        assert_eq!(checked(&earlier, &mut w, NOW), Err(Reject::Replayed));
+        // Outside the clock window it is the clock that rejects it.
         assert_eq!(
-            open(&tampered, &c, Some(b"s"), 1000),
+            checked(&d, &mut w, NOW + REPLAY_WINDOW_MS + 1),
             Err(Reject::Unauthenticated)
         );
+    }
+
+    #[test]
+    fn a_datagram_for_another_node_is_refused() {
+        let mut w = ReplayWindow::default();
+        assert_eq!(
+            checked(&sealed(1, ME + 1, NOW), &mut w, NOW),
+            Err(Reject::Replayed)
+        );
+        // It did not use up the counter.
+        assert_eq!(checked(&sealed(1, ME, NOW), &mut w, NOW), Ok(1));
+    }
+
+    #[test]
+    fn a_datagram_for_anyone_must_be_newer_than_all_before() {
+        let mut w = ReplayWindow::default();
+        assert_eq!(checked(&sealed(10, ME, NOW), &mut w, NOW), Ok(10));
+        // An announce the sender made before (to somebody else) is not taken.
+        assert_eq!(
+            checked(&sealed(4, ANYONE, NOW), &mut w, NOW),
+            Err(Reject::Replayed)
+        );
+        let d = sealed(11, ANYONE, NOW);
+        assert_eq!(checked(&d, &mut w, NOW), Ok(11));
+        assert_eq!(checked(&d, &mut w, NOW), Err(Reject::Replayed));
+    }
+
+    #[test]
+    fn the_other_kind_does_not_use_up_a_counter() {
+        let c = cluster_tag("lab");
+        let mut w = ReplayWindow::default();
+        let beacon = seal(Kind::Beacon, &c, Some(b"s"), NOW, stamp(1, ME), b"b");
+        assert_eq!(checked(&beacon, &mut w, NOW), Err(Reject::Malformed));
+        assert_eq!(checked(&sealed(1, ME, NOW), &mut w, NOW), Ok(1));
+    }
+
+    #[test]
+    fn without_a_secret_nothing_is_checked() {
+        // Documented: without a secret anyone can forge the header, so replays pass.
+        let c = cluster_tag("lab");
+        let mut w = ReplayWindow::default();
+        let d = seal(Kind::Gossip, &c, None, 0, stamp(1, ME + 1), b"x");
+        for _ in 0..3 {
+            assert!(open_checked(&d, &c, None, NOW, Kind::Gossip, ME, &mut w).is_ok());
+        }
+        assert_eq!(w.senders(), 0);
     }
 }

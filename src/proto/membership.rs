@@ -317,12 +317,20 @@ impl Membership {
     /// Next datagram to send: destination and gossip payload (to be sealed).
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Bytes)> {
+        self.poll_transmit_to().map(|(addr, _, data)| (addr, data))
+    }
+
+    /// [`Membership::poll_transmit`] with the destination's node id as well (0 for a join
+    /// request to an address whose node is not known yet), which the envelope binds the
+    /// datagram to.
+    #[must_use]
+    pub fn poll_transmit_to(&mut self) -> Option<(SocketAddr, u64, Bytes)> {
         while let Some((to, data)) = self.rt.to_send() {
             if self.spurious_turn_undead(&data) {
                 self.suppressed += 1;
                 continue;
             }
-            return Some((to.addr, data));
+            return Some((to.addr, to.id, data));
         }
         None
     }

@@ -12,6 +12,7 @@ pub mod json;
 pub mod member;
 pub mod membership;
 pub mod publish_frame;
+pub mod replay;
 pub mod resolve;
 pub mod topic;
 pub mod wire;

@@ -10,7 +10,7 @@ use crate::proto::catalog::{admits, Relation};
 use crate::proto::codec::encode_frame;
 use crate::proto::member::Member;
 use crate::proto::wire::{CatalogMsg, Frame, MemberInfo, MembersMsg};
-use crate::runtime::Shared;
+use crate::runtime::{Connection, Shared};
 
 /// How long the member with the larger id waits for the smaller one to dial before it
 /// dials itself (both dialing at once would open two connections).
@@ -39,6 +39,8 @@ pub(crate) struct Counters {
     pub requests_sent: AtomicU64,
     /// Live TCP connections, duplicates being retired included.
     pub connections: AtomicU64,
+    /// Gossip datagrams dropped as replays (with a secret): see `proto::replay`.
+    pub dropped_replayed: AtomicU64,
 }
 
 impl Shared {
@@ -53,6 +55,11 @@ impl Shared {
             },
         );
         self.unreachable.lock().remove(&m.id);
+        // Back after a false "down": its subscriptions come from the connection it kept.
+        if let Some(c) = self.connection_to(m.id) {
+            let subs = c.catalog.read().subscriptions().to_vec();
+            self.pubsub.remote.write().set(m.id, &subs);
+        }
         self.mailbox.membership_changed(self);
         self.view_changed();
         self.ensure_connected(m);
@@ -72,22 +79,25 @@ impl Shared {
                 _ => false,
             }
         };
-        if removed {
+        if !removed {
+            return;
+        }
+        let quiet = 2 * crate::runtime::liveness::TICK;
+        let conns: Vec<Arc<Connection>> = self.peers.read().get(&m.id).cloned().unwrap_or_default();
+        // A connection still hearing from the peer outlives the verdict (a leave being
+        // flushed, or a false suspicion on a busy host): publications keep flowing to it
+        // until its goodbye or its heartbeat says otherwise.
+        if conns.iter().all(|c| c.quiet_for(quiet)) {
             self.pubsub.remote.write().remove(m.id);
-            self.mailbox.membership_changed(self);
-            self.view_changed();
-            if let Some(list) = self.peers.read().get(&m.id) {
-                for c in list
-                    .iter()
-                    .filter(|c| c.quiet_for(2 * crate::runtime::liveness::TICK))
-                {
-                    c.close(format!(
-                        "node `{}` was declared down by the cluster",
-                        m.name
-                    ));
-                }
+            for c in &conns {
+                c.close(format!(
+                    "node `{}` was declared down by the cluster",
+                    m.name
+                ));
             }
         }
+        self.mailbox.membership_changed(self);
+        self.view_changed();
     }
 
     /// The member said goodbye over TCP.

@@ -10,7 +10,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::time::DelayQueue;
 
-use crate::proto::datagram::{self, Kind, Reject};
+use crate::proto::datagram::{self, Kind, Reject, ReplayWindow, Stamp};
 use crate::proto::member::Member;
 use crate::proto::membership::{Event, Membership, Timer};
 use crate::runtime::{now_ms, Shared};
@@ -36,15 +36,19 @@ pub(crate) async fn run(
     mut m: Membership,
     mut commands: mpsc::Receiver<Command>,
 ) {
-    let cluster = datagram::cluster_tag(&shared.cluster);
+    let mut wire = Wire {
+        cluster: datagram::cluster_tag(&shared.cluster),
+        counter: 0,
+        window: ReplayWindow::default(),
+    };
     let mut timers: DelayQueue<Timer> = DelayQueue::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        drain(&shared, &socket, &cluster, &mut m, &mut timers).await;
+        drain(&shared, &socket, &mut wire, &mut m, &mut timers).await;
         tokio::select! {
             _ = shared.shutdown.cancelled() => break,
             r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => receive(&shared, &cluster, &mut m, &buf[..n], from),
+                Ok((n, from)) => receive(&shared, &mut wire, &mut m, &buf[..n], from),
                 Err(e) => tracing::debug!(error = %e, "gossip socket receive failed"),
             },
             Some(t) = timers.next() => {
@@ -55,7 +59,7 @@ pub(crate) async fn run(
             Some(cmd) = commands.recv() => {
                 if let Command::Leave(done) = cmd {
                     let _ = m.leave();
-                    drain(&shared, &socket, &cluster, &mut m, &mut timers).await;
+                    drain(&shared, &socket, &mut wire, &mut m, &mut timers).await;
                     let _ = done.send(());
                     break;
                 }
@@ -76,42 +80,67 @@ fn apply(m: &mut Membership, cmd: Command) {
     }
 }
 
-fn receive(shared: &Shared, cluster: &[u8; 8], m: &mut Membership, data: &[u8], from: SocketAddr) {
+fn receive(shared: &Shared, wire: &mut Wire, m: &mut Membership, data: &[u8], from: SocketAddr) {
     let c = &shared.counters;
-    match datagram::open(data, cluster, shared.secret.as_deref(), now_ms()) {
-        Ok((Kind::Gossip, payload)) => {
+    let secret = shared.secret.as_deref();
+    let opened = datagram::open_checked(
+        data,
+        &wire.cluster,
+        secret,
+        now_ms(),
+        Kind::Gossip,
+        shared.id,
+        &mut wire.window,
+    );
+    let counter = match opened {
+        Ok(d) => {
             c.gossip_received.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = m.handle_data(payload) {
+            if let Err(e) = m.handle_data(d.payload) {
                 tracing::debug!(%from, error = %e, "gossip datagram not accepted");
             }
+            return;
         }
-        Ok((Kind::Beacon, _)) => {}
-        Err(Reject::Malformed) => {
-            c.dropped_malformed.fetch_add(1, Ordering::Relaxed);
+        Err(Reject::Malformed) => &c.dropped_malformed,
+        Err(Reject::OtherCluster) => &c.dropped_other_cluster,
+        Err(Reject::Unauthenticated) => &c.dropped_unauthenticated,
+        Err(Reject::Replayed) => {
+            tracing::debug!(%from, "replayed gossip datagram dropped");
+            &c.dropped_replayed
         }
-        Err(Reject::OtherCluster) => {
-            c.dropped_other_cluster.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(Reject::Unauthenticated) => {
-            c.dropped_unauthenticated.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The gossip socket's envelope state: what seals our datagrams and checks others'.
+struct Wire {
+    cluster: [u8; 8],
+    /// Our next datagram's counter (this task alone sends gossip).
+    counter: u64,
+    /// Counters already accepted, per sender (used only with a secret).
+    window: ReplayWindow,
 }
 
 /// Sends what membership wants sent, schedules its timers, applies its events.
 async fn drain(
     shared: &Arc<Shared>,
     socket: &UdpSocket,
-    cluster: &[u8; 8],
+    wire: &mut Wire,
     m: &mut Membership,
     timers: &mut DelayQueue<Timer>,
 ) {
-    while let Some((to, data)) = m.poll_transmit() {
+    while let Some((to, to_id, data)) = m.poll_transmit_to() {
+        let stamp = Stamp {
+            sender: shared.id,
+            counter: wire.counter,
+            to: to_id,
+        };
+        wire.counter += 1;
         let sealed = datagram::seal(
             Kind::Gossip,
-            cluster,
+            &wire.cluster,
             shared.secret.as_deref(),
             now_ms(),
+            stamp,
             &data,
         );
         shared.counters.gossip_sent.fetch_add(1, Ordering::Relaxed);

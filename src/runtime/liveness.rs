@@ -19,7 +19,7 @@ use crate::runtime::{Connection, Shared};
 
 /// How often the watchdog looks; a connection that wrote nothing during one tick sends a
 /// `Ping`, so a healthy peer always hears from us at least this often.
-pub(crate) const TICK: Duration = Duration::from_millis(500);
+pub(crate) const TICK: Duration = Duration::from_millis(250);
 
 /// A peer silent this long (not even a `Ping`) is taken as lost.
 pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(2);

@@ -188,3 +188,68 @@ impl Outbound {
         failure
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio_util::sync::CancellationToken;
+
+    fn frame(i: u32) -> Bytes {
+        Bytes::copy_from_slice(&i.to_be_bytes())
+    }
+
+    #[tokio::test]
+    async fn full_queue_parks_then_overflows_without_waiting() {
+        let (out, _rx) = Outbound::new();
+        for i in 0..OUTBOUND_QUEUE as u32 {
+            assert!(out.try_send(frame(i)));
+        }
+        assert!(!out.try_send(frame(0)), "the queue is bounded");
+        for i in 0..BACKLOG_LIMIT as u32 {
+            assert!(out.park(frame(i)).is_ok());
+        }
+        assert_eq!(out.parked(), BACKLOG_LIMIT);
+        assert_eq!(out.queued(), OUTBOUND_QUEUE + BACKLOG_LIMIT);
+        let Err(Overflow(n)) = out.park(frame(0)) else {
+            panic!("a full backlog must refuse")
+        };
+        assert_eq!(n, BACKLOG_LIMIT);
+    }
+
+    #[tokio::test]
+    async fn the_writer_drains_queue_and_backlog_and_wakes_the_reader() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let (_r, w) = client.into_split();
+        let (out, rx) = Outbound::new();
+        let out = std::sync::Arc::new(out);
+        for i in 0..OUTBOUND_QUEUE as u32 {
+            assert!(out.try_send(frame(i)));
+        }
+        for i in 0..10 {
+            out.park(frame(OUTBOUND_QUEUE as u32 + i)).ok().unwrap();
+        }
+        let closed = CancellationToken::new();
+        let (o, c) = (out.clone(), closed.clone());
+        let writer = tokio::spawn(async move { o.write_loop(rx, w, &c).await });
+        tokio::time::timeout(std::time::Duration::from_secs(5), out.drained())
+            .await
+            .expect("the backlog drains once the peer reads");
+        let mut got = vec![0u8; (OUTBOUND_QUEUE + 10) * 4];
+        server.read_exact(&mut got).await.unwrap();
+        let mut ids: Vec<u32> = got
+            .chunks(4)
+            .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+            .collect();
+        ids.sort();
+        assert_eq!(ids, (0..OUTBOUND_QUEUE as u32 + 10).collect::<Vec<_>>());
+        closed.cancel();
+        assert!(
+            writer.await.unwrap().is_none(),
+            "a clean close is no failure"
+        );
+    }
+}

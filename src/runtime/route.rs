@@ -742,9 +742,18 @@ impl Shared {
         if chosen.is_empty() {
             return Err(self.no_provider(inv, &known));
         }
-        let calls = chosen
-            .iter()
-            .map(|k| async move { (k.name.clone(), self.reach(inv, k, inv.timeout).await) });
+        let calls = chosen.iter().map(|k| async move {
+            let r = match self.reach(inv, k, inv.timeout).await {
+                // Every provider is wanted here, so one we cannot dial is reached
+                // through another node.
+                Err(e) if matches!(k.reach, Reach::Member(_)) && missed(&e) && !is_busy(&e) => {
+                    self.unreachable.lock().insert(k.id, Instant::now());
+                    self.relay(inv, k, inv.timeout, e).await
+                }
+                other => other,
+            };
+            (k.name.clone(), r)
+        });
         Ok(futures_util::future::join_all(calls).await)
     }
 }

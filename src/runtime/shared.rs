@@ -220,3 +220,34 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic while a lock of the node's state is held (in a handler, a callback, a bug)
+    /// must not poison that state and turn every later access into a panic of its own.
+    #[test]
+    fn a_panic_under_a_lock_does_not_poison_node_state() {
+        let shared = Arc::new(Shared::new(
+            1,
+            "n".into(),
+            "h".into(),
+            Config::default(),
+            None,
+            Registry::default(),
+        ));
+        let s = shared.clone();
+        let panicked = std::thread::spawn(move || {
+            let _peers = s.peers.write();
+            let _registry = s.registry.write();
+            let _dir = s.directory.write();
+            panic!("a bug while holding node state");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(shared.connections().is_empty());
+        assert_eq!(shared.catalog_version(), 0);
+        assert!(shared.directory.read().is_empty());
+    }
+}

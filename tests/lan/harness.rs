@@ -631,6 +631,26 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// The path of example `name` (cargo builds examples next to the test binaries).
+pub fn example(name: &str) -> String {
+    let mut p: PathBuf = std::env::current_exe().expect("test binary path");
+    p.pop();
+    p.pop();
+    p.push("examples");
+    p.push(name);
+    assert!(p.exists(), "{} not built", p.display());
+    p.to_string_lossy().into_owned()
+}
+
+/// Milliseconds since the Unix epoch: the clock the programs under test print (one machine,
+/// one clock for every namespace).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}
+
 /// Milliseconds of a duration, with a fraction, for figures.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

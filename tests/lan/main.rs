@@ -14,13 +14,25 @@
 //! - `dns_sd`: an independent mDNS browser (python-zeroconf) sees nodes as DNS-SD services.
 //! - `resolver`: visibility enforced by the serving node, forwarding through a seed.
 //! - `pubsub`: matching subscribers across hosts, publish order, queue groups.
+//! - `failover`: calls from a client program and from `mpreg call` in a loop while a
+//!   provider is killed, or its link cut and healed.
+//! - `names`: a live node's name refused elsewhere; a dead one's replaced on its host.
+//! - `graceful`: a publisher's graceful shutdown loses none of its publications.
+//! - `first_call`: a seedless builder node's first call; "no cluster found" after the wait.
+//! - `replay`: with a secret, captured gossip sent again is rejected and counted, and a
+//!   killed node's replayed gossip never brings it back (needs `tcpdump`).
 
 mod harness;
 
 mod dns_sd;
+mod failover;
 mod failure;
+mod first_call;
+mod graceful;
 mod latency;
+mod names;
 mod pubsub;
+mod replay;
 mod resolver;
 mod seed;
 mod zero_config;

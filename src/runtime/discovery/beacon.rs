@@ -11,8 +11,11 @@
 //! - `probe` (broadcast by a client, from its own ephemeral socket): every node answers
 //!   with a unicast `answer`.
 //!
-//! Every datagram is sealed by [`crate::proto::datagram`] (cluster tag, optional HMAC);
-//! rejected ones are dropped and counted by reason.
+//! Every datagram is sealed by [`crate::proto::datagram`] (cluster tag, optional HMAC,
+//! sender id and counter, destination); rejected ones are dropped and counted by reason.
+//! With a secret each is accepted at most once: broadcasts are sealed anew for every
+//! broadcast address and every send, answers are bound to the id of the node or client
+//! that asked, and a client probes under a random sender id of its own.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -26,7 +29,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::{bump, now_ms, Counters, DiscoveryConfig, Sink};
-use crate::proto::datagram::{self, Kind, Reject};
+use crate::proto::datagram::{self, Kind, Reject, ReplayWindow, Stamp, ANYONE};
 use crate::proto::member::Member;
 
 /// Largest datagram we read: the largest UDP payload, so that a member with very long
@@ -63,45 +66,76 @@ struct Envelope {
     tag: [u8; 8],
     secret: Option<Vec<u8>>,
     counters: Arc<Counters>,
+    /// Our sender id: the node id of a serving node, a random one for a probing client.
+    me: u64,
+    /// Counter of our next beacon.
+    next: u64,
+    /// Beacon counters accepted per sender (with a secret).
+    window: ReplayWindow,
 }
 
 impl Envelope {
-    /// The envelope of `cfg`'s cluster.
-    fn new(cfg: &DiscoveryConfig, counters: Arc<Counters>) -> Self {
+    /// The envelope of `cfg`'s cluster for sender `me`.
+    fn new(cfg: &DiscoveryConfig, counters: Arc<Counters>, me: u64) -> Self {
         Envelope {
             tag: datagram::cluster_tag(&cfg.cluster),
             secret: cfg.secret.clone(),
             counters,
+            me,
+            next: 0,
+            window: ReplayWindow::default(),
         }
     }
 
-    /// The datagram carrying `kind` (and `member`).
-    fn seal(&self, kind: BeaconKind, member: Option<&Member>) -> Vec<u8> {
+    /// The datagram carrying `kind` (and `member`), for node `to` (or [`ANYONE`]). Each
+    /// call takes a new counter: a sealed datagram is accepted once, so it is never resent.
+    fn seal(&mut self, kind: BeaconKind, member: Option<&Member>, to: u64) -> Vec<u8> {
         let payload = Payload {
             kind,
             member: member.cloned(),
         };
         let body = rmp_serde::to_vec_named(&payload).expect("a beacon payload always encodes");
+        let stamp = Stamp {
+            sender: self.me,
+            counter: self.next,
+            to,
+        };
+        self.next += 1;
         datagram::seal(
             Kind::Beacon,
             &self.tag,
             self.secret.as_deref(),
             now_ms(),
+            stamp,
             &body,
         )
     }
 
-    /// The payload of a received datagram, or `None` (counted) when it must be dropped.
-    fn open(&self, data: &[u8]) -> Option<Payload> {
+    /// The payload of a received datagram and its sender id, or `None` (counted) when it
+    /// must be dropped.
+    fn open(&mut self, data: &[u8]) -> Option<(Payload, u64)> {
         let c = &self.counters;
-        let body = match datagram::open(data, &self.tag, self.secret.as_deref(), now_ms()) {
-            Ok((Kind::Beacon, body)) => body,
-            Ok((Kind::Gossip, _)) | Err(Reject::Malformed) => return count(&c.beacons_malformed),
+        let opened = datagram::open_checked(
+            data,
+            &self.tag,
+            self.secret.as_deref(),
+            now_ms(),
+            Kind::Beacon,
+            self.me,
+            &mut self.window,
+        );
+        let (body, sender) = match opened {
+            Ok(d) => (d.payload, d.stamp.sender),
+            Err(Reject::Malformed) => return count(&c.beacons_malformed),
             Err(Reject::OtherCluster) => return count(&c.beacons_other_cluster),
             Err(Reject::Unauthenticated) => return count(&c.beacons_unauthenticated),
+            Err(Reject::Replayed) => {
+                tracing::debug!("replayed beacon datagram dropped");
+                return count(&c.beacons_replayed);
+            }
         };
         match rmp_serde::from_slice::<Payload>(body) {
-            Ok(p) if p.kind == BeaconKind::Probe || p.member.is_some() => Some(p),
+            Ok(p) if p.kind == BeaconKind::Probe || p.member.is_some() => Some((p, sender)),
             _ => count(&c.beacons_malformed),
         }
     }
@@ -147,16 +181,20 @@ fn udp_socket(port: u16, shared: bool) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
-/// Sends `data` to every selected broadcast address on the beacon port, counting.
-async fn broadcast(sock: &UdpSocket, cfg: &DiscoveryConfig, data: &[u8], counters: &Counters) {
+/// Broadcasts a beacon of `kind` on every selected broadcast address, counting. Each copy
+/// is sealed on its own: a receiver reached by two of them (a node of this host hears the
+/// copies sent to `lo` and to its LAN) must not take the second one for a replay.
+async fn broadcast(
+    sock: &UdpSocket,
+    cfg: &DiscoveryConfig,
+    env: &mut Envelope,
+    kind: BeaconKind,
+    member: Option<&Member>,
+) {
     for ip in cfg.broadcasts() {
-        send(
-            sock,
-            SocketAddr::from((ip, cfg.beacon_port)),
-            data,
-            counters,
-        )
-        .await;
+        let data = env.seal(kind, member, ANYONE);
+        let to = SocketAddr::from((ip, cfg.beacon_port));
+        send(sock, to, &data, &env.counters).await;
     }
 }
 
@@ -204,7 +242,7 @@ impl Server {
             )
         })?;
         Ok(Server {
-            env: Envelope::new(&cfg, sink.counters.clone()),
+            env: Envelope::new(&cfg, sink.counters.clone(), me.id),
             cfg,
             me,
             sink,
@@ -233,8 +271,15 @@ impl Server {
 
     /// Broadcasts an announce and forgets members not heard from for a while.
     async fn announce(&mut self) {
-        let data = self.env.seal(BeaconKind::Announce, Some(&self.me));
-        broadcast(&self.own, &self.cfg, &data, &self.sink.counters).await;
+        let me = Some(&self.me);
+        broadcast(
+            &self.own,
+            &self.cfg,
+            &mut self.env,
+            BeaconKind::Announce,
+            me,
+        )
+        .await;
         let stale = self.stale_after();
         self.heard.retain(|_, at| at.elapsed() < stale);
     }
@@ -258,17 +303,17 @@ impl Server {
         if !accept_source(&self.cfg, src, &self.sink.counters) {
             return;
         }
-        let Some(p) = self.env.open(&buf[..n]) else {
+        let Some((p, sender)) = self.env.open(&buf[..n]) else {
             return;
         };
-        self.handle(p, src).await;
+        self.handle(p, sender, src).await;
     }
 
-    /// Acts on a valid beacon from `src`.
-    async fn handle(&mut self, p: Payload, src: SocketAddr) {
+    /// Acts on a valid beacon of `sender` from `src`.
+    async fn handle(&mut self, p: Payload, sender: u64, src: SocketAddr) {
         if p.kind == BeaconKind::Probe {
             bump(&self.sink.counters.beacons_received);
-            return self.answer(src).await;
+            return self.answer(src, sender).await;
         }
         // `Envelope::open` lets an announce or answer through only with a member.
         let Some(m) = p.member else { return };
@@ -283,13 +328,13 @@ impl Server {
             .is_none_or(|at| at.elapsed() >= stale);
         self.sink.report(contact(m, src));
         if p.kind == BeaconKind::Announce && newcomer {
-            self.answer(src).await;
+            self.answer(src, sender).await;
         }
     }
 
-    /// Tells `to` about us, unicast.
-    async fn answer(&self, to: SocketAddr) {
-        let data = self.env.seal(BeaconKind::Answer, Some(&self.me));
+    /// Tells sender `id`, at `to`, about us (unicast, bound to that sender).
+    async fn answer(&mut self, to: SocketAddr, id: u64) {
+        let data = self.env.seal(BeaconKind::Answer, Some(&self.me), id);
         send(&self.own, to, &data, &self.sink.counters).await;
     }
 }
@@ -326,8 +371,7 @@ impl Prober {
     /// Probes on the schedule of [`PROBE_SCHEDULE_MS`] and reports every answer to `sink`,
     /// until `stop`.
     pub(crate) async fn run(self, cfg: &DiscoveryConfig, sink: Sink, stop: CancellationToken) {
-        let env = Envelope::new(cfg, sink.counters.clone());
-        let probe = env.seal(BeaconKind::Probe, None);
+        let mut env = Envelope::new(cfg, sink.counters.clone(), rand::random());
         let start = Instant::now();
         let mut sent = 0usize;
         let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -336,7 +380,7 @@ impl Prober {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep_until(next) => {
-                    broadcast(&self.sock, cfg, &probe, &sink.counters).await;
+                    broadcast(&self.sock, cfg, &mut env, BeaconKind::Probe, None).await;
                     sent += 1;
                 }
                 r = self.sock.recv_from(&mut buf) => {
@@ -344,7 +388,7 @@ impl Prober {
                     if !accept_source(cfg, src, &sink.counters) {
                         continue;
                     }
-                    if let Some(Payload { kind: BeaconKind::Answer, member: Some(m) }) = env.open(&buf[..n]) {
+                    if let Some((Payload { kind: BeaconKind::Answer, member: Some(m) }, _)) = env.open(&buf[..n]) {
                         bump(&sink.counters.beacons_received);
                         sink.report(contact(m, src));
                     }
@@ -396,14 +440,17 @@ mod tests {
     #[test]
     fn payload_roundtrip_and_rejects_are_counted() {
         let counters = Arc::new(Counters::default());
-        let env = Envelope::new(&cfg("lab", Some(b"s")), counters.clone());
+        let mut env = Envelope::new(&cfg("lab", Some(b"s")), counters.clone(), 1);
         let m = member("127.0.0.1:7700");
-        let d = env.seal(BeaconKind::Announce, Some(&m));
-        assert_eq!(env.open(&d).unwrap().member, Some(m.clone()));
-        let other = Envelope::new(&cfg("other", Some(b"s")), counters.clone());
+        let d = env.seal(BeaconKind::Announce, Some(&m), ANYONE);
+        let (p, sender) = env.open(&d).unwrap();
+        assert_eq!((p.member, sender), (Some(m.clone()), 1));
+        let mut other = Envelope::new(&cfg("other", Some(b"s")), counters.clone(), 2);
         assert!(other.open(&d).is_none());
-        let unsigned = Envelope::new(&cfg("lab", None), counters.clone());
-        assert!(env.open(&unsigned.seal(BeaconKind::Probe, None)).is_none());
+        let mut unsigned = Envelope::new(&cfg("lab", None), counters.clone(), 3);
+        assert!(env
+            .open(&unsigned.seal(BeaconKind::Probe, None, ANYONE))
+            .is_none());
         assert!(env.open(b"garbage").is_none());
         // A valid envelope around an announce without a member is malformed too.
         let body = rmp_serde::to_vec_named(&Payload {
@@ -412,24 +459,45 @@ mod tests {
         })
         .unwrap();
         let tag = datagram::cluster_tag("lab");
-        assert!(env
-            .open(&datagram::seal(
-                Kind::Beacon,
-                &tag,
-                Some(b"s"),
-                now_ms(),
-                &body
-            ))
-            .is_none());
+        let stamp = Stamp {
+            sender: 4,
+            counter: 0,
+            to: ANYONE,
+        };
+        let bad = datagram::seal(Kind::Beacon, &tag, Some(b"s"), now_ms(), stamp, &body);
+        assert!(env.open(&bad).is_none());
         let s = counters.snapshot();
         assert_eq!(
             (
                 s.beacons_other_cluster,
                 s.beacons_unauthenticated,
-                s.beacons_malformed
+                s.beacons_malformed,
+                s.beacons_replayed
             ),
-            (1, 1, 2)
+            (1, 1, 2, 0)
         );
+    }
+
+    #[test]
+    fn replayed_beacons_are_dropped_and_counted() {
+        let counters = Arc::new(Counters::default());
+        let c = cfg("lab", Some(b"s"));
+        let mut node = Envelope::new(&c, counters.clone(), 10);
+        let mut client = Envelope::new(&c, Arc::new(Counters::default()), 20);
+        let probe = client.seal(BeaconKind::Probe, None, ANYONE);
+        assert_eq!(node.open(&probe).map(|(_, from)| from), Some(20));
+        assert!(node.open(&probe).is_none(), "a probe is taken once");
+        // Each probe is sealed anew, so a client's repeated probes all get through.
+        assert!(node
+            .open(&client.seal(BeaconKind::Probe, None, ANYONE))
+            .is_some());
+        // An answer to the client is for the client only.
+        let answer = node.seal(BeaconKind::Answer, Some(&member("127.0.0.1:7700")), 20);
+        assert!(client.open(&answer).is_some());
+        assert!(client.open(&answer).is_none(), "an answer is taken once");
+        let mut third = Envelope::new(&c, counters.clone(), 30);
+        assert!(third.open(&answer).is_none(), "not addressed to it");
+        assert_eq!(counters.snapshot().beacons_replayed, 2);
     }
 
     #[test]

@@ -8,6 +8,13 @@
 //! mDNS is for finding peers, not for liveness: a crashed peer stays in mDNS caches for
 //! minutes. SWIM handles failure detection.
 //!
+//! Replays: TXT records do not use the datagram envelope (mDNS packets are the DNS format,
+//! cached and re-sent by every responder). With a secret they carry a MAC over their
+//! fields, so nobody without it can forge one, but a captured record can be re-sent as it
+//! is: it only repeats a contact (an address a member did advertise), which the node
+//! still authenticates in the TCP handshake before trusting it, and never makes a member
+//! alive in SWIM (gossip datagrams are replay-proof, see `proto::replay`).
+//!
 //! Note on isolation: mdns-sd joins 224.0.0.251 on *every* interface when its daemon starts,
 //! before the interface selection below takes effect (the kernel then sends IGMP reports on
 //! them). No mDNS message goes out of a deselected interface, but the membership reports do.
@@ -404,7 +411,9 @@ fn on_event(
             bump(match reason {
                 Reject::Malformed => &c.mdns_malformed,
                 Reject::OtherCluster => &c.mdns_other_cluster,
-                Reject::Unauthenticated => &c.mdns_unauthenticated,
+                // A TXT record is not a datagram and has no counter: `member_of` never
+                // says `Replayed` (see the module docs on replays).
+                Reject::Unauthenticated | Reject::Replayed => &c.mdns_unauthenticated,
             });
         }
     }

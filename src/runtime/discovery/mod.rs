@@ -119,7 +119,7 @@ pub(crate) struct DiscoveryStats {
     pub beacons_malformed: u64,
     /// Beacon datagrams dropped: another cluster.
     pub beacons_other_cluster: u64,
-    /// Beacon datagrams dropped: missing or wrong HMAC, or outside the replay window.
+    /// Beacon datagrams dropped: missing or wrong HMAC, or outside the clock window.
     pub beacons_unauthenticated: u64,
     /// Beacon datagrams ignored: from an address on no selected interface's subnet.
     pub beacons_off_interface: u64,
@@ -135,6 +135,8 @@ pub(crate) struct DiscoveryStats {
     pub reported: u64,
     /// Members not handed over because the node's channel was full or closed.
     pub reports_dropped: u64,
+    /// Beacon datagrams dropped as replays (with a secret): see `proto::replay`.
+    pub beacons_replayed: u64,
 }
 
 /// The live counters behind [`DiscoveryStats`], shared by the transport tasks.
@@ -153,6 +155,7 @@ pub(crate) struct Counters {
     pub mdns_unauthenticated: AtomicU64,
     pub reported: AtomicU64,
     pub reports_dropped: AtomicU64,
+    pub beacons_replayed: AtomicU64,
 }
 
 /// Adds one to a counter. Relaxed: counters are statistics, not synchronisation.
@@ -178,6 +181,7 @@ impl Counters {
             mdns_unauthenticated: g(&self.mdns_unauthenticated),
             reported: g(&self.reported),
             reports_dropped: g(&self.reports_dropped),
+            beacons_replayed: g(&self.beacons_replayed),
         }
     }
 }
