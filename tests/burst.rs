@@ -116,7 +116,7 @@ fn kinds(failures: &[String]) -> Vec<(String, usize)> {
         *counts.entry(kind).or_insert(0) += 1;
     }
     let mut v: Vec<(String, usize)> = counts.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|k| std::cmp::Reverse(k.1));
     v
 }
 
