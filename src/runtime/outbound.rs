@@ -10,7 +10,7 @@
 //! closes the connection with a reason. No frame ever costs a task of its own.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -39,6 +39,9 @@ pub(crate) struct Outbound {
     tx: mpsc::Sender<Bytes>,
     /// Frames that found the queue full, sent before anything queued later.
     backlog: Mutex<VecDeque<Bytes>>,
+    /// Length of `backlog`, readable without its lock: the reader and the writer look at
+    /// it for every frame, and it is almost always 0.
+    parked: AtomicUsize,
     /// Wakes the writer for the backlog (a stored permit: no wake-up is lost).
     wake_writer: Notify,
     /// Wakes the reader waiting for the backlog to drain.
@@ -57,6 +60,7 @@ impl Outbound {
         let out = Outbound {
             tx,
             backlog: Mutex::new(VecDeque::new()),
+            parked: AtomicUsize::new(0),
             wake_writer: Notify::new(),
             drained: Notify::new(),
             written: AtomicU64::new(0),
@@ -87,6 +91,7 @@ impl Outbound {
             return Err(Overflow(b.len()));
         }
         b.push_back(frame);
+        self.parked.store(b.len(), Relaxed);
         drop(b);
         self.wake_writer.notify_one();
         Ok(())
@@ -94,7 +99,7 @@ impl Outbound {
 
     /// Frames parked in the backlog.
     pub(crate) fn parked(&self) -> usize {
-        self.backlog.lock().len()
+        self.parked.load(Relaxed)
     }
 
     /// Waits until the backlog is empty (the reader's back-pressure on the peer).
@@ -114,8 +119,12 @@ impl Outbound {
     }
 
     fn pop_parked(&self) -> Option<Bytes> {
+        if self.parked.load(Relaxed) == 0 {
+            return None;
+        }
         let mut b = self.backlog.lock();
         let f = b.pop_front();
+        self.parked.store(b.len(), Relaxed);
         if b.is_empty() {
             self.drained.notify_waiters();
         }
