@@ -163,8 +163,28 @@ async fn drain(
     }
     if changed {
         m.fit_config_to_size();
+        note_name_holder(shared, m);
     }
     shared.set_suspects(suspects);
+}
+
+/// Says so when a newer live node holding our name hides us from every view (a duplicate
+/// started where this node could not be seen, e.g. across a partition), and when that
+/// ends. Checked on membership changes only, which is when it can change.
+fn note_name_holder(shared: &Shared, m: &Membership) {
+    let holder = m.name_holder();
+    let mut hidden = shared.hidden_by.lock();
+    if holder.as_ref().map(|h| h.id) == *hidden {
+        return;
+    }
+    match &holder {
+        Some(h) => tracing::warn!(name = %shared.name, holder = ?h, host = %h.host,
+            "a newer live node holds this node's name: the cluster shows it instead of this node until it stops"),
+        None => {
+            tracing::info!(name = %shared.name, "this node's name is its own again; the cluster shows it")
+        }
+    }
+    *hidden = holder.map(|h| h.id);
 }
 
 fn on_event(shared: &Arc<Shared>, ev: Event) {

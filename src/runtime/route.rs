@@ -99,6 +99,11 @@ impl Tried {
             .collect()
     }
 
+    /// Whether something was tried and every provider tried answered "busy".
+    fn all_busy(&self) -> bool {
+        !self.0.is_empty() && self.0.iter().all(|t| t.3)
+    }
+
     fn note(&mut self, k: &Known, why: &Error) {
         let relayed = matches!(k.reach, Reach::Relay);
         let entry = (k.id, k.name.clone(), why.to_string(), is_busy(why), relayed);
@@ -143,6 +148,11 @@ impl Shared {
                         continue;
                     }
                     return Err(self.no_cluster());
+                }
+                // Every provider we know refused as busy: learning more will not help,
+                // and a burst must not turn into a member-list request per busy call.
+                if tried.all_busy() {
+                    return Err(self.none_left(inv, &known, &tried));
                 }
                 if !refreshed {
                     refreshed = true;
@@ -269,7 +279,7 @@ impl Shared {
 
     /// The error when no candidate is left: what was tried, else who serves it at all.
     fn none_left(&self, inv: &Invocation, known: &[Known], tried: &Tried) -> Error {
-        if let Some(last) = tried.0.last().filter(|_| tried.0.iter().all(|t| t.3)) {
+        if let Some(last) = tried.0.last().filter(|_| tried.all_busy()) {
             // Every provider is saturated: that is "busy", not "no provider".
             return Error::Busy {
                 fun: inv.fun.clone(),

@@ -72,6 +72,9 @@ pub(crate) struct Shared {
     pub attached: Mutex<Option<Arc<Connection>>>,
     /// When the node started: the discovery wait counts from it.
     pub started: std::time::Instant,
+    /// Id of the newer live node that holds our name and hides us, if any (logged when
+    /// it changes).
+    pub hidden_by: Mutex<Option<u64>>,
 }
 
 impl Shared {
@@ -114,6 +117,7 @@ impl Shared {
             view_epoch: tokio::sync::watch::Sender::new(0),
             attached: Mutex::new(None),
             started: std::time::Instant::now(),
+            hidden_by: Mutex::new(None),
         }
     }
 
