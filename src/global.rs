@@ -105,6 +105,21 @@ pub(crate) async fn member_node() -> Result<Node> {
     default_node(Mode::Member).await
 }
 
+/// Stops the default node, if this process started one, as [`Node::shutdown`] does:
+/// it leaves the cluster and flushes what it sent (publications, replies) first. A later
+/// `mpreg::call` or `mpreg::publish` starts a new default node. Does nothing when no
+/// default node runs.
+pub async fn shutdown() {
+    let node = DEFAULT.lock().await.take().map(|(n, _)| n);
+    if let Some(n) = node {
+        let _ = on_runtime(async move {
+            n.shutdown().await;
+            Ok(())
+        })
+        .await;
+    }
+}
+
 /// The default node, starting it (as a client without listener) if needed.
 pub async fn node() -> Result<Node> {
     default_node(Mode::Client).await

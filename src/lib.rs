@@ -81,8 +81,8 @@ pub use config::{
 pub use error::{Error, Result};
 pub use function::{FnSpec, Function, Param, Visibility};
 pub use global::{
-    blocking, call, call_all, host, named as node, node as default_node, serve, shutdown_signal,
-    workflow, DefaultTarget,
+    blocking, call, call_all, host, named as node, node as default_node, serve, shutdown,
+    shutdown_signal, workflow, DefaultTarget,
 };
 pub use handler::{HandlerFuture, HandlerOutcome, Handlers};
 pub use message::{Message, MessageError};

@@ -31,5 +31,18 @@ fn default_node_calls_by_name_async_and_blocking() {
     // The default node is a client: it does not listen.
     let node = rt.block_on(mpreg::default_node()).unwrap();
     assert!(node.addr().is_none());
+    // `mpreg::shutdown()` stops it (its connections close); the next call starts another.
+    let first = node.name().to_string();
+    rt.block_on(mpreg::shutdown());
+    assert!(
+        node.peers().is_empty(),
+        "the stopped default node keeps no connection"
+    );
+    let s: String = rt.block_on(mpreg::call("echo", ("again",))).unwrap();
+    assert_eq!(s, "again");
+    let again = rt.block_on(mpreg::default_node()).unwrap();
+    assert_ne!(again.name(), first, "a new default node after shutdown");
+    rt.block_on(mpreg::shutdown());
+    rt.block_on(mpreg::shutdown()); // none running: nothing to do
     rt.block_on(server.shutdown());
 }

@@ -15,6 +15,8 @@ pub struct CallArgs {
     /// Function name.
     fun: String,
     /// Positional arguments; each is parsed as JSON, else taken as a plain string.
+    /// Negative numbers are arguments, not flags (`mpreg call add -1 2`).
+    #[arg(allow_negative_numbers = true)]
     args: Vec<String>,
     /// Keyword argument `NAME=JSON` (a non-JSON value is taken as a string); repeatable.
     #[arg(long = "kw", value_name = "NAME=JSON")]
@@ -121,7 +123,7 @@ pub async fn run(a: CallArgs) -> mpreg::Result<()> {
         serde_json::json!({
             "result": json::to_json(&r.value),
             "node": r.node,
-            "elapsed_ms": r.elapsed.as_secs_f64() * 1000.0,
+            "elapsed_ms": elapsed_ms(r.elapsed),
         })
     } else {
         json::to_json(&r.value)
@@ -160,4 +162,9 @@ fn print_all(
             message: "see its entry above".into(),
         })
     }
+}
+
+/// Milliseconds rounded to the microsecond (`0.487`, not `0.48663999999999996`).
+fn elapsed_ms(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
 }

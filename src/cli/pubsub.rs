@@ -16,6 +16,7 @@ pub struct PubArgs {
     /// Literal topic, e.g. `sensors.kitchen.temp`.
     topic: String,
     /// Payload as JSON (a non-JSON value is taken as a string); none publishes `null`.
+    #[arg(allow_negative_numbers = true)]
     payload: Option<String>,
     /// Wait until every subscriber acknowledged and print who did; fail naming those that
     /// did not.
@@ -102,11 +103,12 @@ pub async fn run_sub(a: SubArgs) -> mpreg::Result<()> {
         Some(g) => node.subscribe_group(&a.pattern, g).await?,
         None => node.subscribe(&a.pattern).await?,
     };
+    let peers = node.peers().len();
     eprintln!(
-        "mpreg: subscribed to `{}` as {} ({} peers)",
+        "mpreg: subscribed to `{}` as {} ({peers} peer{})",
         a.pattern,
         node.name(),
-        node.peers().len()
+        if peers == 1 { "" } else { "s" }
     );
     let got = print_until(&mut sub, a.count, deadline).await;
     drop(sub);

@@ -473,12 +473,18 @@ async fn read_loop(
                 }
                 break Some(reason);
             }
-            Some(Ok(frame)) => {
-                if let Err(reason) = handle(&conn, &shared, frame, &mut wakes) {
+            Some(Ok(frame)) => match handle(&conn, &shared, frame, &mut wakes) {
+                Ok(()) => {}
+                // A peer stopping (a client finishing its call) is normal: not a warning.
+                Err(Ending::Goodbye(reason)) => {
+                    tracing::debug!(peer = %conn.peer.name, %reason, "peer said goodbye");
+                    break Some(reason);
+                }
+                Err(Ending::Fault(reason)) => {
                     tracing::warn!(peer = %conn.peer.name, %reason, "closing connection");
                     break Some(reason);
                 }
-            }
+            },
         }
         if conn.out.parked() > 0 && !hold_back(&conn, &shared, &mut wakes).await {
             break None;
@@ -508,12 +514,18 @@ async fn hold_back(conn: &Connection, shared: &Shared, wakes: &mut Wakes) -> boo
     open
 }
 
+/// Why the reader stops after a frame: the peer's goodbye, or something to warn about.
+enum Ending {
+    Goodbye(String),
+    Fault(String),
+}
+
 fn handle(
     conn: &Arc<Connection>,
     shared: &Arc<Shared>,
     frame: Frame,
     wakes: &mut Wakes,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Ending> {
     match frame {
         Frame::Call(call) => dispatch::serve(conn, shared, call),
         Frame::Reply(r) => conn.complete(r.id, (r.result, r.node)),
@@ -536,12 +548,12 @@ fn handle(
             }
         }
         Frame::Synced(id) => shared.pubsub.synced(id),
-        Frame::Refused(r) => return Err(r.reason),
+        Frame::Refused(r) => return Err(Ending::Fault(r.reason)),
         Frame::Goodbye(r) => {
             // A graceful stop: drop the member from the view now rather than when gossip
             // confirms it, so callers stop choosing it at once.
             shared.member_left(conn.peer.id);
-            return Err(r.reason);
+            return Err(Ending::Goodbye(r.reason));
         }
         Frame::CatalogPull => shared.send_catalog(conn),
         Frame::MembersRequest => {
@@ -563,10 +575,10 @@ fn handle(
         Frame::Ping => {}
         Frame::Watch => shared.watch_members(conn),
         other => {
-            return Err(format!(
+            return Err(Ending::Fault(format!(
                 "unexpected {} frame after the handshake",
                 frame_name(&other)
-            ))
+            )))
         }
     }
     Ok(())

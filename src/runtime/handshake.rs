@@ -31,6 +31,10 @@ use crate::runtime::{Connection, PeerInfo, Shared};
 /// Longest a handshake may take before the connection is dropped.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a handshake fails with when the peer hangs up before finishing it: a port probe
+/// or a health check does that, so it is not worth a warning.
+pub(crate) const CLOSED_EARLY: &str = "connection closed during the handshake";
+
 /// Longest a TCP connect may take. On a LAN an answer takes well under a millisecond; a
 /// host that does not answer within this is down or cut off, and a call waiting on it
 /// fails over to another provider instead.
@@ -85,7 +89,7 @@ impl Io {
                 self.refuse(&reason).await;
                 Err(self.protocol(reason))
             }
-            None => Err(self.protocol("connection closed during the handshake".into())),
+            None => Err(self.protocol(CLOSED_EARLY.into())),
         }
     }
 

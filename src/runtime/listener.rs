@@ -42,6 +42,9 @@ pub(crate) async fn run(shared: Arc<Shared>, listener: TcpListener) {
         shared.tasks.spawn(async move {
             match handshake::accept(&s, stream, remote).await {
                 Ok(conn) => conn.closed.cancelled().await,
+                Err(crate::Error::Protocol { detail, .. }) if detail == handshake::CLOSED_EARLY => {
+                    tracing::debug!(%remote, "peer hung up during the handshake");
+                }
                 Err(e) => tracing::warn!(%remote, error = %e, "handshake failed"),
             }
             drop(permit);

@@ -1,0 +1,83 @@
+//! The CLI as a person uses it (issue #14): negative numbers are arguments, `--json`
+//! timings are rounded, a client's comings and goings are not warnings on the server.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{built, free_port, mpreg, Proc};
+
+#[test]
+fn negative_numbers_are_arguments_not_flags() {
+    let port = free_port();
+    let node = Proc::start("mpreg", &["serve", "--name", "neg"], &[], port);
+    let seed = node.addr.to_string();
+    let (ok, out, err) = mpreg(&["call", "--seed", &seed, "echos", "-1", "-1.5", "2"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "[-1,-1.5,2]");
+    // `--` still ends the flags.
+    let (ok, out, err) = mpreg(&["call", "--seed", &seed, "echo", "--", "-7"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "-7");
+}
+
+#[test]
+fn json_elapsed_is_rounded_to_the_microsecond() {
+    let port = free_port();
+    let node = Proc::start("mpreg", &["serve", "--name", "timed"], &[], port);
+    let seed = node.addr.to_string();
+    for _ in 0..5 {
+        let (ok, out, err) = mpreg(&["call", "--seed", &seed, "--json", "echo", "x"]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let text = v["elapsed_ms"].to_string();
+        let decimals = text.split('.').nth(1).map_or(0, str::len);
+        assert!(decimals <= 3, "elapsed_ms {text} is not rounded to µs");
+    }
+}
+
+#[test]
+fn clients_coming_and_going_are_not_warnings() {
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("mpreg-habits-{}.log", std::process::id()));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut server = Command::new(built("mpreg"))
+        .args(["serve", "--name", "quiet", "--port", &port.to_string()])
+        .env("MPREG_BIND", "127.0.0.1")
+        .env("MPREG_INTERFACES", "lo")
+        .env("MPREG_MDNS", "0")
+        .env("MPREG_BEACON", "0")
+        .env_remove("MPREG_SEEDS")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let seed = format!("127.0.0.1:{port}");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(&seed).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for _ in 0..3 {
+        let (ok, _, err) = mpreg(&["call", "--seed", &seed, "echo", "hi"]);
+        assert!(ok, "{err}");
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("WARN"))
+        .filter(|l| !l.contains("no shared secret"))
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "client calls logged warnings: {warnings:#?}"
+    );
+}
