@@ -9,7 +9,11 @@ use crate::proto::wire::{Failure, FailureKind};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong when starting a node or calling a function.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same one-line message as `Display`, so `fn main() -> mpreg::Result<()>`
+/// reports `Error: unknown function `ecoh`; did you mean `echo`?` rather than a struct dump
+/// (as `anyhow` does); `{:#?}` adds the variant's name, and `match` gives its fields.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// No reachable node offers the function. `close` lists look-alike names that exist.
@@ -208,6 +212,18 @@ pub enum Error {
     Message(#[from] crate::message::MessageError),
 }
 
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if f.alternate() {
+            f.debug_tuple(self.variant())
+                .field(&self.to_string())
+                .finish()
+        } else {
+            std::fmt::Display::fmt(self, f)
+        }
+    }
+}
+
 fn hint(close: &[String]) -> String {
     if close.is_empty() {
         String::new()
@@ -234,6 +250,34 @@ fn context(detail: &str) -> String {
 }
 
 impl Error {
+    /// The variant's name, e.g. `"UnknownFunction"` (what `{:#?}` shows).
+    pub fn variant(&self) -> &'static str {
+        match self {
+            Error::UnknownFunction { .. } => "UnknownFunction",
+            Error::BadArguments { .. } => "BadArguments",
+            Error::Remote { .. } => "Remote",
+            Error::Timeout { .. } => "Timeout",
+            Error::NodeLost { .. } => "NodeLost",
+            Error::Busy { .. } => "Busy",
+            Error::NotVisible { .. } => "NotVisible",
+            Error::Refused { .. } => "Refused",
+            Error::Protocol { .. } => "Protocol",
+            Error::DuplicateFunction { .. } => "DuplicateFunction",
+            Error::Codec { .. } => "Codec",
+            Error::Config(_) => "Config",
+            Error::Io { .. } => "Io",
+            Error::Shutdown => "Shutdown",
+            Error::Workflow { .. } => "Workflow",
+            Error::NoProvider { .. } => "NoProvider",
+            Error::NoCluster { .. } => "NoCluster",
+            Error::NameTaken { .. } => "NameTaken",
+            Error::Topic(_) => "Topic",
+            Error::NoSubscriber { .. } => "NoSubscriber",
+            Error::Unconfirmed { .. } => "Unconfirmed",
+            Error::Message(_) => "Message",
+        }
+    }
+
     /// Wraps an I/O error with what was being attempted.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
@@ -326,6 +370,25 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_prints_the_message_and_alternate_the_variant() {
+        let e = Error::NoCluster {
+            waited: Duration::from_millis(1500),
+            tried: "beacon off".into(),
+        };
+        assert_eq!(format!("{e:?}"), e.to_string());
+        assert_eq!(
+            format!("{:?}", Err::<(), _>(e.to_string())),
+            format!("Err({:?})", e.to_string())
+        );
+        let pretty = format!("{e:#?}");
+        assert!(pretty.starts_with("NoCluster(\n"), "{pretty}");
+        assert!(
+            pretty.contains("no cluster found after 1.5s: beacon off"),
+            "{pretty}"
+        );
+    }
 
     #[test]
     fn messages_are_one_line_and_name_things() {

@@ -155,7 +155,8 @@ pub use mpreg_macros::on;
 pub use mpreg_macros::handlers;
 
 /// Starts tracing output to stderr for binaries and examples: `RUST_LOG` if set, else
-/// `info` for mpreg. Does nothing if a subscriber is already installed.
+/// `info` for mpreg. Colours only when stderr is a terminal and `NO_COLOR` is unset. Does
+/// nothing if a subscriber is already installed.
 pub fn init_logging() {
     init_logging_with("mpreg=info,warn")
 }
@@ -164,9 +165,13 @@ pub fn init_logging() {
 pub fn init_logging_with(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    // Colours only for a person at a terminal: not in files or pipes, nor with NO_COLOR.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 

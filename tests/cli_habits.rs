@@ -1,5 +1,6 @@
 //! The CLI as a person uses it (issue #14): negative numbers are arguments, `--json`
-//! timings are rounded, a client's comings and goings are not warnings on the server.
+//! timings are rounded, a client's comings and goings are not warnings on the server, and
+//! logs written to a file carry no colour codes.
 
 mod support;
 
@@ -79,5 +80,11 @@ fn clients_coming_and_going_are_not_warnings() {
     assert!(
         warnings.is_empty(),
         "client calls logged warnings: {warnings:#?}"
+    );
+    // A log written to a file carries no terminal colour codes.
+    assert!(text.contains("listening"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escapes in a log file: {text:?}"
     );
 }
