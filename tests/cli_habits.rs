@@ -4,10 +4,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use support::{built, free_port, mpreg, Proc};
+use support::{free_port, mpreg, Proc};
 
 #[test]
 fn negative_numbers_are_arguments_not_flags() {
@@ -42,34 +39,14 @@ fn json_elapsed_is_rounded_to_the_microsecond() {
 fn clients_coming_and_going_are_not_warnings() {
     let port = free_port();
     let log = std::env::temp_dir().join(format!("mpreg-habits-{}.log", std::process::id()));
-    let file = std::fs::File::create(&log).unwrap();
-    let mut server = Command::new(built("mpreg"))
-        .args(["serve", "--name", "quiet", "--port", &port.to_string()])
-        .env("MPREG_BIND", "127.0.0.1")
-        .env("MPREG_INTERFACES", "lo")
-        .env("MPREG_MDNS", "0")
-        .env("MPREG_BEACON", "0")
-        .env_remove("MPREG_SEEDS")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .unwrap();
-    let seed = format!("127.0.0.1:{port}");
-    let start = Instant::now();
-    while std::net::TcpStream::connect(&seed).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let server = Proc::start_logged("mpreg", &["serve", "--name", "quiet"], port, &log);
+    let seed = server.addr.to_string();
     for _ in 0..3 {
         let (ok, _, err) = mpreg(&["call", "--seed", &seed, "echo", "hi"]);
         assert!(ok, "{err}");
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server); // stops it
+
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_file(&log);
     let warnings: Vec<&str> = text

@@ -62,17 +62,12 @@ impl Server {
         let log =
             std::env::temp_dir().join(format!("mpreg-flood-{}-{port}.log", std::process::id()));
         let err = File::create(&log).expect("create server log");
-        let child = Command::new(built("mpreg"))
+        let mut cmd = Command::new(built("mpreg"));
+        support::confine(&mut cmd);
+        let child = cmd
             .args(["serve", "--name", "flooded", "--bind", "127.0.0.1"])
             .args(["--port", &port.to_string()])
             .args(["--interface", "lo", "--no-mdns", "--no-beacon"])
-            .env("MPREG_INTERFACES", "lo")
-            .env("MPREG_MDNS", "0")
-            .env("MPREG_BEACON", "0")
-            .env_remove("MPREG_SEEDS")
-            .env_remove("MPREG_CLUSTER")
-            .env_remove("MPREG_SECRET_FILE")
-            .env_remove("MPREG_CONFIG")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::from(err))

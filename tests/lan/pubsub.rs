@@ -4,25 +4,14 @@
 //! message exactly once.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{wait_until, Lan, LanProc};
+use crate::harness::{example, wait_until, Lan, LanProc};
 
 const QUIET: [&str; 2] = ["--no-mdns", "--no-beacon"];
 const QUIET_ENV: [(&str, &str); 2] = [("MPREG_MDNS", "0"), ("MPREG_BEACON", "0")];
-
-fn example(name: &str) -> String {
-    let mut p: PathBuf = std::env::current_exe().expect("test binary path");
-    p.pop();
-    p.pop();
-    p.push("examples");
-    p.push(name);
-    assert!(p.exists(), "{} not built", p.display());
-    p.to_string_lossy().into_owned()
-}
 
 /// `mpreg sub ARGS` on host `i`, seeded with host 1, once it says it subscribed.
 fn sub(lan: &Lan, i: usize, name: &str, args: &[&str]) -> LanProc {

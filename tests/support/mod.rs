@@ -70,7 +70,7 @@ pub fn free_udp_port() -> u16 {
 
 /// Environment that keeps a child process on loopback with discovery off; tests that
 /// want discovery add [`LoDiscovery::env`] after it (later values win).
-fn confine(cmd: &mut Command) {
+pub fn confine(cmd: &mut Command) {
     cmd.env("MPREG_BIND", "127.0.0.1")
         .env("MPREG_INTERFACES", "lo")
         .env("MPREG_MDNS", "0")
@@ -147,12 +147,23 @@ impl Proc {
     /// Starts `bin` with `args` and `envs`, confined to loopback on `port`, and waits until
     /// it accepts TCP connections.
     pub fn start(bin: &str, args: &[&str], envs: &[(&str, String)], port: u16) -> Proc {
+        Self::spawn(bin, args, envs, port, Stdio::null())
+    }
+
+    /// Like [`Proc::start`], with the process's stderr (its log) written to `log`.
+    pub fn start_logged(bin: &str, args: &[&str], port: u16, log: &std::path::Path) -> Proc {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Self::spawn(bin, args, &[], port, Stdio::from(file))
+    }
+
+    fn spawn(bin: &str, args: &[&str], envs: &[(&str, String)], port: u16, stderr: Stdio) -> Proc {
         let mut cmd = Command::new(built(bin));
         confine(&mut cmd);
         cmd.args(args)
             .env("MPREG_PORT", port.to_string())
+            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         for (k, v) in envs {
             cmd.env(k, v);
         }
