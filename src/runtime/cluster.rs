@@ -10,7 +10,7 @@ use crate::proto::catalog::{admits, Relation};
 use crate::proto::codec::encode_frame;
 use crate::proto::member::Member;
 use crate::proto::wire::{CatalogMsg, Frame, MemberInfo, MembersMsg};
-use crate::runtime::{Connection, Shared};
+use crate::runtime::Shared;
 
 /// How long the member with the larger id waits for the smaller one to dial before it
 /// dials itself (both dialing at once would open two connections).
@@ -66,11 +66,15 @@ impl Shared {
     }
 
     /// SWIM declared `m` down, or it left (or was replaced): forget it, so calls stop
-    /// choosing it. Its connection is not closed here: a node that left gracefully has
-    /// frames in flight that must still be read up to its `Goodbye` (DESIGN §5), and a
-    /// dead one is closed by the connection's own heartbeat within seconds (or at once by
-    /// TCP for a crashed process). Only a connection that has already gone quiet — no
-    /// frame for the heartbeat's tick — is closed now, so calls on it fail at once.
+    /// choosing it. Its connections are not closed here, and while one lives its
+    /// subscriptions stay: a node that left gracefully has frames in flight that must
+    /// still be read up to its `Goodbye` (DESIGN §5), and a verdict of "down" is most often
+    /// false when the peer is merely starved of CPU, which is exactly when it also sends
+    /// nothing on its connections, so "quiet" is no proof of death either. A dead peer's
+    /// connection is closed by TCP at once (a crashed process) or by the connection's own
+    /// heartbeat within [`SILENCE_LIMIT`](crate::runtime::liveness::SILENCE_LIMIT) (a cut
+    /// link, a frozen host), which fails the calls still on it; closing the last one then
+    /// drops its subscriptions (`Shared::remove_connection`).
     pub(crate) fn member_down(&self, m: &Member) {
         let removed = {
             let mut d = self.directory.write();
@@ -82,19 +86,8 @@ impl Shared {
         if !removed {
             return;
         }
-        let quiet = 2 * crate::runtime::liveness::TICK;
-        let conns: Vec<Arc<Connection>> = self.peers.read().get(&m.id).cloned().unwrap_or_default();
-        // A connection still hearing from the peer outlives the verdict (a leave being
-        // flushed, or a false suspicion on a busy host): publications keep flowing to it
-        // until its goodbye or its heartbeat says otherwise.
-        if conns.iter().all(|c| c.quiet_for(quiet)) {
+        if !self.peers.read().contains_key(&m.id) {
             self.pubsub.remote.write().remove(m.id);
-            for c in &conns {
-                c.close(format!(
-                    "node `{}` was declared down by the cluster",
-                    m.name
-                ));
-            }
         }
         self.mailbox.membership_changed(self);
         self.view_changed();

@@ -87,10 +87,6 @@ pub(crate) struct Connection {
     /// yet (a busy reader is not a silent peer).
     #[cfg(unix)]
     fd: std::os::fd::RawFd,
-    /// When the connection started; `heard_ms` counts from it.
-    started: std::time::Instant,
-    /// Milliseconds after `started` at which the watchdog last saw a new frame.
-    heard_ms: AtomicU64,
     state: Mutex<State>,
     next_id: AtomicU64,
     /// Our calls in flight on this connection: the load signal for choosing a provider.
@@ -137,8 +133,6 @@ impl Connection {
             paused: AtomicBool::new(false),
             #[cfg(unix)]
             fd,
-            started: std::time::Instant::now(),
-            heard_ms: AtomicU64::new(0),
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
             in_flight: AtomicUsize::new(0),
@@ -224,12 +218,6 @@ impl Connection {
         self.out.try_send(frame)
     }
 
-    /// Whether no frame arrived for `d` (as the watchdog last saw, so to its tick).
-    pub(crate) fn quiet_for(&self, d: Duration) -> bool {
-        let heard = self.started + Duration::from_millis(self.heard_ms.load(Ordering::Relaxed));
-        heard.elapsed() >= d
-    }
-
     /// Bytes the peer sent that our reader has not read yet. The watchdog asks only while
     /// the connection is open, when the reader still owns the socket.
     pub(crate) fn unread_bytes(&self) -> usize {
@@ -244,12 +232,6 @@ impl Connection {
             }
         }
         0
-    }
-
-    /// The watchdog saw a new frame at `at`.
-    pub(crate) fn heard_at(&self, at: std::time::Instant) {
-        let ms = at.saturating_duration_since(self.started).as_millis() as u64;
-        self.heard_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Whether nothing is in flight on this connection in either direction.

@@ -53,7 +53,6 @@ pub(crate) async fn watch(conn: Arc<Connection>, shared: Arc<Shared>) {
         // (the kernel holds bytes from the peer): the peer is not silent.
         if received != heard.0 || conn.reader_paused() || starved || conn.unread_bytes() > 0 {
             heard = (received, now);
-            conn.heard_at(now);
         } else if now - heard.1 >= SILENCE_LIMIT {
             let why = format!(
                 "no frame from the peer for {:.1} s (link cut or host frozen)",
