@@ -62,6 +62,7 @@ mod global;
 mod handler;
 mod message;
 mod messaging;
+mod metrics;
 mod node;
 pub mod proto;
 mod pubsub;
@@ -89,6 +90,10 @@ pub use message::{Message, MessageError};
 pub use messaging::{
     attach, broadcast, ibroadcast, iscatter, isend, notify, receive, receive_by_id, scatter, send,
     wait_for_peers, Incoming, IntoCondition, MessagingStats,
+};
+pub use metrics::snapshot::{
+    CalledMetrics, FunctionMetrics, MembershipMetrics, MessagingMetrics, MetricsSnapshot, NodeInfo,
+    PeerMetrics, PrefixMetrics, PubSubMetrics, WorkflowMetrics,
 };
 pub use node::{MemberSummary, Node, NodeBuilder, NodeStats, PeerSummary, Response};
 pub use proto::condition::{Condition, HandlerId};

@@ -1,0 +1,146 @@
+//! What a node measures about itself (DESIGN §11): calls served and made with latency
+//! histograms, traffic per peer, publish/subscribe, membership, messaging and workflows.
+//!
+//! Hot-path counters are plain atomics held where the work happens (a served function's
+//! [`Served`] lives in its [`Function`](crate::Function); a peer's traffic in its
+//! connection), so recording costs a few relaxed atomic adds and no lookup. Reading goes
+//! through [`snapshot`] (the `_metrics` built-in, `mpreg top`) or [`prometheus`] (the
+//! HTTP `/metrics` page). Every map here is bounded: names beyond its cap count under
+//! [`OTHER`].
+
+pub(crate) mod histogram;
+pub(crate) mod snapshot;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+pub(crate) use histogram::Histogram;
+
+/// Where names beyond a map's cap are counted.
+pub(crate) const OTHER: &str = "_other";
+/// Functions called (caller side) tracked by name.
+const MAX_CALLED: usize = 256;
+/// Topic prefixes tracked.
+const MAX_PREFIXES: usize = 64;
+/// Peers whose reconnects are remembered after their connections closed.
+const MAX_PEERS: usize = 1024;
+
+/// The served side of one function.
+#[derive(Default)]
+pub(crate) struct Served {
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
+    pub busy: AtomicU64,
+    pub latency: Histogram,
+}
+
+/// The caller side of one function.
+#[derive(Default)]
+pub(crate) struct Called {
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
+    pub busy: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub latency: Histogram,
+    /// Successful calls by answering node (bounded like the function names).
+    pub answered_by: RwLock<HashMap<String, Arc<AtomicU64>>>,
+}
+
+/// Publications of one topic prefix.
+#[derive(Default)]
+pub(crate) struct Prefix {
+    pub published: AtomicU64,
+    pub received: AtomicU64,
+}
+
+/// Node-wide counters not kept elsewhere.
+#[derive(Default)]
+pub(crate) struct Events {
+    pub joins: AtomicU64,
+    pub leaves: AtomicU64,
+    pub downs: AtomicU64,
+    pub suspicions: AtomicU64,
+    pub gossip_bytes_received: AtomicU64,
+    pub delivered: AtomicU64,
+    pub confirm_failures: AtomicU64,
+    pub messages_sent: AtomicU64,
+    pub messages_received: AtomicU64,
+    pub workflows: AtomicU64,
+    pub workflow_steps: AtomicU64,
+    pub workflow_failures: AtomicU64,
+    pub workflow_latency: Histogram,
+}
+
+/// One node's metrics that are not held by a function or a connection.
+pub(crate) struct Metrics {
+    /// Whether calls, workflows and publications are measured (`Config::metrics`).
+    pub enabled: bool,
+    pub called: RwLock<HashMap<String, Arc<Called>>>,
+    pub prefixes: RwLock<HashMap<String, Arc<Prefix>>>,
+    /// Connections opened per peer name, kept after they close (bounded).
+    pub opened: RwLock<HashMap<String, u64>>,
+    pub events: Events,
+}
+
+impl Metrics {
+    pub(crate) fn new(enabled: bool) -> Self {
+        Metrics {
+            enabled,
+            called: RwLock::default(),
+            prefixes: RwLock::default(),
+            opened: RwLock::default(),
+            events: Events::default(),
+        }
+    }
+
+    /// The caller-side record of `fun`.
+    pub(crate) fn called(&self, fun: &str) -> Arc<Called> {
+        entry(&self.called, fun, MAX_CALLED)
+    }
+
+    /// The record of a topic's first segment.
+    pub(crate) fn prefix(&self, topic: &str) -> Arc<Prefix> {
+        let first = topic.split('.').next().unwrap_or(topic);
+        entry(&self.prefixes, first, MAX_PREFIXES)
+    }
+
+    /// A connection to `peer` opened; returns how many were opened to it before.
+    pub(crate) fn connection_opened(&self, peer: &str) -> u64 {
+        let mut m = self.opened.write();
+        if m.len() >= MAX_PEERS && !m.contains_key(peer) {
+            // Forget the peers reconnected least: they matter least in a listing.
+            if let Some(k) = m.iter().min_by_key(|(_, &n)| n).map(|(k, _)| k.clone()) {
+                m.remove(&k);
+            }
+        }
+        let n = m.entry(peer.to_string()).or_insert(0);
+        *n += 1;
+        *n - 1
+    }
+}
+
+/// `map[name]`, created if absent; beyond `cap` names, the [`OTHER`] entry.
+pub(crate) fn entry<T: Default>(
+    map: &RwLock<HashMap<String, Arc<T>>>,
+    name: &str,
+    cap: usize,
+) -> Arc<T> {
+    if let Some(e) = map.read().get(name) {
+        return e.clone();
+    }
+    let mut m = map.write();
+    let key = if m.len() >= cap && !m.contains_key(name) {
+        OTHER
+    } else {
+        name
+    };
+    m.entry(key.to_string()).or_default().clone()
+}
+
+/// Adds one. Relaxed: metrics are statistics, not synchronisation.
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
