@@ -4,7 +4,7 @@
 //! then applies its flags. Library users may also build a [`Config`] by hand or use
 //! [`NodeBuilder`](crate::NodeBuilder).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -89,6 +89,10 @@ pub struct Config {
     /// call fails with [`Error::NoCluster`](crate::Error::NoCluster), counted from start
     /// (`MPREG_DISCOVERY_WAIT_MS`; `mpreg call --timeout` shortens it).
     pub discovery_wait_ms: u64,
+    /// Address of the node's HTTP listener (`MPREG_HTTP_ADDR`, `--http`): Prometheus
+    /// `/metrics`, `/health/live` and `/health/ready`. None (the default) opens no HTTP
+    /// port. Needs the `http` cargo feature (on by default).
+    pub http_addr: Option<SocketAddr>,
 }
 
 /// Default [`Config::discovery_wait_ms`]: long enough for a beacon answer and an mDNS
@@ -127,6 +131,7 @@ impl Default for Config {
             spill_at: DEFAULT_SPILL_AT,
             sub_queue: DEFAULT_SUB_QUEUE,
             discovery_wait_ms: DEFAULT_DISCOVERY_WAIT.as_millis() as u64,
+            http_addr: None,
         }
     }
 }
@@ -219,6 +224,13 @@ impl Config {
         if let Some(v) = get("MPREG_DISCOVERY_WAIT_MS") {
             self.discovery_wait_ms = parse_var("MPREG_DISCOVERY_WAIT_MS", &v)?;
         }
+        if let Some(v) = get("MPREG_HTTP_ADDR") {
+            // Empty turns it off, so a script can override a file's `http_addr`.
+            self.http_addr = match v.trim() {
+                "" => None,
+                _ => Some(parse_var("MPREG_HTTP_ADDR", &v)?),
+            };
+        }
         Ok(())
     }
 
@@ -273,6 +285,14 @@ impl Config {
                 "spill_at must be at least 1 (calls in flight before a provider counts as saturated)"
                     .into(),
             ));
+        }
+        if let Some(addr) = self.http_addr {
+            if !cfg!(feature = "http") {
+                return Err(Error::Config(format!(
+                    "HTTP address {addr} requested (--http, MPREG_HTTP_ADDR or http_addr), \
+                     but this mpreg was built without the `http` feature"
+                )));
+            }
         }
         Ok(())
     }
@@ -345,5 +365,38 @@ mod tests {
         assert!(err.to_string().contains("prot"), "{err}");
         let c: Config = toml::from_str("port = 3\nresources = [\"gpu\"]").unwrap();
         assert_eq!((c.port, c.resources), (3, vec!["gpu".to_string()]));
+    }
+
+    #[test]
+    fn http_addr_from_file_and_env() {
+        let c: Config = toml::from_str("http_addr = \"127.0.0.1:9464\"").unwrap();
+        assert_eq!(c.http_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        let mut c = Config::default();
+        assert_eq!(c.http_addr, None, "off by default");
+        c.apply_env(|k| (k == "MPREG_HTTP_ADDR").then(|| "10.0.0.1:80".to_string()))
+            .unwrap();
+        assert_eq!(c.http_addr, Some("10.0.0.1:80".parse().unwrap()));
+        let err = c
+            .apply_env(|k| (k == "MPREG_HTTP_ADDR").then(|| "9464".to_string()))
+            .unwrap_err();
+        assert!(err.to_string().contains("MPREG_HTTP_ADDR=\"9464\""), "{err}");
+        c.apply_env(|k| (k == "MPREG_HTTP_ADDR").then(String::new))
+            .unwrap();
+        assert_eq!(c.http_addr, None, "empty turns it off");
+    }
+
+    #[test]
+    fn http_addr_needs_the_http_feature() {
+        let c = Config {
+            http_addr: Some("127.0.0.1:9464".parse().unwrap()),
+            ..Config::default()
+        };
+        let r = c.validate();
+        if cfg!(feature = "http") {
+            assert!(r.is_ok(), "{r:?}");
+        } else {
+            let err = r.unwrap_err().to_string();
+            assert!(err.contains("built without the `http` feature"), "{err}");
+        }
     }
 }

@@ -60,6 +60,10 @@ mod error;
 mod function;
 mod global;
 mod handler;
+#[cfg(feature = "http")]
+mod http;
+#[cfg(feature = "http")]
+mod http_render;
 mod message;
 mod messaging;
 mod metrics;

@@ -214,30 +214,43 @@ impl Node {
         let shared = Arc::new(Shared::new(id, name, host, config, secret, registry));
         let node = Node { shared };
         node.attach_link_time_handlers()?;
-        let seeds = node.shared.config.seeds.clone();
-        if node.shared.config.listen {
-            // Before listening, so that the first catalog peers see already has them.
-            crate::pubsub::install_link_time(&node.shared)?;
-            let sockets = bootstrap::listen(&node.shared).await?;
-            node.add_seeds(seeds.clone()).await;
-            // Only a chosen name can collide; a generated one is random.
-            if node.shared.config.name.is_some() {
-                if let Err(e) = bootstrap::claim_name(&node.shared).await {
-                    node.abort_start().await;
-                    return Err(e);
-                }
-            }
-            bootstrap::join(&node.shared, sockets);
-            bootstrap::start_discovery(&node.shared).await?;
-            bootstrap::announce_seeds(&node.shared, &seeds).await;
-        } else {
-            node.add_seeds(seeds).await;
-            node.join_as_client().await;
+        // First, so that a taken HTTP port fails the start before anything else runs, and
+        // so that /health answers (live, not ready) while the node joins.
+        #[cfg(feature = "http")]
+        if let Some(addr) = node.shared.config.http_addr {
+            crate::http::start(&node.shared, addr).await?;
+        }
+        if let Err(e) = node.start_network().await {
+            node.abort_start().await;
+            return Err(e);
         }
         Ok(node)
     }
 
-    /// Undoes a start that failed after listening: nobody saw us join, so no goodbye.
+    /// Listens and joins (a member), or attaches (a client).
+    async fn start_network(&self) -> Result<()> {
+        let seeds = self.shared.config.seeds.clone();
+        if self.shared.config.listen {
+            // Before listening, so that the first catalog peers see already has them.
+            crate::pubsub::install_link_time(&self.shared)?;
+            let sockets = bootstrap::listen(&self.shared).await?;
+            self.add_seeds(seeds.clone()).await;
+            // Only a chosen name can collide; a generated one is random.
+            if self.shared.config.name.is_some() {
+                bootstrap::claim_name(&self.shared).await?;
+            }
+            bootstrap::join(&self.shared, sockets);
+            bootstrap::start_discovery(&self.shared).await?;
+            bootstrap::announce_seeds(&self.shared, &seeds).await;
+        } else {
+            self.add_seeds(seeds).await;
+            self.join_as_client().await;
+        }
+        Ok(())
+    }
+
+    /// Undoes a start that failed after the node began to listen (or bound its HTTP port):
+    /// nobody saw us join, so no goodbye.
     async fn abort_start(&self) {
         for c in self.shared.all_connections() {
             c.close("the node did not start");
@@ -312,6 +325,19 @@ impl Node {
     /// else 127.0.0.1).
     pub fn addr(&self) -> Option<SocketAddr> {
         self.shared.me.get().map(|m| m.addr)
+    }
+
+    /// Where the HTTP listener (`--http`, [`NodeBuilder::http`]) is bound, if the node has
+    /// one: the configured address with the port the OS picked for port 0.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.shared.http_addr.get().copied()
+    }
+
+    /// Whether the node is ready for work, as `GET /health/ready` reports it: a member
+    /// once it listens and its first discovery round is done (it joined a peer, or found
+    /// none within the discovery wait); a client while it is attached to a member.
+    pub fn is_ready(&self) -> bool {
+        self.shared.is_ready()
     }
 
     /// The configuration the node runs with.
@@ -625,6 +651,13 @@ impl NodeBuilder {
     /// Publications queued per subscriber before the oldest is dropped (and counted).
     pub fn sub_queue(mut self, n: usize) -> Self {
         self.config.sub_queue = n;
+        self
+    }
+    /// Serves Prometheus `/metrics`, `/health/live` and `/health/ready` over HTTP on `addr`
+    /// (port 0 picks a free one: see [`Node::http_addr`]). Off by default; needs the `http`
+    /// cargo feature (on by default), else the start fails saying so.
+    pub fn http(mut self, addr: SocketAddr) -> Self {
+        self.config.http_addr = Some(addr);
         self
     }
     /// Registers a function at start, in addition to the link-time ones.

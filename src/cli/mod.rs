@@ -65,6 +65,11 @@ pub struct NodeArgs {
     /// UDP port for mDNS (env MPREG_MDNS_PORT; default 5353).
     #[arg(long, value_name = "PORT")]
     pub mdns_port: Option<u16>,
+    /// Serve Prometheus /metrics, /health/live and /health/ready over HTTP on ADDR,
+    /// e.g. 127.0.0.1:9464 (env MPREG_HTTP_ADDR; default off). A client is ready while
+    /// attached to a member.
+    #[arg(long = "http", value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
 }
 
 impl NodeArgs {
@@ -101,6 +106,9 @@ impl NodeArgs {
         }
         if let Some(p) = self.mdns_port {
             cfg.mdns_port = p;
+        }
+        if let Some(a) = self.http {
+            cfg.http_addr = Some(a);
         }
         Ok(cfg)
     }

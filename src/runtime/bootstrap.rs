@@ -97,6 +97,30 @@ pub(crate) fn join(shared: &Arc<Shared>, sockets: Listening) {
     shared
         .tasks
         .spawn(gossip::run(shared.clone(), sockets.udp, membership, rx));
+    shared.tasks.spawn(first_round(shared.clone()));
+}
+
+/// Marks the member's first discovery round done (readiness, `/health/ready`) when SWIM
+/// reports a first peer alive, or when the discovery wait, counted from start, ends with
+/// none: a lone member is ready too, it simply is the whole cluster.
+async fn first_round(shared: Arc<Shared>) {
+    let until = tokio::time::Instant::from_std(shared.started + shared.config.discovery_wait());
+    let mut changes = shared.view_epoch.subscribe();
+    loop {
+        changes.mark_unchanged();
+        if !shared.directory.read().is_empty() {
+            break;
+        }
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(until) => break,
+            r = changes.changed() => if r.is_err() { break },
+        }
+    }
+    shared
+        .first_round_done
+        .store(true, std::sync::atomic::Ordering::Release);
+    tracing::debug!(node = %shared.name, peers = shared.directory.read().len(), "first discovery round done: ready");
 }
 
 /// How long a named node that found no peer by seeds looks for one by discovery before

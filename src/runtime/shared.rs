@@ -2,7 +2,8 @@
 
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio_util::sync::CancellationToken;
@@ -75,6 +76,11 @@ pub(crate) struct Shared {
     /// Id of the newer live node that holds our name and hides us, if any (logged when
     /// it changes).
     pub hidden_by: Mutex<Option<u64>>,
+    /// A member's first discovery round is done: it joined a peer, or found none within
+    /// the discovery wait (set once by `bootstrap::first_round`). Clients use `attached`.
+    pub first_round_done: AtomicBool,
+    /// Where the HTTP listener (`--http`) is bound, once it is.
+    pub http_addr: OnceLock<SocketAddr>,
 }
 
 impl Shared {
@@ -118,6 +124,8 @@ impl Shared {
             attached: Mutex::new(None),
             started: std::time::Instant::now(),
             hidden_by: Mutex::new(None),
+            first_round_done: AtomicBool::new(false),
+            http_addr: OnceLock::new(),
         }
     }
 
@@ -127,6 +135,36 @@ impl Shared {
 
     pub(crate) fn set_listen_port(&self, p: u16) {
         self.listen_port.store(p, Ordering::Relaxed);
+    }
+
+    /// Whether the node is ready for work (`/health/ready`); else why not, in one line. A
+    /// member is ready once it listens and its first discovery round is done; a client
+    /// while it is attached to a member; neither once it is shutting down.
+    pub(crate) fn readiness(&self) -> std::result::Result<(), String> {
+        if self.shutdown.is_cancelled() {
+            return Err("shutting down".into());
+        }
+        if !self.config.listen {
+            return match self.attached.lock().is_some() {
+                true => Ok(()),
+                false => Err("not attached to a member of the cluster".into()),
+            };
+        }
+        if self.me.get().is_none() {
+            return Err("not listening yet".into());
+        }
+        match self.first_round_done.load(Ordering::Acquire) {
+            true => Ok(()),
+            false => Err(format!(
+                "first discovery round not done (no peer joined yet; waiting up to {} ms)",
+                self.config.discovery_wait_ms
+            )),
+        }
+    }
+
+    /// [`Shared::readiness`] as a yes or no.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.readiness().is_ok()
     }
 
     /// Our catalog as a peer in `relation` may see it: functions and subscriptions.

@@ -1,0 +1,87 @@
+//! The node's HTTP listener (`--http ADDR`, DESIGN §11): Prometheus `GET /metrics`,
+//! `GET /health/live` and `GET /health/ready`. One listener per node, off unless an address
+//! is configured; the JSON/WebSocket gateway (#11) is meant to share it.
+//!
+//! It binds when the node starts (a bind failure fails the start) and stops with
+//! [`Node::shutdown`](crate::Node::shutdown): it is one task of the node's tracker and
+//! drains gracefully on the node's shutdown token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::error::{Error, Result};
+use crate::runtime::Shared;
+
+/// Content type of the Prometheus text exposition format.
+pub(crate) const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Binds `addr` and serves the routes until the node shuts down; records the bound address
+/// (port 0 picks one) in `Shared::http_addr`.
+pub(crate) async fn start(shared: &Arc<Shared>, addr: SocketAddr) -> Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::io(format!("cannot listen for HTTP on {addr}"), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("cannot read the HTTP listening address", e))?;
+    let _ = shared.http_addr.set(local);
+    let stop = shared.shutdown.clone();
+    let node = shared.name.clone();
+    let app = routes(shared.clone());
+    shared.tasks.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(%node, error = %e, "the HTTP listener stopped");
+        }
+    });
+    tracing::info!(node = %shared.name, addr = %local, "HTTP: /metrics, /health/live, /health/ready");
+    Ok(())
+}
+
+/// The routes; anything else is a 404 that lists them.
+fn routes(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+/// The node's metrics in the Prometheus text format.
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let body = crate::http_render::render(&shared);
+    ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], body)
+}
+
+/// Alive: the process answers (it is only served while the node runs).
+async fn live() -> &'static str {
+    "ok\n"
+}
+
+/// Ready for work (see `Shared::readiness`), else 503 with the reason on one line.
+async fn ready(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
+    match shared.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".into()),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
+    }
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (
+        StatusCode::NOT_FOUND,
+        "not found: this node serves /metrics, /health/live and /health/ready\n",
+    )
+}
