@@ -379,7 +379,10 @@ mod tests {
         let err = c
             .apply_env(|k| (k == "MPREG_HTTP_ADDR").then(|| "9464".to_string()))
             .unwrap_err();
-        assert!(err.to_string().contains("MPREG_HTTP_ADDR=\"9464\""), "{err}");
+        assert!(
+            err.to_string().contains("MPREG_HTTP_ADDR=\"9464\""),
+            "{err}"
+        );
         c.apply_env(|k| (k == "MPREG_HTTP_ADDR").then(String::new))
             .unwrap();
         assert_eq!(c.http_addr, None, "empty turns it off");
