@@ -19,6 +19,8 @@
 //! - `names`: a live node's name refused elsewhere; a dead one's replaced on its host.
 //! - `graceful`: a publisher's graceful shutdown loses none of its publications.
 //! - `first_call`: a seedless builder node's first call; "no cluster found" after the wait.
+//! - `prometheus`: a real Prometheus server scrapes three nodes' `/metrics`; PromQL gives
+//!   the served-call rate and p99 of `echo`; `/health/ready` follows a late node's join.
 //! - `replay`: with a secret, captured gossip sent again is rejected and counted, and a
 //!   killed node's replayed gossip never brings it back (needs `tcpdump`).
 
@@ -31,6 +33,7 @@ mod first_call;
 mod graceful;
 mod latency;
 mod names;
+mod prometheus;
 mod pubsub;
 mod replay;
 mod resolver;
