@@ -93,6 +93,10 @@ pub struct Config {
     /// `/metrics`, `/health/live` and `/health/ready`. None (the default) opens no HTTP
     /// port. Needs the `http` cargo feature (on by default).
     pub http_addr: Option<SocketAddr>,
+    /// Count calls, latencies, workflows and publications by name for `_metrics`,
+    /// `mpreg top` and `/metrics` (`MPREG_METRICS`, `0`/`false` to disable). Membership
+    /// and traffic counters are kept either way.
+    pub metrics: bool,
 }
 
 /// Default [`Config::discovery_wait_ms`]: long enough for a beacon answer and an mDNS
@@ -132,6 +136,7 @@ impl Default for Config {
             sub_queue: DEFAULT_SUB_QUEUE,
             discovery_wait_ms: DEFAULT_DISCOVERY_WAIT.as_millis() as u64,
             http_addr: None,
+            metrics: true,
         }
     }
 }
@@ -185,6 +190,9 @@ impl Config {
         }
         if let Some(v) = get("MPREG_MDNS") {
             self.mdns = parse_bool("MPREG_MDNS", &v)?;
+        }
+        if let Some(v) = get("MPREG_METRICS") {
+            self.metrics = parse_bool("MPREG_METRICS", &v)?;
         }
         if let Some(v) = get("MPREG_MDNS_PORT") {
             self.mdns_port = parse_var("MPREG_MDNS_PORT", &v)?;

@@ -19,9 +19,6 @@ use tokio::net::TcpListener;
 use crate::error::{Error, Result};
 use crate::runtime::Shared;
 
-/// Content type of the Prometheus text exposition format.
-pub(crate) const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-
 /// Binds `addr` and serves the routes until the node shuts down; records the bound address
 /// (port 0 picks one) in `Shared::http_addr`.
 pub(crate) async fn start(shared: &Arc<Shared>, addr: SocketAddr) -> Result<()> {
@@ -59,8 +56,8 @@ fn routes(shared: Arc<Shared>) -> Router {
 
 /// The node's metrics in the Prometheus text format.
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let body = crate::http_render::render(&shared);
-    ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], body)
+    let body = crate::metrics::prometheus::render(&shared);
+    ([(header::CONTENT_TYPE, crate::metrics::prometheus::CONTENT_TYPE)], body)
 }
 
 /// Alive: the process answers (it is only served while the node runs).

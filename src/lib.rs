@@ -62,8 +62,6 @@ mod global;
 mod handler;
 #[cfg(feature = "http")]
 mod http;
-#[cfg(feature = "http")]
-mod http_render;
 mod message;
 mod messaging;
 mod metrics;

@@ -125,7 +125,9 @@ async fn a_member_serves_metrics_and_health_until_it_stops() {
     let addr = a.http_addr().expect("bound");
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
     assert_ne!(addr.port(), 0, "the bound port, not the configured 0");
+    // Without built-ins, so that b's `echo` runs on a.
     let b = local("http-b")
+        .builtins(false)
         .seed(a.addr().unwrap())
         .start()
         .await
@@ -144,7 +146,13 @@ async fn a_member_serves_metrics_and_health_until_it_stops() {
     assert_eq!(m.status, 200, "{}", m.body);
     assert_eq!(m.content_type, "text/plain; version=0.0.4; charset=utf-8");
     assert!(m.body.contains("mpreg_"), "{}", m.body);
-    assert!(m.body.contains("node=\"http-a\""), "{}", m.body);
+    let served = "mpreg_calls_served_total{node=\"http-a\",function=\"echo\"} 1\n";
+    assert!(m.body.contains(served), "{}", m.body);
+    assert!(
+        m.body.contains("# TYPE mpreg_call_duration_seconds histogram"),
+        "{}",
+        m.body
+    );
     promtool_accepts(&m.body);
 
     let nope = get_ok(addr, "/nope").await;

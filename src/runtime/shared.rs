@@ -81,6 +81,8 @@ pub(crate) struct Shared {
     pub first_round_done: AtomicBool,
     /// Where the HTTP listener (`--http`) is bound, once it is.
     pub http_addr: OnceLock<SocketAddr>,
+    /// Calls, latencies and events measured here (`_metrics`, `/metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Shared {
@@ -93,6 +95,7 @@ impl Shared {
         secret: Option<Vec<u8>>,
         registry: Registry,
     ) -> Self {
+        let metrics_on = config.metrics;
         Shared {
             id,
             name,
@@ -126,6 +129,7 @@ impl Shared {
             hidden_by: Mutex::new(None),
             first_round_done: AtomicBool::new(false),
             http_addr: OnceLock::new(),
+            metrics: crate::metrics::Metrics::new(metrics_on),
         }
     }
 
