@@ -42,7 +42,8 @@ async fn wait_for_providers(node: &mpreg::Node, want: usize) -> mpreg::Result<()
         let have = node
             .members()
             .iter()
-            .filter(|m| m.functions.iter().any(|f| f == "echo"))
+            // `echo` is one of mpreg's built-ins, listed apart from users' functions.
+            .filter(|m| m.builtins.iter().chain(&m.functions).any(|f| f == "echo"))
             .count();
         if have >= want {
             return Ok(());

@@ -57,7 +57,13 @@ fn routes(shared: Arc<Shared>) -> Router {
 /// The node's metrics in the Prometheus text format.
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     let body = crate::metrics::prometheus::render(&shared);
-    ([(header::CONTENT_TYPE, crate::metrics::prometheus::CONTENT_TYPE)], body)
+    (
+        [(
+            header::CONTENT_TYPE,
+            crate::metrics::prometheus::CONTENT_TYPE,
+        )],
+        body,
+    )
 }
 
 /// Alive: the process answers (it is only served while the node runs).

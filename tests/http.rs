@@ -149,7 +149,8 @@ async fn a_member_serves_metrics_and_health_until_it_stops() {
     let served = "mpreg_calls_served_total{node=\"http-a\",function=\"echo\"} 1\n";
     assert!(m.body.contains(served), "{}", m.body);
     assert!(
-        m.body.contains("# TYPE mpreg_call_duration_seconds histogram"),
+        m.body
+            .contains("# TYPE mpreg_call_duration_seconds histogram"),
         "{}",
         m.body
     );
