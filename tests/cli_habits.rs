@@ -65,3 +65,49 @@ fn clients_coming_and_going_are_not_warnings() {
         "ANSI escapes in a log file: {text:?}"
     );
 }
+
+#[test]
+fn the_nodes_table_fits_100_columns_and_lists_built_ins_apart() {
+    let port = free_port();
+    let name = "a-node-with-a-rather-long-name-indeed";
+    let node = Proc::start("mpreg", &["serve", "--name", name], &[], port);
+    let seed = node.addr.to_string();
+    let (ok, out, err) = mpreg(&["nodes", "--seed", &seed]);
+    assert!(ok, "{err}");
+    assert!(out.lines().count() >= 2, "{out}");
+    for line in out.lines() {
+        assert!(line.chars().count() <= 100, "wider than 100: {line:?}");
+    }
+    assert!(out.contains("(4 built-ins)"), "{out}");
+    let (ok, wide, err) = mpreg(&["nodes", "--wide", "--seed", &seed]);
+    assert!(ok, "{err}");
+    assert!(
+        wide.contains(name) && wide.contains("_metrics,echo"),
+        "{wide}"
+    );
+}
+
+#[test]
+fn metrics_and_info_are_called_like_any_function() {
+    let port = free_port();
+    let node = Proc::start("mpreg", &["serve", "--name", "n1"], &[], port);
+    let seed = node.addr.to_string();
+    for _ in 0..3 {
+        let (ok, _, err) = mpreg(&["call", "--seed", &seed, "echo", "x"]);
+        assert!(ok, "{err}");
+    }
+    let (ok, out, err) = mpreg(&["call", "--seed", &seed, "_metrics", "--node", "n1"]);
+    assert!(ok, "{err}");
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(m["node"], "n1", "{m}");
+    assert_eq!(m["functions"]["echo"]["calls"], 3, "{m}");
+    for key in ["peers", "pubsub", "membership", "messaging", "workflows"] {
+        assert!(m[key].is_object(), "{key} missing: {m}");
+    }
+    let (ok, out, err) = mpreg(&["call", "--seed", &seed, "_info", "--node", "n1"]);
+    assert!(ok, "{err}");
+    let i: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(i["name"], "n1");
+    assert_eq!(i["address"], seed);
+    assert_eq!(i["version"], env!("CARGO_PKG_VERSION"));
+}
