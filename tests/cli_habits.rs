@@ -111,3 +111,63 @@ fn metrics_and_info_are_called_like_any_function() {
     assert_eq!(i["address"], seed);
     assert_eq!(i["version"], env!("CARGO_PKG_VERSION"));
 }
+
+/// The JSON log lines of `text` that are inside a span named `span`.
+fn in_span<'a>(text: &'a str, span: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["span"]["name"] == span)
+        .collect()
+}
+
+#[test]
+fn debug_logs_follow_one_call_across_nodes_as_json_without_other_crates() {
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("mpreg-trace-{}.log", std::process::id()));
+    let debug_json = [
+        ("RUST_LOG", "debug".to_string()),
+        ("MPREG_LOG_FORMAT", "json".to_string()),
+    ];
+    let server = Proc::start_logged_env(
+        "mpreg",
+        &["serve", "--name", "srv"],
+        &debug_json,
+        port,
+        &log,
+    );
+    let seed = server.addr.to_string();
+    let (ok, _, client_log) =
+        support::mpreg_env(&["call", "--seed", &seed, "echo", "traced"], &debug_json);
+    assert!(ok, "{client_log}");
+    drop(server);
+    let server_log = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+
+    let sent = in_span(&client_log, "call");
+    let call = sent
+        .iter()
+        .find(|v| v["span"]["fun"] == "echo")
+        .unwrap_or_else(|| panic!("no `call` span for echo in the client's log:\n{client_log}"));
+    assert_eq!(call["span"]["peer"], "srv", "{call}");
+    let id = call["span"]["id"].clone();
+    let served = in_span(&server_log, "serve");
+    assert!(
+        served
+            .iter()
+            .any(|v| v["span"]["fun"] == "echo" && v["span"]["id"] == id),
+        "no `serve` span with id {id} for echo in the server's log:\n{server_log}"
+    );
+    // Every line is JSON, and a bare `debug` is mpreg's alone.
+    for text in [&client_log, &server_log] {
+        for line in text.lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let target = v["target"].as_str().unwrap_or_default();
+            let level = v["level"].as_str().unwrap_or_default();
+            assert!(
+                target.starts_with("mpreg") || matches!(level, "WARN" | "ERROR"),
+                "another crate's {level} line with RUST_LOG=debug: {line}"
+            );
+        }
+    }
+}
