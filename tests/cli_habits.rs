@@ -171,3 +171,55 @@ fn debug_logs_follow_one_call_across_nodes_as_json_without_other_crates() {
         }
     }
 }
+
+/// Runs the CLI with nobody to find (discovery on `lo` only, on ports nobody uses) and a
+/// discovery wait of `wait_ms`: (success, stdout, stderr, seconds taken).
+fn alone(args: &[&str], wait_ms: u64) -> (bool, String, String, f64) {
+    let env = [
+        ("MPREG_DISCOVERY_WAIT_MS", wait_ms.to_string()),
+        ("MPREG_BEACON_PORT", support::free_udp_port().to_string()),
+    ];
+    let t = std::time::Instant::now();
+    let (ok, out, err) = support::mpreg_env(args, &env);
+    (ok, out, err, t.elapsed().as_secs_f64())
+}
+
+#[test]
+fn publishing_with_no_node_anywhere_fails_and_json_counts_the_nodes() {
+    let (ok, out, err, _) = alone(&["pub", "a.b", "1"], 300);
+    assert!(!ok, "published into the void: {out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no cluster found"), "{err}");
+
+    let port = free_port();
+    let node = Proc::start("mpreg", &["serve", "--name", "pubhost"], &[], port);
+    let seed = node.addr.to_string();
+    let (ok, out, err) = mpreg(&["pub", "--json", "--seed", &seed, "a.b", "1"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, r#"{"nodes":0}"#, "nobody subscribes to a.b");
+}
+
+#[test]
+fn only_configuration_errors_say_configuration_and_usage_is_checked_first() {
+    // A malformed --kw fails before discovery (which would take 3 s here).
+    let (ok, _, err, took) = alone(&["call", "--kw", "noequals", "echo"], 3000);
+    assert!(!ok);
+    assert!(err.contains("--kw \"noequals\": expected NAME=JSON"), "{err}");
+    assert!(!err.contains("configuration"), "{err}");
+    assert!(took < 2.0, "--kw checked after discovery: {took:.1} s");
+    // Finding nobody is not a configuration error either.
+    for args in [&["nodes"][..], &["call", "echo", "x"][..]] {
+        let (ok, _, err, _) = alone(args, 300);
+        assert!(!ok);
+        assert!(err.contains("no cluster found"), "{args:?}: {err}");
+        assert!(!err.contains("configuration"), "{args:?}: {err}");
+    }
+    let (ok, _, err, _) = alone(&["sub", "x.y", "--count", "1", "--timeout", "0.2"], 300);
+    assert!(!ok);
+    assert!(err.contains("received 0 of 1"), "{err}");
+    assert!(!err.contains("configuration"), "{err}");
+    // A real configuration error still says so.
+    let (ok, _, err) = support::mpreg_env(&["nodes"], &[("MPREG_PORT", "x".into())]);
+    assert!(!ok);
+    assert!(err.contains("configuration"), "{err}");
+}

@@ -25,6 +25,10 @@ pub struct NodesArgs {
 /// Asks a discovered node (or `--seed`) for its view of the cluster.
 pub async fn run(a: NodesArgs) -> mpreg::Result<()> {
     let node = mpreg::Node::start(a.node.client_config()?).await?;
+    if let Err(e) = node.wait_for_cluster().await {
+        node.shutdown().await;
+        return Err(e);
+    }
     let members = node.members();
     let stats = if a.no_stats || !(a.json || a.wide) {
         vec![None; members.len()]
@@ -33,8 +37,8 @@ pub async fn run(a: NodesArgs) -> mpreg::Result<()> {
     };
     node.shutdown().await;
     if members.is_empty() {
-        return Err(mpreg::Error::Config(
-            "no node found: none answered discovery and no --seed was given or reachable".into(),
+        return Err(mpreg::Error::Incomplete(
+            "a node answered but listed no member (it is a client, or shutting down)".into(),
         ));
     }
     if a.json {
