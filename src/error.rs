@@ -122,9 +122,18 @@ pub enum Error {
         /// The serde error.
         detail: String,
     },
-    /// Invalid configuration (file, environment or flags).
+    /// Invalid configuration (file, environment, or the node options of a command).
     #[error("configuration: {0}")]
     Config(String),
+    /// A command-line argument or an API call used wrongly (a malformed `--kw`, a
+    /// non-positive `--timeout`, a blocking call inside an async runtime): the message
+    /// names it and says what is expected.
+    #[error("{0}")]
+    Usage(String),
+    /// A wait ended before what was waited for arrived (e.g. `mpreg sub --count N`
+    /// received fewer before its `--timeout`).
+    #[error("{0}")]
+    Incomplete(String),
     /// An I/O error, with what was being done.
     #[error("{context}: {source}")]
     Io {
@@ -265,6 +274,8 @@ impl Error {
             Error::DuplicateFunction { .. } => "DuplicateFunction",
             Error::Codec { .. } => "Codec",
             Error::Config(_) => "Config",
+            Error::Usage(_) => "Usage",
+            Error::Incomplete(_) => "Incomplete",
             Error::Io { .. } => "Io",
             Error::Shutdown => "Shutdown",
             Error::Workflow { .. } => "Workflow",

@@ -56,7 +56,7 @@ async fn default_node(mode: Mode) -> Result<Node> {
     let mut slot = DEFAULT.lock().await;
     if let Some((node, m)) = &*slot {
         if mode != Mode::Client && *m == Mode::Client {
-            return Err(Error::Config(format!(
+            return Err(Error::Usage(format!(
                 "{} needs a listening node, but mpreg::call() already started the default node as a client; call it first",
                 if mode == Mode::Serve { "mpreg::serve()" } else { "subscribing or receiving messages" }
             )));
@@ -250,7 +250,7 @@ pub mod blocking {
         R: DeserializeOwned + Send + 'static,
     {
         if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Error::Config(
+            return Err(Error::Usage(
                 "mpreg::blocking::call was called inside an async runtime; use mpreg::call(..).await there".into(),
             ));
         }

@@ -407,6 +407,18 @@ impl Node {
         Ok(r.send::<NodeStats>().await?.value)
     }
 
+    /// Waits until this node knows another node of the cluster, at most until the
+    /// discovery wait ([`Config::discovery_wait_ms`], counted from start) is over; then
+    /// fails with [`Error::NoCluster`](crate::Error::NoCluster), which says what was tried.
+    pub async fn wait_for_cluster(&self) -> Result<()> {
+        let far = std::time::Instant::now() + self.shared.config.discovery_wait();
+        if self.shared.await_cluster(far).await {
+            Ok(())
+        } else {
+            Err(self.shared.no_cluster())
+        }
+    }
+
     /// What this node measures (what its `_metrics` built-in answers).
     pub fn metrics(&self) -> crate::MetricsSnapshot {
         crate::metrics::collect::snapshot(&self.shared)

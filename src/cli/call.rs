@@ -57,7 +57,7 @@ pub struct CallArgs {
 fn encode(v: &Value) -> mpreg::Result<Bytes> {
     let mut buf = Vec::new();
     rmpv::encode::write_value(&mut buf, v)
-        .map_err(|e| Error::Config(format!("cannot encode arguments: {e}")))?;
+        .map_err(|e| Error::Usage(format!("cannot encode arguments: {e}")))?;
     Ok(Bytes::from(buf))
 }
 
@@ -69,9 +69,9 @@ fn kwargs(pairs: &[String]) -> mpreg::Result<Option<Bytes>> {
     for p in pairs {
         let (k, v) = p
             .split_once('=')
-            .ok_or_else(|| Error::Config(format!("--kw {p:?}: expected NAME=JSON")))?;
+            .ok_or_else(|| Error::Usage(format!("--kw {p:?}: expected NAME=JSON")))?;
         if k.is_empty() {
-            return Err(Error::Config(format!("--kw {p:?}: the name is empty")));
+            return Err(Error::Usage(format!("--kw {p:?}: the name is empty")));
         }
         map.push((Value::from(k), json::parse_arg(v)));
     }
@@ -82,7 +82,7 @@ fn kwargs(pairs: &[String]) -> mpreg::Result<Option<Bytes>> {
 /// the cluster by discovery (or `--seed`) and calls the provider directly.
 pub async fn run(a: CallArgs) -> mpreg::Result<()> {
     if !(a.timeout.is_finite() && a.timeout > 0.0) {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "--timeout {}: must be a positive number of seconds",
             a.timeout
         )));
@@ -91,11 +91,13 @@ pub async fn run(a: CallArgs) -> mpreg::Result<()> {
     // Finding the cluster is part of the call: never wait longer than the call may take.
     let timeout_ms = (a.timeout * 1000.0) as u64;
     cfg.discovery_wait_ms = cfg.discovery_wait_ms.min(timeout_ms.max(1));
-    let node = mpreg::Node::start(cfg).await?;
+    // Arguments are checked before the cluster is looked for: a typo fails at once.
     let positional = Value::Array(a.args.iter().map(|s| json::parse_arg(s)).collect());
+    let (args, kwargs) = (encode(&positional)?, kwargs(&a.kwargs)?);
+    let node = mpreg::Node::start(cfg).await?;
     let mut req = node
         .request(&a.fun)
-        .raw_args(encode(&positional)?, kwargs(&a.kwargs)?)
+        .raw_args(args, kwargs)
         .timeout(Duration::from_secs_f64(a.timeout))
         .locs(a.locs.clone())
         .scope(a.scope);

@@ -28,6 +28,9 @@ pub struct PubArgs {
     /// Seconds to wait for acknowledgements (with --confirm).
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// Print `{"nodes": N}`: how many nodes had a matching subscriber and were sent it.
+    #[arg(long, conflicts_with = "confirm")]
+    json: bool,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -52,7 +55,7 @@ pub struct SubArgs {
 
 fn seconds(s: f64, what: &str) -> mpreg::Result<Duration> {
     Duration::try_from_secs_f64(s).map_err(|_| {
-        Error::Config(format!(
+        Error::Usage(format!(
             "bad {what} `{s}`: expected a positive number of seconds"
         ))
     })
@@ -67,6 +70,11 @@ pub async fn run_pub(a: PubArgs) -> mpreg::Result<()> {
         .unwrap_or(Value::Nil);
     let timeout = seconds(a.timeout, "--timeout")?;
     let node = mpreg::Node::start(a.node.client_config()?).await?;
+    // No node anywhere is a failure, not a publication into the void.
+    if let Err(e) = node.wait_for_cluster().await {
+        node.shutdown().await;
+        return Err(e);
+    }
     let p = node.topic(&a.topic).scope(a.scope).timeout(timeout);
     let result = if a.confirm {
         p.confirmed(&payload).await.map(|c| {
@@ -76,7 +84,11 @@ pub async fn run_pub(a: PubArgs) -> mpreg::Result<()> {
             );
         })
     } else {
-        p.publish(&payload).await
+        p.publish_counted(&payload).await.map(|n| {
+            if a.json {
+                println!("{}", serde_json::json!({ "nodes": n }));
+            }
+        })
     };
     // Shutting down flushes what is queued on every connection.
     node.shutdown().await;
@@ -114,7 +126,7 @@ pub async fn run_sub(a: SubArgs) -> mpreg::Result<()> {
     drop(sub);
     node.shutdown().await;
     match a.count {
-        Some(n) if got < n => Err(Error::Config(format!(
+        Some(n) if got < n => Err(Error::Incomplete(format!(
             "received {got} of {n} publications on `{}` before the timeout",
             a.pattern
         ))),

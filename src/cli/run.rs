@@ -42,7 +42,7 @@ fn read(file: &PathBuf) -> mpreg::Result<String> {
 /// runs it; prints `{"name": result, ..}`.
 pub async fn run(a: RunArgs) -> mpreg::Result<()> {
     if !(a.timeout.is_finite() && a.timeout > 0.0) {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "--timeout {}: must be a positive number of seconds",
             a.timeout
         )));

@@ -102,6 +102,18 @@ impl<'a> Publisher<'a> {
         self.send(payload, Wait::Nothing).await.map(|_| ())
     }
 
+    /// Like [`publish`](Self::publish), and says to how many nodes (this one included)
+    /// the publication was queued: those with a matching subscriber.
+    pub async fn publish_counted<T>(self, payload: &T) -> Result<usize>
+    where
+        T: Serialize + Clone + Send + Sync + 'static,
+    {
+        match self.send(payload, Wait::Nothing).await? {
+            Report::Sent(n) => Ok(n),
+            other => unreachable!("plain publish reported {other:?}"),
+        }
+    }
+
     /// Publishes and waits until every current matching subscriber handled it. Fails with
     /// [`Error::Unconfirmed`] naming each subscriber that did not (node lost, queue
     /// overflow, handler error, deadline).

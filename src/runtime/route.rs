@@ -219,7 +219,7 @@ impl Shared {
 
     /// Waits for a first peer until the discovery wait (counted from start) or `deadline`
     /// ends; whether one appeared.
-    async fn await_cluster(&self, deadline: Instant) -> bool {
+    pub(crate) async fn await_cluster(&self, deadline: Instant) -> bool {
         let until = deadline.min(self.started + self.config.discovery_wait());
         let mut changes = self.view_epoch.subscribe();
         loop {

@@ -48,7 +48,7 @@ pub(crate) struct Outgoing<'a> {
 #[derive(Debug)]
 pub(crate) enum Report {
     /// Sent (not confirmed) to this many subscribing nodes, this one included.
-    Sent,
+    Sent(usize),
     /// Every subscriber acknowledged.
     Confirmed(Confirmation),
     /// The answer of a request-publish and the node that gave it.
@@ -162,13 +162,17 @@ impl Shared {
         } else {
             out.payload.local()
         };
+        let mut reached = usize::from(!plan.local.is_empty());
         let local = self.deliver_local(&out, &payload, plan.local);
         let mut waits = Vec::new();
         let mut missing = Vec::new();
         for (id, target) in plan.peers {
             match self.send_publish(&out, &payload, id, &target).await {
-                Ok(Some(w)) => waits.push(w),
-                Ok(None) => {}
+                Ok(Some(w)) => {
+                    reached += 1;
+                    waits.push(w)
+                }
+                Ok(None) => reached += 1,
                 Err(why) => {
                     let waited = match &out.wait {
                         Wait::Nothing => false,
@@ -184,7 +188,7 @@ impl Shared {
             }
         }
         match out.wait {
-            Wait::Nothing => Ok(Report::Sent),
+            Wait::Nothing => Ok(Report::Sent(reached)),
             Wait::Confirmed => {
                 let deadline = deadline.unwrap_or_else(Instant::now);
                 let conf =
