@@ -38,6 +38,8 @@
 //! - [`Function`] (`function.rs`): function descriptions and type-erased handlers, the
 //!   runtime half of `#[register]`; `registry.rs`: one node's function table.
 //! - [`Config`] (`config.rs`): flags > `MPREG_*` > `mpreg.toml` > defaults.
+//! - `http.rs` (cargo feature `http`, on by default): the node's HTTP listener (`--http`),
+//!   Prometheus `/metrics` and `/health/live`, `/health/ready` (readiness: `Shared::readiness`).
 //! - `global.rs`: the process-global default node behind [`serve`], [`call`] and
 //!   [`blocking::call`]. `builtins.rs`: `echo` and `echos`.
 //! - [`Error`] (`error.rs`): one error enum whose messages name what was wrong.
