@@ -4,7 +4,8 @@
 //!
 //! It binds when the node starts (a bind failure fails the start) and stops with
 //! [`Node::shutdown`](crate::Node::shutdown): it is one task of the node's tracker and
-//! drains gracefully on the node's shutdown token.
+//! drains gracefully on the node's shutdown token. Open connections are bounded
+//! (`connections.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,11 @@ use tokio::net::TcpListener;
 
 use crate::error::{Error, Result};
 use crate::runtime::Shared;
+
+mod connections;
+
+#[cfg(test)]
+mod tests;
 
 /// Binds `addr` and serves the routes until the node shuts down; records the bound address
 /// (port 0 picks one) in `Shared::http_addr`.
@@ -33,7 +39,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, addr: SocketAddr) -> Result<()> 
     let node = shared.name.clone();
     let app = routes(shared.clone());
     shared.tasks.spawn(async move {
-        let served = axum::serve(listener, app)
+        let served = axum::serve(connections::Bounded::new(listener), app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await;
         if let Err(e) = served {
