@@ -226,3 +226,38 @@ async fn a_taken_http_port_fails_the_start_naming_it() {
     assert!(msg.contains(&addr.to_string()), "{msg}");
     assert!(msg.contains("HTTP"), "{msg}");
 }
+
+/// `mpreg serve --http ADDR` and `MPREG_HTTP_ADDR` open the listener (the flag winning);
+/// a `--http` that is no address is refused by the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mpreg_serve_takes_the_flag_and_the_variable() {
+    let (port, flag, env) = (free_port(), free_port(), free_port());
+    let flag_addr: SocketAddr = format!("127.0.0.1:{flag}").parse().unwrap();
+    let env_addr: SocketAddr = format!("127.0.0.1:{env}").parse().unwrap();
+    let _p = support::Proc::start(
+        "mpreg",
+        &["serve", "--http", &flag_addr.to_string()],
+        &[("MPREG_HTTP_ADDR", env_addr.to_string())],
+        port,
+    );
+    assert_eq!(get_ok(flag_addr, "/health/live").await.status, 200);
+    assert!(
+        tokio::net::TcpStream::connect(env_addr).await.is_err(),
+        "the flag overrides the variable"
+    );
+
+    let port2 = free_port();
+    let _q = support::Proc::start(
+        "mpreg",
+        &["serve"],
+        &[("MPREG_HTTP_ADDR", env_addr.to_string())],
+        port2,
+    );
+    let m = get_ok(env_addr, "/metrics").await;
+    assert_eq!(m.status, 200);
+    assert!(m.body.contains("mpreg_calls_served_total"), "{}", m.body);
+
+    let (ok, _, err) = support::mpreg(&["serve", "--http", "9464"]);
+    assert!(!ok);
+    assert!(err.contains("--http"), "{err}");
+}
