@@ -109,7 +109,7 @@ async fn wait_for_providers(node: &mpreg::Node, fun: &str, want: usize) -> mpreg
         let have = node
             .members()
             .iter()
-            .filter(|m| m.functions.iter().any(|f| f == fun))
+            .filter(|m| m.offers(fun))
             .count();
         if have >= want {
             println!("ready {have}");
