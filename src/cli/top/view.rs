@@ -48,7 +48,10 @@ pub fn draw(frame: &mut Frame, s: &Screen) {
     draw_nodes(frame, nodes, &t.nodes);
     draw_functions(frame, functions, &t.functions);
     draw_events(frame, events, s.events);
-    let help = format!("{KEYS}   sorted by {}", s.sort.label());
+    let mut help = format!("{KEYS}   sorted by {}", s.sort.label());
+    if help.chars().count() > usize::from(footer.width) {
+        help = format!("q quit  s sort ({})", s.sort.label());
+    }
     frame.render_widget(
         Paragraph::new(help).style(Style::new().fg(Color::DarkGray)),
         footer,
@@ -91,11 +94,35 @@ fn title_bar(s: &Screen) -> Paragraph<'static> {
     Paragraph::new(text).style(Style::new().add_modifier(Modifier::REVERSED))
 }
 
-/// A table column: its title, width, and priority (0 is kept longest on a narrow screen).
+/// A table column: its title, width, priority (0 is kept longest on a narrow screen), and
+/// whether it holds figures (aligned right, so digits line up).
 struct Col {
     title: &'static str,
     width: u16,
     priority: u8,
+    right: bool,
+}
+
+impl Col {
+    /// A column of text.
+    fn text(title: &'static str, width: u16, priority: u8) -> Col {
+        Col {
+            title,
+            width,
+            priority,
+            right: false,
+        }
+    }
+
+    /// A column of figures.
+    fn figure(title: &'static str, width: u16, priority: u8) -> Col {
+        Col {
+            title,
+            width,
+            priority,
+            right: true,
+        }
+    }
 }
 
 /// Indices of the columns that fit in `width` (with one space between columns), in their
@@ -141,51 +168,27 @@ fn name_width<'a>(title: &str, names: impl Iterator<Item = &'a str>, max: u16) -
 
 fn draw_nodes(frame: &mut Frame, area: Rect, rows: &[NodeRow]) {
     let cols = [
-        Col {
-            title: "name",
-            width: name_width("name", rows.iter().map(|r| r.name.as_str()), 20),
-            priority: 0,
-        },
-        Col {
-            title: "host",
-            width: name_width("host", rows.iter().map(|r| r.host.as_str()), 16),
-            priority: 5,
-        },
-        Col {
-            title: "role",
-            width: name_width("role", rows.iter().map(|r| r.role.as_str()), 10),
-            priority: 6,
-        },
-        Col {
-            title: "state",
-            width: 7,
-            priority: 3,
-        },
-        Col {
-            title: "calls/s",
-            width: 8,
-            priority: 1,
-        },
-        Col {
-            title: "in flight",
-            width: 9,
-            priority: 4,
-        },
-        Col {
-            title: "p99",
-            width: 8,
-            priority: 2,
-        },
-        Col {
-            title: "pub/s",
-            width: 8,
-            priority: 7,
-        },
-        Col {
-            title: "drops",
-            width: 7,
-            priority: 8,
-        },
+        Col::text(
+            "name",
+            name_width("name", rows.iter().map(|r| r.name.as_str()), 20),
+            0,
+        ),
+        Col::text(
+            "host",
+            name_width("host", rows.iter().map(|r| r.host.as_str()), 16),
+            5,
+        ),
+        Col::text(
+            "role",
+            name_width("role", rows.iter().map(|r| r.role.as_str()), 10),
+            6,
+        ),
+        Col::text("state", 7, 3),
+        Col::figure("calls/s", 8, 1),
+        Col::figure("in flight", 9, 4),
+        Col::figure("p99", 8, 2),
+        Col::figure("pub/s", 8, 7),
+        Col::figure("drops", 7, 8),
     ];
     let cells = rows
         .iter()
@@ -209,41 +212,17 @@ fn draw_nodes(frame: &mut Frame, area: Rect, rows: &[NodeRow]) {
 
 fn draw_functions(frame: &mut Frame, area: Rect, rows: &[FunctionRow]) {
     let cols = [
-        Col {
-            title: "function",
-            width: name_width("function", rows.iter().map(|r| r.function.as_str()), 24),
-            priority: 0,
-        },
-        Col {
-            title: "providers",
-            width: 9,
-            priority: 3,
-        },
-        Col {
-            title: "calls/s",
-            width: 8,
-            priority: 1,
-        },
-        Col {
-            title: "errors/s",
-            width: 8,
-            priority: 2,
-        },
-        Col {
-            title: "p50",
-            width: 8,
-            priority: 5,
-        },
-        Col {
-            title: "p95",
-            width: 8,
-            priority: 6,
-        },
-        Col {
-            title: "p99",
-            width: 8,
-            priority: 4,
-        },
+        Col::text(
+            "function",
+            name_width("function", rows.iter().map(|r| r.function.as_str()), 24),
+            0,
+        ),
+        Col::figure("providers", 9, 3),
+        Col::figure("calls/s", 8, 1),
+        Col::figure("errors/s", 8, 2),
+        Col::figure("p50", 8, 5),
+        Col::figure("p95", 8, 6),
+        Col::figure("p99", 8, 4),
     ];
     let cells = rows
         .iter()
@@ -443,6 +422,10 @@ mod tests {
             !out.contains("drops") && !out.contains("p95"),
             "low-priority columns go first:\n{out}"
         );
+        assert!(
+            out.contains("q quit  s sort (calls/s)"),
+            "a short key help:\n{out}"
+        );
         for (w, h) in [(1, 1), (10, 3), (40, 5), (20, 60), (0, 0)] {
             render(w, h, &tables(), &EventLog::default());
         }
@@ -450,11 +433,7 @@ mod tests {
 
     #[test]
     fn columns_fit_by_priority_and_keep_their_order() {
-        let col = |width, priority| Col {
-            title: "",
-            width,
-            priority,
-        };
+        let col = |width, priority| Col::text("", width, priority);
         let cols = [col(10, 0), col(5, 3), col(5, 1), col(5, 2)];
         assert_eq!(fit(&cols, 100), [0, 1, 2, 3]);
         assert_eq!(fit(&cols, 22), [0, 2, 3]);
