@@ -89,6 +89,10 @@ pub struct Config {
     /// call fails with [`Error::NoCluster`](crate::Error::NoCluster), counted from start
     /// (`MPREG_DISCOVERY_WAIT_MS`; `mpreg call --timeout` shortens it).
     pub discovery_wait_ms: u64,
+    /// Count calls, latencies, workflows and publications by name for `_metrics`,
+    /// `mpreg top` and `/metrics` (`MPREG_METRICS`, `0`/`false` to disable). Membership
+    /// and traffic counters are kept either way.
+    pub metrics: bool,
 }
 
 /// Default [`Config::discovery_wait_ms`]: long enough for a beacon answer and an mDNS
@@ -127,6 +131,7 @@ impl Default for Config {
             spill_at: DEFAULT_SPILL_AT,
             sub_queue: DEFAULT_SUB_QUEUE,
             discovery_wait_ms: DEFAULT_DISCOVERY_WAIT.as_millis() as u64,
+            metrics: true,
         }
     }
 }
@@ -180,6 +185,9 @@ impl Config {
         }
         if let Some(v) = get("MPREG_MDNS") {
             self.mdns = parse_bool("MPREG_MDNS", &v)?;
+        }
+        if let Some(v) = get("MPREG_METRICS") {
+            self.metrics = parse_bool("MPREG_METRICS", &v)?;
         }
         if let Some(v) = get("MPREG_MDNS_PORT") {
             self.mdns_port = parse_var("MPREG_MDNS_PORT", &v)?;

@@ -135,6 +135,8 @@ pub struct Function {
     /// Calls of this function running on this node now (served or local): the local
     /// provider's load for the resolver. Shared by clones.
     pub(crate) in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Calls, errors, busy refusals and latencies served here (fresh per registration).
+    pub(crate) served: Arc<crate::metrics::Served>,
     /// Where it was defined (module path and source position), to name both sides of a
     /// duplicate-name error.
     pub(crate) origin: String,
@@ -161,6 +163,7 @@ impl Function {
             }),
             handler,
             in_flight: Default::default(),
+            served: Default::default(),
             origin: format!("runtime registration of `{name}`"),
         }
     }
@@ -327,6 +330,7 @@ impl Function {
             }),
             handler,
             in_flight: Default::default(),
+            served: Default::default(),
             origin: format!("{} ({}:{})", e.module, e.file, e.line),
         }
     }

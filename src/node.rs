@@ -116,8 +116,12 @@ pub struct MemberSummary {
     pub state: String,
     /// Resources it offers.
     pub resources: Vec<String>,
-    /// Functions it offers to the asking node (empty if its catalog is not known yet).
+    /// Functions it offers to the asking node, mpreg's built-ins apart (empty if its
+    /// catalog is not known yet), sorted.
     pub functions: Vec<String>,
+    /// mpreg's built-in functions it offers (`_info`, `_metrics`, and `echo`/`echos` on
+    /// `mpreg serve`), sorted.
+    pub builtins: Vec<String>,
     /// Its topic subscriptions, `pattern` or `pattern (group)`, sorted.
     pub subscriptions: Vec<String>,
 }
@@ -143,6 +147,9 @@ impl From<crate::proto::wire::MemberInfo> for MemberSummary {
             .unwrap_or_default();
         functions.sort();
         subscriptions.sort();
+        let (builtins, functions) = functions
+            .into_iter()
+            .partition(|f| crate::builtins::is_builtin(f));
         MemberSummary {
             name: m.member.name,
             id: m.member.id,
@@ -152,6 +159,7 @@ impl From<crate::proto::wire::MemberInfo> for MemberSummary {
             state: m.state,
             resources: m.resources,
             functions,
+            builtins,
             subscriptions,
         }
     }
@@ -212,6 +220,9 @@ impl Node {
             .unwrap_or_else(|| format!("{}-{:06x}", config.role, id & 0xff_ffff));
         let host = host_id(config.host.as_deref());
         let shared = Arc::new(Shared::new(id, name, host, config, secret, registry));
+        for f in crate::builtins::observers(&shared) {
+            shared.registry.write().insert(f)?;
+        }
         let node = Node { shared };
         node.attach_link_time_handlers()?;
         let seeds = node.shared.config.seeds.clone();
@@ -368,6 +379,23 @@ impl Node {
     pub async fn stats_of(&self, addr: SocketAddr) -> Result<NodeStats> {
         let r = self.request(crate::runtime::dispatch::STATS).at(addr);
         Ok(r.send::<NodeStats>().await?.value)
+    }
+
+    /// What this node measures (what its `_metrics` built-in answers).
+    pub fn metrics(&self) -> crate::MetricsSnapshot {
+        crate::metrics::collect::snapshot(&self.shared)
+    }
+
+    /// Who this node is (what its `_info` built-in answers).
+    pub fn info(&self) -> crate::NodeInfo {
+        crate::metrics::collect::info(&self.shared)
+    }
+
+    /// This node's metrics as a Prometheus text page (format 0.0.4: serve it with
+    /// content type `text/plain; version=0.0.4`): what the node's own HTTP `/metrics`
+    /// serves, for an HTTP server of yours.
+    pub fn prometheus(&self) -> String {
+        crate::metrics::prometheus::render(&self.shared)
     }
 
     /// Live peers and what they offer this node.
@@ -622,6 +650,13 @@ impl NodeBuilder {
         self.config.discovery_wait_ms = wait.as_millis() as u64;
         self
     }
+    /// Whether to count calls, latencies, workflows and publications by name (default
+    /// yes; see [`Config::metrics`]).
+    pub fn metrics(mut self, yes: bool) -> Self {
+        self.config.metrics = yes;
+        self
+    }
+
     /// Publications queued per subscriber before the oldest is dropped (and counted).
     pub fn sub_queue(mut self, n: usize) -> Self {
         self.config.sub_queue = n;

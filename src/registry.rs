@@ -50,6 +50,12 @@ impl Registry {
                 second: f.origin.clone(),
             });
         }
+        // Metrics count from this registration (a Function value can be registered on
+        // several nodes of one process).
+        let f = Function {
+            served: Arc::default(),
+            ..f
+        };
         self.functions.insert(f.spec.name.clone(), Arc::new(f));
         self.version += 1;
         Ok(())
@@ -72,6 +78,11 @@ impl Registry {
     /// Current version (number of changes so far).
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// Every function, in no particular order.
+    pub(crate) fn functions(&self) -> impl Iterator<Item = &Arc<Function>> {
+        self.functions.values()
     }
 
     /// Descriptions of all functions, sorted by name.

@@ -134,10 +134,20 @@ impl<'a> Request<'a> {
         let node = self.node;
         let at = self.at.clone();
         let inv = self.invocation()?;
+        let shared = node.shared();
+        let measure = shared
+            .metrics
+            .enabled
+            .then(|| crate::metrics::caller::Caller::start(&shared.metrics, &inv.fun));
         let out = match at {
-            Some((addr, relay)) => node.shared().invoke_at(&addr, &inv, relay).await?,
-            None => node.shared().invoke(&inv).await?,
+            Some((addr, relay)) => shared.invoke_at(&addr, &inv, relay).await,
+            None => shared.invoke(&inv).await,
         };
+        if let Some(m) = measure {
+            let answered = out.as_ref().ok().map(|o| o.node.as_str());
+            m.finish(&out, answered, start.elapsed());
+        }
+        let out = out?;
         Ok(Response {
             value: out.value,
             node: out.node,

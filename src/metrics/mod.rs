@@ -8,7 +8,10 @@
 //! HTTP `/metrics` page). Every map here is bounded: names beyond its cap count under
 //! [`OTHER`].
 
+pub(crate) mod caller;
+pub(crate) mod collect;
 pub(crate) mod histogram;
+pub(crate) mod prometheus;
 pub(crate) mod snapshot;
 
 use std::collections::HashMap;
@@ -22,7 +25,7 @@ pub(crate) use histogram::Histogram;
 /// Where names beyond a map's cap are counted.
 pub(crate) const OTHER: &str = "_other";
 /// Functions called (caller side) tracked by name.
-const MAX_CALLED: usize = 256;
+pub(crate) const MAX_CALLED: usize = 256;
 /// Topic prefixes tracked.
 const MAX_PREFIXES: usize = 64;
 /// Peers whose reconnects are remembered after their connections closed.

@@ -62,12 +62,22 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, FrameError> {
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
     max_frame: usize,
+    /// Bytes of whole frames decoded so far, headers included.
+    consumed: u64,
 }
 
 impl FrameCodec {
     /// A codec refusing bodies longer than `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        FrameCodec { max_frame }
+        FrameCodec {
+            max_frame,
+            consumed: 0,
+        }
+    }
+
+    /// Bytes of whole frames decoded so far, headers included (a connection's bytes in).
+    pub fn consumed(&self) -> u64 {
+        self.consumed
     }
 
     /// Cheap check of the header: `Ok(Some(len))` when a whole frame of `len` body bytes is
@@ -104,6 +114,7 @@ impl Decoder for FrameCodec {
                 Ok(None)
             }
             Some(len) => {
+                self.consumed += (HEADER_LEN + len) as u64;
                 src.advance(HEADER_LEN);
                 let body = src.split_to(len).freeze();
                 if let Some(f) = decode_publish(&body) {

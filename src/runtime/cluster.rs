@@ -95,7 +95,9 @@ impl Shared {
 
     /// The member said goodbye over TCP.
     pub(crate) fn member_left(&self, id: u64) {
-        self.directory.write().remove(&id);
+        if self.directory.write().remove(&id).is_some() {
+            crate::metrics::bump(&self.metrics.events.leaves);
+        }
         self.pubsub.remote.write().remove(id);
         self.mailbox.membership_changed(self);
         self.view_changed();
@@ -145,6 +147,9 @@ impl Shared {
     pub(crate) fn set_suspects(&self, ids: Vec<u64>) {
         let ids: HashSet<u64> = ids.into_iter().collect();
         let mut s = self.suspects.write();
+        let raised = ids.iter().filter(|id| !s.contains(id)).count();
+        let suspicions = &self.metrics.events.suspicions;
+        suspicions.fetch_add(raised as u64, std::sync::atomic::Ordering::Relaxed);
         if *s != ids {
             *s = ids;
             drop(s);

@@ -99,6 +99,12 @@ pub(crate) struct Connection {
     pub members_waiter: Mutex<Option<oneshot::Sender<MembersMsg>>>,
     /// Whether the peer asked for pushed views (`Watch`).
     pub(crate) watched: AtomicBool,
+    /// Requests we sent the peer (calls, relays, workflows), for the peer metrics.
+    pub(crate) calls_sent: AtomicU64,
+    /// Requests the peer sent us.
+    pub(crate) calls_received: AtomicU64,
+    /// Bytes of frames read from the peer (the reader stores its codec's running total).
+    pub(crate) bytes_in: AtomicU64,
 }
 
 impl Connection {
@@ -140,7 +146,11 @@ impl Connection {
             closed: CancellationToken::new(),
             members_waiter: Mutex::new(None),
             watched: AtomicBool::new(false),
+            calls_sent: AtomicU64::new(0),
+            calls_received: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
         });
+        shared.metrics.connection_opened(&conn.peer.name);
         shared.counters.connections.fetch_add(1, Ordering::Relaxed);
         let c = conn.clone();
         shared.tasks.spawn(async move {
@@ -264,6 +274,7 @@ impl Connection {
             id,
             armed: true,
         };
+        self.calls_sent.fetch_add(1, Ordering::Relaxed);
         let frame = Frame::Call(Call {
             id,
             fun: fun.to_string(),
@@ -443,6 +454,8 @@ async fn read_loop(
             }
         };
         conn.received.fetch_add(1, Ordering::Relaxed);
+        conn.bytes_in
+            .store(frames.decoder().consumed(), Ordering::Relaxed);
         match next {
             None => break Some("connection closed by the peer".to_string()),
             Some(Err(e)) => {

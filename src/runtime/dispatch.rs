@@ -27,6 +27,7 @@ pub(crate) const STATS: &str = "mpreg:stats";
 /// answered with a [`Failure`] reply.
 pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, mut call: Call) {
     let id = call.id;
+    crate::metrics::bump(&conn.calls_received);
     if call.fun == workflow::RUN {
         return run_workflow(conn, shared, call);
     }
@@ -48,25 +49,37 @@ pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, mut call: Call
     ) {
         Ok(Some(b)) => b,
         Ok(None) => call.args.clone(),
-        Err(f) => return reply_now(conn, id, Err(f)),
+        Err(f) => {
+            if shared.metrics.enabled {
+                crate::metrics::bump(&func.served.calls);
+                crate::metrics::bump(&func.served.errors);
+            }
+            return reply_now(conn, id, Err(f));
+        }
     };
     let timeout = (call.timeout_ms > 0).then(|| Duration::from_millis(call.timeout_ms));
-    spawn_served(conn, shared, id, async move {
-        (run(&func, fitted, timeout, &call).await, None)
+    let measure = shared.metrics.enabled;
+    let served = func.served.clone();
+    let accepted = spawn_served(conn, shared, id, async move {
+        (run(&func, fitted, timeout, &call, measure).await, None)
     });
+    if !accepted && measure {
+        crate::metrics::bump(&served.busy);
+    }
 }
 
-/// Runs `work` as a call served for `conn`'s peer: refused as busy beyond `max_in_flight`,
-/// aborted on Cancel or when the connection closes, answered with its result and, for work
-/// done elsewhere, the node that did it.
-fn spawn_served<W>(conn: &Arc<Connection>, shared: &Arc<Shared>, id: u64, work: W)
+/// Runs `work` as a call served for `conn`'s peer: refused as busy beyond `max_in_flight`
+/// (then `false`), aborted on Cancel or when the connection closes, answered with its
+/// result and, for work done elsewhere, the node that did it.
+fn spawn_served<W>(conn: &Arc<Connection>, shared: &Arc<Shared>, id: u64, work: W) -> bool
 where
     W: std::future::Future<Output = (HandlerResult, Option<String>)> + Send + 'static,
 {
     let limit = shared.config.max_in_flight;
     if conn.served_count() >= limit {
         let msg = format!("{limit} calls already in flight on this connection (max_in_flight)");
-        return reply_now(conn, id, Err(Failure::busy(msg)));
+        reply_now(conn, id, Err(Failure::busy(msg)));
+        return false;
     }
     let c = conn.clone();
     let handle = shared.tasks.clone();
@@ -84,6 +97,7 @@ where
             })
             .abort_handle()
     });
+    true
 }
 
 /// The deadline of work a call starts here on the caller's behalf (0: the node's default).
@@ -191,8 +205,30 @@ fn admit(conn: &Connection, shared: &Shared, call: &Call) -> Result<Arc<Function
 }
 
 /// Runs a function body with panic isolation and an optional deadline, completing
-/// bad-argument failures with the expected signature.
+/// bad-argument failures with the expected signature; with `measure`, counts the call, its
+/// failure and its latency in the function's metrics.
 pub(crate) async fn run(
+    func: &Function,
+    args: Bytes,
+    timeout: Option<Duration>,
+    call: &Call,
+    measure: bool,
+) -> HandlerResult {
+    if !measure {
+        return run_body(func, args, timeout, call).await;
+    }
+    let start = std::time::Instant::now();
+    let result = run_body(func, args, timeout, call).await;
+    let m = &func.served;
+    m.latency.record(start.elapsed());
+    crate::metrics::bump(&m.calls);
+    if result.is_err() {
+        crate::metrics::bump(&m.errors);
+    }
+    result
+}
+
+async fn run_body(
     func: &Function,
     args: Bytes,
     timeout: Option<Duration>,

@@ -95,6 +95,8 @@ fn receive(shared: &Shared, wire: &mut Wire, m: &mut Membership, data: &[u8], fr
     let counter = match opened {
         Ok(d) => {
             c.gossip_received.fetch_add(1, Ordering::Relaxed);
+            let bytes = &shared.metrics.events.gossip_bytes_received;
+            bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
             if let Err(e) = m.handle_data(d.payload) {
                 tracing::debug!(%from, error = %e, "gossip datagram not accepted");
             }
@@ -191,10 +193,12 @@ fn on_event(shared: &Arc<Shared>, ev: Event) {
     match ev {
         Event::Up(member) => {
             tracing::info!(member = ?member, "member up");
+            crate::metrics::bump(&shared.metrics.events.joins);
             shared.member_up(member);
         }
         Event::Down(member) => {
             tracing::info!(member = ?member, "member down");
+            crate::metrics::bump(&shared.metrics.events.downs);
             shared.member_down(&member);
         }
         Event::CatalogVersion { id, version } => shared.catalog_version_seen(id, version),

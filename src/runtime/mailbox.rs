@@ -81,6 +81,7 @@ impl Mailbox {
 
     /// Hands a received message to its session, its handlers or the inbox.
     fn route(&self, shared: &Shared, msg: Message) {
+        crate::metrics::bump(&shared.metrics.events.messages_received);
         let msg = if msg.is_reply() {
             match self.sessions.lock().answer(msg) {
                 None => {
@@ -241,6 +242,7 @@ impl Mailbox {
         conn: Option<&Arc<Connection>>,
         msg: Message,
     ) -> Result<()> {
+        crate::metrics::bump(&shared.metrics.events.messages_sent);
         let Some(conn) = conn else {
             let local = Message::received(msg.envelope(), Origin::Local(Arc::downgrade(shared)));
             self.route(shared, local);

@@ -48,6 +48,8 @@ pub(crate) struct Outbound {
     drained: Notify,
     /// Writes completed: the watchdog's sign that the peer reads.
     pub(crate) written: AtomicU64,
+    /// Bytes written (frames whose write completed).
+    pub(crate) bytes: AtomicU64,
 }
 
 /// Why a frame could not be parked.
@@ -64,6 +66,7 @@ impl Outbound {
             wake_writer: Notify::new(),
             drained: Notify::new(),
             written: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         };
         (out, rx)
     }
@@ -160,7 +163,7 @@ impl Outbound {
                 tokio::task::yield_now().await;
                 next = self.next_at_hand(&mut rx);
             }
-            let written = match next {
+            let (written, len) = match next {
                 Some(second) => {
                     buf.extend_from_slice(&first);
                     buf.extend_from_slice(&second);
@@ -170,18 +173,21 @@ impl Outbound {
                             None => break,
                         }
                     }
-                    write_until(&mut w, &mut buf, closed).await
+                    let len = buf.len();
+                    (write_until(&mut w, &mut buf, closed).await, len)
                 }
                 None => {
                     let mut one = first;
+                    let len = one.len();
                     let r = write_until(&mut w, &mut one, closed).await;
                     buf.extend_from_slice(&one);
-                    r
+                    (r, len)
                 }
             };
             match written {
                 Ok(true) => {
                     self.written.fetch_add(1, Relaxed);
+                    self.bytes.fetch_add(len as u64, Relaxed);
                 }
                 Ok(false) => break None,
                 Err(e) => break Some(format!("write failed: {e}")),

@@ -629,7 +629,7 @@ impl Shared {
             route: None,
             origin_host: None,
         };
-        match dispatch::run(func, fitted, Some(timeout), &call).await {
+        match dispatch::run(func, fitted, Some(timeout), &call, self.metrics.enabled).await {
             Ok(value) => Ok(Outcome {
                 value,
                 node: me.clone(),

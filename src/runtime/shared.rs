@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     /// Id of the newer live node that holds our name and hides us, if any (logged when
     /// it changes).
     pub hidden_by: Mutex<Option<u64>>,
+    /// Calls, latencies and events measured here (`_metrics`, `/metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Shared {
@@ -87,6 +89,7 @@ impl Shared {
         secret: Option<Vec<u8>>,
         registry: Registry,
     ) -> Self {
+        let metrics_on = config.metrics;
         Shared {
             id,
             name,
@@ -118,6 +121,7 @@ impl Shared {
             attached: Mutex::new(None),
             started: std::time::Instant::now(),
             hidden_by: Mutex::new(None),
+            metrics: crate::metrics::Metrics::new(metrics_on),
         }
     }
 

@@ -45,6 +45,27 @@ impl Shared {
         timeout: Duration,
         origin_host: Option<String>,
     ) -> Result<Value> {
+        if !self.metrics.enabled {
+            return self.run_plan(w, all, timeout, origin_host).await;
+        }
+        let start = Instant::now();
+        let result = self.run_plan(w, all, timeout, origin_host).await;
+        let m = &self.metrics.events;
+        crate::metrics::bump(&m.workflows);
+        m.workflow_latency.record(start.elapsed());
+        if result.is_err() {
+            crate::metrics::bump(&m.workflow_failures);
+        }
+        result
+    }
+
+    async fn run_plan(
+        self: &Arc<Self>,
+        w: Workflow,
+        all: bool,
+        timeout: Duration,
+        origin_host: Option<String>,
+    ) -> Result<Value> {
         let plan = Plan::new(w).map_err(|e| failed(e.to_string()))?;
         let deadline = Instant::now() + timeout;
         let mut run = Run::new(plan);
@@ -92,6 +113,7 @@ impl Shared {
             .plan()
             .command(i)
             .ok_or_else(|| failed(format!("internal: no command {i}")))?;
+        crate::metrics::bump(&self.metrics.events.workflow_steps);
         let inputs = run.inputs(i).map_err(|e| failed(e.to_string()))?;
         let scope = match cmd.scope.as_deref() {
             None => Scope::Network,

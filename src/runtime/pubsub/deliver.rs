@@ -22,6 +22,11 @@ impl Shared {
         if targets.is_empty() {
             self.pubsub.stats.unmatched.fetch_add(1, Relaxed);
         }
+        let delivered = &self.metrics.events.delivered;
+        delivered.fetch_add(targets.len() as u64, Relaxed);
+        if self.metrics.enabled {
+            crate::metrics::bump(&self.metrics.prefix(&p.topic).received);
+        }
         let ledger = (p.ack != 0).then(|| {
             let c = conn.clone();
             let id = p.ack;

@@ -128,6 +128,9 @@ impl Shared {
     pub(crate) async fn publish(self: &Arc<Self>, out: Outgoing<'_>) -> Result<Report> {
         check_topic(&out.topic).map_err(|e| Error::Topic(e.to_string()))?;
         self.pubsub.stats.published.fetch_add(1, Relaxed);
+        if self.metrics.enabled {
+            crate::metrics::bump(&self.metrics.prefix(&out.topic).published);
+        }
         let answer_group = match &out.wait {
             Wait::Answer(g) => Some(g.as_str()),
             _ => None,
@@ -185,8 +188,11 @@ impl Shared {
             Wait::Confirmed => {
                 let deadline = deadline.unwrap_or_else(Instant::now);
                 let conf =
-                    collect_acks(&out.topic, local, waits, missing, deadline, &self.name).await?;
-                Ok(Report::Confirmed(conf))
+                    collect_acks(&out.topic, local, waits, missing, deadline, &self.name).await;
+                if conf.is_err() {
+                    crate::metrics::bump(&self.metrics.events.confirm_failures);
+                }
+                Ok(Report::Confirmed(conf?))
             }
             Wait::Answer(_) => {
                 let deadline = deadline.unwrap_or_else(Instant::now);
@@ -308,6 +314,8 @@ impl Shared {
         if local.is_empty() {
             return None;
         }
+        let delivered = &self.metrics.events.delivered;
+        delivered.fetch_add(local.len() as u64, Relaxed);
         let topic: Arc<str> = out.topic.as_str().into();
         let from: Arc<str> = self.name.as_str().into();
         let (ledger, rx) = match out.wait {
