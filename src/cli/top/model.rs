@@ -101,7 +101,7 @@ fn seconds_between(prev: &MetricsSnapshot, cur: &MetricsSnapshot, polls: Duratio
     }
     let by_node = Duration::from_millis(cur.uptime_ms - prev.uptime_ms);
     let dt = if by_node.is_zero() { polls } else { by_node };
-    (!dt.is_zero()).then(|| dt.as_secs_f64())
+    (!dt.is_zero()).then_some(dt.as_secs_f64())
 }
 
 /// `(cur - prev) / secs`, 0 for a counter that went backwards.

@@ -148,7 +148,14 @@ fn table<'a>(area: Rect, title: String, cols: &[Col], rows: Vec<Vec<String>>) ->
     let kept = fit(cols, area.width.saturating_sub(2));
     let pick = |cells: &[String]| -> Vec<Cell<'a>> {
         kept.iter()
-            .map(|&i| Cell::from(cells.get(i).cloned().unwrap_or_default()))
+            .map(|&i| {
+                let line = Line::from(cells.get(i).cloned().unwrap_or_default());
+                Cell::from(if cols[i].right {
+                    line.right_aligned()
+                } else {
+                    line
+                })
+            })
             .collect()
     };
     let titles: Vec<String> = cols.iter().map(|c| c.title.to_string()).collect();
@@ -404,6 +411,14 @@ mod tests {
         ] {
             assert!(out.contains(want), "{want:?} missing from\n{out}");
         }
+        // Figures are aligned right, under the right end of their title.
+        let header = out.lines().find(|l| l.contains("in flight")).unwrap();
+        let alpha = out.lines().find(|l| l.contains("alpha-node")).unwrap();
+        let end = header.find("calls/s").unwrap() + "calls/s".len();
+        assert!(
+            alpha.is_char_boundary(end) && alpha[..end].ends_with(" 1234"),
+            "{header}\n{alpha}"
+        );
         let beta = out
             .lines()
             .find(|l| l.contains("beta-node") && !l.contains("joined"))
