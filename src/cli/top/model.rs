@@ -20,7 +20,8 @@ pub struct Seen {
     pub role: String,
     /// Membership state (`alive`, `suspect`).
     pub state: String,
-    /// Functions its catalog offers (from the membership, known even when it is silent).
+    /// Functions its catalog offers, built-ins included (from the membership: known even
+    /// when it is silent).
     pub functions: Vec<String>,
     /// Its `_metrics` answer; `None` when it did not answer in time.
     pub metrics: Option<MetricsSnapshot>,
@@ -102,6 +103,17 @@ fn seconds_between(prev: &MetricsSnapshot, cur: &MetricsSnapshot, polls: Duratio
     let by_node = Duration::from_millis(cur.uptime_ms - prev.uptime_ms);
     let dt = if by_node.is_zero() { polls } else { by_node };
     (!dt.is_zero()).then_some(dt.as_secs_f64())
+}
+
+/// Whether a counter of some member's metrics rose between the polls.
+fn membership_rose(prev: &Poll, cur: &Poll, counter: impl Fn(&MetricsSnapshot) -> u64) -> bool {
+    cur.nodes.iter().any(|s| {
+        let before = prev.nodes.iter().find(|p| p.name == s.name);
+        match (before.and_then(|p| p.metrics.as_ref()), s.metrics.as_ref()) {
+            (Some(b), Some(c)) => counter(c) > counter(b),
+            _ => false,
+        }
+    })
 }
 
 /// `(cur - prev) / secs`, 0 for a counter that went backwards.
@@ -297,10 +309,11 @@ pub struct Event {
 /// Errors per second a function must reach, and at least double, to make an event.
 const ERROR_JUMP: f64 = 1.0;
 
-/// The events between two polls: members that appeared, disappeared (a member that was
-/// suspected before is `down`, one that went while alive `leave`s: a graceful leave is
-/// immediate, SWIM declares a failed one down after suspecting it), changed state or stopped
-/// answering, and functions whose errors/s jumped (to at least 1/s and at least double).
+/// The events between two polls: members that appeared, disappeared, changed state or
+/// stopped answering, and functions whose errors/s jumped (to at least 1/s and at least
+/// double). A member that disappeared `leave`s when it was alive and answering until then
+/// and some member counted a graceful leave meanwhile; otherwise (it was suspected, or had
+/// stopped answering: a crash) it is `down`.
 pub fn events(
     prev: &Poll,
     cur: &Poll,
@@ -317,11 +330,9 @@ pub fn events(
     let mut out = Vec::new();
     for s in &cur.nodes {
         let Some(p) = prev.nodes.iter().find(|p| p.name == s.name) else {
-            out.push(ev(
-                "join",
-                &s.name,
-                format!("{} joined ({} on {})", s.name, s.role, s.host),
-            ));
+            let host: String = s.host.chars().take(16).collect();
+            let text = format!("{} joined ({} on {host})", s.name, s.role);
+            out.push(ev("join", &s.name, text));
             continue;
         };
         if p.state != s.state {
@@ -350,9 +361,11 @@ pub fn events(
             _ => {}
         }
     }
+    let left = membership_rose(prev, cur, |m| m.membership.leaves);
     for p in &prev.nodes {
         if !cur.nodes.iter().any(|s| s.name == p.name) {
-            let (kind, verb) = if p.state == "alive" {
+            let healthy = p.state == "alive" && p.metrics.is_some();
+            let (kind, verb) = if healthy && left {
                 ("leave", "left")
             } else {
                 ("down", "is down")
@@ -647,6 +660,8 @@ mod tests {
     fn events_name_joins_leaves_downs_state_changes_silences_and_error_jumps() {
         let mut suspect = seen("n3", 1_000, &[], 0);
         suspect.state = "suspect".into();
+        let mut silent = seen("n6", 1_000, &[], 0);
+        silent.metrics = None;
         let p0 = poll(
             0,
             vec![
@@ -654,15 +669,16 @@ mod tests {
                 seen("n2", 1_000, &[], 0),
                 suspect,
                 seen("n5", 1_000, &[], 0),
+                silent,
             ],
         );
         let mut n5 = seen("n5", 1_500, &[], 0);
         n5.state = "suspect".into();
         n5.metrics = None;
-        let p1 = poll(
-            500,
-            vec![seen("n1", 1_500, &[], 0), seen("n4", 10, &[], 0), n5],
-        );
+        // n1 counted a graceful leave meanwhile.
+        let mut n1 = seen("n1", 1_500, &[], 0);
+        n1.metrics.as_mut().unwrap().membership.leaves = 1;
+        let p1 = poll(500, vec![n1, seen("n4", 10, &[], 0), n5]);
         let f = |errors_per_s: f64| FunctionRow {
             errors_per_s,
             ..empty_row("echo")
@@ -677,11 +693,27 @@ mod tests {
                 ("silent", "n5"),
                 ("leave", "n2"),
                 ("down", "n3"),
+                ("down", "n6"),
                 ("errors", "echo")
             ]
         );
+        assert_eq!(got[3].text, "n2 left");
+        assert_eq!(
+            got[5].text, "n6 is down",
+            "it stopped answering before it went"
+        );
+        // Without a graceful leave counted, a member that vanishes is down.
+        let mut p1 = p1;
+        p1.nodes[0] = seen("n1", 1_500, &[], 0);
+        let got = events(&p0, &p1, &[], &[]);
+        assert!(
+            got.iter().any(|e| e.subject == "n2" && e.kind == "down"),
+            "{got:?}"
+        );
         assert!(got.iter().all(|e| e.at_ms == 500));
-        assert_eq!(got[5].text, "echo: 2.5 errors/s (was 1.0)");
+        let jump = events(&p0, &p0, &[f(1.0)], &[f(2.5)]);
+        assert_eq!(jump[0].text, "echo: 2.5 errors/s (was 1.0)");
+
         assert!(
             events(&p0, &p0, &[f(2.0)], &[f(3.0)]).is_empty(),
             "less than double is no jump"

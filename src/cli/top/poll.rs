@@ -106,7 +106,8 @@ fn seen(m: MemberSummary, metrics: Option<MetricsSnapshot>, info: Option<&NodeIn
         role: pick(info.map(|i| &i.role), m.role),
         name: m.name,
         state: m.state,
-        functions: m.functions,
+        // Built-ins too: `echo` is one, and the model hides the `_` ones itself.
+        functions: m.functions.into_iter().chain(m.builtins).collect(),
         metrics,
     }
 }
