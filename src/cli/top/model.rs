@@ -105,17 +105,6 @@ fn seconds_between(prev: &MetricsSnapshot, cur: &MetricsSnapshot, polls: Duratio
     (!dt.is_zero()).then_some(dt.as_secs_f64())
 }
 
-/// Whether a counter of some member's metrics rose between the polls.
-fn membership_rose(prev: &Poll, cur: &Poll, counter: impl Fn(&MetricsSnapshot) -> u64) -> bool {
-    cur.nodes.iter().any(|s| {
-        let before = prev.nodes.iter().find(|p| p.name == s.name);
-        match (before.and_then(|p| p.metrics.as_ref()), s.metrics.as_ref()) {
-            (Some(b), Some(c)) => counter(c) > counter(b),
-            _ => false,
-        }
-    })
-}
-
 /// `(cur - prev) / secs`, 0 for a counter that went backwards.
 fn rate(prev: u64, cur: u64, secs: f64) -> f64 {
     cur.saturating_sub(prev) as f64 / secs
@@ -311,9 +300,10 @@ const ERROR_JUMP: f64 = 1.0;
 
 /// The events between two polls: members that appeared, disappeared, changed state or
 /// stopped answering, and functions whose errors/s jumped (to at least 1/s and at least
-/// double). A member that disappeared `leave`s when it was alive and answering until then
-/// and some member counted a graceful leave meanwhile; otherwise (it was suspected, or had
-/// stopped answering: a crash) it is `down`.
+/// double). A member that disappeared while alive and answering `leave`s (a node that shuts
+/// down answers until it says goodbye); one that was suspected or had stopped answering
+/// first (a crash: SWIM takes seconds to declare it) is `down`. The membership counters do
+/// not tell them apart: a graceful leave often counts as a SWIM `down` too.
 pub fn events(
     prev: &Poll,
     cur: &Poll,
@@ -361,11 +351,10 @@ pub fn events(
             _ => {}
         }
     }
-    let left = membership_rose(prev, cur, |m| m.membership.leaves);
     for p in &prev.nodes {
         if !cur.nodes.iter().any(|s| s.name == p.name) {
             let healthy = p.state == "alive" && p.metrics.is_some();
-            let (kind, verb) = if healthy && left {
+            let (kind, verb) = if healthy {
                 ("leave", "left")
             } else {
                 ("down", "is down")
@@ -675,9 +664,7 @@ mod tests {
         let mut n5 = seen("n5", 1_500, &[], 0);
         n5.state = "suspect".into();
         n5.metrics = None;
-        // n1 counted a graceful leave meanwhile.
-        let mut n1 = seen("n1", 1_500, &[], 0);
-        n1.metrics.as_mut().unwrap().membership.leaves = 1;
+        let n1 = seen("n1", 1_500, &[], 0);
         let p1 = poll(500, vec![n1, seen("n4", 10, &[], 0), n5]);
         let f = |errors_per_s: f64| FunctionRow {
             errors_per_s,
@@ -701,14 +688,6 @@ mod tests {
         assert_eq!(
             got[5].text, "n6 is down",
             "it stopped answering before it went"
-        );
-        // Without a graceful leave counted, a member that vanishes is down.
-        let mut p1 = p1;
-        p1.nodes[0] = seen("n1", 1_500, &[], 0);
-        let got = events(&p0, &p1, &[], &[]);
-        assert!(
-            got.iter().any(|e| e.subject == "n2" && e.kind == "down"),
-            "{got:?}"
         );
         assert!(got.iter().all(|e| e.at_ms == 500));
         let jump = events(&p0, &p0, &[f(1.0)], &[f(2.5)]);
