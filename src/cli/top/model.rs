@@ -25,6 +25,9 @@ pub struct Seen {
     pub functions: Vec<String>,
     /// Its `_metrics` answer; `None` when it did not answer in time.
     pub metrics: Option<MetricsSnapshot>,
+    /// Polls in a row, this one included, that it did not answer (0 when it answered);
+    /// counted by [`Session::update`].
+    pub silent_polls: u32,
 }
 
 /// Every member at one moment.
@@ -300,10 +303,11 @@ const ERROR_JUMP: f64 = 1.0;
 
 /// The events between two polls: members that appeared, disappeared, changed state or
 /// stopped answering, and functions whose errors/s jumped (to at least 1/s and at least
-/// double). A member that disappeared while alive and answering `leave`s (a node that shuts
-/// down answers until it says goodbye); one that was suspected or had stopped answering
-/// first (a crash: SWIM takes seconds to declare it) is `down`. The membership counters do
-/// not tell them apart: a graceful leave often counts as a SWIM `down` too.
+/// double). A member that disappeared after it was suspected or had stopped answering for
+/// two polls or more (a crash: SWIM takes seconds to declare it) is `down`; one that went
+/// while alive and answering, or silent for one poll only (a node that shuts down stops
+/// answering just before its goodbye), `leave`s. The membership counters do not tell them
+/// apart: a graceful leave often counts as a SWIM `down` too.
 pub fn events(
     prev: &Poll,
     cur: &Poll,
@@ -353,8 +357,8 @@ pub fn events(
     }
     for p in &prev.nodes {
         if !cur.nodes.iter().any(|s| s.name == p.name) {
-            let healthy = p.state == "alive" && p.metrics.is_some();
-            let (kind, verb) = if healthy {
+            let crashed = p.state != "alive" || p.silent_polls >= 2;
+            let (kind, verb) = if !crashed {
                 ("leave", "left")
             } else {
                 ("down", "is down")
@@ -417,7 +421,14 @@ pub struct Session {
 
 impl Session {
     /// Takes a new poll: new rates, and the events since the last one.
-    pub fn update(&mut self, poll: Poll) {
+    pub fn update(&mut self, mut poll: Poll) {
+        for s in poll.nodes.iter_mut().filter(|s| s.metrics.is_none()) {
+            let before = self
+                .last
+                .as_ref()
+                .and_then(|l| l.nodes.iter().find(|p| p.name == s.name));
+            s.silent_polls = before.map_or(0, |p| p.silent_polls) + 1;
+        }
         let tables = tables(self.last.as_ref(), &poll);
         if let Some(last) = &self.last {
             self.events.extend(events(
@@ -486,6 +497,7 @@ mod tests {
             state: "alive".into(),
             functions: fns.iter().map(|(f, _)| f.to_string()).collect(),
             metrics: Some(m),
+            silent_polls: 0,
         }
     }
 
@@ -651,6 +663,10 @@ mod tests {
         suspect.state = "suspect".into();
         let mut silent = seen("n6", 1_000, &[], 0);
         silent.metrics = None;
+        silent.silent_polls = 2;
+        let mut shutting_down = seen("n7", 1_000, &[], 0);
+        shutting_down.metrics = None;
+        shutting_down.silent_polls = 1;
         let p0 = poll(
             0,
             vec![
@@ -659,6 +675,7 @@ mod tests {
                 suspect,
                 seen("n5", 1_000, &[], 0),
                 silent,
+                shutting_down,
             ],
         );
         let mut n5 = seen("n5", 1_500, &[], 0);
@@ -681,13 +698,14 @@ mod tests {
                 ("leave", "n2"),
                 ("down", "n3"),
                 ("down", "n6"),
+                ("leave", "n7"),
                 ("errors", "echo")
             ]
         );
         assert_eq!(got[3].text, "n2 left");
         assert_eq!(
             got[5].text, "n6 is down",
-            "it stopped answering before it went"
+            "it had stopped answering for two polls"
         );
         assert!(got.iter().all(|e| e.at_ms == 500));
         let jump = events(&p0, &p0, &[f(1.0)], &[f(2.5)]);
@@ -731,6 +749,16 @@ mod tests {
         assert_eq!(e, ["n2 joined (server on h)"]);
         s.sort = SortKey::Name;
         assert_eq!(s.sorted().nodes[0].name, "n1");
+        let quiet = |at| {
+            let mut n = seen("n2", 0, &[], 0);
+            n.metrics = None;
+            poll(at, vec![n])
+        };
+        s.update(quiet(1_000));
+        s.update(quiet(1_500));
+        s.update(poll(2_000, vec![]));
+        let last = s.events().iter().last().unwrap();
+        assert_eq!(last.text, "n2 is down", "silent for two polls, then gone");
     }
 
     #[test]

@@ -109,5 +109,6 @@ fn seen(m: MemberSummary, metrics: Option<MetricsSnapshot>, info: Option<&NodeIn
         // Built-ins too: `echo` is one, and the model hides the `_` ones itself.
         functions: m.functions.into_iter().chain(m.builtins).collect(),
         metrics,
+        silent_polls: 0,
     }
 }
