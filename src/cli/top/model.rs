@@ -108,9 +108,10 @@ fn seconds_between(prev: &MetricsSnapshot, cur: &MetricsSnapshot, polls: Duratio
     (!dt.is_zero()).then_some(dt.as_secs_f64())
 }
 
-/// `(cur - prev) / secs`, 0 for a counter that went backwards.
+/// `(cur - prev) / secs` to the hundredth, 0 for a counter that went backwards.
 fn rate(prev: u64, cur: u64, secs: f64) -> f64 {
-    cur.saturating_sub(prev) as f64 / secs
+    let r = cur.saturating_sub(prev) as f64 / secs;
+    (r * 100.0).round() / 100.0
 }
 
 /// Shown functions of one node.
