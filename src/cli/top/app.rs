@@ -43,12 +43,38 @@ fn input(key: KeyEvent) -> Option<Input> {
     })
 }
 
+/// Set by the panic hook: once a thread panicked the terminal is restored and the message
+/// printed, so the screen must not draw over it again.
+static PANICKED: AtomicBool = AtomicBool::new(false);
+
+/// Wraps the panic hook (ratatui's, which restores the terminal, then the default printer)
+/// to set [`PANICKED`] first.
+fn watch_panics() {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICKED.store(true, Ordering::SeqCst);
+        hook(info);
+    }));
+}
+
 /// Restores the terminal when dropped, however the screen ends.
 struct Restore;
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        ratatui::restore();
+        // After a panic the hook has restored it: a second restore would move the cursor
+        // back over the panic message.
+        if !PANICKED.load(Ordering::SeqCst) {
+            ratatui::restore();
+        }
+    }
+}
+
+/// An error of the screen itself, as `top: WHAT`.
+fn stopped(what: &str) -> mpreg::Error {
+    mpreg::Error::Io {
+        context: "top".into(),
+        source: std::io::Error::other(what.to_string()),
     }
 }
 
@@ -83,13 +109,20 @@ async fn screen(
     interval: Duration,
     started: Instant,
 ) -> mpreg::Result<()> {
-    let io = |e: std::io::Error| mpreg::Error::Config(format!("terminal: {e}"));
+    let io = |source| mpreg::Error::Io {
+        context: "top: terminal".into(),
+        source,
+    };
     let mut terminal = ratatui::try_init().map_err(io)?;
     let _restore = Restore;
+    watch_panics();
     let mut session = Session::default();
     let signal = mpreg::shutdown_signal();
     tokio::pin!(signal);
     loop {
+        if PANICKED.load(Ordering::SeqCst) {
+            return Err(stopped("stopped after the panic above"));
+        }
         let tables = session.sorted();
         let status = (session.members() == 0).then_some("no member found yet: still looking");
         let s = Screen {
@@ -105,11 +138,14 @@ async fn screen(
         tokio::select! {
             p = polls.recv() => match p {
                 Some(p) => session.update(p),
-                None => return Err(mpreg::Error::Config("top: the poller stopped".into())),
+                None => return Err(stopped("the poller stopped")),
             },
             k = keys.recv() => match k {
-                None | Some(Input::Quit) => return Ok(()),
-                Some(Input::Failed(e)) => return Err(mpreg::Error::Config(format!("terminal: {e}"))),
+                Some(Input::Quit) => return Ok(()),
+                None => return Err(stopped("the key reader stopped")),
+                Some(Input::Failed(e)) => {
+                    return Err(stopped(&format!("reading the terminal: {e}")))
+                }
                 Some(Input::Sort(k)) => session.sort = k,
                 Some(Input::NextSort) => session.sort = session.sort.next(),
                 Some(Input::Redraw) => {}
