@@ -1,6 +1,6 @@
 //! Gathering: one poll asks every alive member for its `_metrics` (and, once per member, its
-//! `_info`) in parallel, each with a short deadline, so a member that does not answer costs
-//! one deadline and shows as `?` instead of holding the screen.
+//! `_info`), all members in parallel, each call with a short deadline, so a member that does
+//! not answer costs one deadline and shows as `?` instead of holding the screen.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -62,21 +62,19 @@ impl Poller {
         }
     }
 
-    /// `_metrics` of an alive member, and its `_info` unless already known.
+    /// `_metrics` of an alive member, then its `_info` if it answered and it is not known
+    /// yet (after the first answer, over the connection that one opened: asking both at
+    /// once would dial twice).
     async fn ask_member(&self, m: &MemberSummary) -> (Option<MetricsSnapshot>, Option<NodeInfo>) {
         if m.state != "alive" {
             return (None, None);
         }
+        let metrics = self.ask::<MetricsSnapshot>(m.addr, "_metrics").await;
         let known = matches!(self.infos.get(&m.name), Some((addr, _)) if *addr == m.addr);
-        let metrics = self.ask::<MetricsSnapshot>(m.addr, "_metrics");
-        let info = async {
-            if known {
-                None
-            } else {
-                self.ask::<NodeInfo>(m.addr, "_info").await
-            }
-        };
-        tokio::join!(metrics, info)
+        if metrics.is_none() || known {
+            return (metrics, None);
+        }
+        (metrics, self.ask::<NodeInfo>(m.addr, "_info").await)
     }
 
     /// One call straight to `addr`, `None` on any error or after the deadline.
