@@ -336,6 +336,45 @@ async fn once_json_lists_every_node_and_function_with_rates() {
     let echo = functions.iter().find(|f| f["function"] == "echo").unwrap();
     assert_eq!(echo["providers"], 3);
     assert!(echo["p99_us"].as_u64().unwrap() > 0, "{echo}");
+
+    // A member that stops answering (frozen, still a member until SWIM suspects it) costs
+    // a bounded wait and shows as unknown, not a hang.
+    let frozen = cluster.nodes[2].child.id() as libc::pid_t;
+    // SAFETY: signals a child process this test started (and resumes below).
+    assert_eq!(unsafe { libc::kill(frozen, libc::SIGSTOP) }, 0);
+    let start = Instant::now();
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        mpreg(&[
+            "top",
+            "--once",
+            "--json",
+            "--seed",
+            &seed,
+            "--interval",
+            "250ms",
+        ])
+    });
+    let took = start.elapsed();
+    eprintln!("top --once --json with n3 frozen took {took:?}");
+    // SAFETY: as above.
+    unsafe { libc::kill(frozen, libc::SIGCONT) };
+    assert!(ok, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    if let Some(n3) = doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "n3")
+    {
+        assert!(
+            n3["calls_per_s"].is_null() && n3["in_flight"].is_null(),
+            "a frozen node has no figures: {n3}"
+        );
+    }
+    assert!(
+        took < Duration::from_secs(5),
+        "--once took {took:?} with a frozen member"
+    );
 }
 
 #[test]
