@@ -21,6 +21,11 @@
 //! Scenarios 1-4 run twice: with a 2-worker multi-thread client runtime, then with a
 //! current-thread one (`MPREG_BENCH_CLIENT_RT=multi` or `=current` runs only one); the
 //! client processes of scenario 5 use the last of these. Servers always use 2 workers.
+//!
+//! Last, the cost of metrics (issue #13): mpreg `echo` with metrics on (client and server)
+//! against a second server and client with metrics off (`Config::metrics`), 1 and 256 in
+//! flight, in alternating slices; the table gives the on/off ratio of calls/s.
+//! `MPREG_BENCH_ONLY=metrics` runs just that comparison.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -46,6 +51,12 @@ const IN_FLIGHT_VAR: &str = "MPREG_BENCH_IN_FLIGHT";
 const SECS_VAR: &str = "MPREG_BENCH_SECS";
 /// Client runtimes to measure: `both` (default), `multi` or `current`.
 const CLIENT_RT_VAR: &str = "MPREG_BENCH_CLIENT_RT";
+/// `0` starts the mpreg server (or client) with metrics off.
+const METRICS_VAR: &str = "MPREG_BENCH_METRICS";
+/// `metrics` runs only the metrics on/off comparison.
+const ONLY_VAR: &str = "MPREG_BENCH_ONLY";
+/// Calls/s ratio (metrics on / off) the issue asks for.
+const TARGET_METRICS_RATIO: f64 = 0.97;
 
 const PAYLOAD: usize = 64;
 const HEADER: usize = 4;
@@ -291,6 +302,7 @@ fn mpreg_server() {
             .name("bench-server")
             .bind(LOCALHOST.into())
             .port(0)
+            .metrics(std::env::var(METRICS_VAR).as_deref() != Ok("0"))
             .start();
         start.await.expect("cannot start the mpreg server")
     });
@@ -467,7 +479,13 @@ async fn pipelined_reader(
 // ---------------------------------------------------------------------------------------
 
 async fn mpreg_connect(port: u16) -> mpreg::Node {
+    mpreg_connect_with(port, true).await
+}
+
+/// A client node connected to the server on `port`, with or without `metrics`.
+async fn mpreg_connect_with(port: u16, metrics: bool) -> mpreg::Node {
     let node = mpreg::Node::builder()
+        .metrics(metrics)
         // Loopback only: no discovery broadcast or multicast from the benchmark.
         .interfaces(["lo"])
         .mdns(false)
@@ -715,6 +733,9 @@ struct TargetInputs {
 
 fn run_benchmarks() {
     let s = Settings::from_env();
+    if std::env::var(ONLY_VAR).as_deref() == Ok("metrics") {
+        return print_metrics_cost(&metrics_cost(s));
+    }
     let mut tcp = ChildProc::spawn("tcp-server", &[]);
     let mut mpreg = ChildProc::spawn("mpreg-server", &[]);
     let (tcp_port, mpreg_port) = (tcp.port(), mpreg.port());
@@ -760,6 +781,56 @@ fn run_benchmarks() {
 
     print_table(s, &rows);
     print_targets(&targets);
+    print_metrics_cost(&metrics_cost(s));
+}
+
+/// Calls/s and p50 with metrics off (`.0`) and on (`.1`), at 1 and at 256 in flight.
+fn metrics_cost(s: Settings) -> Vec<(usize, Stats, Stats)> {
+    eprintln!("running mpreg echo with metrics off vs on ...");
+    let mut on = ChildProc::spawn("mpreg-server", &[(METRICS_VAR, "1".to_string())]);
+    let mut off = ChildProc::spawn("mpreg-server", &[(METRICS_VAR, "0".to_string())]);
+    let (on_port, off_port) = (on.port(), off.port());
+    let rt = runtime(Flavor::Multi);
+    let rows = [1, PIPELINE]
+        .into_iter()
+        .map(|in_flight| {
+            let (off_stats, on_stats) = rt.block_on(async {
+                let without = mpreg_connect_with(off_port, false).await;
+                let with = mpreg_connect_with(on_port, true).await;
+                let probe = |node| Probe::Mpreg { node, in_flight };
+                compare(s, probe(without), probe(with)).await
+            });
+            (in_flight, off_stats, on_stats)
+        })
+        .collect();
+    drop((on, off));
+    rows
+}
+
+fn print_metrics_cost(rows: &[(usize, Stats, Stats)]) {
+    println!();
+    println!("metrics cost — mpreg echo, client and server both with metrics off, then both on (alternating slices)");
+    println!(
+        "{:>10}{:>14}{:>14}{:>12}{:>12}{:>14}   target ≥ {TARGET_METRICS_RATIO}",
+        "in flight", "off calls/s", "on calls/s", "off p50 µs", "on p50 µs", "on/off calls/s"
+    );
+    for (in_flight, off, on) in rows {
+        let ratio = on.calls_per_sec / off.calls_per_sec;
+        println!(
+            "{:>10}{:>14}{:>14}{:>12.1}{:>12.1}{:>14.3}   {}",
+            in_flight,
+            thousands(off.calls_per_sec),
+            thousands(on.calls_per_sec),
+            off.p50_us,
+            on.p50_us,
+            ratio,
+            if ratio >= TARGET_METRICS_RATIO {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -159,25 +159,62 @@ pub use mpreg_macros::on;
 /// ```
 pub use mpreg_macros::handlers;
 
-/// Starts tracing output to stderr for binaries and examples: `RUST_LOG` if set, else
-/// `info` for mpreg. Colours only when stderr is a terminal and `NO_COLOR` is unset. Does
-/// nothing if a subscriber is already installed.
+/// Starts tracing output to stderr for binaries and examples. Does nothing if a
+/// subscriber is already installed.
+///
+/// - Filter: `RUST_LOG` if set, else `info` for mpreg and `warn` for other crates. A bare
+///   level (`RUST_LOG=debug`) applies to mpreg only — other crates stay at `warn`, so
+///   mDNS internals do not flood the output; a full directive (`RUST_LOG=debug,mdns_sd=debug`,
+///   anything with `=` or `,`) is used as written.
+/// - Format: `MPREG_LOG_FORMAT=json` writes one JSON object per line (fields, the call's
+///   span, a timestamp); `text` (the default) is human-readable. Another value is named on
+///   stderr and text is used.
+/// - Colours only when stderr is a terminal and `NO_COLOR` is unset.
 pub fn init_logging() {
     init_logging_with("mpreg=info,warn")
 }
 
 /// Like [`init_logging`] with another default filter (used when `RUST_LOG` is unset).
 pub fn init_logging_with(default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    // Colours only for a person at a terminal: not in files or pipes, nor with NO_COLOR.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let _ = tracing_subscriber::fmt()
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => mpreg_only(v.trim()),
+        _ => default_filter.to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!(
+            "mpreg: RUST_LOG `{directives}` is not a valid filter ({e}); using `{default_filter}`"
+        );
+        tracing_subscriber::EnvFilter::new(default_filter)
+    });
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match std::env::var("MPREG_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().with_current_span(true).try_init(),
+        Ok("text") | Err(_) => builder.with_ansi(colours()).try_init(),
+        Ok(other) => {
+            eprintln!("mpreg: MPREG_LOG_FORMAT `{other}` is neither `text` nor `json`; using text");
+            builder.with_ansi(colours()).try_init()
+        }
+    };
+}
+
+/// Colours only for a person at a terminal: not in files or pipes, nor with `NO_COLOR`.
+fn colours() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A bare verbose level means "this much of mpreg": `debug` becomes `warn,mpreg=debug`
+/// (`warn`, `error` and `off` already quiet every crate and are used as written).
+fn mpreg_only(rust_log: &str) -> String {
+    const VERBOSE: [&str; 3] = ["trace", "debug", "info"];
+    let lower = rust_log.to_ascii_lowercase();
+    if VERBOSE.contains(&lower.as_str()) {
+        format!("warn,mpreg={lower}")
+    } else {
+        rust_log.to_string()
+    }
 }
 
 /// Subscribes a function to a topic pattern: `#[mpreg::subscribe("sensors.*.temp")]`.

@@ -65,3 +65,109 @@ fn clients_coming_and_going_are_not_warnings() {
         "ANSI escapes in a log file: {text:?}"
     );
 }
+
+#[test]
+fn the_nodes_table_fits_100_columns_and_lists_built_ins_apart() {
+    let port = free_port();
+    let name = "a-node-with-a-rather-long-name-indeed";
+    let node = Proc::start("mpreg", &["serve", "--name", name], &[], port);
+    let seed = node.addr.to_string();
+    let (ok, out, err) = mpreg(&["nodes", "--seed", &seed]);
+    assert!(ok, "{err}");
+    assert!(out.lines().count() >= 2, "{out}");
+    for line in out.lines() {
+        assert!(line.chars().count() <= 100, "wider than 100: {line:?}");
+    }
+    assert!(out.contains("(4 built-ins)"), "{out}");
+    let (ok, wide, err) = mpreg(&["nodes", "--wide", "--seed", &seed]);
+    assert!(ok, "{err}");
+    assert!(
+        wide.contains(name) && wide.contains("_metrics,echo"),
+        "{wide}"
+    );
+}
+
+#[test]
+fn metrics_and_info_are_called_like_any_function() {
+    let port = free_port();
+    let node = Proc::start("mpreg", &["serve", "--name", "n1"], &[], port);
+    let seed = node.addr.to_string();
+    for _ in 0..3 {
+        let (ok, _, err) = mpreg(&["call", "--seed", &seed, "echo", "x"]);
+        assert!(ok, "{err}");
+    }
+    let (ok, out, err) = mpreg(&["call", "--seed", &seed, "_metrics", "--node", "n1"]);
+    assert!(ok, "{err}");
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(m["node"], "n1", "{m}");
+    assert_eq!(m["functions"]["echo"]["calls"], 3, "{m}");
+    for key in ["peers", "pubsub", "membership", "messaging", "workflows"] {
+        assert!(m[key].is_object(), "{key} missing: {m}");
+    }
+    let (ok, out, err) = mpreg(&["call", "--seed", &seed, "_info", "--node", "n1"]);
+    assert!(ok, "{err}");
+    let i: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(i["name"], "n1");
+    assert_eq!(i["address"], seed);
+    assert_eq!(i["version"], env!("CARGO_PKG_VERSION"));
+}
+
+/// The JSON log lines of `text` that are inside a span named `span`.
+fn in_span<'a>(text: &'a str, span: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["span"]["name"] == span)
+        .collect()
+}
+
+#[test]
+fn debug_logs_follow_one_call_across_nodes_as_json_without_other_crates() {
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("mpreg-trace-{}.log", std::process::id()));
+    let debug_json = [
+        ("RUST_LOG", "debug".to_string()),
+        ("MPREG_LOG_FORMAT", "json".to_string()),
+    ];
+    let server = Proc::start_logged_env(
+        "mpreg",
+        &["serve", "--name", "srv"],
+        &debug_json,
+        port,
+        &log,
+    );
+    let seed = server.addr.to_string();
+    let (ok, _, client_log) =
+        support::mpreg_env(&["call", "--seed", &seed, "echo", "traced"], &debug_json);
+    assert!(ok, "{client_log}");
+    drop(server);
+    let server_log = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+
+    let sent = in_span(&client_log, "call");
+    let call = sent
+        .iter()
+        .find(|v| v["span"]["fun"] == "echo")
+        .unwrap_or_else(|| panic!("no `call` span for echo in the client's log:\n{client_log}"));
+    assert_eq!(call["span"]["peer"], "srv", "{call}");
+    let id = call["span"]["id"].clone();
+    let served = in_span(&server_log, "serve");
+    assert!(
+        served
+            .iter()
+            .any(|v| v["span"]["fun"] == "echo" && v["span"]["id"] == id),
+        "no `serve` span with id {id} for echo in the server's log:\n{server_log}"
+    );
+    // Every line is JSON, and a bare `debug` is mpreg's alone.
+    for text in [&client_log, &server_log] {
+        for line in text.lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let target = v["target"].as_str().unwrap_or_default();
+            let level = v["level"].as_str().unwrap_or_default();
+            assert!(
+                target.starts_with("mpreg") || matches!(level, "WARN" | "ERROR"),
+                "another crate's {level} line with RUST_LOG=debug: {line}"
+            );
+        }
+    }
+}

@@ -192,7 +192,7 @@ async fn cli_finds_the_cluster_with_no_address() {
         .find(|m| m["name"] == "beta")
         .unwrap();
     assert_eq!(beta["resources"], serde_json::json!(["gpu"]));
-    assert!(beta["functions"]
+    assert!(beta["builtins"]
         .as_array()
         .unwrap()
         .contains(&serde_json::json!("echo")));

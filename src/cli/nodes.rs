@@ -10,6 +10,10 @@ pub struct NodesArgs {
     /// Print a JSON array instead of a table.
     #[arg(long)]
     json: bool,
+    /// Every column (host, resources, publications, subscriptions, built-ins), however
+    /// wide; the default table fits 100 columns.
+    #[arg(long)]
+    wide: bool,
     /// Only the membership view: do not ask each member for its counters (which waits up
     /// to 300 ms for a member that does not answer, e.g. one cut off but not yet suspected).
     #[arg(long)]
@@ -22,7 +26,7 @@ pub struct NodesArgs {
 pub async fn run(a: NodesArgs) -> mpreg::Result<()> {
     let node = mpreg::Node::start(a.node.client_config()?).await?;
     let members = node.members();
-    let stats = if a.no_stats {
+    let stats = if a.no_stats || !(a.json || a.wide) {
         vec![None; members.len()]
     } else {
         stats(&node, &members).await
@@ -48,29 +52,85 @@ pub async fn run(a: NodesArgs) -> mpreg::Result<()> {
         println!("{}", serde_json::Value::Array(rows));
         return Ok(());
     }
+    if a.wide {
+        wide_table(members, stats);
+    } else {
+        narrow_table(&members);
+    }
+    Ok(())
+}
+
+/// Fits `s` in `width` characters, marking a cut with `…`.
+fn fit(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(width.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+/// What a member offers: its own functions, then how many built-ins.
+fn offers(m: &mpreg::MemberSummary) -> String {
+    let own = m.functions.join(",");
+    match (own.is_empty(), m.builtins.len()) {
+        (_, 0) => own,
+        (true, n) => format!("({n} built-ins)"),
+        (false, n) => format!("{own} (+{n} built-ins)"),
+    }
+}
+
+/// Name, role, address, state and functions, within 100 columns.
+fn narrow_table(members: &[mpreg::MemberSummary]) {
     println!(
-        "{:<20} {:<10} {:<20} {:<22} {:<8} {:<24} {:<16} {:<24} functions",
-        "name", "role", "host", "address", "state", "resources", "pub in/dropped", "subscriptions"
+        "{:<18} {:<10} {:<21} {:<7} functions",
+        "name", "role", "address", "state"
+    );
+    for m in members {
+        let line = format!(
+            "{:<18} {:<10} {:<21} {:<7} {}",
+            fit(&m.name, 18),
+            fit(&m.role, 10),
+            m.addr,
+            m.state,
+            offers(m)
+        );
+        println!("{}", fit(&line, 100));
+    }
+}
+
+/// Every column, however wide.
+fn wide_table(members: Vec<mpreg::MemberSummary>, stats: Vec<Option<mpreg::NodeStats>>) {
+    println!(
+        "{:<20} {:<10} {:<20} {:<22} {:<8} {:<24} {:<16} {:<24} {:<24} built-ins",
+        "name",
+        "role",
+        "host",
+        "address",
+        "state",
+        "resources",
+        "pub in/dropped",
+        "subscriptions",
+        "functions"
     );
     for (m, s) in members.into_iter().zip(stats) {
         let pubs = s.map_or("?".to_string(), |s| {
             format!("{}/{}", s.publications_received, s.publications_dropped)
         });
-        let host: String = m.host.chars().take(20).collect();
         println!(
-            "{:<20} {:<10} {:<20} {:<22} {:<8} {:<24} {:<16} {:<24} {}",
+            "{:<20} {:<10} {:<20} {:<22} {:<8} {:<24} {:<16} {:<24} {:<24} {}",
             m.name,
             m.role,
-            host,
+            m.host,
             m.addr,
             m.state,
             m.resources.join(","),
             pubs,
             m.subscriptions.join(","),
-            m.functions.join(",")
+            m.functions.join(","),
+            m.builtins.join(",")
         );
     }
-    Ok(())
 }
 
 /// How long `mpreg nodes` waits for a member's counters: a listing must stay quick even

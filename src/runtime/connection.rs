@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::proto::catalog::PeerCatalog;
@@ -261,6 +262,32 @@ impl Connection {
         relay: Relay,
     ) -> Result<(Bytes, String)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // `id` is the call's number on this connection: the serving node logs the same
+        // `id` with this node as its `peer`, so `RUST_LOG=mpreg=debug` follows a call across.
+        let span = tracing::debug_span!("call", id, fun, peer = %self.peer.name);
+        async move {
+            tracing::debug!("sending");
+            let r = self.call_as(id, fun, args, kwargs, timeout, relay).await;
+            match &r {
+                Ok((_, node)) => tracing::debug!(%node, "answered"),
+                Err(e) => tracing::debug!(error = %e, "failed"),
+            }
+            r
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// [`call_via`](Self::call_via) with the call's id chosen.
+    async fn call_as(
+        self: &Arc<Self>,
+        id: u64,
+        fun: &str,
+        args: Bytes,
+        kwargs: Option<Bytes>,
+        timeout: Duration,
+        relay: Relay,
+    ) -> Result<(Bytes, String)> {
         let (tx, rx) = oneshot::channel();
         {
             let mut st = self.state.lock();

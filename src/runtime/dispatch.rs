@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
+use tracing::Instrument;
 
 use crate::function::{FnSpec, Function, HandlerResult};
 use crate::proto::args;
@@ -60,9 +61,17 @@ pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, mut call: Call
     let timeout = (call.timeout_ms > 0).then(|| Duration::from_millis(call.timeout_ms));
     let measure = shared.metrics.enabled;
     let served = func.served.clone();
-    let accepted = spawn_served(conn, shared, id, async move {
-        (run(&func, fitted, timeout, &call, measure).await, None)
-    });
+    let span = tracing::debug_span!("serve", id, fun = %call.fun, peer = %conn.peer.name);
+    let work = async move {
+        tracing::debug!("running");
+        let r = run(&func, fitted, timeout, &call, measure).await;
+        match &r {
+            Ok(_) => tracing::debug!("done"),
+            Err(f) => tracing::debug!(kind = ?f.kind, error = %f.message, "failed"),
+        }
+        (r, None)
+    };
+    let accepted = spawn_served(conn, shared, id, work.instrument(span));
     if !accepted && measure {
         crate::metrics::bump(&served.busy);
     }

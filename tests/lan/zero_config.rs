@@ -134,8 +134,10 @@ fn check_member(lan: &Lan, m: &Member, host: usize, resource: &str) {
     // The address others dial, not the wildcard it is bound to.
     assert_eq!(j["addr"], lan.seed(host), "{j}");
     assert_eq!(m.names_in("resources"), [resource], "{j}");
-    let functions = m.names_in("functions");
-    for f in ["echo", "echos"] {
-        assert!(functions.iter().any(|x| x == f), "{f} not in {j}");
+    // `mpreg serve` offers only mpreg's built-ins, listed apart from users' functions.
+    assert!(m.names_in("functions").is_empty(), "{j}");
+    let builtins = m.names_in("builtins");
+    for f in ["_info", "_metrics", "echo", "echos"] {
+        assert!(builtins.iter().any(|x| x == f), "{f} not in {j}");
     }
 }

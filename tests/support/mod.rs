@@ -152,8 +152,20 @@ impl Proc {
 
     /// Like [`Proc::start`], with the process's stderr (its log) written to `log`.
     pub fn start_logged(bin: &str, args: &[&str], port: u16, log: &std::path::Path) -> Proc {
+        Self::start_logged_env(bin, args, &[], port, log)
+    }
+
+    /// Like [`Proc::start_logged`], with extra environment (set after `RUST_LOG` is
+    /// cleared, so it may set `RUST_LOG`).
+    pub fn start_logged_env(
+        bin: &str,
+        args: &[&str],
+        envs: &[(&str, String)],
+        port: u16,
+        log: &std::path::Path,
+    ) -> Proc {
         let file = std::fs::File::create(log).expect("create the log file");
-        Self::spawn(bin, args, &[], port, Stdio::from(file))
+        Self::spawn(bin, args, envs, port, Stdio::from(file))
     }
 
     fn spawn(bin: &str, args: &[&str], envs: &[(&str, String)], port: u16, stderr: Stdio) -> Proc {
