@@ -109,15 +109,17 @@ fn have_tmux() -> bool {
     found
 }
 
-/// A tmux server of its own (its own socket), killed when dropped.
+/// A tmux server of its own (its own socket file), killed and its socket removed when
+/// dropped.
 struct Tmux {
-    socket: String,
+    socket: std::path::PathBuf,
 }
 
 impl Tmux {
     fn cmd(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux")
-            .args(["-L", &self.socket])
+            .arg("-S")
+            .arg(&self.socket)
             .args(args)
             .output()
             .expect("run tmux")
@@ -147,6 +149,7 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd(&["kill-server"]);
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -185,7 +188,7 @@ async fn top_shows_the_cluster_under_load_and_quits_cleanly() {
     let cluster = Cluster::start("tui");
     let load = Load::start(&cluster.seed(), 4).await;
     let tmux = Tmux {
-        socket: format!("mpreg-top-{}", std::process::id()),
+        socket: std::env::temp_dir().join(format!("mpreg-top-{}.tmux", std::process::id())),
     };
     let dir = std::env::temp_dir();
     let out = tmux.cmd(&[
