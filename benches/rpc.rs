@@ -811,13 +811,13 @@ fn print_metrics_cost(rows: &[(usize, Stats, Stats)]) {
     println!();
     println!("metrics cost — mpreg echo, client and server both with metrics off, then both on (alternating slices)");
     println!(
-        "{:>10}{:>14}{:>14}{:>12}{:>12}{:>14}   target ≥ {TARGET_METRICS_RATIO}",
+        "{:>10}{:>14}{:>14}{:>12}{:>12}{:>16}   target ≥ {TARGET_METRICS_RATIO}",
         "in flight", "off calls/s", "on calls/s", "off p50 µs", "on p50 µs", "on/off calls/s"
     );
     for (in_flight, off, on) in rows {
         let ratio = on.calls_per_sec / off.calls_per_sec;
         println!(
-            "{:>10}{:>14}{:>14}{:>12.1}{:>12.1}{:>14.3}   {}",
+            "{:>10}{:>14}{:>14}{:>12.1}{:>12.1}{:>16.3}   {}",
             in_flight,
             thousands(off.calls_per_sec),
             thousands(on.calls_per_sec),

@@ -181,6 +181,7 @@ fn last_failure_after(r: &Report, t0: u64) -> String {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn failover_after_kill() {
     let Some(lan) = Lan::new("failover_kill", 3) else {
         return;
@@ -203,6 +204,7 @@ fn failover_after_kill() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn failover_after_cut_and_heal() {
     let Some(lan) = Lan::new("failover_cut", 3) else {
         return;
@@ -366,6 +368,7 @@ fn loop_figures(log: &[Invocation], prefix: &str, t0: u64) {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn cli_loop_failover_after_kill() {
     let Some(lan) = Lan::new("failover_cli_kill", 3) else {
         return;
@@ -391,6 +394,7 @@ fn cli_loop_failover_after_kill() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn cli_loop_failover_after_cut_and_heal() {
     let Some(lan) = Lan::new("failover_cli_cut", 3) else {
         return;

@@ -21,6 +21,7 @@ const WATCHED: &str = "node2";
 const WATCHED_HOST: usize = 2;
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn failure_detection() {
     let Some(lan) = Lan::new("failure_detection", 3) else {
         return;

@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::harness::{example, figure, ms, show_output, Lan};
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn a_seedless_builder_node_calls_on_its_first_try() {
     let Some(lan) = Lan::new("first_call_builder", 3) else {
         return;
@@ -77,6 +78,7 @@ fn no_cluster(
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn no_cluster_found_after_the_discovery_wait() {
     let Some(lan) = Lan::new("first_call_no_cluster", 1) else {
         return;

@@ -1,6 +1,8 @@
 //! LAN tests: several hosts as Linux network namespaces on a private bridge, running the
-//! real `mpreg` binary (DESIGN §13). They need root and iproute2; outside CI they skip with
-//! a printed reason, in CI (`CI` set) they fail instead.
+//! real `mpreg` binary (DESIGN §13). They need root and iproute2, so they are `#[ignore]`d:
+//! `cargo test` reports them as ignored, never as passed. Run them as root with
+//! `cargo test --test lan -- --ignored` (CI does); run that way on a machine that cannot
+//! build the namespaces, they fail and say why.
 //!
 //! Measured figures are printed as `LAN figure: NAME=VALUE` (run with `--nocapture` to
 //! see them); targets that are not asserted are printed next to them.

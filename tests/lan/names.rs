@@ -48,6 +48,7 @@ fn views(lan: &Lan) -> [(usize, Vec<Member>); 2] {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn a_live_name_is_refused_and_a_dead_one_replaced() {
     let Some(lan) = Lan::new("names_unique", 3) else {
         return;

@@ -83,6 +83,7 @@ fn publish(lan: &Lan, i: usize, n: &str, topics: &[&str]) {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn subscribers_on_two_hosts_get_exactly_their_matches_in_order() {
     let Some(lan) = Lan::new("pubsub_matching", 3) else {
         return;
@@ -134,6 +135,7 @@ fn subscribers_on_two_hosts_get_exactly_their_matches_in_order() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn a_queue_group_across_three_hosts_gets_each_message_once() {
     let Some(lan) = Lan::new("pubsub_group", 4) else {
         return;

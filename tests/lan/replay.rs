@@ -59,6 +59,7 @@ print(sent, flush=True)
 "#;
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn replayed_datagrams_are_rejected() {
     if let Err(reason) = tcpdump_available() {
         if std::env::var_os("CI").is_some() {

@@ -48,6 +48,7 @@ fn call(lan: &Lan, i: usize, args: &[&str]) -> (bool, String, String) {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn visibility_and_forwarding_across_hosts() {
     let Some(lan) = Lan::new("resolver_visibility", 3) else {
         return;

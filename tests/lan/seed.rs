@@ -10,6 +10,7 @@ use crate::harness::{show_output, Lan};
 const SEEDS_ONLY: &[(&str, &str)] = &[("MPREG_MDNS", "0"), ("MPREG_BEACON", "0")];
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn seed_calls_across_hosts() {
     let Some(lan) = Lan::new("seed_calls_across_hosts", 3) else {
         return;
@@ -33,6 +34,7 @@ fn seed_calls_across_hosts() {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn other_cluster_is_refused() {
     let Some(lan) = Lan::new("other_cluster_is_refused", 3) else {
         return;

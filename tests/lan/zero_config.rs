@@ -13,6 +13,7 @@ use crate::harness::{presence, show_output, wait_until, Lan, Member, Presence};
 const DISCOVERY_LIMIT: Duration = Duration::from_secs(10);
 
 #[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn zero_config_call() {
     let Some(lan) = Lan::new("zero_config_call", 4) else {
         return;
