@@ -133,7 +133,10 @@ fn hex_id<S: serde::Serializer>(id: &u64, s: S) -> std::result::Result<S::Ok, S:
 impl MemberSummary {
     /// Whether it offers `fun`, among its own functions or mpreg's built-ins.
     pub fn offers(&self, fun: &str) -> bool {
-        self.functions.iter().chain(&self.builtins).any(|f| f == fun)
+        self.functions
+            .iter()
+            .chain(&self.builtins)
+            .any(|f| f == fun)
     }
 }
 

@@ -204,7 +204,10 @@ fn only_configuration_errors_say_configuration_and_usage_is_checked_first() {
     // A malformed --kw fails before discovery (which would take 3 s here).
     let (ok, _, err, took) = alone(&["call", "--kw", "noequals", "echo"], 3000);
     assert!(!ok);
-    assert!(err.contains("--kw \"noequals\": expected NAME=JSON"), "{err}");
+    assert!(
+        err.contains("--kw \"noequals\": expected NAME=JSON"),
+        "{err}"
+    );
     assert!(!err.contains("configuration"), "{err}");
     assert!(took < 2.0, "--kw checked after discovery: {took:.1} s");
     // Finding nobody is not a configuration error either.
