@@ -106,11 +106,7 @@ fn arg<T: std::str::FromStr>(v: Option<String>, default: Option<T>) -> mpreg::Re
 async fn wait_for_providers(node: &mpreg::Node, fun: &str, want: usize) -> mpreg::Result<()> {
     let start = Instant::now();
     loop {
-        let have = node
-            .members()
-            .iter()
-            .filter(|m| m.functions.iter().any(|f| f == fun))
-            .count();
+        let have = node.members().iter().filter(|m| m.offers(fun)).count();
         if have >= want {
             println!("ready {have}");
             return Ok(());

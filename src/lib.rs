@@ -110,7 +110,7 @@ pub use pubsub::{
 pub use request::{Request, Target};
 pub use rmpv::Value;
 pub use runtime::reactor::HandlerStats;
-pub use workflow::Flow;
+pub use workflow::{Flow, Results};
 
 /// Registers a function so that any node of the cluster can call it by name.
 ///

@@ -130,6 +130,16 @@ fn hex_id<S: serde::Serializer>(id: &u64, s: S) -> std::result::Result<S::Ok, S:
     s.serialize_str(&format!("{id:016x}"))
 }
 
+impl MemberSummary {
+    /// Whether it offers `fun`, among its own functions or mpreg's built-ins.
+    pub fn offers(&self, fun: &str) -> bool {
+        self.functions
+            .iter()
+            .chain(&self.builtins)
+            .any(|f| f == fun)
+    }
+}
+
 impl From<crate::proto::wire::MemberInfo> for MemberSummary {
     fn from(m: crate::proto::wire::MemberInfo) -> Self {
         let (mut functions, mut subscriptions): (Vec<String>, Vec<String>) = m

@@ -118,7 +118,7 @@ impl Flow {
     /// Runs the workflow: on this node if it is a member, else on a member it is connected
     /// to, sent there in one message. Returns the results by command name: the sinks (the
     /// commands no other command references), or all with [`Flow::all`].
-    pub async fn run(self) -> Result<BTreeMap<String, Value>> {
+    pub async fn run(self) -> Result<Results> {
         if let Some(e) = self.error {
             return Err(Error::Workflow { detail: e });
         }
@@ -136,17 +136,69 @@ impl Flow {
                 detail: format!("the entry node answered a non-map result: {map}"),
             });
         };
-        Ok(pairs
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str()
-                        .map(String::from)
-                        .unwrap_or_else(|| k.to_string()),
-                    v,
-                )
-            })
-            .collect())
+        Ok(Results(
+            pairs
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| k.to_string()),
+                        v,
+                    )
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// A workflow's results by command name: a map (it derefs to `BTreeMap<String, Value>`)
+/// that prints as JSON with `{}` and `{:?}` alike, so `println!("{results:?}")` shows
+/// `{"|b":13}` rather than MessagePack's `Integer(PosInt(13))`.
+#[derive(Clone, PartialEq, Default)]
+pub struct Results(pub BTreeMap<String, Value>);
+
+impl Results {
+    /// The map itself.
+    pub fn into_inner(self) -> BTreeMap<String, Value> {
+        self.0
+    }
+
+    /// The results as one JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let map = self
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::proto::json::to_json(v)))
+            .collect();
+        serde_json::Value::Object(map)
+    }
+}
+
+impl std::ops::Deref for Results {
+    type Target = BTreeMap<String, Value>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl IntoIterator for Results {
+    type Item = (String, Value);
+    type IntoIter = std::collections::btree_map::IntoIter<String, Value>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl std::fmt::Display for Results {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.to_json())
+    }
+}
+
+impl std::fmt::Debug for Results {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }
 

@@ -276,3 +276,20 @@ async fn errors_name_the_command_and_a_failure_cancels_pending_steps() {
 fn json_map() -> std::collections::HashMap<String, i32> {
     [("k".to_string(), 1)].into_iter().collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_print_as_json() {
+    let node = support::local("printer").start().await.unwrap();
+    let out = node
+        .workflow()
+        .step("|a", "echo", (13,))
+        .step("|b", "echos", ("|a", "x"))
+        .all(true)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(format!("{out}"), r#"{"|a":13,"|b":[13,"x"]}"#);
+    assert_eq!(format!("{out:?}"), format!("{out}"));
+    assert_eq!(out["|a"], mpreg::Value::from(13));
+    node.shutdown().await;
+}

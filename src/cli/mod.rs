@@ -5,6 +5,7 @@ mod nodes;
 mod pubsub;
 mod run;
 mod serve;
+mod top;
 
 use std::path::PathBuf;
 
@@ -32,6 +33,8 @@ enum Command {
     Pub(pubsub::PubArgs),
     /// Print publications matching a pattern as JSON lines until --count or --timeout.
     Sub(pubsub::SubArgs),
+    /// Watch the whole cluster live: nodes, calls/s, latencies, errors, events (`q` quits).
+    Top(top::TopArgs),
 }
 
 /// Options shared by every subcommand that starts a node.
@@ -127,6 +130,11 @@ impl Cli {
     pub fn is_serve(&self) -> bool {
         matches!(self.command, Command::Serve(_))
     }
+
+    /// Whether this draws a full-screen view, where log lines would tear the picture.
+    pub fn is_screen(&self) -> bool {
+        matches!(&self.command, Command::Top(a) if top::is_live(a))
+    }
 }
 
 /// Runs the parsed command.
@@ -138,5 +146,6 @@ pub async fn run(cli: Cli) -> mpreg::Result<()> {
         Command::Run(a) => run::run(a).await,
         Command::Pub(a) => pubsub::run_pub(a).await,
         Command::Sub(a) => pubsub::run_sub(a).await,
+        Command::Top(a) => top::run(a).await,
     }
 }

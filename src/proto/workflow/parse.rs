@@ -4,8 +4,10 @@
 //! `u` are ignored) or a bare array of commands. A command is a map with `name` and `fun`
 //! (strings), and optional `args` (array, default `[]`), `kwargs` (map with string keys,
 //! default `{}`), `locs` (array of strings, default `[]`) and `scope` (string). A `nil`
-//! (JSON `null`) counts as absent; unknown fields are ignored, so newer MPREG clients that
-//! add fields still work.
+//! (JSON `null`) counts as absent. The optional fields newer MPREG clients add to a command
+//! (`function_id`, `version_constraint`, `target_cluster`, `routing_topic`) are accepted
+//! and ignored; any other field is an error naming it, with the field it probably meant
+//! (a typo such as `nam` must not turn into "`name` is missing").
 
 use rmpv::Value;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -108,8 +110,12 @@ fn parse_command(index: usize, v: &Value) -> Result<Command, ParseError> {
         name: name.map(str::to_owned),
         problem,
     };
-    if !matches!(v, Value::Map(_)) {
+    let Value::Map(pairs) = v else {
         return Err(fail(None, format!("must be a map, got {}", kind(v))));
+    };
+    let named = optional_string(v, "name").ok().flatten();
+    if let Some(problem) = pairs.iter().find_map(|(k, _)| unknown_field(k)) {
+        return Err(fail(named.as_deref(), problem));
     }
     let name = string(v, "name").map_err(|p| fail(None, p))?;
     let at = |p| fail(Some(&name), p);
@@ -120,6 +126,28 @@ fn parse_command(index: usize, v: &Value) -> Result<Command, ParseError> {
         locs: locs(v).map_err(at)?,
         scope: optional_string(v, "scope").map_err(at)?,
         name,
+    })
+}
+
+/// A command's fields, then those MPREG's newer clients send and we ignore.
+const FIELDS: [&str; 6] = ["name", "fun", "args", "kwargs", "locs", "scope"];
+const MPREG_IGNORED: [&str; 4] = [
+    "function_id",
+    "version_constraint",
+    "target_cluster",
+    "routing_topic",
+];
+
+/// What is wrong with key `k` of a command, if it is not a field we know.
+fn unknown_field(k: &Value) -> Option<String> {
+    let key = k.as_str()?;
+    if FIELDS.contains(&key) || MPREG_IGNORED.contains(&key) {
+        return None;
+    }
+    let close = crate::proto::catalog::close_names(key, FIELDS);
+    Some(match close.first() {
+        Some(c) => format!("unknown field `{key}` (did you mean `{c}`?)"),
+        None => format!("unknown field `{key}` (fields: {})", FIELDS.join(", ")),
     })
 }
 

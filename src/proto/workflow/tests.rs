@@ -639,3 +639,28 @@ proptest! {
         prop_assert!(index.iter().all(|&i| d.pos[i] >= first), "starts at the earliest");
     }
 }
+
+#[test]
+fn unknown_fields_are_named_with_the_field_meant() {
+    let e = parse_err(r#"[{"nam": "|a", "fun": "echo"}]"#);
+    assert!(
+        e.contains("unknown field `nam` (did you mean `name`?)"),
+        "{e}"
+    );
+    let e = parse_err(r#"[{"name": "|a", "fun": "echo", "lcos": ["x"]}]"#);
+    assert!(
+        e.contains("`|a`") && e.contains("did you mean `locs`?"),
+        "{e}"
+    );
+    let e = parse_err(r#"[{"name": "|a", "fun": "echo", "zzzzzz": 1}]"#);
+    assert!(
+        e.contains("unknown field `zzzzzz` (fields: name, fun"),
+        "{e}"
+    );
+    // What newer MPREG clients add is accepted.
+    let w = Workflow::from_json_str(
+        r#"[{"name": "|a", "fun": "echo", "function_id": null, "routing_topic": "t"}]"#,
+    )
+    .expect("MPREG's optional fields parse");
+    assert_eq!(w.cmds.len(), 1);
+}
