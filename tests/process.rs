@@ -73,7 +73,7 @@ fn cli_errors_are_one_line_and_exit_non_zero() {
     assert!(!ok);
     assert_eq!(
         err,
-        "mpreg: configuration: --kw \"oops\": expected NAME=JSON"
+        "mpreg: --kw \"oops\": expected NAME=JSON"
     );
 }
 
