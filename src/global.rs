@@ -73,18 +73,57 @@ async fn default_node(mode: Mode) -> Result<Node> {
         Mode::Member => cfg.builtins = false,
         Mode::Serve => {}
     }
-    let node = on_runtime(Node::start(cfg)).await?;
+    let node = if mode == Mode::Serve {
+        start_server(cfg).await?
+    } else {
+        on_runtime(Node::start(cfg)).await?
+    };
     *slot = Some((node.clone(), mode));
     Ok(node)
+}
+
+/// Starts the node of [`serve`]: on port 7700 like `mpreg serve` unless the port was
+/// configured (`MPREG_PORT`, `mpreg.toml`), on a free port (said in the log) when 7700 is
+/// taken, e.g. by a second server on the same machine.
+async fn start_server(mut cfg: Config) -> Result<Node> {
+    let chosen = cfg.port != 0 || std::env::var_os("MPREG_PORT").is_some();
+    if chosen {
+        return on_runtime(Node::start(cfg)).await;
+    }
+    cfg.port = crate::DEFAULT_PORT;
+    match on_runtime(Node::start(cfg.clone())).await {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AddrInUse => {
+            announce(&format!(
+                "port {} is taken; serving on a free port instead",
+                crate::DEFAULT_PORT
+            ));
+            cfg.port = 0;
+            on_runtime(Node::start(cfg)).await
+        }
+        other => other,
+    }
+}
+
+/// A line every server user must see: logged at `info`, and printed on stderr when the
+/// process installed no `tracing` subscriber (so it shows without `init_logging`).
+fn announce(line: &str) {
+    tracing::info!("{line}");
+    if !tracing::dispatcher::has_been_set() {
+        eprintln!("mpreg: {line}");
+    }
 }
 
 /// Runs this process as a node until Ctrl-C or SIGTERM, serving every function registered
 /// with `#[mpreg::register]` plus the built-ins, then shuts down gracefully.
 ///
-/// Configured by `MPREG_*` variables and `mpreg.toml` (see [`Config`]).
+/// Configured by `MPREG_*` variables and `mpreg.toml` (see [`Config`]). Like `mpreg serve`
+/// it listens on port 7700 unless a port is configured, and on a free port when 7700 is
+/// taken. It says `serving NAME on ADDR` once at start: in the log at `info`, and on
+/// stderr too when no `tracing` subscriber is installed.
 pub async fn serve() -> Result<()> {
     let node = default_node(Mode::Serve).await?;
-    tracing::info!(node = node.name(), addr = ?node.addr(), "serving");
+    let addr = node.addr().map(|a| a.to_string()).unwrap_or_default();
+    announce(&format!("serving {} on {addr}", node.name()));
     on_runtime(async {
         shutdown_signal().await;
         Ok(())
