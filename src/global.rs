@@ -192,18 +192,34 @@ pub fn workflow() -> crate::Flow {
 }
 
 /// Calls through the default node restricted to the nodes of host `host`:
-/// `mpreg::host("lab-pc").call("gpu_temp", ()).await`.
-pub fn host(host: &str) -> DefaultTarget {
+/// `mpreg::on_host("lab-pc").call("gpu_temp", ()).await`.
+pub fn on_host(host: &str) -> DefaultTarget {
     DefaultTarget::new(Perspective::Host(host.into()))
 }
 
 /// Calls through the default node restricted to the node named `name`:
-/// `mpreg::node("worker-3").call("train", ("m",)).await`.
-pub fn named(name: &str) -> DefaultTarget {
+/// `mpreg::on_node("worker-3").call("train", ("m",)).await`.
+pub fn on_node(name: &str) -> DefaultTarget {
     DefaultTarget::new(Perspective::Node(name.into()))
 }
 
-/// A perspective on the default node's cluster; see [`host`] and [`node`](crate::node()).
+/// The old name of [`on_host`].
+#[deprecated(since = "0.1.0", note = "renamed `mpreg::on_host`")]
+pub fn host(host: &str) -> DefaultTarget {
+    on_host(host)
+}
+
+/// The old name of [`on_node`]; it read like the node itself, which is
+/// [`default_node`](crate::default_node).
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed `mpreg::on_node` (the default node itself is `mpreg::default_node()`)"
+)]
+pub fn named(name: &str) -> DefaultTarget {
+    on_node(name)
+}
+
+/// A perspective on the default node's cluster; see [`on_host`] and [`on_node`].
 #[derive(Debug, Clone)]
 pub struct DefaultTarget {
     perspective: Perspective,

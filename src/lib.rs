@@ -81,8 +81,10 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use function::{FnSpec, Function, Param, Visibility};
+#[allow(deprecated)]
+pub use global::{host, named as node};
 pub use global::{
-    blocking, call, call_all, host, named as node, node as default_node, serve, shutdown,
+    blocking, call, call_all, node as default_node, on_host, on_node, serve, shutdown,
     shutdown_signal, workflow, DefaultTarget,
 };
 pub use handler::{HandlerFuture, HandlerOutcome, Handlers};
