@@ -81,12 +81,12 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use function::{FnSpec, Function, Param, Visibility};
-#[allow(deprecated)]
-pub use global::{host, named as node};
 pub use global::{
     blocking, call, call_all, node as default_node, on_host, on_node, serve, shutdown,
     shutdown_signal, workflow, DefaultTarget,
 };
+#[allow(deprecated)]
+pub use global::{host, named as node};
 pub use handler::{HandlerFuture, HandlerOutcome, Handlers};
 pub use message::{Message, MessageError};
 pub use messaging::{
