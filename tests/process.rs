@@ -55,7 +55,7 @@ fn cli_errors_are_one_line_and_exit_non_zero() {
     assert!(out.is_empty());
     assert_eq!(
         err,
-        "mpreg: unknown function `ehco`; did you mean `echo`? (not served here nor by alpha)"
+        "mpreg: unknown function `ehco`; did you mean `echo`? (offered by none of the 1 member known: alpha)"
     );
     let (ok, _, err) = mpreg(&[
         "call",
