@@ -115,7 +115,11 @@ impl Tried {
         let parts: Vec<String> = self
             .0
             .iter()
-            .map(|(_, name, why, _, _)| format!("`{name}`: {why}"))
+            .map(|(_, name, why, _, relayed)| match relayed {
+                // The error is the forwarder's: say so, so it is not blamed for `name`.
+                true => format!("`{name}` (not reachable from here; a forwarder answered): {why}"),
+                false => format!("`{name}`: {why}"),
+            })
             .collect();
         format!("providers tried: {}", parts.join("; "))
     }
