@@ -73,18 +73,57 @@ async fn default_node(mode: Mode) -> Result<Node> {
         Mode::Member => cfg.builtins = false,
         Mode::Serve => {}
     }
-    let node = on_runtime(Node::start(cfg)).await?;
+    let node = if mode == Mode::Serve {
+        start_server(cfg).await?
+    } else {
+        on_runtime(Node::start(cfg)).await?
+    };
     *slot = Some((node.clone(), mode));
     Ok(node)
+}
+
+/// Starts the node of [`serve`]: on port 7700 like `mpreg serve` unless the port was
+/// configured (`MPREG_PORT`, `mpreg.toml`), on a free port (said in the log) when 7700 is
+/// taken, e.g. by a second server on the same machine.
+async fn start_server(mut cfg: Config) -> Result<Node> {
+    let chosen = cfg.port != 0 || std::env::var_os("MPREG_PORT").is_some();
+    if chosen {
+        return on_runtime(Node::start(cfg)).await;
+    }
+    cfg.port = crate::DEFAULT_PORT;
+    match on_runtime(Node::start(cfg.clone())).await {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AddrInUse => {
+            announce(&format!(
+                "port {} is taken; serving on a free port instead",
+                crate::DEFAULT_PORT
+            ));
+            cfg.port = 0;
+            on_runtime(Node::start(cfg)).await
+        }
+        other => other,
+    }
+}
+
+/// A line every server user must see: logged at `info`, and printed on stderr when the
+/// process installed no `tracing` subscriber (so it shows without `init_logging`).
+fn announce(line: &str) {
+    tracing::info!("{line}");
+    if !tracing::dispatcher::has_been_set() {
+        eprintln!("mpreg: {line}");
+    }
 }
 
 /// Runs this process as a node until Ctrl-C or SIGTERM, serving every function registered
 /// with `#[mpreg::register]` plus the built-ins, then shuts down gracefully.
 ///
-/// Configured by `MPREG_*` variables and `mpreg.toml` (see [`Config`]).
+/// Configured by `MPREG_*` variables and `mpreg.toml` (see [`Config`]). Like `mpreg serve`
+/// it listens on port 7700 unless a port is configured, and on a free port when 7700 is
+/// taken. It says `serving NAME on ADDR` once at start: in the log at `info`, and on
+/// stderr too when no `tracing` subscriber is installed.
 pub async fn serve() -> Result<()> {
     let node = default_node(Mode::Serve).await?;
-    tracing::info!(node = node.name(), addr = ?node.addr(), "serving");
+    let addr = node.addr().map(|a| a.to_string()).unwrap_or_default();
+    announce(&format!("serving {} on {addr}", node.name()));
     on_runtime(async {
         shutdown_signal().await;
         Ok(())
@@ -153,18 +192,34 @@ pub fn workflow() -> crate::Flow {
 }
 
 /// Calls through the default node restricted to the nodes of host `host`:
-/// `mpreg::host("lab-pc").call("gpu_temp", ()).await`.
-pub fn host(host: &str) -> DefaultTarget {
+/// `mpreg::on_host("lab-pc").call("gpu_temp", ()).await`.
+pub fn on_host(host: &str) -> DefaultTarget {
     DefaultTarget::new(Perspective::Host(host.into()))
 }
 
 /// Calls through the default node restricted to the node named `name`:
-/// `mpreg::node("worker-3").call("train", ("m",)).await`.
-pub fn named(name: &str) -> DefaultTarget {
+/// `mpreg::on_node("worker-3").call("train", ("m",)).await`.
+pub fn on_node(name: &str) -> DefaultTarget {
     DefaultTarget::new(Perspective::Node(name.into()))
 }
 
-/// A perspective on the default node's cluster; see [`host`] and [`node`](crate::node()).
+/// The old name of [`on_host`].
+#[deprecated(since = "0.1.0", note = "renamed `mpreg::on_host`")]
+pub fn host(host: &str) -> DefaultTarget {
+    on_host(host)
+}
+
+/// The old name of [`on_node`]; it read like the node itself, which is
+/// [`default_node`](crate::default_node).
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed `mpreg::on_node` (the default node itself is `mpreg::default_node()`)"
+)]
+pub fn named(name: &str) -> DefaultTarget {
+    on_node(name)
+}
+
+/// A perspective on the default node's cluster; see [`on_host`] and [`on_node`].
 #[derive(Debug, Clone)]
 pub struct DefaultTarget {
     perspective: Perspective,

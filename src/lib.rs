@@ -86,9 +86,11 @@ pub use config::{
 pub use error::{Error, Result};
 pub use function::{FnSpec, Function, Param, Visibility};
 pub use global::{
-    blocking, call, call_all, host, named as node, node as default_node, serve, shutdown,
+    blocking, call, call_all, node as default_node, on_host, on_node, serve, shutdown,
     shutdown_signal, workflow, DefaultTarget,
 };
+#[allow(deprecated)]
+pub use global::{host, named as node};
 pub use handler::{HandlerFuture, HandlerOutcome, Handlers};
 pub use message::{Message, MessageError};
 pub use messaging::{
@@ -114,7 +116,7 @@ pub use workflow::{Flow, Results};
 
 /// Registers a function so that any node of the cluster can call it by name.
 ///
-/// ```ignore
+/// ```no_run
 /// #[mpreg::register]                                   // name "echo", network visible
 /// fn echo(s: String) -> String { s }
 ///
@@ -135,7 +137,7 @@ pub use mpreg_macros::register;
 /// Runs a free function every time a MARO condition holds (DESIGN §10), on every node the
 /// process starts, with the messages that satisfied it.
 ///
-/// ```ignore
+/// ```no_run
 /// #[mpreg::on("worker:update:60%")]
 /// async fn aggregate(messages: Vec<mpreg::Message>) {
 ///     let senders: Vec<&str> = messages.iter().map(|m| m.source.as_str()).collect();
@@ -151,7 +153,7 @@ pub use mpreg_macros::on;
 /// Implements [`Handlers`] for a type whose `impl` block marks methods with
 /// `#[on("condition")]`; attach a value with [`Node::attach`].
 ///
-/// ```ignore
+/// ```no_run
 /// struct Aggregator { rounds: u32 }
 ///
 /// #[mpreg::handlers]
@@ -223,7 +225,7 @@ fn mpreg_only(rust_log: &str) -> String {
 
 /// Subscribes a function to a topic pattern: `#[mpreg::subscribe("sensors.*.temp")]`.
 ///
-/// ```ignore
+/// ```no_run
 /// #[mpreg::subscribe("sensors.*.temp")]
 /// async fn on_temp(celsius: f64, meta: mpreg::PubMeta) { println!("{}: {celsius}", meta.topic) }
 ///

@@ -298,8 +298,11 @@ impl Node {
         }
     }
 
-    /// Waits until at least `count` live members have `role`, for every `(role, count)`;
-    /// the error names the roles still short at the deadline.
+    /// Waits until at least `count` live *peers* have `role`, for every `(role, count)`;
+    /// the error names the roles still short at the deadline. Peers are the other members:
+    /// this node is never counted, even when it has `role` itself (a worker waiting for
+    /// "3 workers" waits for three others), since what one waits for is someone to
+    /// exchange messages with.
     pub async fn wait_for_peers<R: AsRef<str>>(
         &self,
         expected: impl IntoIterator<Item = (R, usize)>,

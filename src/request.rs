@@ -199,7 +199,7 @@ fn decode<R: DeserializeOwned>(fun: &str, bytes: &[u8], node: &str) -> Result<R>
 }
 
 /// Calls restricted to one host or one node: `node.host("lab-pc").call("gpu_temp", ())`,
-/// `mpreg::node("worker-3").call(..)`.
+/// `mpreg::on_node("worker-3").call(..)`.
 #[derive(Debug, Clone)]
 pub struct Target {
     node: Node,

@@ -226,3 +226,21 @@ fn only_configuration_errors_say_configuration_and_usage_is_checked_first() {
     assert!(!ok);
     assert!(err.contains("configuration"), "{err}");
 }
+
+#[test]
+fn an_unknown_function_lists_the_members_known_not_here() {
+    let port = free_port();
+    let node = Proc::start("mpreg", &["serve", "--name", "alpha"], &[], port);
+    let seed = node.addr.to_string();
+    let (ok, _, err) = mpreg(&["call", "--seed", &seed, "ehco", "x"]);
+    assert!(!ok);
+    assert!(
+        err.contains("unknown function `ehco`; did you mean `echo`?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("offered by none of the 1 member known: alpha"),
+        "{err}"
+    );
+    assert!(!err.contains("here"), "{err}");
+}

@@ -46,3 +46,40 @@ fn default_node_calls_by_name_async_and_blocking() {
     rt.block_on(mpreg::shutdown()); // none running: nothing to do
     rt.block_on(server.shutdown());
 }
+
+/// A library server (`mpreg::serve()`, the calculator example) says where it is and, with
+/// 7700 taken, serves on a free port instead of failing.
+#[test]
+fn a_library_server_says_where_it_serves_and_falls_back_from_a_taken_7700() {
+    use std::io::{BufRead, BufReader};
+    // Hold 7700 (if someone else already does, it is taken all the same).
+    let _holder = std::net::TcpListener::bind(("127.0.0.1", mpreg::DEFAULT_PORT));
+    let mut cmd = std::process::Command::new(support::built("calculator"));
+    support::confine(&mut cmd);
+    let mut child = cmd
+        .env_remove("MPREG_PORT")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the calculator example");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let serving = loop {
+        let line = lines.next().expect("stderr ended").unwrap();
+        seen.push(line.clone());
+        match line.find("serving ") {
+            Some(at) if !line.contains("is taken") => break line[at..].to_string(),
+            _ => {}
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.iter().any(|l| l.contains("port 7700 is taken")),
+        "{seen:#?}"
+    );
+    let addr = serving.rsplit(' ').next().unwrap();
+    let addr: std::net::SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{e}: {serving}"));
+    assert_ne!(addr.port(), mpreg::DEFAULT_PORT, "{serving}");
+}

@@ -382,3 +382,25 @@ async fn an_attached_value_keeps_its_state_across_firings() {
     assert!(master.off(ids[0]));
     assert!(!master.off(ids[0]));
 }
+
+/// `wait_for_peers` counts the *other* members only (issue #14 item 11): a worker waiting
+/// for one worker is not satisfied by itself, and is once another worker joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_peers_never_counts_the_waiting_node() {
+    let me = local("w1").role("worker").start().await.unwrap();
+    let e = me
+        .wait_for_peers([("worker", 1)], Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("worker: 0 of 1 live"), "{e}");
+    let seed = me.addr().unwrap();
+    let other = local("w2").role("worker").seed(seed).start().await.unwrap();
+    me.wait_for_peers([("worker", 1)], LIMIT).await.unwrap();
+    let e = me
+        .wait_for_peers([("worker", 2)], Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("worker: 1 of 2 live"), "{e}");
+    other.shutdown().await;
+    me.shutdown().await;
+}

@@ -60,19 +60,23 @@ pub fn encode_value<T: Serialize + ?Sized>(v: &T) -> Result<Bytes, Failure> {
 ///
 /// A nil or empty input counts as no arguments; a single non-array value counts as one
 /// positional argument (so `call("echo", "hi")` works like `call("echo", ("hi",))`).
+///
+/// A failure says which argument was wrong (`argument 0: …`, which the serving node turns
+/// into the parameter's name) in serde's words (`expected i64, got string "x"`), not
+/// MessagePack's; bytes that are not exactly one MessagePack value are refused.
 pub fn decode_args<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, Failure> {
-    let res = match shape(bytes) {
+    let single;
+    let input: &[u8] = match shape(bytes) {
         // `()` decodes from nil, tuples from arrays: an empty list must suit both.
-        Shape::Array if array_len(bytes) == Some(0) => {
-            rmp_serde::from_slice(&[0x90]).or_else(|_| rmp_serde::from_slice(&[0xc0]))
-        }
-        Shape::Array => rmp_serde::from_slice(bytes),
-        Shape::Empty => rmp_serde::from_slice(&[0x90]).or_else(|_| rmp_serde::from_slice(&[0xc0])),
+        Shape::Array if array_len(bytes) == Some(0) && bytes.len() == 1 => return empty(),
+        Shape::Empty if bytes.len() <= 1 => return empty(),
+        Shape::Array | Shape::Empty => bytes,
         Shape::Single => {
             let mut one = Vec::with_capacity(bytes.len() + 1);
             one.push(0x91);
             one.extend_from_slice(bytes);
-            rmp_serde::from_slice(&one)
+            single = one;
+            &single
         }
         Shape::Map => {
             return Err(Failure::bad_arguments(
@@ -80,22 +84,94 @@ pub fn decode_args<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, Failure> {
             ))
         }
     };
-    res.map_err(|e| Failure::bad_arguments(e.to_string()))
+    whole(input).map_err(|_| Failure::bad_arguments(explain::<A>(input)))
 }
 
+/// No arguments, for `()` (from nil) or a tuple (from an empty array).
+fn empty<A: DeserializeOwned>() -> Result<A, Failure> {
+    rmp_serde::from_slice(&[0x90])
+        .or_else(|_| rmp_serde::from_slice(&[0xc0]))
+        .map_err(|_| Failure::bad_arguments(explain::<A>(&[0x90])))
+}
+
+/// `A` from `bytes`, which must hold exactly one MessagePack value.
+fn whole<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, ()> {
+    let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+    let a = A::deserialize(&mut de).map_err(|_| ())?;
+    if de.position() as usize == bytes.len() {
+        Ok(a)
+    } else {
+        Err(())
+    }
+}
+
+/// Why `bytes` (an array of arguments) do not decode as `A`, found the slow way (only after
+/// the fast decode failed): as a MessagePack value first, then as `A` with the path of the
+/// first mismatch.
+fn explain<A: DeserializeOwned>(bytes: &[u8]) -> String {
+    let mut rest = bytes;
+    let value = match rmpv::decode::read_value(&mut rest) {
+        Ok(v) if rest.is_empty() => v,
+        Ok(_) => {
+            return format!(
+                "the arguments are not one MessagePack value ({} bytes left over)",
+                rest.len()
+            )
+        }
+        Err(e) => return format!("the arguments are not valid MessagePack: {e}"),
+    };
+    match serde_path_to_error::deserialize::<_, A>(value) {
+        Ok(_) => "the arguments do not fit the parameters".to_string(),
+        Err(e) => {
+            let path = e.path().to_string();
+            let what = plain(&e.into_inner().to_string());
+            match path.trim_start_matches('[').split(']').next() {
+                Some(i) if i.parse::<usize>().is_ok() => format!("argument {i}: {what}"),
+                _ => what,
+            }
+        }
+    }
+}
+
+/// serde's "invalid type: string \"x\", expected i64" as "expected i64, got string \"x\"".
+fn plain(serde: &str) -> String {
+    let serde = serde
+        .strip_prefix("error while decoding value: ")
+        .unwrap_or(serde);
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some((got, expected)) = serde
+            .strip_prefix(prefix)
+            .and_then(|r| r.rsplit_once(", expected "))
+        {
+            return format!("expected {expected}, got {got}");
+        }
+    }
+    serde.to_string()
+}
+
+/// The one MessagePack value `bytes` hold (left-over bytes are an error too).
 fn read_value(bytes: &[u8], what: &str) -> Result<Value, Failure> {
-    rmpv::decode::read_value(&mut &bytes[..])
-        .map_err(|e| Failure::bad_arguments(format!("cannot decode {what}: {e}")))
+    let mut rest = bytes;
+    let v = rmpv::decode::read_value(&mut rest)
+        .map_err(|e| Failure::bad_arguments(format!("{what} are not valid MessagePack: {e}")))?;
+    if !rest.is_empty() {
+        return Err(Failure::bad_arguments(format!(
+            "{what} are not one MessagePack value ({} bytes left over)",
+            rest.len()
+        )));
+    }
+    Ok(v)
 }
 
 fn positional_values(bytes: &[u8]) -> Result<Vec<Value>, Failure> {
     match shape(bytes) {
+        Shape::Empty if bytes.len() > 1 => read_value(bytes, "the arguments").map(|_| Vec::new()),
         Shape::Empty => Ok(Vec::new()),
         Shape::Array => match read_value(bytes, "positional arguments")? {
             Value::Array(items) => Ok(items),
             _ => unreachable!("shape said array"),
         },
-        Shape::Single => Ok(vec![read_value(bytes, "the argument")?]),
+        Shape::Single => Ok(vec![read_value(bytes, "the arguments")?]),
         Shape::Map => Ok(Vec::new()),
     }
 }

@@ -49,7 +49,7 @@ pub enum Policy {
     RoundRobin,
 }
 
-/// Restricts candidates to one host or one node (`mpreg::host("lab-pc")`).
+/// Restricts candidates to one host or one node (`mpreg::on_host("lab-pc")`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Perspective {

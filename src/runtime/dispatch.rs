@@ -278,6 +278,15 @@ fn explain(mut f: Failure, spec: &FnSpec, call: &Call) -> Failure {
     }
     f.expected = spec.signature();
     if let Some(params) = &spec.params {
+        // `argument 1: expected …` (from decoding) names the parameter instead.
+        let named = f
+            .message
+            .strip_prefix("argument ")
+            .and_then(|r| r.split_once(": "))
+            .and_then(|(i, rest)| Some((params.get(i.parse::<usize>().ok()?)?, rest)));
+        if let Some((p, rest)) = named {
+            f.message = format!("`{}`: {rest}", p.name);
+        }
         let missing = args::missing(params, &call.args, call.kwargs.as_deref());
         if !missing.is_empty() && f.message.contains("nil")
             || f.message.contains("unit value") && !missing.is_empty()

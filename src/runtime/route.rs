@@ -115,7 +115,11 @@ impl Tried {
         let parts: Vec<String> = self
             .0
             .iter()
-            .map(|(_, name, why, _, _)| format!("`{name}`: {why}"))
+            .map(|(_, name, why, _, relayed)| match relayed {
+                // The error is the forwarder's: say so, so it is not blamed for `name`.
+                true => format!("`{name}` (not reachable from here; a forwarder answered): {why}"),
+                false => format!("`{name}`: {why}"),
+            })
             .collect();
         format!("providers tried: {}", parts.join("; "))
     }
@@ -669,6 +673,40 @@ impl Shared {
         }
     }
 
+    /// "offered by none of the 3 members known: a, b, c": whom we know of the cluster
+    /// (members and connected peers); "this node" only for a node that serves functions.
+    fn offered_by_none(&self, conns: &[Arc<Connection>]) -> String {
+        const SHOWN: usize = 8;
+        let mut known: Vec<String> = conns.iter().map(|c| c.peer.name.clone()).collect();
+        known.extend(
+            self.directory
+                .read()
+                .values()
+                .map(|e| e.member.name.clone()),
+        );
+        known.sort();
+        known.dedup();
+        let n = known.len();
+        let mut list = known
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if n > SHOWN {
+            list.push_str(&format!(" and {} more", n - SHOWN));
+        }
+        let members = if n == 1 { "member" } else { "members" };
+        if self.config.listen {
+            format!(
+                "offered neither by this node `{}` nor by the {n} other {members} it knows: {list}",
+                self.name
+            )
+        } else {
+            format!("offered by none of the {n} {members} known: {list}")
+        }
+    }
+
     /// "unknown function", with look-alike names from everything we know and why nothing
     /// is reachable when that is the problem.
     pub(crate) fn unknown(&self, fun: &str) -> Error {
@@ -695,9 +733,7 @@ impl Shared {
                 format!("no peers connected; {}", parts.join("; "))
             }
         } else {
-            let mut peers: Vec<String> = conns.iter().map(|c| c.peer.name.clone()).collect();
-            peers.sort();
-            format!("not served here nor by {}", peers.join(", "))
+            self.offered_by_none(&conns)
         };
         Error::UnknownFunction {
             fun: fun.into(),
