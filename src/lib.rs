@@ -41,9 +41,19 @@
 //! - `http.rs` (cargo feature `http`, on by default): the node's HTTP listener (`--http`),
 //!   Prometheus `/metrics` and `/health/live`, `/health/ready` (readiness: `Shared::readiness`).
 //! - `global.rs`: the process-global default node behind [`serve`], [`call`] and
-//!   [`blocking::call`]. `builtins.rs`: `echo` and `echos`.
+//!   [`blocking::call`]. `builtins.rs`: `echo` and `echos`, and `_metrics`/`_info` on
+//!   every node.
+//! - `metrics/` (DESIGN §11): what a node measures — the lock-free latency histogram
+//!   (`histogram`), per-node tables (`mod.rs`), the caller's side of a call (`caller`),
+//!   reading them into [`MetricsSnapshot`]/[`NodeInfo`] (`collect`, `snapshot`) and into
+//!   Prometheus text (`prometheus`).
+//! - `http/` (feature `http`): the node's optional HTTP listener — `/metrics`,
+//!   `/health/live`, `/health/ready` — with a bounded number of connections
+//!   (`connections`).
 //! - [`Error`] (`error.rs`): one error enum whose messages name what was wrong.
-//! - `src/main.rs` and `src/cli/`: the `mpreg` command line, a thin client of this library.
+//! - `src/main.rs` and `src/cli/`: the `mpreg` command line, a thin client of this library
+//!   (`cli/top/`: the `mpreg top` TUI — polling, a pure model of rates and events, the
+//!   view, the terminal loop).
 //! - MARO messaging (DESIGN §10): [`Message`] and [`MessageError`] (`message.rs`); the
 //!   primitives `send`/`isend`/`notify`/`scatter`/`broadcast`/`receive`/`receive_by_id`/
 //!   `wait_for_peers` on [`Node`] and the default node (`messaging.rs`); [`Handlers`] and

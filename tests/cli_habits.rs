@@ -113,7 +113,7 @@ fn metrics_and_info_are_called_like_any_function() {
 }
 
 /// The JSON log lines of `text` that are inside a span named `span`.
-fn in_span<'a>(text: &'a str, span: &str) -> Vec<serde_json::Value> {
+fn in_span(text: &str, span: &str) -> Vec<serde_json::Value> {
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["span"]["name"] == span)

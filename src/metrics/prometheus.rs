@@ -16,7 +16,8 @@ use super::collect;
 use super::histogram::Counts;
 use crate::runtime::Shared;
 
-/// Content type of the page.
+/// Content type of the page (served by the `http` feature's `/metrics`).
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Upper bounds of the latency histograms' `le` buckets, µs: powers of two from 8 µs to

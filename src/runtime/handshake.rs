@@ -84,6 +84,12 @@ impl Io {
     async fn recv(&mut self) -> Result<Frame> {
         match self.frames.next().await {
             Some(Ok(f)) => Ok(f),
+            // The peer reset the connection: it hung up, as for an end of stream.
+            Some(Err(crate::proto::codec::CodecError::Io(e)))
+                if crate::runtime::listener::hung_up(&e) =>
+            {
+                Err(self.protocol(CLOSED_EARLY.into()))
+            }
             Some(Err(e)) => {
                 let reason = e.to_string();
                 self.refuse(&reason).await;

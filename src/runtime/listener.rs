@@ -45,9 +45,23 @@ pub(crate) async fn run(shared: Arc<Shared>, listener: TcpListener) {
                 Err(crate::Error::Protocol { detail, .. }) if detail == handshake::CLOSED_EARLY => {
                     tracing::debug!(%remote, "peer hung up during the handshake");
                 }
+                // A client that gave up (its call done, or a probe) while we wrote our
+                // half: a hang-up too, not something for an operator.
+                Err(crate::Error::Io { source, .. }) if hung_up(&source) => {
+                    tracing::debug!(%remote, error = %source, "peer hung up during the handshake");
+                }
                 Err(e) => tracing::warn!(%remote, error = %e, "handshake failed"),
             }
             drop(permit);
         });
     }
+}
+
+/// Whether `e` means the peer closed its end (reset, broken pipe, end of stream).
+pub(crate) fn hung_up(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
+    )
 }
