@@ -608,15 +608,22 @@ impl Probe {
 }
 
 /// Measures `raw` and `mp` in alternating slices rather than one after the other, so that
-/// background load on a shared machine hits both alike and the ratio stays meaningful.
+/// background load on a shared machine hits both alike and the ratio stays meaningful. The
+/// order flips every slice (A B B A …): a machine slowly getting faster or slower would
+/// otherwise always favour the side measured first.
 async fn compare(s: Settings, mut raw: Probe, mut mp: Probe) -> (Stats, Stats) {
     raw.run(s.warmup).await;
     mp.run(s.warmup).await;
     let slice = s.run / SLICES;
     let (mut raw_samples, mut mp_samples) = (Samples::default(), Samples::default());
-    for _ in 0..SLICES {
-        raw_samples.append(raw.run(slice).await);
-        mp_samples.append(mp.run(slice).await);
+    for i in 0..SLICES {
+        if i % 2 == 0 {
+            raw_samples.append(raw.run(slice).await);
+            mp_samples.append(mp.run(slice).await);
+        } else {
+            mp_samples.append(mp.run(slice).await);
+            raw_samples.append(raw.run(slice).await);
+        }
     }
     raw.close().await;
     mp.close().await;

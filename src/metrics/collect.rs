@@ -61,7 +61,7 @@ fn served(shared: &Shared) -> BTreeMap<String, FunctionMetrics> {
             let m = &f.served;
             let (p50_us, p95_us, p99_us, max_us) = quantiles(&m.latency.snapshot());
             let fm = FunctionMetrics {
-                calls: m.calls.load(Relaxed),
+                calls: m.latency.count(),
                 errors: m.errors.load(Relaxed),
                 busy: m.busy.load(Relaxed),
                 in_flight: f.in_flight.load(Relaxed) as u64,
@@ -94,10 +94,10 @@ fn called(shared: &Shared) -> BTreeMap<String, CalledMetrics> {
                 .map(|(n, v)| (n.clone(), v.load(Relaxed)))
                 .collect();
             let cm = CalledMetrics {
-                calls: c.calls.load(Relaxed),
+                calls: c.calls(),
                 errors: c.errors.load(Relaxed),
                 busy: c.busy.load(Relaxed),
-                in_flight: c.in_flight.load(Relaxed),
+                in_flight: c.in_flight(),
                 p50_us,
                 p95_us,
                 p99_us,

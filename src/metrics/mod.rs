@@ -31,22 +31,23 @@ const MAX_PREFIXES: usize = 64;
 /// Peers whose reconnects are remembered after their connections closed.
 const MAX_PEERS: usize = 1024;
 
-/// The served side of one function.
+/// The served side of one function. Calls are the latency histogram's count.
 #[derive(Default)]
 pub(crate) struct Served {
-    pub calls: AtomicU64,
     pub errors: AtomicU64,
     pub busy: AtomicU64,
     pub latency: Histogram,
 }
 
-/// The caller side of one function.
-#[derive(Default)]
+/// The caller side of one function. Calls that ended are the latency histogram's count;
+/// in flight is `started` less those and the `abandoned` (futures dropped unfinished).
 pub(crate) struct Called {
-    pub calls: AtomicU64,
+    /// Unique in the process (keys the callers' per-thread caches).
+    pub id: u64,
+    pub started: AtomicU64,
+    pub abandoned: AtomicU64,
     pub errors: AtomicU64,
     pub busy: AtomicU64,
-    pub in_flight: AtomicU64,
     pub latency: Histogram,
     /// Successful calls by answering node (bounded like the function names).
     pub answered_by: RwLock<HashMap<String, Arc<AtomicU64>>>,
@@ -79,6 +80,8 @@ pub(crate) struct Events {
 
 /// One node's metrics that are not held by a function or a connection.
 pub(crate) struct Metrics {
+    /// Unique in the process (keys the callers' per-thread caches).
+    pub id: u64,
     /// Whether calls, workflows and publications are measured (`Config::metrics`).
     pub enabled: bool,
     pub called: RwLock<HashMap<String, Arc<Called>>>,
@@ -88,9 +91,43 @@ pub(crate) struct Metrics {
     pub events: Events,
 }
 
+/// Ids for [`Metrics`] and [`Called`], unique in the process.
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Relaxed)
+}
+
+impl Default for Called {
+    fn default() -> Self {
+        Called {
+            id: next_id(),
+            started: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
+            latency: Histogram::default(),
+            answered_by: RwLock::default(),
+        }
+    }
+}
+
+impl Called {
+    /// Calls that ended (answered or failed).
+    pub(crate) fn calls(&self) -> u64 {
+        self.latency.count()
+    }
+
+    /// Calls waiting for their outcome now.
+    pub(crate) fn in_flight(&self) -> u64 {
+        let ended = self.calls() + self.abandoned.load(Relaxed);
+        self.started.load(Relaxed).saturating_sub(ended)
+    }
+}
+
 impl Metrics {
     pub(crate) fn new(enabled: bool) -> Self {
         Metrics {
+            id: next_id(),
             enabled,
             called: RwLock::default(),
             prefixes: RwLock::default(),

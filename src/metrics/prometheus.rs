@@ -141,7 +141,7 @@ fn calls(o: &mut Page, shared: &Shared) {
         o.sample(
             "mpreg_calls_served_total",
             &[("function", &f.spec.name)],
-            f.served.calls.load(Relaxed),
+            f.served.latency.count(),
         );
     }
     fam(
@@ -151,11 +151,7 @@ fn calls(o: &mut Page, shared: &Shared) {
         "Calls this node made, by function, however many providers each tried.",
     );
     for (name, c) in &called {
-        o.sample(
-            "mpreg_calls_made_total",
-            &[("function", name)],
-            c.calls.load(Relaxed),
-        );
+        o.sample("mpreg_calls_made_total", &[("function", name)], c.calls());
     }
     fam(
         o,
@@ -236,7 +232,7 @@ fn calls(o: &mut Page, shared: &Shared) {
         o.sample(
             "mpreg_calls_in_flight",
             &[("function", name), ("side", "caller")],
-            c.in_flight.load(Relaxed),
+            c.in_flight(),
         );
     }
     fam(o, "mpreg_call_duration_seconds", "histogram",

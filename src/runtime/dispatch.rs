@@ -52,7 +52,8 @@ pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, mut call: Call
         Ok(None) => call.args.clone(),
         Err(f) => {
             if shared.metrics.enabled {
-                crate::metrics::bump(&func.served.calls);
+                // Counted as a call that took no time: it never ran.
+                func.served.latency.record(Duration::ZERO);
                 crate::metrics::bump(&func.served.errors);
             }
             return reply_now(conn, id, Err(f));
@@ -230,7 +231,6 @@ pub(crate) async fn run(
     let result = run_body(func, args, timeout, call).await;
     let m = &func.served;
     m.latency.record(start.elapsed());
-    crate::metrics::bump(&m.calls);
     if result.is_err() {
         crate::metrics::bump(&m.errors);
     }
