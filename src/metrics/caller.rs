@@ -15,17 +15,20 @@ use crate::error::{Error, Result};
 /// Entries a thread keeps (function records and answering nodes alike).
 const CACHED: usize = 16;
 
+/// A per-thread cache: `(owner id, name) -> value`, most recent last.
+type Cache<T> = RefCell<Vec<(u64, String, Arc<T>)>>;
+
 thread_local! {
     /// `(node metrics id, function) -> record` of the calls this thread made lately (ids,
     /// not addresses: a later node may reuse a dropped one's address).
-    static CALLED: RefCell<Vec<(u64, String, Arc<Called>)>> = const { RefCell::new(Vec::new()) };
+    static CALLED: Cache<Called> = const { RefCell::new(Vec::new()) };
     /// `(record id, node) -> count` of who answered them.
-    static ANSWERED: RefCell<Vec<(u64, String, Arc<AtomicU64>)>> = const { RefCell::new(Vec::new()) };
+    static ANSWERED: Cache<AtomicU64> = const { RefCell::new(Vec::new()) };
 }
 
 /// `f` applied to the cached value for `(owner, name)`, made by `make` when missing.
 fn cached<T, R>(
-    cache: &'static std::thread::LocalKey<RefCell<Vec<(u64, String, Arc<T>)>>>,
+    cache: &'static std::thread::LocalKey<Cache<T>>,
     owner: u64,
     name: &str,
     make: impl FnOnce() -> Arc<T>,
