@@ -35,28 +35,6 @@ fn arg<T: std::str::FromStr>(v: Option<String>, default: Option<T>) -> mpreg::Re
     }
 }
 
-/// Waits until `want` members offer `echo`.
-async fn wait_for_providers(node: &mpreg::Node, want: usize) -> mpreg::Result<()> {
-    let start = Instant::now();
-    loop {
-        let have = node
-            .members()
-            .iter()
-            // `echo` is one of mpreg's built-ins, listed apart from users' functions.
-            .filter(|m| m.builtins.iter().chain(&m.functions).any(|f| f == "echo"))
-            .count();
-        if have >= want {
-            return Ok(());
-        }
-        if start.elapsed() > PROVIDERS_WAIT {
-            return Err(mpreg::Error::Config(format!(
-                "only {have} of {want} providers of `echo` known after {PROVIDERS_WAIT:?}"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// One of the in-flight slots: takes the next call number until `n` are taken.
 async fn worker(
     node: mpreg::Node,
@@ -97,7 +75,8 @@ async fn main() -> mpreg::Result<()> {
         .builtins(false)
         .start()
         .await?;
-    wait_for_providers(&node, providers).await?;
+    node.wait_for_providers("echo", providers, PROVIDERS_WAIT)
+        .await?;
     let began = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let by_node = Arc::new(Mutex::new(BTreeMap::new()));

@@ -102,24 +102,6 @@ fn arg<T: std::str::FromStr>(v: Option<String>, default: Option<T>) -> mpreg::Re
     }
 }
 
-/// Waits until `want` members offer `fun`.
-async fn wait_for_providers(node: &mpreg::Node, fun: &str, want: usize) -> mpreg::Result<()> {
-    let start = Instant::now();
-    loop {
-        let have = node.members().iter().filter(|m| m.offers(fun)).count();
-        if have >= want {
-            println!("ready {have}");
-            return Ok(());
-        }
-        if start.elapsed() > PROVIDERS_WAIT {
-            return Err(mpreg::Error::Config(format!(
-                "only {have} of {want} providers of `{fun}` known after {PROVIDERS_WAIT:?}"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// One of the in-flight slots: calls back to back until `until`.
 async fn worker(
     node: mpreg::Node,
@@ -160,7 +142,10 @@ async fn main() -> mpreg::Result<()> {
         .builtins(false)
         .start()
         .await?;
-    wait_for_providers(&node, &fun, providers).await?;
+    let have = node
+        .wait_for_providers(&fun, providers, PROVIDERS_WAIT)
+        .await?;
+    println!("ready {have}");
     let began = Instant::now();
     let until = tokio::time::Instant::now() + Duration::from_secs_f64(secs);
     let tally = Arc::new(Mutex::new(Tally::default()));

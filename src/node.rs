@@ -429,6 +429,37 @@ impl Node {
         }
     }
 
+    /// Waits until at least `count` members offer `fun` (as their own function or as a
+    /// built-in), at most `timeout`; returns how many do. Fails with
+    /// [`Error::Incomplete`](crate::Error::Incomplete) saying how many were found.
+    pub async fn wait_for_providers(
+        &self,
+        fun: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.shared.view_epoch.subscribe();
+        loop {
+            changes.mark_unchanged();
+            let have = self.members().iter().filter(|m| m.offers(fun)).count();
+            if have >= count {
+                return Ok(have);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(crate::Error::Incomplete(format!(
+                    "only {have} of {count} providers of `{fun}` known after {timeout:?}"
+                )));
+            }
+            // A client's member list comes from pushes; poll as well, briefly.
+            let poll = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep_until(poll) => {}
+            }
+        }
+    }
+
     /// What this node measures (what its `_metrics` built-in answers).
     pub fn metrics(&self) -> crate::MetricsSnapshot {
         crate::metrics::collect::snapshot(&self.shared)

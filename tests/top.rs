@@ -252,17 +252,7 @@ async fn once_json_lists_every_node_and_function_with_rates() {
     let seed = cluster.seed();
     let start = Instant::now();
     let doc = loop {
-        let (ok, out, err) = tokio::task::block_in_place(|| {
-            mpreg(&[
-                "top",
-                "--once",
-                "--json",
-                "--seed",
-                &seed,
-                "--interval",
-                "250ms",
-            ])
-        });
+        let (ok, out, err) = top_once_json(&seed);
         assert!(ok, "mpreg top --once --json failed: {err}");
         let doc: serde_json::Value =
             serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
@@ -341,17 +331,7 @@ async fn once_json_lists_every_node_and_function_with_rates() {
     // SAFETY: signals a child process this test started (and resumes below).
     assert_eq!(unsafe { libc::kill(frozen, libc::SIGSTOP) }, 0);
     let start = Instant::now();
-    let (ok, out, err) = tokio::task::block_in_place(|| {
-        mpreg(&[
-            "top",
-            "--once",
-            "--json",
-            "--seed",
-            &seed,
-            "--interval",
-            "250ms",
-        ])
-    });
+    let (ok, out, err) = top_once_json(&seed);
     let took = start.elapsed();
     eprintln!("top --once --json with n3 frozen took {took:?}");
     // SAFETY: as above.
@@ -373,6 +353,20 @@ async fn once_json_lists_every_node_and_function_with_rates() {
         took < Duration::from_secs(5),
         "--once took {took:?} with a frozen member"
     );
+}
+
+/// `mpreg top --once --json` against `seed`, polling every 250 ms, from an async test.
+fn top_once_json(seed: &str) -> (bool, String, String) {
+    let args = [
+        "top",
+        "--once",
+        "--json",
+        "--seed",
+        seed,
+        "--interval",
+        "250ms",
+    ];
+    tokio::task::block_in_place(|| mpreg(&args))
 }
 
 #[test]

@@ -76,14 +76,9 @@ fn served(shared: &Shared) -> BTreeMap<String, FunctionMetrics> {
 }
 
 fn called(shared: &Shared) -> BTreeMap<String, CalledMetrics> {
-    let called: Vec<_> = shared
+    shared
         .metrics
-        .called
-        .read()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    called
+        .called_list()
         .into_iter()
         .map(|(name, c)| {
             let (p50_us, p95_us, p99_us, max_us) = quantiles(&c.latency.snapshot());

@@ -8,6 +8,7 @@
 //! HTTP `/metrics` page). Every map here is bounded: names beyond its cap count under
 //! [`OTHER`].
 
+pub(crate) mod cache;
 pub(crate) mod caller;
 pub(crate) mod collect;
 pub(crate) mod histogram;
@@ -141,10 +142,26 @@ impl Metrics {
         entry(&self.called, fun, MAX_CALLED)
     }
 
-    /// The record of a topic's first segment.
-    pub(crate) fn prefix(&self, topic: &str) -> Arc<Prefix> {
+    /// `f` applied to the record of `topic`'s first segment (per-thread cached).
+    pub(crate) fn with_prefix(&self, topic: &str, f: impl FnOnce(&Prefix)) {
+        thread_local! {
+            static PREFIXES: cache::Cache<Prefix> = const { std::cell::RefCell::new(Vec::new()) };
+        }
         let first = topic.split('.').next().unwrap_or(topic);
-        entry(&self.prefixes, first, MAX_PREFIXES)
+        let make = || entry(&self.prefixes, first, MAX_PREFIXES);
+        cache::cached(&PREFIXES, self.id, first, make, f);
+    }
+
+    /// The caller-side records by function name, sorted.
+    pub(crate) fn called_list(&self) -> Vec<(String, Arc<Called>)> {
+        let mut v: Vec<_> = self
+            .called
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// A connection to `peer` opened; returns how many were opened to it before.

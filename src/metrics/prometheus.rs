@@ -122,14 +122,7 @@ fn info(o: &mut Page, shared: &Shared) {
 fn calls(o: &mut Page, shared: &Shared) {
     let mut served: Vec<_> = shared.registry.read().functions().cloned().collect();
     served.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-    let mut called: Vec<_> = shared
-        .metrics
-        .called
-        .read()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    called.sort_by(|a, b| a.0.cmp(&b.0));
+    let called = shared.metrics.called_list();
     let fam = |o: &mut Page, name, kind, help| o.family(name, kind, help);
     fam(
         o,

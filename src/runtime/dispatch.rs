@@ -61,7 +61,12 @@ pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, mut call: Call
     };
     let timeout = (call.timeout_ms > 0).then(|| Duration::from_millis(call.timeout_ms));
     let measure = shared.metrics.enabled;
-    let served = func.served.clone();
+    if refused(conn, shared, id) {
+        if measure {
+            crate::metrics::bump(&func.served.busy);
+        }
+        return;
+    }
     let span = tracing::debug_span!("serve", id, fun = %call.fun, peer = %conn.peer.name);
     let work = async move {
         tracing::debug!("running");
@@ -72,25 +77,28 @@ pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, mut call: Call
         }
         (r, None)
     };
-    let accepted = spawn_served(conn, shared, id, work.instrument(span));
-    if !accepted && measure {
-        crate::metrics::bump(&served.busy);
-    }
+    spawn_served(conn, shared, id, work.instrument(span));
 }
 
-/// Runs `work` as a call served for `conn`'s peer: refused as busy beyond `max_in_flight`
-/// (then `false`), aborted on Cancel or when the connection closes, answered with its
-/// result and, for work done elsewhere, the node that did it.
-fn spawn_served<W>(conn: &Arc<Connection>, shared: &Arc<Shared>, id: u64, work: W) -> bool
+/// Answers call `id` "busy" when `conn` already has `max_in_flight` calls served; whether
+/// it did. Checked before any work is built for the call.
+fn refused(conn: &Arc<Connection>, shared: &Shared, id: u64) -> bool {
+    let limit = shared.config.max_in_flight;
+    if conn.served_count() < limit {
+        return false;
+    }
+    let msg = format!("{limit} calls already in flight on this connection (max_in_flight)");
+    reply_now(conn, id, Err(Failure::busy(msg)));
+    true
+}
+
+/// Runs `work` as a call served for `conn`'s peer (admitted by [`refused`]): aborted on
+/// Cancel or when the connection closes, answered with its result and, for work done
+/// elsewhere, the node that did it.
+fn spawn_served<W>(conn: &Arc<Connection>, shared: &Arc<Shared>, id: u64, work: W)
 where
     W: std::future::Future<Output = (HandlerResult, Option<String>)> + Send + 'static,
 {
-    let limit = shared.config.max_in_flight;
-    if conn.served_count() >= limit {
-        let msg = format!("{limit} calls already in flight on this connection (max_in_flight)");
-        reply_now(conn, id, Err(Failure::busy(msg)));
-        return false;
-    }
     let c = conn.clone();
     let handle = shared.tasks.clone();
     conn.track_served(id, move || {
@@ -107,7 +115,6 @@ where
             })
             .abort_handle()
     });
-    true
 }
 
 /// The deadline of work a call starts here on the caller's behalf (0: the node's default).
@@ -131,6 +138,9 @@ fn relay(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call, route: Route)
         route,
         origin_host: Some(conn.peer.host_id.clone()),
     };
+    if refused(conn, shared, id) {
+        return;
+    }
     let s = shared.clone();
     spawn_served(conn, shared, id, async move {
         match s.invoke(&inv).await {
@@ -161,6 +171,9 @@ fn run_workflow(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call) {
             return reply_now(conn, id, Err(f));
         }
     };
+    if refused(conn, shared, id) {
+        return;
+    }
     let timeout = deadline(shared, &call);
     let s = shared.clone();
     let origin = Some(conn.peer.host_id.clone());

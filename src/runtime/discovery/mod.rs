@@ -158,10 +158,8 @@ pub(crate) struct Counters {
     pub beacons_replayed: AtomicU64,
 }
 
-/// Adds one to a counter. Relaxed: counters are statistics, not synchronisation.
-pub(crate) fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
+/// Adds one to a counter (the one helper all of the node's counters use).
+pub(crate) use crate::metrics::bump;
 
 impl Counters {
     /// A consistent-enough copy for display.

@@ -25,7 +25,8 @@ impl Shared {
         let delivered = &self.metrics.events.delivered;
         delivered.fetch_add(targets.len() as u64, Relaxed);
         if self.metrics.enabled {
-            crate::metrics::bump(&self.metrics.prefix(&p.topic).received);
+            let m = &self.metrics;
+            m.with_prefix(&p.topic, |x| crate::metrics::bump(&x.received));
         }
         let ledger = (p.ack != 0).then(|| {
             let c = conn.clone();

@@ -129,7 +129,8 @@ impl Shared {
         check_topic(&out.topic).map_err(|e| Error::Topic(e.to_string()))?;
         self.pubsub.stats.published.fetch_add(1, Relaxed);
         if self.metrics.enabled {
-            crate::metrics::bump(&self.metrics.prefix(&out.topic).published);
+            let m = &self.metrics;
+            m.with_prefix(&out.topic, |p| crate::metrics::bump(&p.published));
         }
         let answer_group = match &out.wait {
             Wait::Answer(g) => Some(g.as_str()),
