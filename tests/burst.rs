@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use mpreg::proto::member::Member;
 use mpreg::proto::wire::{Frame, MemberInfo, MembersMsg};
 use mpreg::{Error, Function, Node};
+use support::tcp::established_on;
 use support::{local, wait_until};
 
 /// Concurrent calls in the burst.
@@ -64,24 +65,6 @@ async fn provider(name: &str, load: Arc<Load>) -> Node {
         .start()
         .await
         .expect("start provider")
-}
-
-/// Established TCP connections accepted on loopback port `port`, from `/proc/net/tcp`:
-/// what the kernel says, whatever the node counts.
-fn established_on(port: u16) -> usize {
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
-    table
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let local_port = f
-                .get(1)
-                .and_then(|a| a.rsplit(':').next())
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            local_port == Some(port) && f.get(3) == Some(&"01")
-        })
-        .count()
 }
 
 /// The most connections each provider had during the burst.

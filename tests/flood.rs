@@ -22,7 +22,7 @@ use bytes::Bytes;
 use mpreg::proto::codec::encode_frame;
 use mpreg::proto::wire::{Call, Frame};
 use mpreg::Node;
-use support::{built, free_port};
+use support::{built, free_port, tcp};
 
 /// Requests the abuser tries to push.
 const REQUESTS: u64 = 300_000;
@@ -276,20 +276,14 @@ impl Bystander {
     }
 }
 
-/// State of our loopback socket bound to local port `port`, from `/proc/net/tcp`: what
-/// the kernel knows of the server's side (CLOSE_WAIT once the server closed it).
+/// State of our loopback socket bound to local port `port`: what the kernel knows of the
+/// server's side (CLOSE_WAIT once the server closed it).
 fn tcp_state(port: u16) -> &'static str {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let state = table.lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let local = f.get(1)?.rsplit(':').next()?;
-        (u16::from_str_radix(local, 16).ok()? == port).then(|| f.get(3).copied())?
-    });
-    match state {
+    match tcp::state_of(port).as_deref() {
         None => "gone",
-        Some("01") => "ESTABLISHED",
-        Some("08") => "CLOSE_WAIT",
-        Some("07") => "CLOSE",
+        Some(tcp::ESTABLISHED) => "ESTABLISHED",
+        Some(tcp::CLOSE_WAIT) => "CLOSE_WAIT",
+        Some(tcp::CLOSE) => "CLOSE",
         Some(_) => "other",
     }
 }

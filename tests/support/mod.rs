@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use mpreg::{Node, NodeBuilder};
 
+pub mod tcp;
+
 /// A node builder confined to loopback on a free port, with broadcast and multicast
 /// discovery off (tests that exercise discovery turn it on with [`lo_discovery`]).
 pub fn local(name: &str) -> NodeBuilder {
