@@ -89,10 +89,15 @@ pub struct Config {
     /// call fails with [`Error::NoCluster`](crate::Error::NoCluster), counted from start
     /// (`MPREG_DISCOVERY_WAIT_MS`; `mpreg call --timeout` shortens it).
     pub discovery_wait_ms: u64,
-    /// Address of the node's HTTP listener (`MPREG_HTTP_ADDR`, `--http`): Prometheus
-    /// `/metrics`, `/health/live` and `/health/ready`. None (the default) opens no HTTP
-    /// port. Needs the `http` cargo feature (on by default).
+    /// Address of the node's HTTP listener (`MPREG_HTTP_ADDR`, `--http`; 7780 is the
+    /// conventional port): Prometheus `/metrics`, `/health/live`, `/health/ready` and the
+    /// gateway for other languages (WebSocket and JSON-RPC on `/`). None (the default)
+    /// opens no HTTP port. Needs the `http` cargo feature (on by default).
     pub http_addr: Option<SocketAddr>,
+    /// File holding the bearer token gateway clients must send (`MPREG_HTTP_TOKEN_FILE`,
+    /// `--http-token-file`). Required for a gateway bound to a non-loopback address of a
+    /// cluster with a secret.
+    pub http_token_file: Option<PathBuf>,
     /// Count calls, latencies, workflows and publications by name for `_metrics`,
     /// `mpreg top` and `/metrics` (`MPREG_METRICS`, `0`/`false` to disable). Membership
     /// and traffic counters are kept either way.
@@ -136,6 +141,7 @@ impl Default for Config {
             sub_queue: DEFAULT_SUB_QUEUE,
             discovery_wait_ms: DEFAULT_DISCOVERY_WAIT.as_millis() as u64,
             http_addr: None,
+            http_token_file: None,
             metrics: true,
         }
     }
@@ -238,6 +244,9 @@ impl Config {
                 "" => None,
                 _ => Some(parse_var("MPREG_HTTP_ADDR", &v)?),
             };
+        }
+        if let Some(v) = get("MPREG_HTTP_TOKEN_FILE") {
+            self.http_token_file = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
         }
         Ok(())
     }

@@ -152,7 +152,7 @@ impl fmt::Debug for Function {
 }
 
 impl Function {
-    fn from_handler(name: &str, handler: Handler) -> Self {
+    pub(crate) fn from_handler(name: &str, handler: Handler) -> Self {
         Function {
             spec: Arc::new(FnSpec {
                 name: name.to_string(),

@@ -70,6 +70,8 @@ mod builtins;
 mod config;
 mod error;
 mod function;
+#[cfg(feature = "http")]
+mod gateway;
 mod global;
 mod handler;
 #[cfg(feature = "http")]

@@ -549,6 +549,10 @@ impl Node {
         Target::new(self.clone(), Perspective::Node(name.into()))
     }
 
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Node {
+        Node { shared }
+    }
+
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -746,6 +750,13 @@ impl NodeBuilder {
     /// cargo feature (on by default), else the start fails saying so.
     pub fn http(mut self, addr: SocketAddr) -> Self {
         self.config.http_addr = Some(addr);
+        self
+    }
+
+    /// The file holding the bearer token gateway clients must send
+    /// ([`Config::http_token_file`]).
+    pub fn http_token_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config.http_token_file = Some(path.into());
         self
     }
     /// Registers a function at start, in addition to the link-time ones.

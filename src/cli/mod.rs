@@ -68,11 +68,16 @@ pub struct NodeArgs {
     /// UDP port for mDNS (env MPREG_MDNS_PORT; default 5353).
     #[arg(long, value_name = "PORT")]
     pub mdns_port: Option<u16>,
-    /// Serve Prometheus /metrics, /health/live and /health/ready over HTTP on ADDR,
-    /// e.g. 127.0.0.1:9464 (env MPREG_HTTP_ADDR; default off). A client is ready while
-    /// attached to a member.
+    /// Serve HTTP on ADDR, e.g. 127.0.0.1:7780 (env MPREG_HTTP_ADDR; default off): the
+    /// gateway for other languages (WebSocket and JSON-RPC 2.0 on /), Prometheus /metrics,
+    /// /health/live and /health/ready. A client is ready while attached to a member.
     #[arg(long = "http", value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
+    /// File holding the bearer token that gateway clients must send (env
+    /// MPREG_HTTP_TOKEN_FILE); required to open the gateway on a non-loopback address of a
+    /// cluster with a secret.
+    #[arg(long = "http-token-file", value_name = "FILE")]
+    pub http_token_file: Option<std::path::PathBuf>,
 }
 
 impl NodeArgs {
@@ -109,6 +114,9 @@ impl NodeArgs {
         }
         if let Some(p) = self.mdns_port {
             cfg.mdns_port = p;
+        }
+        if let Some(f) = &self.http_token_file {
+            cfg.http_token_file = Some(f.clone());
         }
         if let Some(a) = self.http {
             cfg.http_addr = Some(a);

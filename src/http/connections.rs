@@ -72,6 +72,17 @@ impl axum::serve::Listener for Bounded {
     }
 }
 
+/// The TCP peer of an HTTP connection, for handlers (`ConnectInfo<PeerAddr>`): the gateway
+/// decides visibility by it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Bounded>> for PeerAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Bounded>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
 /// An error of one connection (it went away before it was accepted), not of the listener.
 fn is_connection_error(e: &io::Error) -> bool {
     matches!(

@@ -1,6 +1,6 @@
 //! The node's HTTP listener (`--http ADDR`, DESIGN §11): Prometheus `GET /metrics`,
-//! `GET /health/live` and `GET /health/ready`. One listener per node, off unless an address
-//! is configured; the JSON/WebSocket gateway (#11) is meant to share it.
+//! `GET /health/live`, `GET /health/ready`, and the gateway for other languages on `/`
+//! (`crate::gateway`). One listener per node, off unless an address is configured.
 //!
 //! It binds when the node starts (a bind failure fails the start) and stops with
 //! [`Node::shutdown`](crate::Node::shutdown): it is one task of the node's tracker and
@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use crate::error::{Error, Result};
 use crate::runtime::Shared;
 
-mod connections;
+pub(crate) mod connections;
 
 #[cfg(test)]
 mod tests;
@@ -34,10 +34,11 @@ pub(crate) async fn start(shared: &Arc<Shared>, addr: SocketAddr) -> Result<()> 
     let local = listener
         .local_addr()
         .map_err(|e| Error::io("cannot read the HTTP listening address", e))?;
+    let app = routes(shared.clone()).merge(crate::gateway::routes(shared, local)?);
     let _ = shared.http_addr.set(local);
     let stop = shared.shutdown.clone();
     let node = shared.name.clone();
-    let app = routes(shared.clone());
+    let app = app.into_make_service_with_connect_info::<connections::PeerAddr>();
     shared.tasks.spawn(async move {
         let served = axum::serve(connections::Bounded::new(listener), app)
             .with_graceful_shutdown(stop.cancelled_owned())
@@ -46,7 +47,7 @@ pub(crate) async fn start(shared: &Arc<Shared>, addr: SocketAddr) -> Result<()> 
             tracing::warn!(%node, error = %e, "the HTTP listener stopped");
         }
     });
-    tracing::info!(node = %shared.name, addr = %local, "HTTP: /metrics, /health/live, /health/ready");
+    tracing::info!(node = %shared.name, addr = %local, "HTTP: gateway on / (WebSocket, JSON-RPC), /metrics, /health/live, /health/ready");
     Ok(())
 }
 
@@ -91,6 +92,7 @@ async fn ready(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
 async fn not_found() -> (StatusCode, &'static str) {
     (
         StatusCode::NOT_FOUND,
-        "not found: this node serves /metrics, /health/live and /health/ready\n",
+        "not found: this node serves / (WebSocket and JSON-RPC gateway), /metrics, \
+         /health/live and /health/ready\n",
     )
 }

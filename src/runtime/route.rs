@@ -330,6 +330,27 @@ impl Shared {
         }
     }
 
+    /// Whether any node we know of offers `fun` at all (to tell "no such command" from a
+    /// failed one after a workflow fails).
+    pub(crate) fn knows_function(&self, fun: &str) -> bool {
+        !self.providers_of(fun).is_empty()
+    }
+
+    /// Whether `inv` found no provider only because every one's visibility refuses its
+    /// caller (the gateway names visibility in that refusal).
+    pub(crate) fn hidden_from(&self, inv: &Invocation) -> bool {
+        let known = self.providers_of(&inv.fun);
+        let q = Query {
+            fun: &inv.fun,
+            route: &inv.route,
+            origin_host: inv.origin_host.as_deref(),
+        };
+        !known.is_empty()
+            && known
+                .iter()
+                .all(|k| resolve::check(&q, &k.view()) == Err(resolve::Mismatch::Visibility))
+    }
+
     /// Every provider of `fun` we know of: ourselves, connected peers, and members from the
     /// directory whose catalog (from a member list) includes it.
     fn providers_of(&self, fun: &str) -> Vec<Known> {

@@ -1,0 +1,184 @@
+//! Running a gateway request on the cluster as a call from the gateway's client: MPREG
+//! commands (one command is a plain call, several are a workflow run on this node) and
+//! JSON-RPC's single calls. Each is resolved like any call (`locs`, scope, visibility).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmpv::Value;
+use serde_json::{Map, Value as Json};
+
+use super::fault::Fault;
+use super::Caller;
+use crate::error::Error;
+use crate::proto::json::{to_json, to_value};
+use crate::proto::resolve::{Route, Scope};
+use crate::proto::workflow::Workflow;
+use crate::runtime::route::Invocation;
+use crate::runtime::workflow::encode;
+use crate::runtime::Shared;
+
+/// How a request runs: mpreg's extension fields (`timeout` in seconds, `scope`, `all`).
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub timeout: Duration,
+    pub scope: Scope,
+    pub all: bool,
+}
+
+/// Longest deadline a client may ask for (a day): keeps `Duration` arithmetic sane.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
+impl Options {
+    /// Reads the options from the fields of `obj` (absent ones take the node's defaults).
+    pub(crate) fn read(shared: &Shared, obj: Option<&Map<String, Json>>) -> Result<Self, Fault> {
+        let mut o = Options {
+            timeout: shared.config.call_timeout(),
+            scope: Scope::Network,
+            all: false,
+        };
+        let Some(obj) = obj else { return Ok(o) };
+        match obj.get("timeout") {
+            None | Some(Json::Null) => {}
+            Some(Json::Number(n)) => match n.as_f64() {
+                Some(s) if s > 0.0 && s <= MAX_TIMEOUT_SECS => {
+                    o.timeout = Duration::from_secs_f64(s)
+                }
+                _ => {
+                    return Err(Fault::malformed(format!(
+                        "field `timeout` must be seconds in (0, {MAX_TIMEOUT_SECS}], got {n}"
+                    )))
+                }
+            },
+            Some(other) => {
+                return Err(Fault::malformed(format!(
+                    "field `timeout` must be a number of seconds, got {other}"
+                )))
+            }
+        }
+        match obj.get("scope") {
+            None | Some(Json::Null) => {}
+            Some(Json::String(s)) => {
+                o.scope = s
+                    .parse()
+                    .map_err(|e| Fault::malformed(format!("field `scope`: {e}")))?
+            }
+            Some(other) => {
+                return Err(Fault::malformed(format!(
+                    "field `scope` must be \"network\", \"host\" or \"node\", got {other}"
+                )))
+            }
+        }
+        o.all = matches!(obj.get("all"), Some(Json::Bool(true)));
+        Ok(o)
+    }
+}
+
+/// Runs MPREG's `{"cmds": [..]}`: the results of the sink commands (every command's with
+/// `all`) by name.
+pub(crate) async fn commands(
+    shared: &Arc<Shared>,
+    caller: &Caller,
+    request: &Json,
+    opts: &Options,
+) -> Result<Json, Fault> {
+    let mut wf = Workflow::from_value(&to_value(request))
+        .map_err(|e| Fault::malformed(format!("not an MPREG request: {e}")))?;
+    if wf.cmds.is_empty() {
+        return Err(Fault::malformed("field `cmds` holds no command"));
+    }
+    if wf.cmds.len() == 1 && !opts.all {
+        let cmd = wf.cmds.remove(0);
+        let scope = match &cmd.scope {
+            Some(s) => s
+                .parse()
+                .map_err(|e| Fault::malformed(format!("command `{}`: {e}", cmd.name)))?,
+            None => opts.scope,
+        };
+        let kwargs = (!cmd.kwargs.is_empty()).then(|| {
+            let map = cmd.kwargs.into_iter().map(|(k, v)| (Value::from(k), v));
+            Value::Map(map.collect())
+        });
+        let one = One {
+            fun: &cmd.fun,
+            args: Value::Array(cmd.args),
+            kwargs,
+            locs: cmd.locs,
+            scope,
+            timeout: opts.timeout,
+        };
+        let v = call(shared, caller, one).await?;
+        let mut r = Map::new();
+        r.insert(cmd.name, to_json(&v));
+        return Ok(Json::Object(r));
+    }
+    for cmd in &mut wf.cmds {
+        if cmd.scope.is_none() {
+            cmd.scope = Some(opts.scope.to_string());
+        }
+    }
+    let funs: Vec<String> = wf.cmds.iter().map(|c| c.fun.clone()).collect();
+    match shared
+        .run_workflow(wf, opts.all, opts.timeout, caller.origin_host.clone())
+        .await
+    {
+        Ok(v) => Ok(to_json(&v)),
+        Err(e) => match funs.iter().find(|f| !shared.knows_function(f)) {
+            Some(f) => Err(Fault::not_found(f, &e)),
+            None => Err(Fault::from(&e)),
+        },
+    }
+}
+
+/// One call: what to call and how.
+pub(crate) struct One<'a> {
+    pub fun: &'a str,
+    /// The positional arguments (an array).
+    pub args: Value,
+    /// Named arguments (a map), if any.
+    pub kwargs: Option<Value>,
+    pub locs: Vec<String>,
+    pub scope: Scope,
+    pub timeout: Duration,
+}
+
+/// Runs one call for `caller`; its result.
+pub(crate) async fn call(
+    shared: &Arc<Shared>,
+    caller: &Caller,
+    one: One<'_>,
+) -> Result<Value, Fault> {
+    let inv = Invocation {
+        fun: one.fun.to_string(),
+        args: encode(&one.args),
+        kwargs: one.kwargs.as_ref().map(encode),
+        timeout: one.timeout,
+        route: Route {
+            locs: one.locs,
+            scope: one.scope,
+            ..Route::default()
+        },
+        origin_host: caller.origin_host.clone(),
+    };
+    match shared.invoke(&inv).await {
+        Ok(o) => rmpv::decode::read_value(&mut &o.value[..]).map_err(|e| {
+            Fault::new(
+                super::fault::INTERNAL,
+                format!(
+                    "cannot decode the result of `{}` from node `{}`: {e}",
+                    inv.fun, o.node
+                ),
+            )
+        }),
+        Err(e @ Error::NoProvider { .. }) if shared.hidden_from(&inv) => {
+            Err(Fault::hidden(format!(
+                "{e}; `{}` is not visible to gateway clients on {}: its visibility admits only \
+                 callers on its own host or node",
+                inv.fun,
+                caller.place()
+            )))
+        }
+        Err(e) if !shared.knows_function(&inv.fun) => Err(Fault::not_found(&inv.fun, &e)),
+        Err(e) => Err(Fault::from(&e)),
+    }
+}

@@ -1,0 +1,207 @@
+//! The gateway for clients in other languages (DESIGN §11), on the node's HTTP listener:
+//! - `GET /` upgraded to a WebSocket: MPREG's client protocol (`rpc`, as MPREG's own Python
+//!   client speaks it) and mpreg's JSON roles for pub/sub and for serving functions from
+//!   the socket (`socket.rs`);
+//! - `POST /`: JSON-RPC 2.0 (`jsonrpc.rs`).
+//!
+//! A gateway request is a call from the gateway's TCP peer: a loopback peer counts as this
+//! host, any other as another host, so functions visible to a host or a node only are never
+//! reachable from another machine through the gateway. With a token (`--http-token-file`)
+//! every request must carry it (`Authorization: Bearer`, or `?token=` for browsers'
+//! WebSockets), else 401; a node with a cluster secret refuses to open a non-loopback
+//! gateway without a token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::error::{Error, Result};
+use crate::http::connections::PeerAddr;
+use crate::runtime::Shared;
+
+mod call;
+mod fault;
+mod jsonrpc;
+mod serving;
+mod socket;
+mod topics;
+
+/// Largest JSON-RPC body (larger: 413).
+const MAX_BODY: usize = 1 << 20;
+
+/// What the gateway's handlers share.
+#[derive(Clone)]
+pub(crate) struct Gateway {
+    shared: Arc<Shared>,
+    /// The bearer token every request must carry, when one is configured.
+    token: Option<Arc<str>>,
+}
+
+/// Who sent a gateway request, for visibility.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    /// The host the request counts as coming from (`Invocation::origin_host`).
+    pub origin_host: Option<String>,
+    peer: SocketAddr,
+}
+
+impl Caller {
+    /// A loopback peer is on this host; any other is on another host, whatever it claims.
+    fn of(shared: &Shared, peer: SocketAddr) -> Self {
+        let host = if peer.ip().is_loopback() {
+            shared.host_id.clone()
+        } else {
+            format!("gateway client at {}", peer.ip())
+        };
+        Caller {
+            origin_host: Some(host),
+            peer,
+        }
+    }
+
+    /// "this host" or "another host (10.0.0.3)".
+    pub(crate) fn place(&self) -> String {
+        if self.peer.ip().is_loopback() {
+            "this host".into()
+        } else {
+            format!("another host ({})", self.peer.ip())
+        }
+    }
+}
+
+/// The gateway's routes, for the HTTP listener bound to `bound`; fails when the listener
+/// would open the cluster to the network without a token (see the module docs).
+pub(crate) fn routes(shared: &Arc<Shared>, bound: SocketAddr) -> Result<Router> {
+    let token = match &shared.config.http_token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    if token.is_none() && shared.secret.is_some() && !bound.ip().is_loopback() {
+        return Err(Error::Config(format!(
+            "the HTTP gateway on {bound} would let any host of the network call this cluster, \
+             which has a shared secret: give it a token with --http-token-file (or \
+             MPREG_HTTP_TOKEN_FILE), or bind it to 127.0.0.1"
+        )));
+    }
+    let gw = Gateway {
+        shared: shared.clone(),
+        token,
+    };
+    Ok(Router::new()
+        .route("/", get(upgrade).post(jsonrpc))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(gw))
+}
+
+fn read_token(path: &std::path::Path) -> Result<Arc<str>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::io(
+            format!("cannot read the HTTP token file {}", path.display()),
+            e,
+        )
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(Error::Config(format!(
+            "the HTTP token file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(Arc::from(token))
+}
+
+impl Gateway {
+    /// Checks the bearer token (header, or `token=` in the query), if one is configured.
+    fn authorize(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> std::result::Result<(), Response> {
+        let Some(want) = &self.token else {
+            return Ok(());
+        };
+        let header = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let query = query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("token="));
+        match header.or(query) {
+            Some(given) if same(given.trim().as_bytes(), want.as_bytes()) => Ok(()),
+            given => {
+                let why = if given.is_some() {
+                    "wrong token"
+                } else {
+                    "a bearer token is required"
+                };
+                Err((
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    format!("unauthorized: {why} (Authorization: Bearer <token>)\n"),
+                )
+                    .into_response())
+            }
+        }
+    }
+}
+
+/// Equality that takes as long whatever the first difference (the token is a secret).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `GET /`: a WebSocket session; a plain GET is told what is served here.
+async fn upgrade(
+    State(gw): State<Gateway>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    ws: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Err(denied) = gw.authorize(&headers, query.as_deref()) {
+        return denied;
+    }
+    let Ok(ws) = ws else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "this is an mpreg node: WebSocket gateway (MPREG client protocol) on GET / with an \
+             Upgrade, JSON-RPC 2.0 on POST /, /metrics, /health/live, /health/ready\n",
+        )
+            .into_response();
+    };
+    let caller = Caller::of(&gw.shared, peer);
+    ws.max_message_size(socket::MAX_FRAME)
+        .max_frame_size(socket::MAX_FRAME)
+        .on_upgrade(move |s| socket::run(gw, caller, s))
+}
+
+/// `POST /`: JSON-RPC 2.0.
+async fn jsonrpc(
+    State(gw): State<Gateway>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(denied) = gw.authorize(&headers, query.as_deref()) {
+        return denied;
+    }
+    let caller = Caller::of(&gw.shared, peer);
+    match jsonrpc::answer(&gw.shared, &caller, &body).await {
+        Some(reply) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            reply.to_string(),
+        )
+            .into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
