@@ -223,7 +223,8 @@ const FOUND_QUEUE: usize = 256;
 
 /// Starts beacon and mDNS for a member; what they find is announced to SWIM.
 pub(crate) async fn start_discovery(shared: &Arc<Shared>) -> Result<()> {
-    let cfg = DiscoveryConfig::from_config(&shared.config, shared.secret.clone())?;
+    let mut cfg = DiscoveryConfig::from_config(&shared.config, shared.secret.clone())?;
+    cfg.http = shared.http_addr.get().copied();
     if !cfg.beacon && !cfg.mdns {
         return Ok(());
     }

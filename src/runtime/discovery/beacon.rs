@@ -59,6 +59,11 @@ pub(crate) struct Payload {
     pub kind: BeaconKind,
     /// The sender, for `announce` and `answer`.
     pub member: Option<Member>,
+    /// The sender's HTTP gateway (`ip:port`; `0.0.0.0` = the datagram's source address),
+    /// for `announce` and `answer` of a node that has one: how clients in other languages
+    /// find a gateway without an address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
 }
 
 /// Seals and opens the beacon datagrams of one cluster, counting what it rejects.
@@ -70,6 +75,8 @@ struct Envelope {
     me: u64,
     /// Counter of our next beacon.
     next: u64,
+    /// Our HTTP gateway, told in announces and answers.
+    http: Option<String>,
     /// Beacon counters accepted per sender (with a secret).
     window: ReplayWindow,
 }
@@ -83,6 +90,7 @@ impl Envelope {
             counters,
             me,
             next: 0,
+            http: cfg.http.map(|a| a.to_string()),
             window: ReplayWindow::default(),
         }
     }
@@ -93,6 +101,7 @@ impl Envelope {
         let payload = Payload {
             kind,
             member: member.cloned(),
+            http: self.http.clone().filter(|_| kind != BeaconKind::Probe),
         };
         let body = rmp_serde::to_vec_named(&payload).expect("a beacon payload always encodes");
         let stamp = Stamp {
@@ -388,7 +397,7 @@ impl Prober {
                     if !accept_source(cfg, src, &sink.counters) {
                         continue;
                     }
-                    if let Some((Payload { kind: BeaconKind::Answer, member: Some(m) }, _)) = env.open(&buf[..n]) {
+                    if let Some((Payload { kind: BeaconKind::Answer, member: Some(m), .. }, _)) = env.open(&buf[..n]) {
                         bump(&sink.counters.beacons_received);
                         sink.report(contact(m, src));
                     }
@@ -422,6 +431,7 @@ mod tests {
             beacon_interval: Duration::from_secs(1),
             mdns: false,
             mdns_port: 1,
+            http: None,
         }
     }
 
@@ -435,6 +445,24 @@ mod tests {
             started_ms: 1,
             bump: 0,
         }
+    }
+
+    #[test]
+    fn announces_and_answers_carry_the_gateway_and_probes_do_not() {
+        let mut c = cfg("lab", None);
+        c.http = Some("127.0.0.1:7780".parse().unwrap());
+        let counters = Arc::new(Counters::default());
+        let mut node = Envelope::new(&c, counters.clone(), 1);
+        let mut client = Envelope::new(&c, counters, 2);
+        let m = member("127.0.0.1:7700");
+        for kind in [BeaconKind::Announce, BeaconKind::Answer] {
+            let (p, _) = client.open(&node.seal(kind, Some(&m), ANYONE)).unwrap();
+            assert_eq!(p.http.as_deref(), Some("127.0.0.1:7780"), "{kind:?}");
+        }
+        let (p, _) = client
+            .open(&node.seal(BeaconKind::Probe, None, ANYONE))
+            .unwrap();
+        assert_eq!(p.http, None);
     }
 
     #[test]
@@ -456,6 +484,7 @@ mod tests {
         let body = rmp_serde::to_vec_named(&Payload {
             kind: BeaconKind::Announce,
             member: None,
+            http: None,
         })
         .unwrap();
         let tag = datagram::cluster_tag("lab");
@@ -505,6 +534,7 @@ mod tests {
         let bytes = rmp_serde::to_vec_named(&Payload {
             kind: BeaconKind::Probe,
             member: None,
+            http: None,
         })
         .unwrap();
         let v: rmpv::Value = rmp_serde::from_slice(&bytes).unwrap();

@@ -198,6 +198,9 @@ struct Advert {
     secret: Option<Vec<u8>>,
     ips: Vec<IpAddr>,
     cv: u64,
+    /// Port of the node's HTTP gateway, advertised as `http=PORT` for clients in other
+    /// languages (outside the MAC: such clients do not check it).
+    http: Option<u16>,
     /// Set by the goodbye, so that a late catalog update cannot re-advertise.
     withdrawn: bool,
 }
@@ -213,6 +216,9 @@ impl Advert {
         if let Some(secret) = &self.secret {
             let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
             props.push(("mac".into(), mac_hex(secret, &refs, self.me.addr.port())));
+        }
+        if let Some(port) = self.http {
+            props.push(("http".into(), port.to_string()));
         }
         let mut info = ServiceInfo::new(
             SERVICE_TYPE,
@@ -261,6 +267,7 @@ impl Responder {
             secret: cfg.secret.clone(),
             ips: cfg.interfaces.iter().map(|i| IpAddr::V4(i.ip)).collect(),
             cv,
+            http: cfg.http.map(|a| a.port()),
             withdrawn: false,
         };
         let registered = advert.info().and_then(|info| {
@@ -491,6 +498,7 @@ mod tests {
             beacon_interval: Duration::from_secs(1),
             mdns: true,
             mdns_port: 1,
+            http: None,
         }
     }
 
@@ -518,6 +526,7 @@ mod tests {
             secret: secret.map(<[u8]>::to_vec),
             ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
             cv: 7,
+            http: Some(7780),
             withdrawn: false,
         }
     }
@@ -532,6 +541,11 @@ mod tests {
         );
         let r = resolved(&a);
         assert_eq!(r.get_property_val_str("cv"), Some("7"));
+        assert_eq!(
+            r.get_property_val_str("http"),
+            Some("7780"),
+            "the gateway's port"
+        );
         let m = member_of(&r, &cfg(None), &cluster_hex("lab")).unwrap();
         assert_eq!(m.addr, "192.168.1.9:7700".parse().unwrap());
         assert_eq!(

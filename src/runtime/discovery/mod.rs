@@ -56,6 +56,9 @@ pub(crate) struct DiscoveryConfig {
     pub mdns: bool,
     /// mDNS UDP port (5353 outside tests).
     pub mdns_port: u16,
+    /// Where the node's HTTP gateway listens, advertised in beacons (`http`) and mDNS TXT
+    /// (`http=PORT`) for clients in other languages.
+    pub http: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for DiscoveryConfig {
@@ -86,6 +89,7 @@ impl DiscoveryConfig {
             beacon_interval: DEFAULT_BEACON_INTERVAL,
             mdns: cfg.mdns,
             mdns_port: cfg.mdns_port,
+            http: None,
         })
     }
 

@@ -47,6 +47,7 @@ fn lo_cfg(
         beacon_interval: Duration::from_millis(100),
         mdns: mdns_port != 0,
         mdns_port,
+        http: None,
     }
 }
 
