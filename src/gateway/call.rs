@@ -170,9 +170,9 @@ pub(crate) async fn call(
                 ),
             )
         }),
-        Err(e @ Error::NoProvider { .. }) if shared.hidden_from(&inv) => {
+        Err(Error::NoProvider { .. } | Error::NoCluster { .. }) if shared.hidden_from(&inv) => {
             Err(Fault::hidden(format!(
-                "{e}; `{}` is not visible to gateway clients on {}: its visibility admits only \
+                "`{}` is not visible to a gateway client on {}: its visibility admits only \
                  callers on its own host or node",
                 inv.fun,
                 caller.place()

@@ -76,8 +76,8 @@ impl Caller {
     }
 }
 
-/// The gateway's routes, for the HTTP listener bound to `bound`; fails when the listener
-/// would open the cluster to the network without a token (see the module docs).
+/// The gateway's routes, for the HTTP listener to be bound to `bound`; fails when the
+/// listener would open the cluster to the network without a token (see the module docs).
 pub(crate) fn routes(shared: &Arc<Shared>, bound: SocketAddr) -> Result<Router> {
     let token = match &shared.config.http_token_file {
         Some(path) => Some(read_token(path)?),
@@ -123,7 +123,7 @@ impl Gateway {
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-    ) -> std::result::Result<(), Response> {
+    ) -> std::result::Result<(), Denied> {
         let Some(want) = &self.token else {
             return Ok(());
         };
@@ -137,20 +137,23 @@ impl Gateway {
             .find_map(|kv| kv.strip_prefix("token="));
         match header.or(query) {
             Some(given) if same(given.trim().as_bytes(), want.as_bytes()) => Ok(()),
-            given => {
-                let why = if given.is_some() {
-                    "wrong token"
-                } else {
-                    "a bearer token is required"
-                };
-                Err((
-                    StatusCode::UNAUTHORIZED,
-                    [(header::WWW_AUTHENTICATE, "Bearer")],
-                    format!("unauthorized: {why} (Authorization: Bearer <token>)\n"),
-                )
-                    .into_response())
-            }
+            Some(_) => Err(Denied("wrong token")),
+            None => Err(Denied("a bearer token is required")),
         }
+    }
+}
+
+/// A request refused for its token: 401 with the reason.
+struct Denied(&'static str);
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            format!("unauthorized: {} (Authorization: Bearer <token>)\n", self.0),
+        )
+            .into_response()
     }
 }
 
@@ -168,7 +171,7 @@ async fn upgrade(
     ws: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if let Err(denied) = gw.authorize(&headers, query.as_deref()) {
-        return denied;
+        return denied.into_response();
     }
     let Ok(ws) = ws else {
         return (
@@ -193,7 +196,7 @@ async fn jsonrpc(
     body: Bytes,
 ) -> Response {
     if let Err(denied) = gw.authorize(&headers, query.as_deref()) {
-        return denied;
+        return denied.into_response();
     }
     let caller = Caller::of(&gw.shared, peer);
     match jsonrpc::answer(&gw.shared, &caller, &body).await {

@@ -10,10 +10,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Map, Value as Json};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 
 use super::call::{self, Options};
@@ -36,12 +36,15 @@ const CLOSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub(crate) async fn run(gw: Gateway, caller: Caller, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut queue) = mpsc::channel::<String>(OUT_QUEUE);
+    let (close_tx, close_rx) = oneshot::channel::<Option<CloseFrame>>();
     let writer = tokio::spawn(async move {
         while let Some(frame) = queue.recv().await {
             if sink.send(Message::Text(frame.into())).await.is_err() {
                 return;
             }
         }
+        let frame = close_rx.await.ok().flatten();
+        let _ = sink.send(Message::Close(frame)).await;
         let _ = sink.close().await;
     });
     let session = Arc::new(Session {
@@ -54,6 +57,7 @@ pub(crate) async fn run(gw: Gateway, caller: Caller, socket: WebSocket) {
     });
     let mut running = JoinSet::new();
     let stop = gw.shared.shutdown.clone();
+    let mut close = None;
     loop {
         let msg = tokio::select! {
             _ = stop.cancelled() => break,
@@ -77,11 +81,16 @@ pub(crate) async fn run(gw: Gateway, caller: Caller, socket: WebSocket) {
             },
             // Pings are answered by the WebSocket layer; a close ends the session.
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+            Some(Err(e)) => {
+                close = too_big(e);
+                break;
+            }
+            Some(Ok(Message::Close(_))) | None => break,
         };
         session.clone().accept(&text, &mut running).await;
     }
     running.abort_all();
+    let _ = close_tx.send(close);
     session.serving.close();
     drop(session);
     // The writer ends once every producer is gone; a client that stopped reading may hold
@@ -199,6 +208,19 @@ impl Session {
         }
         let _ = self.out.send(text).await;
     }
+}
+
+/// The close frame for a read error: 1009 for a frame over [`MAX_FRAME`] (the client
+/// learns why), none for a broken connection.
+fn too_big(e: axum::Error) -> Option<CloseFrame> {
+    let e = e.into_inner();
+    let Some(tungstenite::Error::Capacity(c)) = e.downcast_ref::<tungstenite::Error>() else {
+        return None;
+    };
+    Some(CloseFrame {
+        code: close_code::SIZE,
+        reason: format!("{c}").into(),
+    })
 }
 
 /// "an array", "a string"…: for error messages.

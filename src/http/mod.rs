@@ -28,13 +28,15 @@ mod tests;
 /// Binds `addr` and serves the routes until the node shuts down; records the bound address
 /// (port 0 picks one) in `Shared::http_addr`.
 pub(crate) async fn start(shared: &Arc<Shared>, addr: SocketAddr) -> Result<()> {
+    // Before binding: a gateway that must not open is never reachable, even briefly.
+    let gateway = crate::gateway::routes(shared, addr)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| Error::io(format!("cannot listen for HTTP on {addr}"), e))?;
     let local = listener
         .local_addr()
         .map_err(|e| Error::io("cannot read the HTTP listening address", e))?;
-    let app = routes(shared.clone()).merge(crate::gateway::routes(shared, local)?);
+    let app = routes(shared.clone()).merge(gateway);
     let _ = shared.http_addr.set(local);
     let stop = shared.shutdown.clone();
     let node = shared.name.clone();
