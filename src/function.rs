@@ -140,6 +140,10 @@ pub struct Function {
     /// Where it was defined (module path and source position), to name both sides of a
     /// duplicate-name error.
     pub(crate) origin: String,
+    /// The handler takes `[args, kwargs]` as the caller sent them instead of arguments fitted
+    /// to `spec.params`: functions served by a gateway client, whose own language binds
+    /// keyword arguments and defaults (`proto::args::as_sent`).
+    pub(crate) as_sent: bool,
 }
 
 impl fmt::Debug for Function {
@@ -163,6 +167,7 @@ impl Function {
             }),
             handler,
             in_flight: Default::default(),
+            as_sent: false,
             served: Default::default(),
             origin: format!("runtime registration of `{name}`"),
         }
@@ -330,6 +335,7 @@ impl Function {
             }),
             handler,
             in_flight: Default::default(),
+            as_sent: false,
             served: Default::default(),
             origin: format!("{} ({}:{})", e.module, e.file, e.line),
         }

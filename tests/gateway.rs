@@ -175,6 +175,11 @@ async fn mpreg_requests_run_as_calls_and_workflows() {
         .await;
     assert_eq!(error_code(&r), 1001, "{r}");
     assert_eq!(r["error"]["details"], "Command not found: no_such_fun");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("offered neither by this node"),
+        "{message}"
+    );
     assert_eq!(r["r"], Json::Null);
     let r = ws
         .ask(rpc(
@@ -314,7 +319,11 @@ async fn functions_registered_from_a_socket_serve_the_cluster_until_it_closes() 
                 (Some("invoke"), Some("ws_double")),
                 "{inv}"
             );
-            let x = inv["args"][0].as_i64().unwrap();
+            // Keyword arguments arrive as the caller sent them (the client binds them).
+            let x = inv["args"][0]
+                .as_i64()
+                .or(inv["kwargs"]["x"].as_i64())
+                .unwrap();
             let answer = if x >= 0 {
                 json!({"role": "result", "id": inv["id"], "result": x * 2})
             } else {
@@ -324,8 +333,13 @@ async fn functions_registered_from_a_socket_serve_the_cluster_until_it_closes() 
         }
         ws
     });
-    let doubled: i64 = caller.call("ws_double", (21,)).await.unwrap();
-    assert_eq!(doubled, 42);
+    let doubled = caller
+        .request("ws_double")
+        .kwargs(json!({"x": 21}))
+        .send::<i64>()
+        .await
+        .unwrap();
+    assert_eq!(doubled.value, 42);
     match caller.call::<i64>("ws_double", (-1,)).await {
         Err(Error::Remote { message, .. }) => {
             assert!(message.contains("negative input"), "{message}")
@@ -390,6 +404,30 @@ async fn functions_registered_from_a_socket_serve_the_cluster_until_it_closes() 
     tokio::time::timeout(Duration::from_secs(10), gone)
         .await
         .unwrap_or_else(|_| panic!("ws_double still callable after the socket closed: {last:?}"));
+}
+
+#[tokio::test]
+async fn a_saturated_socket_function_is_busy_on_a_lone_node_too() {
+    let (_gw, http) = start(gateway("gw-busy")).await;
+    let mut server = Ws::open(http).await;
+    let r = server
+        .ask(json!({"role": "register", "u": "r", "max_in_flight": 1, "functions": [{"name": "hold"}]}))
+        .await;
+    assert!(r["error"].is_null(), "{r}");
+    let mut client = Ws::open(http).await;
+    client
+        .send(rpc("first", vec![cmd("hold", "hold", json!([]))]))
+        .await;
+    let inv = server.recv().await;
+    assert_eq!(inv["role"], "invoke");
+    let r = client
+        .ask(rpc("second", vec![cmd("hold", "hold", json!([]))]))
+        .await;
+    assert_eq!(error_code(&r), 1006, "{r}");
+    server
+        .send(json!({"role": "result", "id": inv["id"], "result": "done"}))
+        .await;
+    assert_eq!(client.recv().await["r"]["hold"], "done");
 }
 
 #[tokio::test]

@@ -124,7 +124,7 @@ pub(crate) async fn commands(
     {
         Ok(v) => Ok(to_json(&v)),
         Err(e) => match funs.iter().find(|f| !shared.knows_function(f)) {
-            Some(f) => Err(Fault::not_found(f, &e)),
+            Some(f) => Err(not_found(shared, f, &e)),
             None => Err(Fault::from(&e)),
         },
     }
@@ -178,7 +178,24 @@ pub(crate) async fn call(
                 caller.place()
             )))
         }
-        Err(e) if !shared.knows_function(&inv.fun) => Err(Fault::not_found(&inv.fun, &e)),
+        Err(e) if !shared.knows_function(&inv.fun) => Err(not_found(shared, &inv.fun, &e)),
         Err(e) => Err(Fault::from(&e)),
+    }
+}
+
+/// "Command not found" for `fun`; on a node that knows no other member, says so rather
+/// than repeat how discovery found nobody (the node itself is the cluster here).
+fn not_found(shared: &Shared, fun: &str, cause: &Error) -> Fault {
+    match cause {
+        Error::NoCluster { .. } | Error::Workflow { .. } if shared.config.listen => {
+            Fault::not_found(
+                fun,
+                format!(
+                    "offered neither by this node `{}` nor by any member it knows",
+                    shared.name
+                ),
+            )
+        }
+        other => Fault::not_found(fun, other),
     }
 }

@@ -236,6 +236,8 @@ impl Serving {
             })
         };
         let mut f = Function::from_handler(&name, Arc::new(handler)).visibility(visibility);
+        // The client's language binds keyword arguments and defaults itself.
+        f.as_sent = true;
         if let Some(p) = strings("params")? {
             f = f.params(p);
         }
@@ -246,9 +248,23 @@ impl Serving {
     }
 
     /// Sends one call to the client and waits for its answer within the node's call timeout.
-    async fn forward(&self, fun: &str, args: &Bytes) -> HandlerResult {
-        let args = rmpv::decode::read_value(&mut &args[..])
-            .map_err(|e| Failure::bad_arguments(format!("undecodable arguments: {e}")))?;
+    /// `sent` is `[args, kwargs]` as the caller sent them (`Function::as_sent`).
+    async fn forward(&self, fun: &str, sent: &Bytes) -> HandlerResult {
+        let undecodable = |e: &dyn std::fmt::Display| {
+            Failure::bad_arguments(format!("undecodable arguments: {e}"))
+        };
+        let sent = rmpv::decode::read_value(&mut &sent[..]).map_err(|e| undecodable(&e))?;
+        let (args, kwargs) = match sent {
+            rmpv::Value::Array(mut pair) if pair.len() == 2 => {
+                let kwargs = pair.pop().unwrap_or(rmpv::Value::Nil);
+                (pair.pop().unwrap_or(rmpv::Value::Nil), kwargs)
+            }
+            other => {
+                return Err(undecodable(&format!(
+                    "expected [args, kwargs], got {other}"
+                )))
+            }
+        };
         let id = self.next.fetch_add(1, Relaxed);
         let limit: Duration = self.shared.config.call_timeout();
         let (tx, rx) = oneshot::channel();
@@ -262,7 +278,7 @@ impl Serving {
             "id": id.to_string(),
             "fun": fun,
             "args": to_json(&args),
-            "kwargs": {},
+            "kwargs": to_json(&kwargs),
             "timeout": limit.as_secs_f64(),
         });
         let answered = tokio::time::timeout(limit, async {

@@ -37,6 +37,29 @@ pub fn shape(bytes: &[u8]) -> Shape {
     }
 }
 
+/// The arguments as the caller sent them, for a handler that binds them itself: the array
+/// `[positional, keyword]` (an argument map given as the arguments counts as keywords).
+pub fn as_sent(args: &[u8], kwargs: Option<&[u8]>) -> Result<Bytes, Failure> {
+    let bad =
+        |e: rmpv::decode::Error| Failure::bad_arguments(format!("undecodable arguments: {e}"));
+    let decode = |b: &[u8]| rmpv::decode::read_value(&mut &b[..]).map_err(bad);
+    let (positional, mut keywords) = match shape(args) {
+        Shape::Empty => (Value::Array(vec![]), Value::Map(vec![])),
+        Shape::Array => (decode(args)?, Value::Map(vec![])),
+        Shape::Map => (Value::Array(vec![]), decode(args)?),
+        Shape::Single => (Value::Array(vec![decode(args)?]), Value::Map(vec![])),
+    };
+    if let Some(kw) = kwargs {
+        if matches!(&keywords, Value::Map(m) if !m.is_empty()) {
+            return Err(Failure::bad_arguments(
+                "keyword arguments given twice (as the argument map and as kwargs)",
+            ));
+        }
+        keywords = decode(kw)?;
+    }
+    encode_value(&Value::Array(vec![positional, keywords]))
+}
+
 /// Number of elements of an encoded array (None if it is not an array).
 pub fn array_len(bytes: &[u8]) -> Option<usize> {
     match *bytes.first()? {

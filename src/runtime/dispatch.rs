@@ -43,11 +43,7 @@ pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, mut call: Call
         Ok(f) => f,
         Err(failure) => return reply_now(conn, id, Err(failure)),
     };
-    let fitted = match args::fit(
-        func.spec.params.as_deref(),
-        &call.args,
-        call.kwargs.as_deref(),
-    ) {
+    let fitted = match fitted(&func, &call.args, call.kwargs.as_deref()) {
         Ok(Some(b)) => b,
         Ok(None) => call.args.clone(),
         Err(f) => {
@@ -363,4 +359,17 @@ fn reply_now(conn: &Arc<Connection>, id: u64, result: HandlerResult) {
     if let Some(f) = reply_frame(id, result, None) {
         conn.send_soon(f);
     }
+}
+
+/// The arguments `func`'s handler takes: fitted to its parameters (`Ok(None)`: as they
+/// are), or as sent for a function that binds them itself.
+pub(crate) fn fitted(
+    func: &Function,
+    args: &[u8],
+    kwargs: Option<&[u8]>,
+) -> Result<Option<Bytes>, Failure> {
+    if func.as_sent {
+        return args::as_sent(args, kwargs).map(Some);
+    }
+    args::fit(func.spec.params.as_deref(), args, kwargs)
 }

@@ -146,17 +146,18 @@ impl Shared {
         loop {
             let known = self.providers_of(&inv.fun);
             let Some(chosen) = self.choose(inv, &known, &tried) else {
+                // Every provider we know refused as busy: learning more will not help,
+                // and a burst must not turn into a member-list request per busy call
+                // (nor, on a node alone, into a wait for a cluster).
+                if tried.all_busy() {
+                    return Err(self.none_left(inv, &known, &tried));
+                }
                 if !waited && self.lonely() {
                     waited = true;
                     if self.await_cluster(deadline).await {
                         continue;
                     }
                     return Err(self.no_cluster());
-                }
-                // Every provider we know refused as busy: learning more will not help,
-                // and a burst must not turn into a member-list request per busy call.
-                if tried.all_busy() {
-                    return Err(self.none_left(inv, &known, &tried));
                 }
                 if !refreshed {
                     refreshed = true;
@@ -638,13 +639,9 @@ impl Shared {
     ) -> Result<Outcome> {
         let fun = &inv.fun;
         let me = &self.name;
-        let fitted = crate::proto::args::fit(
-            func.spec.params.as_deref(),
-            &inv.args,
-            inv.kwargs.as_deref(),
-        )
-        .map_err(|f| Error::from_failure(f, fun, me))?
-        .unwrap_or_else(|| inv.args.clone());
+        let fitted = dispatch::fitted(func, &inv.args, inv.kwargs.as_deref())
+            .map_err(|f| Error::from_failure(f, fun, me))?
+            .unwrap_or_else(|| inv.args.clone());
         let call = Call {
             id: 0,
             fun: fun.clone(),
