@@ -23,6 +23,8 @@
 //! - `first_call`: a seedless builder node's first call; "no cluster found" after the wait.
 //! - `prometheus`: a real Prometheus server scrapes three nodes' `/metrics`; PromQL gives
 //!   the served-call rate and p99 of `echo`; `/health/ready` follows a late node's join.
+//! - `gateway`: the HTTP/WebSocket gateway from another host (visibility, token) and the
+//!   Python client with no address.
 //! - `replay`: with a secret, captured gossip sent again is rejected and counted, and a
 //!   killed node's replayed gossip never brings it back (needs `tcpdump`).
 
@@ -32,6 +34,7 @@ mod dns_sd;
 mod failover;
 mod failure;
 mod first_call;
+mod gateway;
 mod graceful;
 mod latency;
 mod names;
