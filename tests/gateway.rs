@@ -508,7 +508,7 @@ async fn subscriptions_push_publications_and_count_what_they_drop() {
     let r = ws
         .ask(json!({"role": "publish", "u": "p2", "topic": "nobody.listens", "message": 1}))
         .await;
-    assert_eq!(r["r"], json!({"subscribers": 0}), "{r}");
+    assert_eq!(r["r"], json!({"nodes": 0}), "{r}");
     let r = ws
         .ask(json!({"role": "unsubscribe", "u": "s2", "subscription": sid}))
         .await;

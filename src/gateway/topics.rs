@@ -67,7 +67,7 @@ pub(crate) async fn publish(node: &Node, req: &Map<String, Json>) -> Result<Json
         .publish_counted(&message)
         .await
         .map_err(|e| Fault::from(&e))?;
-    Ok(json!({ "subscribers": n }))
+    Ok(json!({ "nodes": n }))
 }
 
 impl Topics {
