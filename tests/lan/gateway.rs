@@ -5,6 +5,7 @@
 //! workflow, publications from a Rust publisher on host 2, and a Python function that a
 //! Rust program on host 2 calls.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -163,4 +164,129 @@ fn a_network_gateway_of_a_cluster_with_a_secret_needs_a_token() {
     let (status, r) = post(&lan, 3, &at, "echo", Some("lan-token-42"));
     assert_eq!((status, r["error"].clone()), (200, Value::Null), "{r}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The Python client's side of the LAN test, on host 3 with no address: it finds the
+/// gateway by the beacon, calls, runs a workflow, takes three publications, then serves
+/// `py_triple` until killed. Prints one line per step.
+const PY_CLIENT: &str = r#"
+import json, sys, time
+import mpreg
+c = mpreg.Client()
+print("FOUND", c.url, flush=True)
+assert c.call("echo", "hi") == "hi"
+print("CALLED", flush=True)
+r = c.workflow([
+    {"name": "a", "fun": "echo", "args": [{"v": [1, 2]}]},
+    {"name": "b", "fun": "echos", "args": ["a.v", 3]},
+])
+assert r == {"b": [[1, 2], 3]}, r
+print("WORKFLOW", json.dumps(r), flush=True)
+sub = c.subscribe("lan.*")
+print("SUBSCRIBED", flush=True)
+got = [sub.get(timeout=30).message for _ in range(3)]
+print("GOT", json.dumps(got), flush=True)
+
+@c.register
+def py_triple(x):
+    return 3 * x
+
+c.offer()
+print("SERVING", flush=True)
+time.sleep(120)
+"#;
+
+/// The repository's `python/` directory: the Python client, importable as `mpreg`.
+fn python_package() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether python3 can import `websockets` (the client's one dependency; `.ci/run`
+/// installs it).
+fn websockets_available() -> Result<(), String> {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import websockets"])
+        .output()
+        .map(|o| o.status.success());
+    match ok {
+        Ok(true) => Ok(()),
+        _ => Err(
+            "python3 with the websockets package is not installed (pip install ./python)".into(),
+        ),
+    }
+}
+
+/// `mpreg ARGS` on host `i`, repeated until `done(stdout)` or the deadline; the last stdout.
+fn until(lan: &Lan, i: usize, args: &[&str], done: impl Fn(&str) -> bool) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let out = lan.run(i, args, &[]);
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && done(&text) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < SETTLE,
+            "`mpreg {}` on host {i} never gave what was expected\n{}",
+            args.join(" "),
+            show_output(&out)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+#[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
+fn python_client_on_another_host_uses_the_cluster_with_no_address() {
+    if let Err(reason) = websockets_available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this test: {reason}"
+        );
+        eprintln!("skipping LAN test python_client_on_another_host_uses_the_cluster_with_no_address: {reason}");
+        return;
+    }
+    let Some(lan) = Lan::new(
+        "python_client_on_another_host_uses_the_cluster_with_no_address",
+        3,
+    ) else {
+        return;
+    };
+    let http = format!("0.0.0.0:{HTTP_PORT}");
+    let _n1 = lan.serve(1, "gw1", &["--http", &http]);
+    let py = python_package();
+    let started = std::time::Instant::now();
+    let mut script = lan.spawn_program(
+        3,
+        "python3",
+        &["-u", "-c", PY_CLIENT],
+        &[("PYTHONPATH", py.as_str())],
+    );
+    let found = script.wait_for_line("FOUND", SETTLE);
+    assert!(
+        found.contains(&format!("{}:{HTTP_PORT}", lan.addr(1))),
+        "{found}"
+    );
+    script.wait_for_line("CALLED", SETTLE);
+    figure("python_first_call_ms", started.elapsed().as_millis());
+    script.wait_for_line("WORKFLOW", SETTLE);
+    script.wait_for_line("SUBSCRIBED", SETTLE);
+
+    // A Rust publisher on host 2; the first publication once the subscription is known.
+    until(&lan, 2, &["pub", "lan.temp", "1", "--json"], |o| {
+        o.contains("\"nodes\":1")
+    });
+    for v in ["2", "3"] {
+        lan.run_ok(2, &["pub", "lan.temp", v], &[]);
+    }
+    let got = script.wait_for_line("GOT", SETTLE);
+    assert!(got.ends_with("[1, 2, 3]"), "{got}");
+
+    // A Rust program on host 2 calls the Python function by name.
+    script.wait_for_line("SERVING", SETTLE);
+    let out = until(&lan, 2, &["call", "py_triple", "14"], |o| !o.is_empty());
+    assert_eq!(out, "42");
 }
