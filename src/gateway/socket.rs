@@ -38,8 +38,17 @@ pub(crate) async fn run(gw: Gateway, caller: Caller, socket: WebSocket) {
     let (out, mut queue) = mpsc::channel::<String>(OUT_QUEUE);
     let (close_tx, close_rx) = oneshot::channel::<Option<CloseFrame>>();
     let writer = tokio::spawn(async move {
+        // Everything queued goes out in one flush: replies of many requests in flight
+        // share write calls.
         while let Some(frame) = queue.recv().await {
-            if sink.send(Message::Text(frame.into())).await.is_err() {
+            let mut next = Some(frame);
+            while let Some(frame) = next {
+                if sink.feed(Message::Text(frame.into())).await.is_err() {
+                    return;
+                }
+                next = queue.try_recv().ok();
+            }
+            if sink.flush().await.is_err() {
                 return;
             }
         }
