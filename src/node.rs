@@ -549,6 +549,7 @@ impl Node {
         Target::new(self.clone(), Perspective::Node(name.into()))
     }
 
+    #[cfg(feature = "http")]
     pub(crate) fn from_shared(shared: Arc<Shared>) -> Node {
         Node { shared }
     }

@@ -331,12 +331,14 @@ impl Shared {
         }
     }
 
+    #[cfg(feature = "http")]
     /// Whether any node we know of offers `fun` at all (to tell "no such command" from a
     /// failed one after a workflow fails).
     pub(crate) fn knows_function(&self, fun: &str) -> bool {
         !self.providers_of(fun).is_empty()
     }
 
+    #[cfg(feature = "http")]
     /// Whether `inv` found no provider only because every one's visibility refuses its
     /// caller (the gateway names visibility in that refusal).
     pub(crate) fn hidden_from(&self, inv: &Invocation) -> bool {
