@@ -676,12 +676,13 @@ async fn jsonrpc_calls_batches_notifications_and_errors() {
 async fn frames_replies_and_requests_in_flight_are_bounded() {
     let (_node, http) = start(gateway("gw-limits")).await;
 
-    // More than 256 requests at once on one socket: the excess is answered busy at once.
+    // More than 256 requests at once on one socket: the excess is answered busy at once
+    // (each takes 4 s, far longer than sending them all).
     let mut ws = Ws::open(http).await;
     for i in 0..300 {
         ws.send(rpc(
             &format!("n{i}"),
-            vec![cmd("nap", "nap", json!([1500]))],
+            vec![cmd("nap", "nap", json!([4000]))],
         ))
         .await;
     }
