@@ -504,6 +504,7 @@ class AsyncClient:
                 raise LookupError(f"`{fun}` is not served by this client")
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 raise TypeError("invoke frame with malformed args/kwargs")
+            args, kwargs = f.bind(args, kwargs)
             if f.is_async:
                 coro = f.func(*args, **kwargs)
                 if isinstance(timeout, (int, float)) and timeout > 0:
