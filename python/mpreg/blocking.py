@@ -60,6 +60,8 @@ def _run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     fut = asyncio.run_coroutine_threadsafe(coro, loop)
     try:
         return fut.result(timeout)
+    except Timeout:
+        raise  # mpreg's own (a TimeoutError too): not the wait here
     except concurrent.futures.TimeoutError:
         fut.cancel()
         raise Timeout(None, f"no result within {timeout} s") from None

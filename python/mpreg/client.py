@@ -124,6 +124,8 @@ class AsyncSubscription:
         """The next message; :class:`Timeout` when none comes within ``timeout`` seconds."""
         try:
             return await asyncio.wait_for(self.__anext__(), timeout)
+        except MpregError:
+            raise
         except asyncio.TimeoutError:
             raise Timeout(None, f"no message on {self.patterns} within {timeout} s") from None
 
@@ -317,6 +319,8 @@ class AsyncClient:
                     return await fut
                 try:
                     return await asyncio.wait_for(asyncio.shield(fut), timeout)
+                except MpregError:
+                    raise  # the server's answer (its 1004 is a TimeoutError too)
                 except asyncio.TimeoutError:
                     raise Timeout(
                         None, f"no reply to `{role}` from {self.url} within {timeout:g} s"
@@ -524,8 +528,10 @@ class AsyncClient:
             text = _dumps(out)
         except asyncio.CancelledError:
             raise
-        except asyncio.TimeoutError:
-            text = _dumps({**out, "error": f"`{fun}` timed out after {timeout} s"})
+        except asyncio.TimeoutError as e:
+            msg = str(e) if isinstance(e, MpregError) else f"`{fun}` timed out after {timeout} s"
+            out.pop("result", None)
+            text = _dumps({**out, "error": msg})
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
