@@ -137,7 +137,8 @@ class Cluster:
         return env
 
     def start(self, name: str | None = None, resources: str | None = None,
-              seeds: list[Node] | None = None, wait: bool = True) -> Node:
+              seeds: list[Node] | None = None, wait: bool = True,
+              extra_env: dict[str, str] | None = None) -> Node:
         """Starts a node and waits until ``/health/ready`` says 200."""
         name = name or f"n{len(self.nodes) + 1}"
         port = free_tcp_port()
@@ -146,6 +147,7 @@ class Cluster:
         extra = {"MPREG_PORT": str(port), "MPREG_BIND": "127.0.0.1"}
         if seeds:
             extra["MPREG_SEEDS"] = ",".join(s.addr for s in seeds)
+        extra.update(extra_env or {})
         args = [self.binary, "serve", "--name", name, "--http", f"127.0.0.1:{http}"]
         if resources:
             args += ["--resources", resources]

@@ -315,3 +315,21 @@ def test_default_client_reconnects_after_close(node: Node, monkeypatch):
         assert mpreg.call("echo", 2) == 2
     finally:
         mpreg.close()
+
+
+def test_zero_config_with_a_shared_secret(cluster: Cluster, tmp_path: Path, monkeypatch):
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret-for-this-test\n")
+    n1 = cluster.start("sec1", extra_env={"MPREG_SECRET_FILE": str(secret)})
+    for k, v in cluster.env().items():
+        if k.startswith("MPREG_"):
+            monkeypatch.setenv(k, v)
+    monkeypatch.setenv("MPREG_DISCOVERY_WAIT_MS", "600")
+    # Without the secret the node does not answer the probe (unauthenticated datagrams).
+    with pytest.raises(mpreg.NoGateway, match="no answer"):
+        mpreg.Client()
+    # With it, the signed probe is answered and the signed answer accepted.
+    monkeypatch.setenv("MPREG_SECRET_FILE", str(secret))
+    with mpreg.Client() as c:
+        assert c.url == n1.url
+        assert c.call("echo", "signed") == "signed"

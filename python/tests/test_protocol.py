@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import socket
 import threading
 import time
 from typing import Any
@@ -30,6 +31,7 @@ class Raw:
             kw["proxy"] = None
         # Entered as a context manager: websockets >= 17 deprecates a bare sync connect().
         self.ws = ws_connect(url, **kw).__enter__()
+        _opened.append(self)
 
     def send(self, obj: Any) -> None:
         """One text frame of compact JSON."""
@@ -57,7 +59,22 @@ class Raw:
         return reply
 
     def close(self) -> None:
-        self.ws.close()
+        try:
+            self.ws.close()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+_opened: list[Raw] = []
+
+
+@pytest.fixture(autouse=True)
+def close_raw_connections():
+    """Closes every raw connection a test opened, even when it failed half-way (an unread
+    reply would otherwise keep websockets' non-daemon reader thread alive at exit)."""
+    yield
+    while _opened:
+        _opened.pop().close()
 
 
 def cmd(name: str, fun: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None,
@@ -245,7 +262,9 @@ def test_a_client_leaving_mid_call_leaves_the_node_healthy(node: Node):
         raw = Raw(node.url)
         raw.request([cmd("slow", "slow")])
         assert started.wait(10)
-        raw.ws.socket.close()  # gone without a close handshake
+        # Gone without a close handshake: shutdown wakes websockets' reader thread too.
+        raw.ws.socket.shutdown(socket.SHUT_RDWR)
+        raw.ws.socket.close()
         time.sleep(1.5)  # let the abandoned call finish and its result be discarded
         assert node.alive()
         assert http_get(node.base + "/health/live")[0] == 200
