@@ -117,7 +117,8 @@ def workflow(
 
 
 def publish(topic: str, message: Any, *, confirm: bool = False) -> int:
-    """Publishes ``message`` on ``topic``; returns the subscribers reached (confirmed)."""
+    """Publishes ``message`` on ``topic``; returns the nodes with a matching subscriber
+    that were sent it (with ``confirm=True``: the subscribers that acknowledged)."""
     return default_client().publish(topic, message, confirm=confirm)
 
 

@@ -395,15 +395,19 @@ class AsyncClient:
         return await self.request(cmds, all=all, timeout=timeout, scope=scope)
 
     async def publish(self, topic: str, message: Any, *, confirm: bool = False) -> int:
-        """Publishes ``message`` on ``topic``; returns the subscribers reached (with
-        ``confirm=True``: the number that acknowledged; a missing one raises)."""
+        """Publishes ``message`` on ``topic``; returns how many were reached as the
+        gateway counts them (``nodes`` with a matching subscriber; gateways of the first
+        contract said ``subscribers``). With ``confirm=True``: the subscribers that
+        acknowledged (one that did not raises :class:`ExecutionFailed`)."""
         r = await self._request(
             "publish", {"topic": topic, "message": message, "confirm": bool(confirm)}
         )
-        key = "confirmed" if confirm else "subscribers"
-        if isinstance(r, dict) and isinstance(r.get(key), int):
-            return r[key]
-        raise ProtocolError(None, f"publish reply has no `{key}`: {r!r}")
+        keys = ("confirmed",) if confirm else ("nodes", "subscribers")
+        if isinstance(r, dict):
+            for key in keys:
+                if isinstance(r.get(key), int) and not isinstance(r.get(key), bool):
+                    return r[key]
+        raise ProtocolError(None, f"publish reply has no `{'`/`'.join(keys)}` count: {r!r}")
 
     def subscribe(self, *patterns: str, group: str | None = None) -> AsyncSubscription:
         """A subscription to ``patterns`` (``*`` one level, ``**`` any levels); ``group``
@@ -508,7 +512,6 @@ class AsyncClient:
                 raise LookupError(f"`{fun}` is not served by this client")
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 raise TypeError("invoke frame with malformed args/kwargs")
-            args, kwargs = f.bind(args, kwargs)
             if f.is_async:
                 coro = f.func(*args, **kwargs)
                 if isinstance(timeout, (int, float)) and timeout > 0:

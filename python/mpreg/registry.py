@@ -28,8 +28,8 @@ class Function:
     func: Callable[..., Any]
     #: Name it is called by.
     name: str
-    #: Its parameter names: positional ones, then keyword-only ones. The node maps a
-    #: caller's keyword arguments onto these positions (see :meth:`bind`).
+    #: Its parameter names, positional ones then keyword-only ones (shown by
+    #: ``mpreg nodes``); calls arrive with the caller's args and kwargs as sent.
     params: list[str] = field(default_factory=list)
     #: Resources it needs (matched against a call's ``locs``).
     resources: list[str] = field(default_factory=list)
@@ -45,36 +45,6 @@ class Function:
         return inspect.iscoroutinefunction(f) or inspect.iscoroutinefunction(
             getattr(self.func, "__call__", None)
         )
-
-    def bind(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-        """The Python call for the ``args``/``kwargs`` of an ``invoke`` frame.
-
-        The node turns a caller's keyword arguments into positional ones by ``params``
-        and fills the ones not given with ``null``; this undoes that: a keyword-only
-        parameter's position becomes a keyword argument again, and a trailing ``null``
-        for a parameter with a default is dropped so the default applies (an explicit
-        ``None`` for such a parameter therefore also gets the default).
-        """
-        try:
-            sig = inspect.signature(self.func)
-        except (TypeError, ValueError):
-            return args, kwargs
-        by_name = sig.parameters
-        if len(args) > len(self.params) or any(n not in by_name for n in self.params):
-            return args, kwargs
-        empty = inspect.Parameter.empty
-        pos: list[Any] = []
-        kw = dict(kwargs)
-        for name, value in zip(self.params, args):
-            p = by_name[name]
-            if p.kind == inspect.Parameter.KEYWORD_ONLY:
-                if not (value is None and p.default is not empty):
-                    kw.setdefault(name, value)
-            else:
-                pos.append(value)
-        while pos and pos[-1] is None and by_name[self.params[len(pos) - 1]].default is not empty:
-            pos.pop()
-        return pos, kw
 
     def wire(self) -> dict[str, Any]:
         """The entry of a ``register`` frame."""

@@ -271,9 +271,6 @@ def test_timeout_and_busy(node: Node):
         server.close()
 
 
-@pytest.mark.xfail(reason="gateway bug B2 in /work/notes/gateway-bugs.md: a served function at "
-                   "max_in_flight answers 1003 `no cluster found` after 1.5 s, not 1006 busy",
-                   strict=False)
 def test_busy_when_a_served_function_is_saturated(node: Node):
     server = mpreg.Client(node.url, max_in_flight=1)
     gate = threading.Event()

@@ -100,6 +100,13 @@ def test_invalid_params(node: Node):
     status, r = node.jsonrpc({"jsonrpc": "2.0", "method": "echo", "params": "x", "id": 4})
     assert status == 200
     assert r["error"]["code"] == -32602 and r["id"] == 4
+    # Arguments a typed (Rust) function cannot take: the built-in `_info` takes none.
+    for params in ([1, 2, 3], {"zz": 1}):
+        status, r = node.jsonrpc({"jsonrpc": "2.0", "method": "_info", "params": params, "id": 5})
+        assert r["error"]["code"] == -32602, r
+        assert r["error"]["data"]["code"] == 1003
+    # A function served from Python gets the arguments as sent and binds them itself:
+    # a wrong name fails in Python, as an execution failure naming the TypeError.
     c = mpreg.Client(node.url)
 
     @c.register
@@ -109,8 +116,9 @@ def test_invalid_params(node: Node):
     c.offer()
     try:
         status, r = node.jsonrpc(
-            {"jsonrpc": "2.0", "method": "pair", "params": {"a": 1, "zz": 2}, "id": 5})
-        assert r["error"]["code"] == -32602, r
+            {"jsonrpc": "2.0", "method": "pair", "params": {"a": 1, "zz": 2}, "id": 6})
+        assert r["error"]["code"] == -32000, r
+        assert "TypeError" in r["error"]["message"] and "zz" in r["error"]["message"]
     finally:
         c.close()
 

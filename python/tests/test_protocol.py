@@ -188,7 +188,10 @@ def test_kwargs(node: Node):
     def scale(x, factor=1, offset=0):
         return x * factor + offset
 
-    h = serve_on(node, scale)
+    def show(*args, **kwargs):
+        return {"args": args, "kwargs": kwargs}
+
+    h = serve_on(node, scale, show)
     try:
         raw = Raw(node.url)
         reply = raw.rpc([cmd("scale", "scale", [2], {"factor": 3})])
@@ -196,6 +199,9 @@ def test_kwargs(node: Node):
         # Only kwargs, and a kwarg naming another command's result (mpreg extension).
         reply = raw.rpc([cmd("f", "echo", [10]), cmd("y", "scale", [], {"x": 1, "factor": "f", "offset": 5})])
         assert reply["r"] == {"y": 15}, reply
+        # The served function gets args and kwargs exactly as sent (None stays None).
+        reply = raw.rpc([cmd("show", "show", [1, None], {"k": None, "j": [2]})])
+        assert reply["r"] == {"show": {"args": [1, None], "kwargs": {"k": None, "j": [2]}}}, reply
         raw.close()
     finally:
         h.close()

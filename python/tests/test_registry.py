@@ -1,4 +1,4 @@
-"""``@register`` records functions; ``Function.bind`` undoes the node's positional mapping."""
+"""``@register`` records functions with their names, parameters, resources and visibility."""
 
 import pytest
 
@@ -32,29 +32,6 @@ def test_bad_registrations():
         Function.of(lambda: 1, name="x", visibility="node")
     with pytest.raises(TypeError):
         Function.of(3)  # type: ignore[arg-type]
-
-
-def test_bind_restores_defaults_and_keyword_only():
-    def scale(x, factor=1, offset=0, *, clamp=None, unit="m"):
-        return x
-
-    f = Function.of(scale)
-    assert f.params == ["x", "factor", "offset", "clamp", "unit"]
-    # What the node sends for scale(2, factor=3): every param, nulls for the rest.
-    assert f.bind([2, 3, None, None, None], {}) == ([2, 3], {})
-    assert f.bind([2, None, 5, None, "cm"], {}) == ([2, None, 5], {"unit": "cm"})
-    assert f.bind([2], {"factor": 4}) == ([2], {"factor": 4})  # kwargs as the contract says
-    # A required parameter given null stays null.
-    assert f.bind([None], {}) == ([None], {})
-
-
-def test_bind_leaves_varargs_alone():
-    def many(*xs):
-        return xs
-
-    f = Function.of(many)
-    assert f.params == []
-    assert f.bind([1, None], {}) == ([1, None], {})
 
 
 def test_module_level_register_is_the_process_registry():
