@@ -330,3 +330,18 @@ def test_zero_config_with_a_shared_secret(cluster: Cluster, tmp_path: Path, monk
     with mpreg.Client() as c:
         assert c.url == n1.url
         assert c.call("echo", "signed") == "signed"
+
+
+def test_frame_limits(node: Node):
+    with mpreg.Client(node.url) as c:
+        # A request over 1 MiB is refused here, before it could close the connection.
+        with pytest.raises(mpreg.MpregError, match="1 MiB") as e:
+            c.call("echo", "x" * (1 << 20))
+        assert e.value.code is None
+        # A reply that would exceed 1 MiB is the gateway's error 1002.
+        half = "y" * (600 * 1024)
+        with pytest.raises(mpreg.InternalError) as e:
+            c.workflow([{"name": "a", "fun": "echo", "args": [half]},
+                        {"name": "b", "fun": "echos", "args": ["a", "a"]}])
+        assert e.value.code == 1002
+        assert c.call("echo", "still connected") == "still connected"
