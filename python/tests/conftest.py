@@ -233,3 +233,11 @@ def confined_env(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
         if k.startswith("MPREG_"):
             monkeypatch.setenv(k, v)
     return cluster
+
+
+@pytest.fixture(autouse=True)
+def confine_discovery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Safety net for every test: discovery of this process probes loopback only and never
+    browses mDNS, whatever a test forgets to set."""
+    monkeypatch.setenv("MPREG_INTERFACES", "lo")
+    monkeypatch.setenv("MPREG_MDNS", "0")
