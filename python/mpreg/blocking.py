@@ -37,6 +37,7 @@ def background_loop() -> asyncio.AbstractEventLoop:
             ready = threading.Event()
 
             def run() -> None:
+                """The loop thread's body."""
                 asyncio.set_event_loop(loop)
                 loop.call_soon(ready.set)
                 loop.run_forever()

@@ -421,7 +421,8 @@ class AsyncClient:
         """Sends the ``subscribe`` request of ``sub``."""
 
         def bind(r: Any) -> None:
-            # Runs in the reader, before any push that follows the reply is handled.
+            """Records the subscription id; runs in the reader, before any push that
+            follows the reply is handled."""
             if isinstance(r, dict) and isinstance(r.get("subscription"), str):
                 sub.id = r["subscription"]
                 self._subscriptions[sub.id] = sub

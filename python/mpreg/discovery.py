@@ -196,6 +196,7 @@ class _Prober:
         return a
 
     def _drop(self, reason: str) -> None:
+        """Counts a dropped datagram by reason (shown when nothing usable came)."""
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
 
@@ -304,14 +305,17 @@ def _mdns_browse(s: Settings, ifaces: list[interfaces.Interface]) -> tuple[str |
         names: list[str] = []
 
         class _Listener:
+            """Collects the names of the services the browser sees."""
+
             def add_service(self, zc_: Any, type_: str, name: str) -> None:
+                """A service appeared: resolve it below."""
                 names.append(name)
 
             def update_service(self, zc_: Any, type_: str, name: str) -> None:
-                pass
+                """Ignored: the first resolution is enough for one lookup."""
 
             def remove_service(self, zc_: Any, type_: str, name: str) -> None:
-                pass
+                """Ignored: the lookup lasts a second."""
 
         browser = zeroconf.ServiceBrowser(zc, "_mpreg._tcp.local.", _Listener())
         deadline = time.monotonic() + s.wait_ms / 1000

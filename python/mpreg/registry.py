@@ -126,6 +126,7 @@ class Registry:
         """Decorator (bare or with arguments) recording a function; returns it unchanged."""
 
         def deco(f: F) -> F:
+            """Records ``f`` and returns it unchanged."""
             self.add(Function.of(f, name, resources, visibility))
             return f
 

@@ -10,7 +10,6 @@ import pytest
 from mpreg import codec, datagram, discovery, interfaces
 from mpreg.discovery import Answer
 from mpreg.errors import NoGateway
-from mpreg.settings import Settings
 
 from .support import free_udp_port
 
