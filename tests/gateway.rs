@@ -224,6 +224,49 @@ async fn mpreg_requests_run_as_calls_and_workflows() {
 }
 
 #[tokio::test]
+async fn pings_and_the_close_handshake_are_answered_promptly() {
+    let (_node, http) = start(gateway("gw-ping")).await;
+    let mut ws = Ws::open(http).await;
+    // A request in flight does not hold up the pong.
+    ws.send(rpc("slow", vec![cmd("nap", "nap", json!([2000]))]))
+        .await;
+    let sent = std::time::Instant::now();
+    ws.0.send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(REPLY_WAIT, ws.0.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(pong, Message::Pong(b"are you there".to_vec().into()));
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "pong after {:?}",
+        sent.elapsed()
+    );
+    let sent = std::time::Instant::now();
+    ws.0.send(Message::Close(None)).await.unwrap();
+    let answer = tokio::time::timeout(REPLY_WAIT, async {
+        loop {
+            match ws.0.next().await {
+                Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => continue,
+                _ => return false,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(answer, "the server answers the close frame");
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "close after {:?}",
+        sent.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn twenty_requests_on_one_socket_are_answered_out_of_order() {
     let (_node, http) = start(gateway("gw-order")).await;
     let mut ws = Ws::open(http).await;
