@@ -85,6 +85,7 @@ mod pubsub;
 mod registry;
 mod request;
 mod runtime;
+pub mod service;
 mod workflow;
 
 #[doc(hidden)]

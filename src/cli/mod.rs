@@ -1,6 +1,7 @@
 //! Command-line arguments and dispatch to one module per subcommand.
 
 mod call;
+mod install;
 mod nodes;
 mod pubsub;
 mod run;
@@ -35,6 +36,11 @@ enum Command {
     Sub(pubsub::SubArgs),
     /// Watch the whole cluster live: nodes, calls/s, latencies, errors, events (`q` quits).
     Top(top::TopArgs),
+    /// Install a service (a folder with a service.toml, or an executable) into the user's
+    /// services folder.
+    Install(install::InstallArgs),
+    /// Remove an installed service.
+    Uninstall(install::UninstallArgs),
 }
 
 /// Options shared by every subcommand that starts a node.
@@ -155,5 +161,7 @@ pub async fn run(cli: Cli) -> mpreg::Result<()> {
         Command::Pub(a) => pubsub::run_pub(a).await,
         Command::Sub(a) => pubsub::run_sub(a).await,
         Command::Top(a) => top::run(a).await,
+        Command::Install(a) => install::install(a),
+        Command::Uninstall(a) => install::uninstall(a),
     }
 }
