@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::runtime::Shared;
 
 pub(crate) mod connections;
+mod server;
 
 #[cfg(test)]
 mod tests;
@@ -39,16 +40,11 @@ pub(crate) async fn start(shared: &Arc<Shared>, addr: SocketAddr) -> Result<()> 
     let app = routes(shared.clone()).merge(gateway);
     let _ = shared.http_addr.set(local);
     let stop = shared.shutdown.clone();
-    let node = shared.name.clone();
-    let app = app.into_make_service_with_connect_info::<connections::PeerAddr>();
-    shared.tasks.spawn(async move {
-        let served = axum::serve(connections::Bounded::new(listener), app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::warn!(%node, error = %e, "the HTTP listener stopped");
-        }
-    });
+    shared.tasks.spawn(server::serve(
+        connections::Bounded::new(listener),
+        app,
+        stop,
+    ));
     tracing::info!(node = %shared.name, addr = %local, "HTTP: gateway on / (WebSocket, JSON-RPC), /metrics, /health/live, /health/ready");
     Ok(())
 }

@@ -70,3 +70,38 @@ async fn open_connections_are_bounded() {
     drop(held);
     node.shutdown().await;
 }
+
+/// A client that never finishes its request's headers loses its connection (and the slot
+/// it holds) after the header limit; a prompt client on another connection is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off() {
+    let node = Node::builder()
+        .bind(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .interfaces(["lo"])
+        .mdns(false)
+        .beacon(false)
+        .http("127.0.0.1:0".parse().unwrap())
+        .start()
+        .await
+        .unwrap();
+    let addr = node.http_addr().unwrap();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    assert!(live(addr).await.unwrap().starts_with("HTTP/1.1 200"));
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(
+        super::server::HEADER_READ_TIMEOUT + Duration::from_secs(10),
+        slow.read_to_end(&mut rest),
+    )
+    .await;
+    let took = start.elapsed();
+    assert!(ended.is_ok(), "the connection is still open after {took:?}");
+    assert!(
+        took >= super::server::HEADER_READ_TIMEOUT - Duration::from_millis(500),
+        "cut after {took:?}, before the limit"
+    );
+    node.shutdown().await;
+}
