@@ -143,9 +143,11 @@ async fn mpreg_requests_run_as_calls_and_workflows() {
     );
     assert!(r.get("role").is_none(), "replies carry no role");
 
-    let r = ws
-        .ask(rpc("u2", vec![cmd("echos", "echos", json!(["a", "b"]))]))
-        .await;
+    // Fields newer MPREG clients add, and any others, are ignored.
+    let mut c = cmd("echos", "echos", json!(["a", "b"]));
+    c["function_id"] = json!("f-1");
+    c["some_future_field"] = json!({"x": 1});
+    let r = ws.ask(rpc("u2", vec![c])).await;
     assert_eq!(r["r"], json!({"echos": ["a", "b"]}));
 
     // Integers stay integers (users build "Total: 100" from them).

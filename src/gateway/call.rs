@@ -82,7 +82,7 @@ pub(crate) async fn commands(
     request: &Json,
     opts: &Options,
 ) -> Result<Json, Fault> {
-    let mut wf = Workflow::from_value(&to_value(request))
+    let mut wf = Workflow::from_value(&to_value(&known_fields(request)))
         .map_err(|e| Fault::malformed(format!("not an MPREG request: {e}")))?;
     if wf.cmds.is_empty() {
         return Err(Fault::malformed("field `cmds` holds no command"));
@@ -128,6 +128,23 @@ pub(crate) async fn commands(
             None => Err(Fault::from(&e)),
         },
     }
+}
+
+/// MPREG's command fields: a gateway ignores the others, as MPREG's servers do, since
+/// newer MPREG clients keep adding some (`mpreg run` files, by contrast, get a typo named).
+const COMMAND_FIELDS: [&str; 6] = ["name", "fun", "args", "kwargs", "locs", "scope"];
+
+/// `request` with only the command fields mpreg reads left in each command.
+fn known_fields(request: &Json) -> Json {
+    let mut r = request.clone();
+    if let Some(Json::Array(cmds)) = r.get_mut("cmds") {
+        for c in cmds.iter_mut() {
+            if let Json::Object(m) = c {
+                m.retain(|k, _| COMMAND_FIELDS.contains(&k.as_str()));
+            }
+        }
+    }
+    r
 }
 
 /// One call: what to call and how.
