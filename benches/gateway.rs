@@ -31,9 +31,8 @@
 //! mismatch, an error or a closed connection aborts the benchmark with a message.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -44,8 +43,9 @@ use tokio::runtime::Runtime;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-/// Which part this process plays; unset in the process `cargo bench` starts.
-const ROLE_VAR: &str = "MPREG_BENCH_ROLE";
+mod support;
+use support::{elapsed_nanos, thousands, wait_for_parent, ChildProc, Samples, Stats, ROLE_VAR};
+
 /// Measured seconds per side of each pair.
 const SECS_VAR: &str = "MPREG_BENCH_SECS";
 
@@ -102,45 +102,6 @@ fn runtime() -> Runtime {
         .expect("cannot build a tokio runtime")
 }
 
-/// Per-call latencies and the wall time over which they were collected.
-#[derive(Default)]
-struct Samples {
-    nanos: Vec<u64>,
-    wall: Duration,
-}
-
-impl Samples {
-    /// Adds a run that followed this one.
-    fn append(&mut self, later: Samples) {
-        self.nanos.extend(later.nanos);
-        self.wall += later.wall;
-    }
-
-    fn stats(mut self) -> Stats {
-        assert!(!self.nanos.is_empty(), "no call completed");
-        self.nanos.sort_unstable();
-        let pct = |q: f64| {
-            self.nanos[((self.nanos.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
-        };
-        Stats {
-            calls_per_sec: self.nanos.len() as f64 / self.wall.as_secs_f64(),
-            p50_us: pct(0.50),
-            p99_us: pct(0.99),
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Stats {
-    calls_per_sec: f64,
-    p50_us: f64,
-    p99_us: f64,
-}
-
-fn elapsed_nanos(since: Instant, now: Instant) -> u64 {
-    now.duration_since(since).as_nanos() as u64
-}
-
 /// The string sent with request `seq`: distinct per request, so that a reply matched to
 /// the wrong request fails the check.
 fn payload(seq: u64) -> String {
@@ -184,15 +145,13 @@ fn server() {
         .and_then(|_| out.flush())
         .expect("cannot report the addresses");
     drop(out);
-    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+    wait_for_parent();
     rt.block_on(node.shutdown());
 }
 
-/// The server child. Dropping it closes its stdin (its signal to stop), kills it in case it
-/// did not stop, and reaps it — also when a scenario panics.
+/// The server child and the addresses it reported.
 struct ServerProc {
-    child: Child,
-    stdin: Option<ChildStdin>,
+    _child: ChildProc,
     /// The node's mpreg port and its HTTP listener.
     addr: SocketAddr,
     http: SocketAddr,
@@ -200,16 +159,8 @@ struct ServerProc {
 
 impl ServerProc {
     fn spawn() -> ServerProc {
-        let exe = std::env::current_exe().expect("cannot find the bench executable");
-        let mut child = Command::new(exe)
-            .env(ROLE_VAR, "server")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the server process: {e}"));
-        let stdin = child.stdin.take();
-        let line = first_line(child.stdout.take().expect("piped stdout"));
+        let mut child = ChildProc::spawn("server", &[]);
+        let line = child.read_line();
         let parse = |s: Option<&str>| -> SocketAddr {
             s.and_then(|s| s.parse().ok()).unwrap_or_else(|| {
                 panic!("expected `ADDR HTTP_ADDR` from the server, got `{line}`")
@@ -218,31 +169,10 @@ impl ServerProc {
         let mut words = line.split(' ');
         let (addr, http) = (parse(words.next()), parse(words.next()));
         ServerProc {
-            child,
-            stdin,
+            _child: child,
             addr,
             http,
         }
-    }
-}
-
-fn first_line(stdout: ChildStdout) -> String {
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("cannot read from the server");
-    assert!(
-        !line.is_empty(),
-        "the server exited early (see its stderr above)"
-    );
-    line.trim().to_string()
-}
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        self.stdin = None;
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -707,17 +637,4 @@ fn print_row(name: &str, in_flight: &str, stats: Stats, native: Option<Stats>) {
         stats.p50_us,
         stats.p99_us
     );
-}
-
-/// `123456.7` as `123,457`.
-fn thousands(x: f64) -> String {
-    let digits = format!("{x:.0}");
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -27,9 +27,8 @@
 //! flight, in alternating slices; the table gives the on/off ratio of calls/s.
 //! `MPREG_BENCH_ONLY=metrics` runs just that comparison.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,8 +40,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, Semaphore};
 
-/// Which part this process plays; unset in the process `cargo bench` starts.
-const ROLE_VAR: &str = "MPREG_BENCH_ROLE";
+mod support;
+use support::{elapsed_nanos, thousands, wait_for_parent, ChildProc, Samples, Stats, ROLE_VAR};
+
 /// Server port handed to client child processes.
 const PORT_VAR: &str = "MPREG_BENCH_PORT";
 /// Calls in flight for a client child process.
@@ -151,134 +151,9 @@ fn runtime(flavor: Flavor) -> Runtime {
         .expect("cannot build a tokio runtime")
 }
 
-/// Per-call latencies and the wall time over which they were collected.
-#[derive(Default)]
-struct Samples {
-    nanos: Vec<u64>,
-    wall: Duration,
-}
-
-impl Samples {
-    /// Adds a run that followed this one.
-    fn append(&mut self, later: Samples) {
-        self.nanos.extend(later.nanos);
-        self.wall += later.wall;
-    }
-
-    /// Combines runs that overlapped in time.
-    fn merge(parts: Vec<Samples>) -> Samples {
-        let wall = parts.iter().map(|s| s.wall).max().unwrap_or_default();
-        Samples {
-            nanos: parts.into_iter().flat_map(|s| s.nanos).collect(),
-            wall,
-        }
-    }
-
-    fn stats(mut self) -> Stats {
-        assert!(!self.nanos.is_empty(), "no call completed");
-        self.nanos.sort_unstable();
-        let pct = |q: f64| {
-            self.nanos[((self.nanos.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
-        };
-        Stats {
-            calls_per_sec: self.nanos.len() as f64 / self.wall.as_secs_f64(),
-            p50_us: pct(0.50),
-            p99_us: pct(0.99),
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Stats {
-    calls_per_sec: f64,
-    p50_us: f64,
-    p99_us: f64,
-}
-
-fn elapsed_nanos(since: Instant, now: Instant) -> u64 {
-    now.duration_since(since).as_nanos() as u64
-}
-
 // ---------------------------------------------------------------------------------------
 // Child processes
 // ---------------------------------------------------------------------------------------
-
-/// A child running this binary in another role. Dropping it closes the child's stdin (its
-/// signal to stop), kills it in case it did not, and reaps it — also when a scenario panics.
-struct ChildProc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl ChildProc {
-    fn spawn(role: &str, env: &[(&str, String)]) -> ChildProc {
-        let exe = std::env::current_exe().expect("cannot find the bench executable");
-        let mut child = Command::new(exe)
-            .env(ROLE_VAR, role)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the {role} process: {e}"));
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        ChildProc {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn read_line(&mut self) -> String {
-        let mut line = String::new();
-        self.stdout
-            .read_line(&mut line)
-            .expect("cannot read from a child");
-        assert!(
-            !line.is_empty(),
-            "a child exited early (see its stderr above)"
-        );
-        line.trim().to_string()
-    }
-
-    /// Servers print the port they listen on as their first line.
-    fn port(&mut self) -> u16 {
-        let line = self.read_line();
-        line.parse()
-            .unwrap_or_else(|_| panic!("expected a port from the server, got `{line}`"))
-    }
-
-    fn send_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        writeln!(stdin, "{line}").expect("cannot write to a child");
-    }
-
-    /// Closes stdin and returns everything the child writes until it exits.
-    fn finish(mut self) -> Vec<u8> {
-        self.stdin = None;
-        let mut out = Vec::new();
-        self.stdout
-            .read_to_end(&mut out)
-            .expect("cannot read from a child");
-        out
-    }
-}
-
-impl Drop for ChildProc {
-    fn drop(&mut self) {
-        self.stdin = None;
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Blocks until the parent closes our stdin — which also happens if the parent dies, so a
-/// server child never outlives the benchmark.
-fn wait_for_parent() {
-    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
-}
 
 fn print_port(port: u16) {
     let mut out = std::io::stdout().lock();
@@ -957,17 +832,4 @@ fn print_targets(targets: &[TargetInputs]) {
         thousands(TARGET_THROUGHPUT),
         throughput.join(", ")
     );
-}
-
-/// `123456.7` as `123,457`.
-fn thousands(x: f64) -> String {
-    let digits = format!("{:.0}", x);
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
