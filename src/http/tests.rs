@@ -19,11 +19,9 @@ async fn live(addr: std::net::SocketAddr) -> std::io::Result<String> {
     Ok(out)
 }
 
-/// A client holding every connection it may gets further ones closed unanswered; once it
-/// lets one go, others are served again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_connections_are_bounded() {
-    let node = Node::builder()
+/// A node on loopback (discovery off) with its HTTP listener on a free port.
+async fn http_node() -> Node {
+    Node::builder()
         .bind(IpAddr::V4(Ipv4Addr::LOCALHOST))
         .interfaces(["lo"])
         .mdns(false)
@@ -31,7 +29,14 @@ async fn open_connections_are_bounded() {
         .http("127.0.0.1:0".parse().unwrap())
         .start()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A client holding every connection it may gets further ones closed unanswered; once it
+/// lets one go, others are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_are_bounded() {
+    let node = http_node().await;
     let addr = node.http_addr().unwrap();
     let mut held = Vec::new();
     for _ in 0..MAX_CONNECTIONS {
@@ -75,15 +80,7 @@ async fn open_connections_are_bounded() {
 /// it holds) after the header limit; a prompt client on another connection is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_headers_are_cut_off() {
-    let node = Node::builder()
-        .bind(IpAddr::V4(Ipv4Addr::LOCALHOST))
-        .interfaces(["lo"])
-        .mdns(false)
-        .beacon(false)
-        .http("127.0.0.1:0".parse().unwrap())
-        .start()
-        .await
-        .unwrap();
+    let node = http_node().await;
     let addr = node.http_addr().unwrap();
     let mut slow = TcpStream::connect(addr).await.unwrap();
     slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")

@@ -1,11 +1,9 @@
 //! Any standard mDNS browser sees mpreg nodes as ordinary DNS-SD services: python-zeroconf,
 //! an implementation independent of ours, browses `_mpreg._tcp.local.` from another host.
 
-use std::process::Command;
-
 use serde_json::Value;
 
-use crate::harness::{show_output, Lan};
+use crate::harness::{python_module, show_output, Lan};
 
 /// Browses for `want` services on the interface with address `argv[1]`, then prints them
 /// as JSON: `{instance: {port, addresses, txt}}`.
@@ -30,29 +28,14 @@ zc.close()
 print(json.dumps(found))
 "#;
 
-/// Whether python3 with zeroconf is here; `.ci/run` installs it, elsewhere we may skip.
-fn browser_available() -> Result<(), String> {
-    let ok = Command::new("python3")
-        .args(["-c", "import zeroconf"])
-        .output()
-        .map(|o| o.status.success());
-    match ok {
-        Ok(true) => Ok(()),
-        _ => {
-            Err("python3 with the zeroconf package is not installed (pip install zeroconf)".into())
-        }
-    }
-}
-
 #[test]
 #[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn standard_mdns_browser_sees_nodes() {
-    if let Err(reason) = browser_available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run this test: {reason}"
-        );
-        eprintln!("skipping LAN test standard_mdns_browser_sees_nodes: {reason}");
+    if !python_module(
+        "standard_mdns_browser_sees_nodes",
+        "zeroconf",
+        "pip install zeroconf",
+    ) {
         return;
     }
     let Some(lan) = Lan::new("standard_mdns_browser_sees_nodes", 3) else {

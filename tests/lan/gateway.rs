@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{example, figure, show_output, Lan, LanProc, PORT};
+use crate::harness::{example, figure, python_module, show_output, Lan, LanProc, PORT};
 
 /// The gateway port of the nodes here.
 const HTTP_PORT: u16 = 7780;
@@ -204,21 +204,6 @@ fn python_package() -> String {
         .into_owned()
 }
 
-/// Whether python3 can import `websockets` (the client's one dependency; `.ci/run`
-/// installs it).
-fn websockets_available() -> Result<(), String> {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import websockets"])
-        .output()
-        .map(|o| o.status.success());
-    match ok {
-        Ok(true) => Ok(()),
-        _ => Err(
-            "python3 with the websockets package is not installed (pip install ./python)".into(),
-        ),
-    }
-}
-
 /// `mpreg ARGS` on host `i`, repeated until `done(stdout)` or the deadline; the last stdout.
 fn until(lan: &Lan, i: usize, args: &[&str], done: impl Fn(&str) -> bool) -> String {
     let start = std::time::Instant::now();
@@ -241,18 +226,11 @@ fn until(lan: &Lan, i: usize, args: &[&str], done: impl Fn(&str) -> bool) -> Str
 #[test]
 #[ignore = "needs root (network namespaces): sudo -E cargo test --test lan -- --ignored"]
 fn python_client_on_another_host_uses_the_cluster_with_no_address() {
-    if let Err(reason) = websockets_available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run this test: {reason}"
-        );
-        eprintln!("skipping LAN test python_client_on_another_host_uses_the_cluster_with_no_address: {reason}");
+    let test = "python_client_on_another_host_uses_the_cluster_with_no_address";
+    if !python_module(test, "websockets", "pip install ./python") {
         return;
     }
-    let Some(lan) = Lan::new(
-        "python_client_on_another_host_uses_the_cluster_with_no_address",
-        3,
-    ) else {
+    let Some(lan) = Lan::new(test, 3) else {
         return;
     };
     let http = format!("0.0.0.0:{HTTP_PORT}");

@@ -631,7 +631,25 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// The path of example `name` (cargo builds examples next to the test binaries).
+/// Whether python3 can import `module`, which `.ci/run` installs (with `install`). Without
+/// it a test skips, saying why — except in CI, where it must run.
+pub fn python_module(test: &str, module: &str, install: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let reason = format!("python3 with the {module} package is not installed ({install})");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this test: {reason}"
+        );
+        eprintln!("skipping LAN test {test}: {reason}");
+    }
+    ok
+}
+
+/// The path of example `name` (cargo test builds examples next to the test binaries).
 pub fn example(name: &str) -> String {
     let mut p: PathBuf = std::env::current_exe().expect("test binary path");
     p.pop();
