@@ -74,15 +74,16 @@ impl Options {
     }
 }
 
-/// Runs MPREG's `{"cmds": [..]}`: the results of the sink commands (every command's with
-/// `all`) by name.
+/// Runs the commands of MPREG's `{"cmds": [..]}`: the results of the sink commands (every
+/// command's with `all`) by name.
 pub(crate) async fn commands(
     shared: &Arc<Shared>,
     caller: &Caller,
-    request: &Json,
+    mut cmds: Json,
     opts: &Options,
 ) -> Result<Json, Fault> {
-    let mut wf = Workflow::from_value(&to_value(&known_fields(request)))
+    keep_known_fields(&mut cmds);
+    let mut wf = Workflow::from_value(&to_value(&cmds))
         .map_err(|e| Fault::malformed(format!("not an MPREG request: {e}")))?;
     if wf.cmds.is_empty() {
         return Err(Fault::malformed("field `cmds` holds no command"));
@@ -134,17 +135,15 @@ pub(crate) async fn commands(
 /// newer MPREG clients keep adding some (`mpreg run` files, by contrast, get a typo named).
 const COMMAND_FIELDS: [&str; 6] = ["name", "fun", "args", "kwargs", "locs", "scope"];
 
-/// `request` with only the command fields mpreg reads left in each command.
-fn known_fields(request: &Json) -> Json {
-    let mut r = request.clone();
-    if let Some(Json::Array(cmds)) = r.get_mut("cmds") {
+/// Leaves only the fields mpreg reads in each command.
+fn keep_known_fields(cmds: &mut Json) {
+    if let Json::Array(cmds) = cmds {
         for c in cmds.iter_mut() {
             if let Json::Object(m) = c {
                 m.retain(|k, _| COMMAND_FIELDS.contains(&k.as_str()));
             }
         }
     }
-    r
 }
 
 /// One call: what to call and how.

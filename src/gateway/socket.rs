@@ -168,34 +168,33 @@ impl Session {
             return self.reply(u, Err(f)).await;
         };
         running.spawn(async move {
-            let result = self.handle(&role, &req).await;
+            let result = self.handle(&role, req).await;
             self.reply(u, result).await;
             drop(permit);
         });
     }
 
-    async fn handle(&self, role: &str, req: &Map<String, Json>) -> Result<Json, Fault> {
-        let shared = &self.serving_shared();
+    async fn handle(&self, role: &str, mut req: Map<String, Json>) -> Result<Json, Fault> {
+        let shared = self.node.shared();
         match role {
             "rpc" => {
-                let opts = Options::read(shared, Some(req))?;
-                call::commands(shared, &self.caller, &Json::Object(req.clone()), &opts).await
+                let opts = Options::read(shared, Some(&req))?;
+                let Some(cmds) = req.remove("cmds") else {
+                    return Err(Fault::malformed("field `cmds` (the commands) is missing"));
+                };
+                call::commands(shared, &self.caller, cmds, &opts).await
             }
-            "publish" => topics::publish(&self.node, req).await,
-            "subscribe" => self.topics.subscribe(&self.node, req, &self.out).await,
-            "unsubscribe" => self.topics.unsubscribe(req),
-            "register" => self.serving.register(req),
-            "unregister" => self.serving.unregister(req),
+            "publish" => topics::publish(&self.node, &req).await,
+            "subscribe" => self.topics.subscribe(&self.node, &req, &self.out).await,
+            "unsubscribe" => self.topics.unsubscribe(&req),
+            "register" => self.serving.register(&req),
+            "unregister" => self.serving.unregister(&req),
             "" => Err(Fault::malformed("field `role` is missing")),
             other => Err(Fault::malformed(format!(
                 "unknown role `{other}` (this gateway takes rpc, publish, subscribe, unsubscribe, \
                  register, unregister and result)"
             ))),
         }
-    }
-
-    fn serving_shared(&self) -> Arc<crate::runtime::Shared> {
-        self.node.shared().clone()
     }
 
     /// Queues the reply to request `u`; one too large to send becomes an error saying so.
