@@ -19,7 +19,7 @@ pub(crate) const INFO: &str = "_info";
 
 /// Whether `name` is one of mpreg's built-in functions (listed apart from users' own).
 pub(crate) fn is_builtin(name: &str) -> bool {
-    matches!(name, "echo" | "echos" | METRICS | INFO)
+    matches!(name, "echo" | "echos" | METRICS | INFO) || crate::control::is_control(name)
 }
 
 /// `echo(x) -> x` and `echos(xs..) -> [xs..]`.

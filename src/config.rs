@@ -102,6 +102,17 @@ pub struct Config {
     /// `mpreg top` and `/metrics` (`MPREG_METRICS`, `0`/`false` to disable). Membership
     /// and traffic counters are kept either way.
     pub metrics: bool,
+    /// Run a service controller: list this host's installed services and start and stop
+    /// them on request (`MPREG_SERVICES`; on for `mpreg serve` unless `--no-services`, off
+    /// for library nodes and clients). Listening nodes only.
+    pub services: bool,
+    /// Services folders searched after the user's and `./services`
+    /// (`MPREG_SERVICES_DIRS`, comma separated; `mpreg serve --services-dir`).
+    pub services_dirs: Vec<PathBuf>,
+    /// Let callers on other hosts start and stop services here although the cluster has no
+    /// shared secret (`MPREG_ALLOW_REMOTE_SERVICES`, `--allow-remote-services`). With a
+    /// secret, members may always.
+    pub allow_remote_services: bool,
 }
 
 /// Default [`Config::discovery_wait_ms`]: long enough for a beacon answer and an mDNS
@@ -143,6 +154,9 @@ impl Default for Config {
             http_addr: None,
             http_token_file: None,
             metrics: true,
+            services: false,
+            services_dirs: Vec::new(),
+            allow_remote_services: false,
         }
     }
 }
@@ -244,6 +258,15 @@ impl Config {
                 "" => None,
                 _ => Some(parse_var("MPREG_HTTP_ADDR", &v)?),
             };
+        }
+        if let Some(v) = get("MPREG_SERVICES") {
+            self.services = parse_bool("MPREG_SERVICES", &v)?;
+        }
+        if let Some(v) = get("MPREG_SERVICES_DIRS") {
+            self.services_dirs = list(v).into_iter().map(PathBuf::from).collect();
+        }
+        if let Some(v) = get("MPREG_ALLOW_REMOTE_SERVICES") {
+            self.allow_remote_services = parse_bool("MPREG_ALLOW_REMOTE_SERVICES", &v)?;
         }
         if let Some(v) = get("MPREG_HTTP_TOKEN_FILE") {
             self.http_token_file = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));

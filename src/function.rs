@@ -144,6 +144,9 @@ pub struct Function {
     /// to `spec.params`: functions served by a gateway client, whose own language binds
     /// keyword arguments and defaults (`proto::args::as_sent`).
     pub(crate) as_sent: bool,
+    /// The body asks who called it ([`crate::runtime::caller`]): served calls then run
+    /// with the caller's host in a task-local (service control decides by it).
+    pub(crate) wants_caller: bool,
 }
 
 impl fmt::Debug for Function {
@@ -168,6 +171,7 @@ impl Function {
             handler,
             in_flight: Default::default(),
             as_sent: false,
+            wants_caller: false,
             served: Default::default(),
             origin: format!("runtime registration of `{name}`"),
         }
@@ -336,6 +340,7 @@ impl Function {
             handler,
             in_flight: Default::default(),
             as_sent: false,
+            wants_caller: false,
             served: Default::default(),
             origin: format!("{} ({}:{})", e.module, e.file, e.line),
         }

@@ -258,6 +258,41 @@ impl DefaultTarget {
         on_runtime(async move { target.request(&fun).raw_args(args, None).send_all().await }).await
     }
 
+    /// Starts service `name` within this perspective and waits until it is ready; see
+    /// [`Target::start_service`]: `mpreg::on_host("lab-pc").start_service("camera").await?`.
+    pub async fn start_service(&self, name: &str) -> Result<crate::service::ServiceStatus> {
+        let (target, name) = self.service_target(name).await?;
+        on_runtime(async move { target.start_service(&name).await }).await
+    }
+
+    /// Stops service `name` within this perspective; see [`Target::stop_service`].
+    pub async fn stop_service(&self, name: &str) -> Result<crate::service::Stopped> {
+        let (target, name) = self.service_target(name).await?;
+        on_runtime(async move { target.stop_service(&name).await }).await
+    }
+
+    /// Restarts service `name` within this perspective; see [`Target::restart_service`].
+    pub async fn restart_service(&self, name: &str) -> Result<crate::service::ServiceStatus> {
+        let (target, name) = self.service_target(name).await?;
+        on_runtime(async move { target.restart_service(&name).await }).await
+    }
+
+    /// The services of the controlling nodes within this perspective; see
+    /// [`Target::services`].
+    pub async fn services(&self) -> Result<Vec<crate::service::HostServices>> {
+        let (target, _) = self.service_target("").await?;
+        on_runtime(async move { target.services().await }).await
+    }
+
+    async fn service_target(&self, name: &str) -> Result<(Target, String)> {
+        let node = default_node(Mode::Client).await?;
+        node.wait_for_cluster().await?;
+        Ok((
+            Target::new(node, self.perspective.clone()),
+            name.to_string(),
+        ))
+    }
+
     async fn prepare(&self, fun: &str, args: impl Serialize) -> Result<(Target, bytes::Bytes)> {
         let node = default_node(Mode::Client).await?;
         let args = crate::proto::args::encode_value(&args).map_err(|f| Error::Codec {

@@ -68,6 +68,7 @@
 
 mod builtins;
 mod config;
+mod control;
 mod error;
 mod function;
 #[cfg(feature = "http")]
@@ -86,6 +87,7 @@ mod registry;
 mod request;
 mod runtime;
 pub mod service;
+mod service_client;
 mod workflow;
 
 #[doc(hidden)]
@@ -125,6 +127,7 @@ pub use pubsub::{
 pub use request::{Request, Target};
 pub use rmpv::Value;
 pub use runtime::reactor::HandlerStats;
+pub use service_client::service_name;
 pub use workflow::{Flow, Results};
 
 /// Registers a function so that any node of the cluster can call it by name.

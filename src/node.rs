@@ -245,6 +245,13 @@ impl Node {
             node.abort_start().await;
             return Err(e);
         }
+        // After listening: services get the node's address as their seed.
+        if node.shared.config.services && node.shared.config.listen {
+            if let Err(e) = crate::control::start(&node.shared) {
+                node.shutdown().await;
+                return Err(e);
+            }
+        }
         Ok(node)
     }
 
@@ -561,6 +568,10 @@ impl Node {
     /// Stops the node: no more accepts, connections closed (pending calls fail with "node
     /// lost" on both sides), and waits up to 5 s for its tasks to end.
     pub async fn shutdown(&self) {
+        // Services first, while this node still relays their goodbyes and sees them leave.
+        if let Some(c) = self.shared.services.get() {
+            c.stop_all().await;
+        }
         // Leave the membership first (a few datagrams), then say goodbye on every
         // connection so that peers drop us from their view at once.
         if let Some(tx) = self.shared.gossip.get() {

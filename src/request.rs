@@ -229,4 +229,12 @@ impl Target {
     pub fn request(&self, fun: &str) -> Request<'_> {
         Request::new(&self.node, fun, self.perspective.clone())
     }
+
+    pub(crate) fn node(&self) -> &Node {
+        &self.node
+    }
+
+    pub(crate) fn perspective(&self) -> &Perspective {
+        &self.perspective
+    }
 }

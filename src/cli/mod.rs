@@ -6,6 +6,7 @@ mod nodes;
 mod pubsub;
 mod run;
 mod serve;
+mod services;
 mod top;
 
 use std::path::PathBuf;
@@ -41,6 +42,16 @@ enum Command {
     Install(install::InstallArgs),
     /// Remove an installed service.
     Uninstall(install::UninstallArgs),
+    /// List every installed service on every host, with its state.
+    Services(services::ListArgs),
+    /// Start an installed service where it is installed; returns once its node has joined.
+    Start(services::ControlArgs),
+    /// Stop a service gracefully (SIGTERM, SIGKILL after its stop_timeout).
+    Stop(services::ControlArgs),
+    /// Stop a service, then start it again.
+    Restart(services::ControlArgs),
+    /// Print a service's last lines of output (-f: keep following).
+    Logs(services::LogsArgs),
 }
 
 /// Options shared by every subcommand that starts a node.
@@ -163,5 +174,10 @@ pub async fn run(cli: Cli) -> mpreg::Result<()> {
         Command::Top(a) => top::run(a).await,
         Command::Install(a) => install::install(a),
         Command::Uninstall(a) => install::uninstall(a),
+        Command::Services(a) => services::list(a).await,
+        Command::Start(a) => services::control(a, services::Action::Start).await,
+        Command::Stop(a) => services::control(a, services::Action::Stop).await,
+        Command::Restart(a) => services::control(a, services::Action::Restart).await,
+        Command::Logs(a) => services::logs(a).await,
     }
 }

@@ -22,6 +22,18 @@ pub struct ServeArgs {
     /// Address to listen on (env MPREG_BIND; default 0.0.0.0).
     #[arg(long)]
     bind: Option<std::net::IpAddr>,
+    /// Run no service controller (env MPREG_SERVICES=0): this node then lists, starts and
+    /// stops no service.
+    #[arg(long)]
+    no_services: bool,
+    /// Let callers on other hosts start and stop this host's services although the cluster
+    /// has no shared secret (env MPREG_ALLOW_REMOTE_SERVICES=1).
+    #[arg(long)]
+    allow_remote_services: bool,
+    /// A services folder searched after the user's and ./services; repeatable (env
+    /// MPREG_SERVICES_DIRS, comma separated).
+    #[arg(long = "services-dir", value_name = "DIR")]
+    services_dirs: Vec<std::path::PathBuf>,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -47,6 +59,17 @@ pub async fn run(a: ServeArgs) -> mpreg::Result<()> {
     if !a.resources.is_empty() {
         cfg.resources = a.resources;
     }
+    // A controller by default, unless the environment says otherwise.
+    if std::env::var_os("MPREG_SERVICES").is_none() {
+        cfg.services = true;
+    }
+    if a.no_services {
+        cfg.services = false;
+    }
+    if a.allow_remote_services {
+        cfg.allow_remote_services = true;
+    }
+    cfg.services_dirs.extend(a.services_dirs);
     cfg.listen = true;
     let node = mpreg::Node::start(cfg).await?;
     // One machine-readable line on stdout so scripts and tests can find the node.

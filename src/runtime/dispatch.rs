@@ -63,6 +63,9 @@ pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, mut call: Call
         }
         return;
     }
+    if func.wants_caller {
+        call.origin_host = Some(caller_host(conn, shared, &call));
+    }
     let span = tracing::debug_span!("serve", id, fun = %call.fun, peer = %conn.peer.name);
     let work = async move {
         tracing::debug!("running");
@@ -182,6 +185,17 @@ fn run_workflow(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call) {
     });
 }
 
+/// The host a call counts as coming from: the peer's when it is on another host (a relay
+/// cannot vouch for a caller elsewhere), else the original caller's it relayed for.
+fn caller_host(conn: &Connection, shared: &Shared, call: &Call) -> String {
+    if Relation::of_peer(&shared.host_id, &conn.peer.host_id) == Relation::OtherHost {
+        return conn.peer.host_id.clone();
+    }
+    call.origin_host
+        .clone()
+        .unwrap_or_else(|| conn.peer.host_id.clone())
+}
+
 /// Looks the function up and checks that this caller may use it — and, for a relayed call,
 /// that the original caller may too.
 fn admit(conn: &Connection, shared: &Shared, call: &Call) -> Result<Arc<Function>, Failure> {
@@ -256,7 +270,14 @@ async fn run_body(
     let _load = Load::enter(&func.in_flight);
     // The handler is called inside the async block so that a panic in a synchronous body
     // is caught by catch_unwind too, not just one raised while polling.
-    let body = AssertUnwindSafe(async move { handler(args).await }).catch_unwind();
+    let caller = func.wants_caller.then(|| call.origin_host.clone());
+    let body = AssertUnwindSafe(async move {
+        match caller {
+            Some(host) => super::caller::scoped(host, handler(args)).await,
+            None => handler(args).await,
+        }
+    })
+    .catch_unwind();
     let outcome = match timeout {
         Some(t) => match tokio::time::timeout(t, body).await {
             Ok(r) => r,

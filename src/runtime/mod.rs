@@ -6,6 +6,7 @@
 
 pub(crate) mod attach;
 pub(crate) mod bootstrap;
+pub(crate) mod caller;
 pub(crate) mod cluster;
 pub(crate) mod connect;
 pub(crate) mod connection;

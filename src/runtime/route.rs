@@ -651,7 +651,8 @@ impl Shared {
             kwargs: inv.kwargs.clone(),
             timeout_ms: timeout.as_millis() as u64,
             route: None,
-            origin_host: None,
+            // Relayed and gateway calls run here for a caller elsewhere.
+            origin_host: inv.origin_host.clone(),
         };
         match dispatch::run(func, fitted, Some(timeout), &call, self.metrics.enabled).await {
             Ok(value) => Ok(Outcome {

@@ -83,6 +83,8 @@ pub(crate) struct Shared {
     pub http_addr: OnceLock<SocketAddr>,
     /// Calls, latencies and events measured here (`_metrics`, `/metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// The service controller, on a listening node with `Config::services`.
+    pub services: OnceLock<Arc<crate::service::Controller>>,
 }
 
 impl Shared {
@@ -130,6 +132,7 @@ impl Shared {
             first_round_done: AtomicBool::new(false),
             http_addr: OnceLock::new(),
             metrics: crate::metrics::Metrics::new(metrics_on),
+            services: OnceLock::new(),
         }
     }
 

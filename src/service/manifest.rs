@@ -14,6 +14,22 @@ pub const FILE_NAME: &str = "service.toml";
 /// Longest a stopping service is given after SIGTERM unless its manifest says otherwise.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest `start` waits for a service to be ready unless its manifest says otherwise.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// When a started service counts as running.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ready {
+    /// When its node has joined the cluster (the default: a program using mpreg, whose
+    /// node gets the `MPREG_*` environment).
+    #[default]
+    Joined,
+    /// As soon as its process runs (a program without its own mpreg node, e.g. a script
+    /// using the gateway or none at all).
+    Started,
+}
+
 /// What to do when a service's process ends on its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(tag = "policy", rename_all = "kebab-case", deny_unknown_fields)]
@@ -72,6 +88,17 @@ pub struct Manifest {
     /// Seconds between SIGTERM and SIGKILL when stopping it.
     #[serde(default)]
     pub stop_timeout: Option<f64>,
+    /// When `start` counts it as running: `"joined"` (its node is a live member, the
+    /// default) or `"started"` (its process runs).
+    #[serde(default)]
+    pub ready: Ready,
+    /// Seconds `start` waits for it to be ready before stopping it and failing.
+    #[serde(default)]
+    pub start_timeout: Option<f64>,
+    /// A file (relative to the service's folder) its output is also appended to, besides
+    /// the node's in-memory ring of its last lines.
+    #[serde(default)]
+    pub log_file: Option<PathBuf>,
 }
 
 /// Why a manifest cannot be used: the file and the problem (with line and column when
@@ -99,6 +126,9 @@ impl Manifest {
             resources: Vec::new(),
             restart: Restart::Never,
             stop_timeout: None,
+            ready: Ready::Joined,
+            start_timeout: None,
+            log_file: None,
         }
     }
 
@@ -128,12 +158,25 @@ impl Manifest {
         if let Some(n) = &self.name {
             check_name(n)?;
         }
-        match self.stop_timeout {
-            Some(s) if !(s.is_finite() && s > 0.0 && s <= 3600.0) => Err(format!(
-                "`stop_timeout` must be seconds in (0, 3600], got {s}"
-            )),
-            _ => Ok(()),
+        for (field, value) in [
+            ("stop_timeout", self.stop_timeout),
+            ("start_timeout", self.start_timeout),
+        ] {
+            match value {
+                Some(s) if !(s.is_finite() && s > 0.0 && s <= 3600.0) => {
+                    return Err(format!("`{field}` must be seconds in (0, 3600], got {s}"))
+                }
+                _ => {}
+            }
         }
+        Ok(())
+    }
+
+    /// Seconds `start` waits for the service to be ready.
+    pub fn start_timeout(&self) -> Duration {
+        self.start_timeout
+            .map(Duration::from_secs_f64)
+            .unwrap_or(DEFAULT_START_TIMEOUT)
     }
 
     /// Seconds between SIGTERM and SIGKILL.

@@ -1,19 +1,33 @@
 //! labc's services (issue #16, DESIGN §11): programs installed into a services folder,
-//! each described by a `service.toml` (or a bare executable), to be started and stopped
+//! each described by a `service.toml` (or a bare executable), started, stopped and watched
 //! from anywhere on the LAN.
 //!
-//! This part reads and installs them: [`Manifest`] (the file format), [`search`] (what a
-//! host has installed, with the problems of what it cannot use) and [`install`] /
-//! [`uninstall`] (`mpreg install`, `mpreg uninstall`). Running and controlling them from
-//! the cluster is still to come (issue #16 items 3-6).
+//! [`Manifest`] is the file format, [`search`] finds what a host has installed (with the
+//! problems of what it cannot use), [`install`] / [`uninstall`] are `mpreg install` and
+//! `mpreg uninstall`. A serving node's controller (`controller`, `supervise`, `process`)
+//! runs them; its answers are the shapes in this module ([`HostServices`],
+//! [`ServiceStatus`], [`Stopped`], [`Logs`]), asked through `mpreg services|start|stop|logs`
+//! or [`Target::start_service`](crate::Target::start_service) and its siblings.
 
+mod controller;
 mod folder;
 mod install;
 mod manifest;
+mod process;
+mod ring;
+mod status;
+mod supervise;
 
 #[cfg(test)]
 mod tests;
 
+pub use controller::Stopped;
+pub(crate) use controller::{Controller, View};
 pub use folder::{entry, folders, search, user_folder, Found, Service};
 pub use install::{install, uninstall};
-pub use manifest::{check_name, Manifest, ManifestError, Restart, DEFAULT_STOP_TIMEOUT, FILE_NAME};
+pub use manifest::{
+    check_name, Manifest, ManifestError, Ready, Restart, DEFAULT_START_TIMEOUT,
+    DEFAULT_STOP_TIMEOUT, FILE_NAME,
+};
+pub use ring::{LINE_BYTES, LOG_LINES};
+pub use status::{HostServices, LogLine, Logs, ServiceStatus, State};
