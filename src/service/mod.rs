@@ -19,6 +19,8 @@ mod status;
 mod supervise;
 
 #[cfg(test)]
+mod lifecycle_tests;
+#[cfg(test)]
 mod tests;
 
 pub use controller::Stopped;

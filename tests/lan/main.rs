@@ -25,6 +25,9 @@
 //!   the served-call rate and p99 of `echo`; `/health/ready` follows a late node's join.
 //! - `gateway`: the HTTP/WebSocket gateway from another host (visibility, token) and the
 //!   Python client with no address.
+//! - `services`: a service installed on host 2 listed, started, called, logged and stopped
+//!   from host 3; restarts after crashes; stopped with its node; remote control refused
+//!   without a secret.
 //! - `replay`: with a secret, captured gossip sent again is rejected and counted, and a
 //!   killed node's replayed gossip never brings it back (needs `tcpdump`).
 
@@ -43,4 +46,5 @@ mod pubsub;
 mod replay;
 mod resolver;
 mod seed;
+mod services;
 mod zero_config;
