@@ -277,6 +277,18 @@ impl DefaultTarget {
         on_runtime(async move { target.restart_service(&name).await }).await
     }
 
+    /// The last `n` lines of service `name` (numbered `after` or later) within this
+    /// perspective; see [`Target::service_logs`].
+    pub async fn service_logs(
+        &self,
+        name: &str,
+        n: usize,
+        after: u64,
+    ) -> Result<crate::service::Logs> {
+        let (target, name) = self.service_target(name).await?;
+        on_runtime(async move { target.service_logs(&name, n, after).await }).await
+    }
+
     /// The services of the controlling nodes within this perspective; see
     /// [`Target::services`].
     pub async fn services(&self) -> Result<Vec<crate::service::HostServices>> {

@@ -57,6 +57,17 @@ mod snippets {
         Ok(())
     }
 
+    /// The services block.
+    async fn services(node: Node) -> mpreg::Result<()> {
+let camera = mpreg::on_host("lab-pc").start_service("camera").await?;   // waits until it joined
+println!("{} runs as node {:?}, pid {:?}", camera.service, camera.service_node, camera.pid);
+let all = node.services().await?;                                        // every controlling node's list
+let lines = node.host("lab-pc").service_logs("camera", 20, 0).await?;
+mpreg::on_host("lab-pc").stop_service("camera").await?;
+if let Some(me) = mpreg::service_name() { println!("running as service {me}"); }
+        Ok(())
+    }
+
     /// Block 5: a workflow.
     async fn workflow() -> mpreg::Result<()> {
         let out = mpreg::workflow()

@@ -248,3 +248,55 @@ fn a_node_without_services_says_so() {
     let (ok, _, err) = cli(&node, "host-a", &["start", "hello"], &[]);
     assert!(!ok && err.contains("no node controls services"), "{err}");
 }
+
+#[test]
+fn a_service_installed_on_several_hosts_needs_a_choice() {
+    let d = scratch("choice");
+    let config_a = install(&d.join("a"), 0);
+    let config_b = install(&d.join("b"), 0);
+    let a = serve(&config_a, &[], &[]);
+    let port = free_port();
+    let b_env = [
+        ("XDG_CONFIG_HOME", config_b.display().to_string()),
+        ("MPREG_HOST", "host-b".to_string()),
+        ("MPREG_SEEDS", a.addr.to_string()),
+    ];
+    let _b = Proc::start("mpreg", &["serve", "--name", "ctl-b"], &b_env, port);
+    // Both controllers listed (b joins a's cluster through its seed).
+    let start = Instant::now();
+    loop {
+        let (ok, out, _) = cli(&a, "host-a", &["services", "--json"], &[]);
+        let n = serde_json::from_str::<Vec<serde_json::Value>>(&out)
+            .map(|l| l.iter().filter(|s| s["service"] == "hello").count())
+            .unwrap_or(0);
+        if ok && n == 2 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{out}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, _, err) = cli(&a, "host-a", &["start", "hello"], &[]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("installed on several nodes")
+            && err.contains("host `host-a` (node `ctl`")
+            && err.contains("host `host-b` (node `ctl-b`")
+            && err.contains("--host or --node"),
+        "{err}"
+    );
+    let (ok, out, err) = cli(&a, "host-a", &["start", "hello", "--host", "host-a"], &[]);
+    assert!(ok && out.contains("on `ctl`"), "{out}\n{err}");
+    // Only one runs, so stop and logs need no choice.
+    let (ok, out, _) = cli(&a, "host-a", &["logs", "hello"], &[]);
+    assert!(ok && out.contains("hello@ctl"), "{out}");
+    let (ok, out, err) = cli(&a, "host-a", &["stop", "hello"], &[]);
+    assert!(
+        ok && out.contains("stopped `hello` on `ctl`"),
+        "{out}\n{err}"
+    );
+    let (ok, _, err) = cli(&a, "host-a", &["start", "nope"], &[]);
+    assert!(
+        !ok && err.contains("no node has service `nope` installed"),
+        "{err}"
+    );
+}
