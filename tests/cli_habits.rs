@@ -78,11 +78,14 @@ fn the_nodes_table_fits_100_columns_and_lists_built_ins_apart() {
     for line in out.lines() {
         assert!(line.chars().count() <= 100, "wider than 100: {line:?}");
     }
-    assert!(out.contains("(4 built-ins)"), "{out}");
+    // _info, _metrics, echo, echos, and the five of the service controller.
+    assert!(out.contains("(9 built-ins)"), "{out}");
     let (ok, wide, err) = mpreg(&["nodes", "--wide", "--seed", &seed]);
     assert!(ok, "{err}");
     assert!(
-        wide.contains(name) && wide.contains("_metrics,echo"),
+        wide.contains(name)
+            && wide.contains("_metrics,_service_logs")
+            && wide.contains("echo,echos"),
         "{wide}"
     );
 }
