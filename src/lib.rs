@@ -20,17 +20,26 @@
 //! explicit handle, `Node::builder().seed("10.0.0.5:7700").start().await?.call("add", (1, 2))`.
 //!
 //! # Layout
+//! What each file and folder of `src/` is for:
+//! - `lib.rs`: this page, the public re-exports, and [`init_logging`] (its filter and
+//!   format).
 //! - [`proto`]: pure protocol logic, no I/O and no clock — wire frames and codec
-//!   (`wire`, `codec`), argument fitting (`args`), catalogs and visibility (`catalog`),
-//!   the HMAC handshake (`handshake`), JSON mapping (`json`), membership over SWIM
-//!   (`membership`), who answers a call (`resolve`), MPREG multi-call planning and run state
-//!   (`workflow`), MARO conditional events and their queues (`condition`), the pub/sub topic
-//!   trie (`topic`).
-//! - `runtime`: the tokio shell — connections (multiplexed calls, `connection`), what they
+//!   (`wire`, `codec`, the hand-coded `publish_frame`), the UDP datagram envelope
+//!   (`datagram`) and its replay window (`replay`), argument fitting (`args`), catalogs and
+//!   visibility (`catalog`), the HMAC handshake (`handshake`), JSON mapping (`json`), a
+//!   member's identity (`member`), membership over SWIM (`membership`), who answers a call
+//!   (`resolve`), MPREG multi-call planning and run state (`workflow`), MARO conditional
+//!   events and their queues (`condition`), message envelopes (`envelope`), the pub/sub
+//!   topic trie (`topic`).
+//! - `runtime/`: the tokio shell — connections (multiplexed calls, `connection`), what they
 //!   send (bounded queue and backlog, coalesced writes: `outbound`), heartbeats and the
 //!   stall watchdog (`liveness`), single-flight dials and duplicate retirement (`connect`),
-//!   handshakes, serving calls (`dispatch`), the listener, seed dialers, clients attached
-//!   to a member that pushes them the cluster's changes (`attach`), shared node state.
+//!   handshakes, serving calls (`dispatch`), the listener, seed dialers, starting a node's
+//!   sockets and joining (`bootstrap`), the SWIM task (`gossip`), the live members and a
+//!   connection to each (`cluster`), zero-config discovery by UDP beacon and mDNS
+//!   (`discovery/`), routing calls (`route`), running workflows (`workflow`), pub/sub
+//!   routing and delivery (`pubsub/`), clients attached to a member that pushes them the
+//!   cluster's changes (`attach`), shared node state (`shared`).
 //! - [`Node`] / [`NodeBuilder`] (`node.rs`): the public handle to start, register, call, stop;
 //!   [`Request`] / [`Target`] (`request.rs`): calls with `locs`, scope, perspective, policy,
 //!   and `call_all`. Resolution itself is the pure `proto::resolve` (who qualifies, who is
@@ -38,31 +47,43 @@
 //! - [`Function`] (`function.rs`): function descriptions and type-erased handlers, the
 //!   runtime half of `#[register]`; `registry.rs`: one node's function table.
 //! - [`Config`] (`config.rs`): flags > `MPREG_*` > `mpreg.toml` > defaults.
-//! - `http.rs` (cargo feature `http`, on by default): the node's HTTP listener (`--http`),
-//!   Prometheus `/metrics` and `/health/live`, `/health/ready` (readiness: `Shared::readiness`).
+//! - [`Error`] (`error.rs`): one error enum whose messages name what was wrong.
 //! - `global.rs`: the process-global default node behind [`serve`], [`call`] and
 //!   [`blocking::call`]. `builtins.rs`: `echo` and `echos`, and `_metrics`/`_info` on
 //!   every node.
-//! - `metrics/` (DESIGN §11): what a node measures — the lock-free latency histogram
-//!   (`histogram`), per-node tables (`mod.rs`), the caller's side of a call (`caller`),
-//!   reading them into [`MetricsSnapshot`]/[`NodeInfo`] (`collect`, `snapshot`) and into
-//!   Prometheus text (`prometheus`).
-//! - `http/` (feature `http`): the node's optional HTTP listener — `/metrics`,
-//!   `/health/live`, `/health/ready` — with a bounded number of connections
-//!   (`connections`).
-//! - [`Error`] (`error.rs`): one error enum whose messages name what was wrong.
-//! - `src/main.rs` and `src/cli/`: the `mpreg` command line, a thin client of this library
-//!   (`cli/top/`: the `mpreg top` TUI — polling, a pure model of rates and events, the
-//!   view, the terminal loop).
-//! - MARO messaging (DESIGN §10): [`Message`] and [`MessageError`] (`message.rs`); the
-//!   primitives `send`/`isend`/`notify`/`scatter`/`broadcast`/`receive`/`receive_by_id`/
+//! - `pubsub/`: the pub/sub API — [`publish`], [`subscribe`](fn@subscribe) (streams and
+//!   `#[mpreg::subscribe]`), queue groups, confirmed publish and [`request_publish`]; the
+//!   routing and delivery behind it are `runtime/pubsub/`.
+//! - `workflow.rs`: MPREG multi-call workflows as users build and run them ([`workflow()`],
+//!   [`Flow`], [`Results`]); planned by `proto::workflow`, run by `runtime/workflow.rs`.
+//! - MARO messaging: [`Message`] and [`MessageError`] (`message.rs`); the primitives
+//!   `send`/`isend`/`notify`/`scatter`/`broadcast`/`receive`/`receive_by_id`/
 //!   `wait_for_peers` on [`Node`] and the default node (`messaging.rs`); [`Handlers`] and
 //!   the link-time entries of `#[mpreg::on]` (`handler.rs`); the wire form in
 //!   `proto::envelope`; in the runtime, `mailbox.rs` (sessions, inbox, routing),
 //!   `reactor.rs` (condition table and handler tasks) and `queue.rs` (bounded drop-oldest
 //!   queues).
-//! - `macros/`: the `mpreg-macros` crate behind `#[mpreg::register]`, `#[mpreg::on]` and
-//!   `#[mpreg::handlers]`.
+//! - `metrics/`: what a node measures — the lock-free latency histogram (`histogram`),
+//!   per-node tables (`mod.rs`) and per-thread caches of their records for the hot paths
+//!   (`cache`), the caller's side of a call (`caller`), reading them into
+//!   [`MetricsSnapshot`]/[`NodeInfo`] (`collect`, `snapshot`) and into Prometheus text
+//!   (`prometheus`).
+//! - `http/` (cargo feature `http`, on by default): the node's optional HTTP listener
+//!   (`--http`) — Prometheus `/metrics`, `/health/live` and `/health/ready` (readiness:
+//!   `Shared::readiness`) — with a bounded number of connections (`connections`).
+//! - `gateway/` (feature `http`): the gateway for other languages on that listener — a
+//!   WebSocket on `GET /` (MPREG's client protocol, pub/sub, functions served from the
+//!   socket) and JSON-RPC 2.0 on `POST /`; the wire contract is `docs/gateway.md`.
+//! - [`service`]: services as programs installed into a services folder — the
+//!   `service.toml` manifest, what a host has installed, `mpreg install` and
+//!   `mpreg uninstall`.
+//! - `private.rs`: `__private`, what the macros' expansions refer to; not public API.
+//! - `main.rs` and `cli/`: the `mpreg` command line, a thin client of this library
+//!   (`cli/top/`: the `mpreg top` TUI — polling, a pure model of rates and events, the
+//!   view, the terminal loop).
+//!
+//! Outside `src/`: `macros/` is the `mpreg-macros` crate behind `#[mpreg::register]`,
+//! `#[mpreg::on]`, `#[mpreg::handlers]` and `#[mpreg::subscribe]`.
 
 #![deny(missing_docs)]
 
@@ -147,8 +168,8 @@ pub use workflow::{Flow, Results};
 /// Two functions with one name make node start fail with an error naming both.
 pub use mpreg_macros::register;
 
-/// Runs a free function every time a MARO condition holds (DESIGN §10), on every node the
-/// process starts, with the messages that satisfied it.
+/// Runs a free function every time a MARO condition holds, on every node the process
+/// starts, with the messages that satisfied it.
 ///
 /// ```no_run
 /// #[mpreg::on("worker:update:60%")]
