@@ -228,6 +228,19 @@ fn only_configuration_errors_say_configuration_and_usage_is_checked_first() {
 }
 
 #[test]
+fn mpreg_top_finding_nobody_or_no_terminal_is_not_a_configuration_error() {
+    let (ok, out, err, _) = alone(&["top", "--once"], 300);
+    assert!(!ok, "top found a cluster: {out}");
+    assert!(err.contains("no cluster found"), "{err}");
+    assert!(!err.contains("configuration"), "{err}");
+    // Output to a pipe, not a terminal: how `top` was run is wrong, not the configuration.
+    let (ok, _, err) = mpreg(&["top"]);
+    assert!(!ok);
+    assert!(err.contains("mpreg top needs a terminal"), "{err}");
+    assert!(!err.contains("configuration"), "{err}");
+}
+
+#[test]
 fn an_unknown_function_lists_the_members_known_not_here() {
     let port = free_port();
     let node = Proc::start("mpreg", &["serve", "--name", "alpha"], &[], port);
