@@ -216,10 +216,7 @@ pub fn init_logging() {
 
 /// Like [`init_logging`] with another default filter (used when `RUST_LOG` is unset).
 pub fn init_logging_with(default_filter: &str) {
-    let directives = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.trim().is_empty() => mpreg_only(v.trim()),
-        _ => default_filter.to_string(),
-    };
+    let directives = filter_directives(std::env::var("RUST_LOG").ok().as_deref(), default_filter);
     let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
         eprintln!(
             "mpreg: RUST_LOG `{directives}` is not a valid filter ({e}); using `{default_filter}`"
@@ -243,6 +240,15 @@ pub fn init_logging_with(default_filter: &str) {
 fn colours() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The filter [`init_logging_with`] uses: `RUST_LOG` (`rust_log`) if set and not blank, a
+/// bare verbose level applying to mpreg only, else `default_filter`.
+fn filter_directives(rust_log: Option<&str>, default_filter: &str) -> String {
+    match rust_log.map(str::trim) {
+        Some(v) if !v.is_empty() => mpreg_only(v),
+        _ => default_filter.to_string(),
+    }
 }
 
 /// A bare verbose level means "this much of mpreg": `debug` becomes `warn,mpreg=debug`
@@ -270,3 +276,53 @@ fn mpreg_only(rust_log: &str) -> String {
 /// listening node of the process subscribes it at start; a bad pattern makes start fail
 /// with an error naming the function and the segment. See [`Node::subscribe`] for streams.
 pub use mpreg_macros::subscribe;
+
+#[cfg(test)]
+mod tests {
+    use super::filter_directives;
+    use tracing::Level;
+
+    /// Whether the filter made of `$directives` lets an event of `$level` from `$target`
+    /// through. A macro because `tracing::enabled!` needs its target as a literal.
+    macro_rules! passes {
+        ($directives:expr, $target:literal, $level:expr) => {{
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new($directives))
+                .with_writer(std::io::sink)
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::enabled!(target: $target, $level)
+            })
+        }};
+    }
+
+    #[test]
+    fn a_bare_debug_is_mpregs_alone_and_keeps_mdns_quiet() {
+        let default = "mpreg=info,warn";
+        for asked in ["debug", "DEBUG", " debug "] {
+            let f = filter_directives(Some(asked), default);
+            assert_eq!(f, "warn,mpreg=debug", "RUST_LOG={asked:?}");
+            assert!(!passes!(&f, "mdns_sd", Level::DEBUG), "{f}");
+            assert!(!passes!(&f, "mdns_sd::service_daemon", Level::INFO), "{f}");
+            assert!(passes!(&f, "mdns_sd", Level::WARN), "{f}");
+            assert!(
+                passes!(&f, "mpreg::runtime::connection", Level::DEBUG),
+                "{f}"
+            );
+            assert!(!passes!(&f, "mpreg", Level::TRACE), "{f}");
+        }
+    }
+
+    #[test]
+    fn full_directives_are_used_as_written_and_unset_means_the_default() {
+        let default = "mpreg=info,warn";
+        let f = filter_directives(Some("debug,mdns_sd=debug"), default);
+        assert_eq!(f, "debug,mdns_sd=debug");
+        assert!(passes!(&f, "mdns_sd", Level::DEBUG), "asked for by name");
+        assert_eq!(filter_directives(Some("warn"), default), "warn");
+        assert_eq!(filter_directives(None, default), default);
+        assert_eq!(filter_directives(Some("  "), default), default);
+        assert!(!passes!(default, "mdns_sd", Level::INFO));
+        assert!(passes!(default, "mpreg::node", Level::INFO));
+    }
+}
