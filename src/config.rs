@@ -60,7 +60,7 @@ pub struct Config {
     /// Cluster id (`MPREG_CLUSTER`); nodes of different clusters refuse each other.
     pub cluster: String,
     /// File holding the shared secret (`MPREG_SECRET_FILE`). Without one the node trusts
-    /// its network and says so once in the log.
+    /// its network and says so once in the log (see [`Config::trust_warning`]).
     pub secret_file: Option<PathBuf>,
     /// TCP port to listen on (`MPREG_PORT`); 0 picks a free port.
     pub port: u16,
@@ -113,6 +113,14 @@ pub struct Config {
     /// shared secret (`MPREG_ALLOW_REMOTE_SERVICES`, `--allow-remote-services`). With a
     /// secret, members may always.
     pub allow_remote_services: bool,
+    /// Whether a listening node without a shared secret warns, once per process, that it
+    /// trusts every peer on its network (default yes). A program turns it off for a node
+    /// that listens only to receive what it asked for and exits soon, like `mpreg sub`: an
+    /// operator should see the warning from the servers they run, not from every client
+    /// command. Not read from `mpreg.toml` or the environment, since it is the program's
+    /// decision, not the operator's.
+    #[serde(skip)]
+    pub trust_warning: bool,
 }
 
 /// Default [`Config::discovery_wait_ms`]: long enough for a beacon answer and an mDNS
@@ -157,6 +165,7 @@ impl Default for Config {
             services: false,
             services_dirs: Vec::new(),
             allow_remote_services: false,
+            trust_warning: true,
         }
     }
 }

@@ -20,17 +20,26 @@
 //! explicit handle, `Node::builder().seed("10.0.0.5:7700").start().await?.call("add", (1, 2))`.
 //!
 //! # Layout
+//! What each file and folder of `src/` is for:
+//! - `lib.rs`: this page, the public re-exports, and [`init_logging`] (its filter and
+//!   format).
 //! - [`proto`]: pure protocol logic, no I/O and no clock — wire frames and codec
-//!   (`wire`, `codec`), argument fitting (`args`), catalogs and visibility (`catalog`),
-//!   the HMAC handshake (`handshake`), JSON mapping (`json`), membership over SWIM
-//!   (`membership`), who answers a call (`resolve`), MPREG multi-call planning and run state
-//!   (`workflow`), MARO conditional events and their queues (`condition`), the pub/sub topic
-//!   trie (`topic`).
-//! - `runtime`: the tokio shell — connections (multiplexed calls, `connection`), what they
+//!   (`wire`, `codec`, the hand-coded `publish_frame`), the UDP datagram envelope
+//!   (`datagram`) and its replay window (`replay`), argument fitting (`args`), catalogs and
+//!   visibility (`catalog`), the HMAC handshake (`handshake`), JSON mapping (`json`), a
+//!   member's identity (`member`), membership over SWIM (`membership`), who answers a call
+//!   (`resolve`), MPREG multi-call planning and run state (`workflow`), MARO conditional
+//!   events and their queues (`condition`), message envelopes (`envelope`), the pub/sub
+//!   topic trie (`topic`).
+//! - `runtime/`: the tokio shell — connections (multiplexed calls, `connection`), what they
 //!   send (bounded queue and backlog, coalesced writes: `outbound`), heartbeats and the
 //!   stall watchdog (`liveness`), single-flight dials and duplicate retirement (`connect`),
-//!   handshakes, serving calls (`dispatch`), the listener, seed dialers, clients attached
-//!   to a member that pushes them the cluster's changes (`attach`), shared node state.
+//!   handshakes, serving calls (`dispatch`), the listener, seed dialers, starting a node's
+//!   sockets and joining (`bootstrap`), the SWIM task (`gossip`), the live members and a
+//!   connection to each (`cluster`), zero-config discovery by UDP beacon and mDNS
+//!   (`discovery/`), routing calls (`route`), running workflows (`workflow`), pub/sub
+//!   routing and delivery (`pubsub/`), clients attached to a member that pushes them the
+//!   cluster's changes (`attach`), shared node state (`shared`).
 //! - [`Node`] / [`NodeBuilder`] (`node.rs`): the public handle to start, register, call, stop;
 //!   [`Request`] / [`Target`] (`request.rs`): calls with `locs`, scope, perspective, policy,
 //!   and `call_all`. Resolution itself is the pure `proto::resolve` (who qualifies, who is
@@ -38,31 +47,49 @@
 //! - [`Function`] (`function.rs`): function descriptions and type-erased handlers, the
 //!   runtime half of `#[register]`; `registry.rs`: one node's function table.
 //! - [`Config`] (`config.rs`): flags > `MPREG_*` > `mpreg.toml` > defaults.
-//! - `http.rs` (cargo feature `http`, on by default): the node's HTTP listener (`--http`),
-//!   Prometheus `/metrics` and `/health/live`, `/health/ready` (readiness: `Shared::readiness`).
+//! - [`Error`] (`error.rs`): one error enum whose messages name what was wrong.
 //! - `global.rs`: the process-global default node behind [`serve`], [`call`] and
 //!   [`blocking::call`]. `builtins.rs`: `echo` and `echos`, and `_metrics`/`_info` on
 //!   every node.
-//! - `metrics/` (DESIGN §11): what a node measures — the lock-free latency histogram
-//!   (`histogram`), per-node tables (`mod.rs`), the caller's side of a call (`caller`),
-//!   reading them into [`MetricsSnapshot`]/[`NodeInfo`] (`collect`, `snapshot`) and into
-//!   Prometheus text (`prometheus`).
-//! - `http/` (feature `http`): the node's optional HTTP listener — `/metrics`,
-//!   `/health/live`, `/health/ready` — with a bounded number of connections
-//!   (`connections`).
-//! - [`Error`] (`error.rs`): one error enum whose messages name what was wrong.
-//! - `src/main.rs` and `src/cli/`: the `mpreg` command line, a thin client of this library
-//!   (`cli/top/`: the `mpreg top` TUI — polling, a pure model of rates and events, the
-//!   view, the terminal loop).
-//! - MARO messaging (DESIGN §10): [`Message`] and [`MessageError`] (`message.rs`); the
-//!   primitives `send`/`isend`/`notify`/`scatter`/`broadcast`/`receive`/`receive_by_id`/
+//! - `pubsub/`: the pub/sub API — [`publish`], [`subscribe`](fn@subscribe) (streams and
+//!   `#[mpreg::subscribe]`), queue groups, confirmed publish and [`request_publish`]; the
+//!   routing and delivery behind it are `runtime/pubsub/`.
+//! - `workflow.rs`: MPREG multi-call workflows as users build and run them ([`workflow()`],
+//!   [`Flow`], [`Results`]); planned by `proto::workflow`, run by `runtime/workflow.rs`.
+//! - MARO messaging: [`Message`] and [`MessageError`] (`message.rs`); the primitives
+//!   `send`/`isend`/`notify`/`scatter`/`broadcast`/`receive`/`receive_by_id`/
 //!   `wait_for_peers` on [`Node`] and the default node (`messaging.rs`); [`Handlers`] and
 //!   the link-time entries of `#[mpreg::on]` (`handler.rs`); the wire form in
 //!   `proto::envelope`; in the runtime, `mailbox.rs` (sessions, inbox, routing),
 //!   `reactor.rs` (condition table and handler tasks) and `queue.rs` (bounded drop-oldest
 //!   queues).
-//! - `macros/`: the `mpreg-macros` crate behind `#[mpreg::register]`, `#[mpreg::on]` and
-//!   `#[mpreg::handlers]`.
+//! - `metrics/`: what a node measures — the lock-free latency histogram (`histogram`),
+//!   per-node tables (`mod.rs`) and per-thread caches of their records for the hot paths
+//!   (`cache`), the caller's side of a call (`caller`), reading them into
+//!   [`MetricsSnapshot`]/[`NodeInfo`] (`collect`, `snapshot`) and into Prometheus text
+//!   (`prometheus`).
+//! - `http/` (cargo feature `http`, on by default): the node's optional HTTP listener
+//!   (`--http`) — Prometheus `/metrics`, `/health/live` and `/health/ready` (readiness:
+//!   `Shared::readiness`) — with a bounded number of connections (`connections`).
+//! - `gateway/` (feature `http`): the gateway for other languages on that listener — a
+//!   WebSocket on `GET /` (MPREG's client protocol, pub/sub, functions served from the
+//!   socket) and JSON-RPC 2.0 on `POST /`; the wire contract is `docs/gateway.md`.
+//! - [`service`]: services as programs installed into a services folder — the
+//!   `service.toml` manifest, what a host has installed, `mpreg install` and
+//!   `mpreg uninstall`, and a serving node's controller that runs them (`controller`; one
+//!   `supervise` task per running service, its `process`, the `ring` of its last lines;
+//!   the answers' shapes in `status`).
+//! - `control.rs`: the service-control built-ins (`_services`, `_service_start`, …) with
+//!   the rule of who may start and stop; `service_client.rs`: the caller's side
+//!   ([`Target::start_service`] and its siblings, [`service_name`]); `runtime/caller.rs`:
+//!   the caller's host, for the functions that decide by it.
+//! - `private.rs`: `__private`, what the macros' expansions refer to; not public API.
+//! - `main.rs` and `cli/`: the `mpreg` command line, a thin client of this library
+//!   (`cli/top/`: the `mpreg top` TUI — polling, a pure model of rates and events, the
+//!   view, the terminal loop).
+//!
+//! Outside `src/`: `macros/` is the `mpreg-macros` crate behind `#[mpreg::register]`,
+//! `#[mpreg::on]`, `#[mpreg::handlers]` and `#[mpreg::subscribe]`.
 
 #![deny(missing_docs)]
 
@@ -150,8 +177,8 @@ pub use workflow::{Flow, Results};
 /// Two functions with one name make node start fail with an error naming both.
 pub use mpreg_macros::register;
 
-/// Runs a free function every time a MARO condition holds (DESIGN §10), on every node the
-/// process starts, with the messages that satisfied it.
+/// Runs a free function every time a MARO condition holds, on every node the process
+/// starts, with the messages that satisfied it.
 ///
 /// ```no_run
 /// #[mpreg::on("worker:update:60%")]
@@ -198,10 +225,7 @@ pub fn init_logging() {
 
 /// Like [`init_logging`] with another default filter (used when `RUST_LOG` is unset).
 pub fn init_logging_with(default_filter: &str) {
-    let directives = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.trim().is_empty() => mpreg_only(v.trim()),
-        _ => default_filter.to_string(),
-    };
+    let directives = filter_directives(std::env::var("RUST_LOG").ok().as_deref(), default_filter);
     let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
         eprintln!(
             "mpreg: RUST_LOG `{directives}` is not a valid filter ({e}); using `{default_filter}`"
@@ -225,6 +249,15 @@ pub fn init_logging_with(default_filter: &str) {
 fn colours() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The filter [`init_logging_with`] uses: `RUST_LOG` (`rust_log`) if set and not blank, a
+/// bare verbose level applying to mpreg only, else `default_filter`.
+fn filter_directives(rust_log: Option<&str>, default_filter: &str) -> String {
+    match rust_log.map(str::trim) {
+        Some(v) if !v.is_empty() => mpreg_only(v),
+        _ => default_filter.to_string(),
+    }
 }
 
 /// A bare verbose level means "this much of mpreg": `debug` becomes `warn,mpreg=debug`
@@ -252,3 +285,53 @@ fn mpreg_only(rust_log: &str) -> String {
 /// listening node of the process subscribes it at start; a bad pattern makes start fail
 /// with an error naming the function and the segment. See [`Node::subscribe`] for streams.
 pub use mpreg_macros::subscribe;
+
+#[cfg(test)]
+mod tests {
+    use super::filter_directives;
+    use tracing::Level;
+
+    /// Whether the filter made of `$directives` lets an event of `$level` from `$target`
+    /// through. A macro because `tracing::enabled!` needs its target as a literal.
+    macro_rules! passes {
+        ($directives:expr, $target:literal, $level:expr) => {{
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new($directives))
+                .with_writer(std::io::sink)
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::enabled!(target: $target, $level)
+            })
+        }};
+    }
+
+    #[test]
+    fn a_bare_debug_is_mpregs_alone_and_keeps_mdns_quiet() {
+        let default = "mpreg=info,warn";
+        for asked in ["debug", "DEBUG", " debug "] {
+            let f = filter_directives(Some(asked), default);
+            assert_eq!(f, "warn,mpreg=debug", "RUST_LOG={asked:?}");
+            assert!(!passes!(&f, "mdns_sd", Level::DEBUG), "{f}");
+            assert!(!passes!(&f, "mdns_sd::service_daemon", Level::INFO), "{f}");
+            assert!(passes!(&f, "mdns_sd", Level::WARN), "{f}");
+            assert!(
+                passes!(&f, "mpreg::runtime::connection", Level::DEBUG),
+                "{f}"
+            );
+            assert!(!passes!(&f, "mpreg", Level::TRACE), "{f}");
+        }
+    }
+
+    #[test]
+    fn full_directives_are_used_as_written_and_unset_means_the_default() {
+        let default = "mpreg=info,warn";
+        let f = filter_directives(Some("debug,mdns_sd=debug"), default);
+        assert_eq!(f, "debug,mdns_sd=debug");
+        assert!(passes!(&f, "mdns_sd", Level::DEBUG), "asked for by name");
+        assert_eq!(filter_directives(Some("warn"), default), "warn");
+        assert_eq!(filter_directives(None, default), default);
+        assert_eq!(filter_directives(Some("  "), default), default);
+        assert!(!passes!(default, "mdns_sd", Level::INFO));
+        assert!(passes!(default, "mpreg::node", Level::INFO));
+    }
+}

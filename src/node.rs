@@ -207,7 +207,10 @@ impl Node {
     async fn start_with(config: Config, extra: Vec<Function>) -> Result<Node> {
         config.validate()?;
         let secret = config.secret()?;
-        if secret.is_none() && config.listen {
+        // Only for nodes that asked to warn: a client command that listens just to receive
+        // its own publications (`mpreg sub`) turns it off, so the warning is not printed on
+        // every run (issue #14); `mpreg serve` and library servers keep it.
+        if secret.is_none() && config.listen && config.trust_warning {
             TRUST_WARNING.call_once(|| {
                 tracing::warn!(
                     "no shared secret configured: this node trusts every peer on its network"

@@ -45,17 +45,21 @@ fn clients_coming_and_going_are_not_warnings() {
         let (ok, _, err) = mpreg(&["call", "--seed", &seed, "echo", "hi"]);
         assert!(ok, "{err}");
     }
+    // `mpreg sub` listens (publications are pushed to it) but is a client: it says nothing
+    // about the missing secret, which is the server's to say.
+    let (ok, _, err) = mpreg(&["sub", "--seed", &seed, "x.y", "--timeout", "0.3"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("subscribed to `x.y`"), "{err}");
+    assert!(!err.contains("no shared secret"), "mpreg sub warned: {err}");
     drop(server); // stops it
 
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_file(&log);
-    let warnings: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("WARN"))
-        .filter(|l| !l.contains("no shared secret"))
-        .collect();
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+    // The server without a secret says so once, and warns of nothing else.
+    assert_eq!(warnings.len(), 1, "server warnings: {warnings:#?}");
     assert!(
-        warnings.is_empty(),
+        warnings[0].contains("no shared secret configured"),
         "client calls logged warnings: {warnings:#?}"
     );
     // A log written to a file carries no terminal colour codes.
@@ -228,6 +232,19 @@ fn only_configuration_errors_say_configuration_and_usage_is_checked_first() {
     let (ok, _, err) = support::mpreg_env(&["nodes"], &[("MPREG_PORT", "x".into())]);
     assert!(!ok);
     assert!(err.contains("configuration"), "{err}");
+}
+
+#[test]
+fn mpreg_top_finding_nobody_or_no_terminal_is_not_a_configuration_error() {
+    let (ok, out, err, _) = alone(&["top", "--once"], 300);
+    assert!(!ok, "top found a cluster: {out}");
+    assert!(err.contains("no cluster found"), "{err}");
+    assert!(!err.contains("configuration"), "{err}");
+    // Output to a pipe, not a terminal: how `top` was run is wrong, not the configuration.
+    let (ok, _, err) = mpreg(&["top"]);
+    assert!(!ok);
+    assert!(err.contains("mpreg top needs a terminal"), "{err}");
+    assert!(!err.contains("configuration"), "{err}");
 }
 
 #[test]

@@ -83,3 +83,55 @@ fn a_library_server_says_where_it_serves_and_falls_back_from_a_taken_7700() {
     let addr: std::net::SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{e}: {serving}"));
     assert_ne!(addr.port(), mpreg::DEFAULT_PORT, "{serving}");
 }
+
+/// A library server that never calls `init_logging` (the `bare_server` example) still
+/// prints where it serves: the `eprintln!` fallback of `serve()`, not a log line.
+#[test]
+fn a_library_server_without_init_logging_still_says_where_it_serves() {
+    let port = support::free_port();
+    let mut cmd = std::process::Command::new(support::built("bare_server"));
+    support::confine(&mut cmd);
+    let mut child = cmd
+        .env("MPREG_PORT", port.to_string())
+        .env("MPREG_NAME", "bare")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the bare_server example");
+    let stderr = child.stderr.take().unwrap();
+    let line = first_line_with(stderr, "serving", std::time::Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.unwrap_or_else(|seen| panic!("no `serving` line on stderr: {seen:#?}"));
+    assert_eq!(line, format!("mpreg: serving bare on 127.0.0.1:{port}"));
+}
+
+/// The first line of `stream` containing `needle`, read on a thread so that a child that
+/// says nothing fails the test after `limit` instead of hanging it; else the lines seen.
+fn first_line_with(
+    stream: impl std::io::Read + Send + 'static,
+    needle: &'static str,
+    limit: std::time::Duration,
+) -> Result<String, Vec<String>> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return Ok(line),
+            Ok(line) => seen.push(line),
+            Err(_) => return Err(seen),
+        }
+    }
+}

@@ -104,6 +104,9 @@ pub async fn run_sub(a: SubArgs) -> mpreg::Result<()> {
         .map(|d| Instant::now() + d);
     let mut cfg = a.node.config()?;
     cfg.builtins = false;
+    // A client that listens only to receive its publications: the "no shared secret"
+    // warning is for the servers an operator runs, not for every `mpreg sub`.
+    cfg.trust_warning = false;
     let node = mpreg::Node::start(cfg).await?;
     // Give zero-config discovery a moment to find the cluster, so the subscription is
     // announced to the peers that exist rather than learned later through gossip.

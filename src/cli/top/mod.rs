@@ -68,8 +68,9 @@ pub fn is_live(a: &TopArgs) -> bool {
 
 /// Watches the cluster until `q`, or prints one snapshot with `--once`.
 pub async fn run(a: TopArgs) -> mpreg::Result<()> {
+    // How `top` was invoked, not how mpreg is configured: a usage error.
     if !a.once && !std::io::stdout().is_terminal() {
-        return Err(mpreg::Error::Config(
+        return Err(mpreg::Error::Usage(
             "mpreg top needs a terminal; for scripts use `mpreg top --once --json`".into(),
         ));
     }
@@ -92,14 +93,20 @@ async fn once(
     json: bool,
     started: Instant,
 ) -> mpreg::Result<()> {
+    // Finding nobody is `NoCluster`, as for `mpreg nodes` and `mpreg call`; waiting for
+    // the cluster first also keeps the first poll from running before discovery answered.
+    if let Err(e) = poller.node().wait_for_cluster().await {
+        poller.node().shutdown().await;
+        return Err(e);
+    }
     let mut session = Session::default();
     session.update(poller.poll().await);
     tokio::time::sleep(interval).await;
     session.update(poller.poll().await);
     poller.node().shutdown().await;
     if session.members() == 0 {
-        return Err(mpreg::Error::Config(
-            "no node found: none answered discovery and no --seed was given or reachable".into(),
+        return Err(mpreg::Error::Incomplete(
+            "a node answered but listed no member (it is a client, or shutting down)".into(),
         ));
     }
     let tables = session.sorted();
