@@ -46,10 +46,12 @@ pub(crate) fn runtime() -> &'static Runtime {
 pub(crate) async fn on_runtime<T: Send + 'static>(
     fut: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    runtime()
-        .spawn(fut)
-        .await
-        .map_err(|e| Error::Config(format!("mpreg runtime task failed: {e}")))?
+    runtime().spawn(fut).await.map_err(|e| {
+        Error::io(
+            "the default node's runtime task failed",
+            std::io::Error::other(e),
+        )
+    })?
 }
 
 async fn default_node(mode: Mode) -> Result<Node> {

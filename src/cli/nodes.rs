@@ -74,14 +74,26 @@ fn fit(s: &str, width: usize) -> String {
     t
 }
 
-/// What a member offers: its own functions, then how many built-ins.
-fn offers(m: &mpreg::MemberSummary) -> String {
-    let own = m.functions.join(",");
-    match (own.is_empty(), m.builtins.len()) {
-        (_, 0) => own,
-        (true, n) => format!("({n} built-ins)"),
-        (false, n) => format!("{own} (+{n} built-ins)"),
-    }
+/// What a member offers in at most `width` characters: its own functions (as many as fit,
+/// then how many more), then how many built-ins.
+fn offers(m: &mpreg::MemberSummary, width: usize) -> String {
+    let built = match m.builtins.len() {
+        0 => String::new(),
+        n if m.functions.is_empty() => format!("({n} built-ins)"),
+        n => format!(" (+{n} built-ins)"),
+    };
+    let n = m.functions.len();
+    let with = |k: usize| -> String {
+        let more = if k < n {
+            format!(" +{} more", n - k)
+        } else {
+            String::new()
+        };
+        format!("{}{more}{built}", m.functions[..k].join(","))
+    };
+    // The most functions that fit, at least one.
+    let k = (1..=n).rev().find(|&k| with(k).chars().count() <= width);
+    with(k.unwrap_or(n.min(1)))
 }
 
 /// Name, role, address, state and functions, within 100 columns.
@@ -97,7 +109,7 @@ fn narrow_table(members: &[mpreg::MemberSummary]) {
             fit(&m.role, 10),
             m.addr,
             m.state,
-            offers(m)
+            offers(m, 100 - 60)
         );
         println!("{}", fit(&line, 100));
     }
@@ -158,4 +170,36 @@ async fn stats(
             .and_then(|r| r.ok())
     });
     futures_util::future::join_all(asks).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::offers;
+
+    fn member(functions: usize, builtins: usize) -> mpreg::MemberSummary {
+        mpreg::MemberSummary {
+            name: "n".into(),
+            id: 1,
+            role: "node".into(),
+            host: "h".into(),
+            addr: "127.0.0.1:7700".parse().unwrap(),
+            state: "alive".into(),
+            resources: vec![],
+            functions: (0..functions).map(|i| format!("function_{i:02}")).collect(),
+            builtins: (0..builtins).map(|i| format!("_b{i}")).collect(),
+            subscriptions: vec![],
+        }
+    }
+
+    #[test]
+    fn a_long_function_list_is_cut_with_a_count() {
+        let s = offers(&member(30, 4), 60);
+        assert_eq!(
+            s,
+            "function_00,function_01,function_02 +27 more (+4 built-ins)"
+        );
+        assert!(offers(&member(30, 4), 40).chars().count() <= 40);
+        assert_eq!(offers(&member(2, 0), 40), "function_00,function_01");
+        assert_eq!(offers(&member(0, 9), 40), "(9 built-ins)");
+    }
 }

@@ -199,7 +199,7 @@ impl Node {
     async fn subscribe_inner(&self, pattern: &str, group: Option<&str>) -> Result<Subscription> {
         let shared = self.shared();
         if !shared.config.listen {
-            return Err(Error::Config(format!(
+            return Err(Error::Usage(format!(
                 "cannot subscribe to `{pattern}` on node `{}`: it does not listen, so publishers cannot reach it",
                 shared.name
             )));
