@@ -32,26 +32,7 @@ fn install(d: &Path, crashes: u32) -> PathBuf {
     );
     assert!(ok, "{out}\n{err}");
     let services = config.join("mpreg/services");
-    let counter = d.join("crashes");
-    std::fs::write(&counter, crashes.to_string()).unwrap();
-    std::fs::create_dir_all(services.join("crashy")).unwrap();
-    std::fs::write(
-        services.join("crashy/service.toml"),
-        format!(
-            "command = \"{}\"\ndescription = \"crashes first\"\n\
-             restart = {{ policy = \"on-failure\", backoff_ms = 50 }}\n\
-             env = {{ HELLO_CRASHES = \"{}\" }}\n",
-            example.display(),
-            counter.display()
-        ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(services.join("broken")).unwrap();
-    std::fs::write(
-        services.join("broken/service.toml"),
-        "command = \"x\"\nargz = 1\n",
-    )
-    .unwrap();
+    support::services::crashy_and_broken(&services, &example, &d.join("crashes"), crashes);
     config
 }
 

@@ -32,6 +32,8 @@
 //!   killed node's replayed gossip never brings it back (needs `tcpdump`).
 
 mod harness;
+#[path = "../support/services.rs"]
+mod fixtures;
 
 mod dns_sd;
 mod failover;

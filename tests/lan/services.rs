@@ -32,23 +32,7 @@ fn install(lan: &Lan, i: usize, config: &Path) {
     lan.run_ok(i, &["install", &hello, "--name", "hello"], &env);
     let services = config.join("mpreg/services");
     let counter = config.join("crashes");
-    std::fs::write(&counter, "2").unwrap();
-    std::fs::create_dir_all(services.join("crashy")).unwrap();
-    std::fs::write(
-        services.join("crashy/service.toml"),
-        format!(
-            "command = \"{hello}\"\nrestart = {{ policy = \"on-failure\", backoff_ms = 100 }}\n\
-             env = {{ HELLO_CRASHES = \"{}\" }}\n",
-            counter.display()
-        ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(services.join("broken")).unwrap();
-    std::fs::write(
-        services.join("broken/service.toml"),
-        "command = \"x\"\nargz = 1\n",
-    )
-    .unwrap();
+    crate::fixtures::crashy_and_broken(&services, Path::new(&hello), &counter, 2);
 }
 
 /// `mpreg services --json` on host `i`: the services and what it printed on stderr.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use mpreg::{Node, NodeBuilder};
 
+pub mod services;
 pub mod tcp;
 
 /// A node builder confined to loopback on a free port, with broadcast and multicast
