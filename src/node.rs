@@ -774,6 +774,26 @@ impl NodeBuilder {
         self.config.http_token_file = Some(path.into());
         self
     }
+
+    /// Runs a service controller in this node, as `mpreg serve` does (listening nodes
+    /// only): this host's installed services are listed, started and stopped through it.
+    pub fn services(mut self, yes: bool) -> Self {
+        self.config.services = yes;
+        self
+    }
+
+    /// Searches `dir` for services too, after the user's folder and `./services`.
+    pub fn services_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.services_dirs.push(dir.into());
+        self
+    }
+
+    /// Lets callers on other hosts start and stop this node's services although the
+    /// cluster has no shared secret (`--allow-remote-services`).
+    pub fn allow_remote_services(mut self, yes: bool) -> Self {
+        self.config.allow_remote_services = yes;
+        self
+    }
     /// Registers a function at start, in addition to the link-time ones.
     pub fn function(mut self, f: Function) -> Self {
         self.functions.push(f);

@@ -281,3 +281,101 @@ fn a_service_installed_on_several_hosts_needs_a_choice() {
         "{err}"
     );
 }
+
+/// A shell-script service (ready as soon as it runs) in a fresh services folder.
+fn script_service(d: &Path, name: &str) -> PathBuf {
+    let folder = d.join("services");
+    std::fs::create_dir_all(folder.join(name)).unwrap();
+    let run = folder.join(name).join("run.sh");
+    std::fs::write(
+        &run,
+        "#!/bin/sh\necho \"up as $MPREG_SERVICE\"\nexec sleep 300\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        folder.join(name).join("service.toml"),
+        "command = \"run.sh\"\nready = \"started\"\nstop_timeout = 2\n",
+    )
+    .unwrap();
+    folder
+}
+
+#[tokio::test]
+async fn the_rust_api_starts_lists_reads_and_stops_by_host() {
+    let d = scratch("api");
+    let folder = script_service(&d, "ticker");
+    let ctl = support::local("lab")
+        .host("lab-pc")
+        .services(true)
+        .services_dir(&folder)
+        .start()
+        .await
+        .unwrap();
+    let user = support::local("user")
+        .host("lab-pc")
+        .seed(ctl.addr().unwrap())
+        .start()
+        .await
+        .unwrap();
+    support::wait_until(Duration::from_secs(10), || {
+        user.members().iter().any(|m| m.name == "lab")
+    })
+    .await;
+    let listed = user.services().await.unwrap();
+    let lab = listed
+        .iter()
+        .find(|h| h.node == "lab")
+        .expect("lab lists its services");
+    assert!(lab.services.iter().any(|s| s.service == "ticker"));
+    assert!(!lab.remote_control);
+
+    let s = user.host("lab-pc").start_service("ticker").await.unwrap();
+    assert_eq!(
+        (s.state, s.node.as_str()),
+        (mpreg::service::State::Running, "lab")
+    );
+    let pid = s.pid.unwrap() as u64;
+    let start = Instant::now();
+    loop {
+        let logs = user.cluster().service_logs("ticker", 10, 0).await.unwrap();
+        if logs.lines.iter().any(|l| l.text == "up as ticker") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{logs:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stopped = user.host("lab-pc").stop_service("ticker").await.unwrap();
+    assert!(stopped.was_running && !stopped.killed, "{stopped:?}");
+    assert!(!alive(pid));
+    // Another host is refused, naming why.
+    let far = support::local("far")
+        .host("other-pc")
+        .seed(ctl.addr().unwrap())
+        .start()
+        .await
+        .unwrap();
+    support::wait_until(Duration::from_secs(10), || {
+        far.members().iter().any(|m| m.name == "lab")
+    })
+    .await;
+    let e = far
+        .host("lab-pc")
+        .start_service("ticker")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("refuses to start or stop services"),
+        "{e}"
+    );
+    // A perspective with no such service says which nodes were asked.
+    let e = user.node("lab").start_service("nope").await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("no node on node `lab` has service `nope`"),
+        "{e}"
+    );
+    for n in [far, user, ctl] {
+        n.shutdown().await;
+    }
+}

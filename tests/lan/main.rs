@@ -31,9 +31,9 @@
 //! - `replay`: with a secret, captured gossip sent again is rejected and counted, and a
 //!   killed node's replayed gossip never brings it back (needs `tcpdump`).
 
-mod harness;
 #[path = "../support/services.rs"]
 mod fixtures;
+mod harness;
 
 mod dns_sd;
 mod failover;
