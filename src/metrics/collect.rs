@@ -8,6 +8,7 @@ use super::snapshot::{
     CalledMetrics, FunctionMetrics, MembershipMetrics, MessagingMetrics, MetricsSnapshot, NodeInfo,
     PeerMetrics, PrefixMetrics, PubSubMetrics, WorkflowMetrics,
 };
+use super::Traffic;
 use crate::runtime::Shared;
 
 /// Everything `shared`'s node measures, now.
@@ -104,21 +105,32 @@ fn called(shared: &Shared) -> BTreeMap<String, CalledMetrics> {
         .collect()
 }
 
+/// Every peer with a live connection or a record of closed ones: the live connections'
+/// traffic plus what the closed ones carried, so the counts never go down.
 pub(crate) fn snapshot_peers(shared: &Shared) -> BTreeMap<String, PeerMetrics> {
+    // Connections retire their traffic while holding `peers` for writing: holding it here
+    // sees each count once, live or retired.
+    let listed = shared.peers.read();
+    let book = shared.metrics.peers.lock();
     let mut out: BTreeMap<String, PeerMetrics> = BTreeMap::new();
-    for c in shared.all_connections() {
+    for (name, r) in book.records() {
+        let p = out.entry(name.clone()).or_default();
+        add(p, r.retired);
+        p.reconnects = r.opened.saturating_sub(1);
+    }
+    for c in listed.values().flatten() {
         let p = out.entry(c.peer.name.clone()).or_default();
-        p.calls_sent += c.calls_sent.load(Relaxed);
-        p.calls_received += c.calls_received.load(Relaxed);
-        p.bytes_in += c.bytes_in.load(Relaxed);
-        p.bytes_out += c.out.bytes.load(Relaxed);
+        add(p, c.unretired_traffic());
         p.connections += 1;
     }
-    let opened = shared.metrics.opened.read();
-    for (name, p) in out.iter_mut() {
-        p.reconnects = opened.get(name).copied().unwrap_or(0).saturating_sub(1);
-    }
     out
+}
+
+fn add(p: &mut PeerMetrics, t: Traffic) {
+    p.calls_sent += t.calls_sent;
+    p.calls_received += t.calls_received;
+    p.bytes_in += t.bytes_in;
+    p.bytes_out += t.bytes_out;
 }
 
 pub(crate) fn snapshot_pubsub(shared: &Shared) -> PubSubMetrics {
@@ -181,14 +193,13 @@ pub(crate) fn snapshot_membership(shared: &Shared) -> MembershipMetrics {
 
 pub(crate) fn snapshot_messaging(shared: &Shared) -> MessagingMetrics {
     let e = &shared.metrics.events;
-    let handlers = shared.mailbox.reactor.lock().stats();
-    let firings = handlers.iter().map(|h| h.firings).sum();
-    let drops: u64 = handlers.iter().map(|h| h.dropped + h.firings_dropped).sum();
+    // Removed handlers included: these are counters and must not go down.
+    let handlers = shared.mailbox.reactor.lock().totals();
     MessagingMetrics {
         sent: e.messages_sent.load(Relaxed),
         received: e.messages_received.load(Relaxed),
-        handler_firings: firings,
-        queue_drops: drops + shared.mailbox.inbox.dropped(),
+        handler_firings: handlers.firings,
+        queue_drops: handlers.dropped + shared.mailbox.inbox.dropped(),
     }
 }
 

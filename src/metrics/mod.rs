@@ -12,16 +12,19 @@ pub(crate) mod cache;
 pub(crate) mod caller;
 pub(crate) mod collect;
 pub(crate) mod histogram;
+pub(crate) mod peers;
 pub(crate) mod prometheus;
 pub(crate) mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 pub(crate) use histogram::Histogram;
+pub(crate) use peers::Traffic;
 
 /// Where names beyond a map's cap are counted.
 pub(crate) const OTHER: &str = "_other";
@@ -29,8 +32,8 @@ pub(crate) const OTHER: &str = "_other";
 pub(crate) const MAX_CALLED: usize = 256;
 /// Topic prefixes tracked.
 const MAX_PREFIXES: usize = 64;
-/// Peers whose reconnects are remembered after their connections closed.
-const MAX_PEERS: usize = 1024;
+/// How long a member's goodbye is remembered, so SWIM's report of it is not counted again.
+const GOODBYE_MEMORY: Duration = Duration::from_secs(60);
 
 /// The served side of one function. Calls are the latency histogram's count.
 #[derive(Default)]
@@ -87,8 +90,12 @@ pub(crate) struct Metrics {
     pub enabled: bool,
     pub called: RwLock<HashMap<String, Arc<Called>>>,
     pub prefixes: RwLock<HashMap<String, Arc<Prefix>>>,
-    /// Connections opened per peer name, kept after they close (bounded).
-    pub opened: RwLock<HashMap<String, u64>>,
+    /// Per peer name: connections opened and the traffic of those closed (bounded).
+    /// Locked after `Shared::peers`, never before (see [`peers`]).
+    pub peers: Mutex<peers::PeerBook>,
+    /// Members going away, by id: since when, and whether they said goodbye (a leave, not
+    /// a down).
+    departures: Mutex<HashMap<u64, (Instant, bool)>>,
     pub events: Events,
 }
 
@@ -132,7 +139,8 @@ impl Metrics {
             enabled,
             called: RwLock::default(),
             prefixes: RwLock::default(),
-            opened: RwLock::default(),
+            peers: Mutex::default(),
+            departures: Mutex::default(),
             events: Events::default(),
         }
     }
@@ -164,18 +172,50 @@ impl Metrics {
         v
     }
 
-    /// A connection to `peer` opened; returns how many were opened to it before.
-    pub(crate) fn connection_opened(&self, peer: &str) -> u64 {
-        let mut m = self.opened.write();
-        if m.len() >= MAX_PEERS && !m.contains_key(peer) {
-            // Forget the peers reconnected least: they matter least in a listing.
-            if let Some(k) = m.iter().min_by_key(|(_, &n)| n).map(|(k, _)| k.clone()) {
-                m.remove(&k);
-            }
+    /// A connection with `peer` opened.
+    pub(crate) fn connection_opened(&self, peer: &str) {
+        self.peers.lock().opened(peer);
+    }
+
+    /// SWIM reported member `id` down while a connection to it is open: the verdict,
+    /// leave or down, waits for the connection (see `Shared::count_down`). False when it
+    /// said goodbye already, and was counted as a leave then.
+    pub(crate) fn await_verdict(&self, id: u64) -> bool {
+        let mut d = self.departures.lock();
+        if d.get(&id).is_some_and(|&(_, bye)| bye) {
+            return false;
         }
-        let n = m.entry(peer.to_string()).or_insert(0);
-        *n += 1;
-        *n - 1
+        d.insert(id, (Instant::now(), false));
+        true
+    }
+
+    /// The verdict on `id` is due: whether it said goodbye meanwhile (a leave).
+    pub(crate) fn verdict(&self, id: u64) -> bool {
+        let mut d = self.departures.lock();
+        let bye = d.get(&id).is_some_and(|&(_, bye)| bye);
+        if !bye {
+            d.remove(&id);
+        }
+        bye
+    }
+
+    /// Whether member `id` said goodbye lately (its leave is counted).
+    pub(crate) fn said_goodbye(&self, id: u64) -> bool {
+        self.departures.lock().get(&id).is_some_and(|&(_, bye)| bye)
+    }
+
+    /// Peer `id` said goodbye; `listed`: it was a member still in the directory, counted
+    /// as a leave now. Remembered for members only, so that SWIM's report of the same
+    /// departure, which may come later, is not counted again (clients are never reported).
+    pub(crate) fn goodbye(&self, id: u64, listed: bool) {
+        let mut d = self.departures.lock();
+        if listed {
+            // Forgotten once gossip has long had its say: bounds the map.
+            d.retain(|_, (at, bye)| !*bye || at.elapsed() < GOODBYE_MEMORY);
+            d.insert(id, (Instant::now(), true));
+        } else if let Some(e) = d.get_mut(&id) {
+            e.1 = true;
+        }
     }
 }
 

@@ -253,25 +253,25 @@ fn peers(o: &mut Page, shared: &Shared) {
         (
             "mpreg_peer_calls_sent_total",
             "counter",
-            "Requests sent to a peer over its live connections.",
+            "Requests sent to a peer, closed connections included.",
             |p| p.calls_sent,
         ),
         (
             "mpreg_peer_calls_received_total",
             "counter",
-            "Requests a peer sent over its live connections.",
+            "Requests a peer sent, closed connections included.",
             |p| p.calls_received,
         ),
         (
             "mpreg_peer_received_bytes_total",
             "counter",
-            "Bytes read from a peer over its live connections.",
+            "Bytes read from a peer, closed connections included.",
             |p| p.bytes_in,
         ),
         (
             "mpreg_peer_sent_bytes_total",
             "counter",
-            "Bytes written to a peer over its live connections.",
+            "Bytes written to a peer, closed connections included.",
             |p| p.bytes_out,
         ),
         (
@@ -435,7 +435,7 @@ fn messaging_and_workflows(o: &mut Page, shared: &Shared) {
     o.single(
         "mpreg_handler_firings_total",
         "counter",
-        "Conditional-event handler firings (handlers alive now).",
+        "Conditional-event handler firings, removed handlers included.",
         m.handler_firings,
     );
     o.single(

@@ -81,7 +81,9 @@ pub struct CalledMetrics {
     pub answered_by: BTreeMap<String, u64>,
 }
 
-/// Traffic with one peer, over its live connections.
+/// Traffic with one peer since this node started, closed connections included: every
+/// count here only grows. Peers stay listed after their last connection closes
+/// (`connections` 0); beyond 256 peer names, the one gone longest is forgotten.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PeerMetrics {
@@ -169,9 +171,10 @@ pub struct MessagingMetrics {
     pub sent: u64,
     /// Messages delivered to this node's inbox.
     pub received: u64,
-    /// Conditional-event handlers fired.
+    /// Conditional-event handlers fired (removed handlers included).
     pub handler_firings: u64,
-    /// Messages dropped from full queues (inbox or handler queues).
+    /// Messages dropped from full queues (inbox or handler queues, removed handlers'
+    /// included).
     pub queue_drops: u64,
 }
 

@@ -16,6 +16,10 @@ use crate::runtime::Shared;
 /// dials itself (both dialing at once would open two connections).
 const DIAL_GRACE: Duration = Duration::from_millis(500);
 
+/// How long a member SWIM reports down may take to say goodbye on a connection still
+/// open: a stopping node sends its goodbyes within about 2 s of leaving the gossip.
+const GOODBYE_WAIT: Duration = Duration::from_secs(3);
+
 /// One member of the directory.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -93,9 +97,44 @@ impl Shared {
         self.view_changed();
     }
 
-    /// The member said goodbye over TCP.
+    /// Counts SWIM's verdict that `m` is down as a leave or a down. A member that stops
+    /// gracefully leaves the gossip first and says goodbye on its connections a moment
+    /// later, and SWIM reports both a leave and a death as "down": while a connection to
+    /// `m` is open, the verdict waits for it to end, with a goodbye (a leave) or without.
+    /// Called after [`member_down`](Self::member_down).
+    pub(crate) fn count_down(self: &Arc<Self>, m: &Member) {
+        let metrics = &self.metrics;
+        if metrics.said_goodbye(m.id) {
+            return; // counted as a leave when it said goodbye
+        }
+        // Still listed: the verdict was about an older identity; a goodbye on the
+        // connection would be the listed one's, counted by `member_left`.
+        let listed = self.directory.read().contains_key(&m.id);
+        let conn = self.connection_to(m.id).filter(|_| !listed);
+        let Some(conn) = conn else {
+            return crate::metrics::bump(&metrics.events.downs);
+        };
+        if !metrics.await_verdict(m.id) {
+            return;
+        }
+        let (s, id) = (self.clone(), m.id);
+        self.tasks.spawn(async move {
+            let _ = tokio::time::timeout(GOODBYE_WAIT, conn.closed.cancelled()).await;
+            let e = &s.metrics.events;
+            match s.metrics.verdict(id) {
+                true => crate::metrics::bump(&e.leaves),
+                false => crate::metrics::bump(&e.downs),
+            }
+        });
+    }
+
+    /// The peer said goodbye over TCP.
     pub(crate) fn member_left(&self, id: u64) {
-        if self.directory.write().remove(&id).is_some() {
+        // Not in the directory any more: a client, or SWIM reported the leave first and
+        // `count_down` counts it.
+        let listed = self.directory.write().remove(&id).is_some();
+        self.metrics.goodbye(id, listed);
+        if listed {
             crate::metrics::bump(&self.metrics.events.leaves);
         }
         self.pubsub.remote.write().remove(id);

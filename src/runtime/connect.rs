@@ -101,7 +101,13 @@ impl Shared {
             let dialer = |c: &Arc<Connection>| if c.dialed { self.id } else { c.peer.id };
             // Stable: of two dialed by the same node, the older stays.
             list.sort_by_key(dialer);
-            list.split_off(1)
+            let unlisted = list.split_off(1);
+            // Still open a while, but no longer listed: its counts so far move to the
+            // retired ones, and what it carries until it closes follows when it does.
+            for c in &unlisted {
+                self.retire_traffic(&mut peers, c, false);
+            }
+            unlisted
         };
         for c in retired {
             tracing::debug!(peer = %c.peer.name, "retiring a duplicate connection");

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
+use crate::metrics::Traffic;
 use crate::proto::catalog::PeerCatalog;
 use crate::proto::codec::{encode_frame, FrameCodec};
 use crate::proto::wire::{
@@ -106,6 +107,9 @@ pub(crate) struct Connection {
     pub(crate) calls_received: AtomicU64,
     /// Bytes of frames read from the peer (the reader stores its codec's running total).
     pub(crate) bytes_in: AtomicU64,
+    /// The part of this connection's traffic already added to the node's retired per-peer
+    /// counts ([`Connection::retire_traffic`]); only what came after is still live.
+    retired: Mutex<Traffic>,
 }
 
 impl Connection {
@@ -150,6 +154,7 @@ impl Connection {
             calls_sent: AtomicU64::new(0),
             calls_received: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
+            retired: Mutex::new(Traffic::default()),
         });
         shared.metrics.connection_opened(&conn.peer.name);
         shared.counters.connections.fetch_add(1, Ordering::Relaxed);
@@ -166,6 +171,32 @@ impl Connection {
             .tasks
             .spawn(liveness::watch(conn.clone(), shared.clone()));
         conn
+    }
+
+    /// Everything this connection carried so far.
+    fn traffic(&self) -> Traffic {
+        Traffic {
+            calls_sent: self.calls_sent.load(Ordering::Relaxed),
+            calls_received: self.calls_received.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.out.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Traffic not yet handed to the node's retired counts: what a metrics reader counts as
+    /// this connection's while it is listed.
+    pub(crate) fn unretired_traffic(&self) -> Traffic {
+        self.traffic().since(*self.retired.lock())
+    }
+
+    /// Hands the traffic not yet retired over to the caller (to add to the node's retired
+    /// counts), so that it is not counted as this connection's again.
+    pub(crate) fn retire_traffic(&self) -> Traffic {
+        let now = self.traffic();
+        let mut retired = self.retired.lock();
+        let new = now.since(*retired);
+        *retired = now;
+        new
     }
 
     /// Why the connection ended, if it has.

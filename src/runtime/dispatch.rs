@@ -140,13 +140,24 @@ fn relay(conn: &Arc<Connection>, shared: &Arc<Shared>, call: Call, route: Route)
     if refused(conn, shared, id) {
         return;
     }
+    // Like `serve`'s span, with this node's onward `call` span inside it: the debug log
+    // ties the caller's `id` here to the `id` of the call on the next hop.
+    let span = tracing::debug_span!("relay", id, fun = %inv.fun, peer = %conn.peer.name);
     let s = shared.clone();
-    spawn_served(conn, shared, id, async move {
+    let work = async move {
+        tracing::debug!("relaying");
         match s.invoke(&inv).await {
-            Ok(o) => (Ok(o.value), Some(o.node)),
-            Err(e) => (Err(e.to_failure()), None),
+            Ok(o) => {
+                tracing::debug!(node = %o.node, "done");
+                (Ok(o.value), Some(o.node))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "failed");
+                (Err(e.to_failure()), None)
+            }
         }
-    });
+    };
+    spawn_served(conn, shared, id, work.instrument(span));
 }
 
 /// A client submitted a workflow (`[workflow, all]`): run it here, answer with the result map.

@@ -198,8 +198,8 @@ fn on_event(shared: &Arc<Shared>, ev: Event) {
         }
         Event::Down(member) => {
             tracing::info!(member = ?member, "member down");
-            crate::metrics::bump(&shared.metrics.events.downs);
             shared.member_down(&member);
+            shared.count_down(&member);
         }
         Event::CatalogVersion { id, version } => shared.catalog_version_seen(id, version),
         Event::Active => tracing::debug!("joined the cluster"),

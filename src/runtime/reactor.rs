@@ -79,6 +79,18 @@ pub(crate) struct Reactor {
     sinks: HashMap<HandlerId, Sink>,
     /// Every unit of every handler, to tell whether a message interests any handler.
     units: Vec<(HandlerId, Unit)>,
+    /// Counts of removed handlers, so the node's totals never go down.
+    retired: Totals,
+}
+
+/// Firings and drops over every handler the node had, removed ones included.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// Times a handler's condition held.
+    pub firings: u64,
+    /// Messages dropped from handlers' unit queues, and firings dropped from their groups'
+    /// queues.
+    pub dropped: u64,
 }
 
 impl Default for Reactor {
@@ -87,6 +99,7 @@ impl Default for Reactor {
             table: Table::new(HANDLER_QUEUE),
             sinks: HashMap::new(),
             units: Vec::new(),
+            retired: Totals::default(),
         }
     }
 }
@@ -122,6 +135,8 @@ impl Reactor {
         let Some(sink) = self.sinks.remove(&id) else {
             return false;
         };
+        self.retired.firings += sink.firings;
+        self.retired.dropped += self.table.dropped(id);
         self.table.remove(id);
         self.units.retain(|(h, _)| *h != id);
         let shared = self
@@ -130,8 +145,26 @@ impl Reactor {
             .any(|s| Arc::ptr_eq(&s.queue, &sink.queue));
         if !shared {
             sink.queue.close();
+            // The group's queue is counted once, when its last handler goes.
+            self.retired.dropped += sink.queue.dropped();
         }
         true
+    }
+
+    /// Firings and drops over the node's life: the handlers here now plus removed ones.
+    /// A group's queue, shared by its handlers, counts once.
+    pub(crate) fn totals(&self) -> Totals {
+        let mut t = self.retired;
+        let mut queues: Vec<&Arc<DropQueue<Batch>>> = Vec::new();
+        for (&id, sink) in &self.sinks {
+            t.firings += sink.firings;
+            t.dropped += self.table.dropped(id);
+            if !queues.iter().any(|q| Arc::ptr_eq(q, &sink.queue)) {
+                queues.push(&sink.queue);
+            }
+        }
+        t.dropped += queues.iter().map(|q| q.dropped()).sum::<u64>();
+        t
     }
 
     /// Offers a message to every handler; whether any handler's condition mentions it.
@@ -218,4 +251,52 @@ pub(crate) fn spawn(
         }
     });
     queue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Origin;
+    use crate::proto::envelope::{Envelope, MessageId, SessionId, SessionKind, Stage};
+
+    fn message(tag: &str) -> Message {
+        let env = Envelope {
+            tag: tag.into(),
+            source: "w".into(),
+            source_role: "worker".into(),
+            destination: "m".into(),
+            payload: 1.into(),
+            session_id: SessionId(rand::random()),
+            message_id: MessageId(rand::random()),
+            kind: SessionKind::Notification,
+            stage: Stage::Request,
+        };
+        Message::received(env, Origin::Detached)
+    }
+
+    #[test]
+    fn totals_count_a_shared_queue_once_and_keep_removed_handlers() {
+        let mut r = Reactor::default();
+        // Nobody pops this group's queue: of its 6 firings, 5 are dropped.
+        let queue = Arc::new(DropQueue::new(1));
+        let cond = || Condition::parse("*:t:1").unwrap();
+        let group = vec![("one".to_string(), cond()), ("two".to_string(), cond())];
+        let ids = r.add(group, &queue);
+        let peers = [Peer {
+            name: "w",
+            role: "worker",
+        }];
+        for _ in 0..3 {
+            assert!(r.offer(&message("t"), &peers));
+        }
+        let want = Totals {
+            firings: 6,
+            dropped: 5,
+        };
+        assert_eq!(r.totals(), want);
+        for id in ids {
+            assert!(r.remove(id));
+            assert_eq!(r.totals(), want, "removing a handler lowers nothing");
+        }
+    }
 }

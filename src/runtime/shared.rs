@@ -205,8 +205,10 @@ impl Shared {
         }
     }
 
+    /// `conn`'s reader ended: unlists it (if still listed) and retires its traffic.
     pub(crate) fn remove_connection(&self, conn: &Arc<Connection>) {
         let mut peers = self.peers.write();
+        self.retire_traffic(&mut peers, conn, true);
         if let Some(list) = peers.get_mut(&conn.peer.id) {
             list.retain(|c| !Arc::ptr_eq(c, conn));
             if list.is_empty() {
@@ -224,6 +226,21 @@ impl Shared {
                 tracing::debug!(peer = %conn.peer.name, reason = conn.close_reason().unwrap_or_default(), "disconnected");
             }
         }
+    }
+
+    /// Adds what `conn` carried and is not yet retired to its peer's retired counts, as it
+    /// leaves the list of connections (`closed`: its reader ended, it carries no more).
+    /// Takes the list, locked for writing, because metrics readers lock it too: they see
+    /// each count once, on the listed connection or in the retired counts.
+    pub(crate) fn retire_traffic(
+        &self,
+        _listed: &mut HashMap<u64, Vec<Arc<Connection>>>,
+        conn: &Connection,
+        closed: bool,
+    ) {
+        let traffic = conn.retire_traffic();
+        let mut book = self.metrics.peers.lock();
+        book.retire(&conn.peer.name, traffic, closed);
     }
 
     /// Every live connection (the first per peer).
