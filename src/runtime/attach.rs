@@ -73,6 +73,9 @@ pub(crate) async fn attach(shared: &Arc<Shared>, conn: &Arc<Connection>) -> Resu
 /// Keeps a client attached until shutdown.
 pub(crate) async fn maintain(shared: Arc<Shared>) {
     let mut pause = RETRY_MIN;
+    // The member we were attached to last, tried after every other: it may be frozen or
+    // cut off rather than dead, and a dial to it can then take a handshake timeout.
+    let mut lost = None;
     loop {
         let current = shared.attached.lock().clone();
         if let Some(c) = current {
@@ -82,13 +85,14 @@ pub(crate) async fn maintain(shared: Arc<Shared>) {
             }
             tracing::debug!(member = %c.peer.name, reason = c.close_reason().unwrap_or_default(), "attached member lost; attaching to another");
             *shared.attached.lock() = None;
+            lost = Some(c.peer.id);
             pause = RETRY_MIN;
         }
         // A stopping node closes its connections before it cancels: the round must give
         // way to the shutdown rather than hold it up.
         let attached = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
-            a = reattach(&shared) => a,
+            a = reattach(&shared, lost) => a,
         };
         if attached {
             continue;
@@ -102,8 +106,9 @@ pub(crate) async fn maintain(shared: Arc<Shared>) {
 }
 
 /// One round of finding a member to attach to: a live connection to a member, then the
-/// members we know of, then seeds and discovery. Returns whether it attached.
-async fn reattach(shared: &Arc<Shared>) -> bool {
+/// members we know of (`lost`, the member we just lost, last), then seeds and discovery.
+/// Returns whether it attached.
+async fn reattach(shared: &Arc<Shared>, lost: Option<u64>) -> bool {
     let connected: Vec<Arc<Connection>> = shared
         .connections()
         .into_iter()
@@ -114,14 +119,14 @@ async fn reattach(shared: &Arc<Shared>) -> bool {
             return true;
         }
     }
-    let mut known: Vec<String> = shared
+    let mut known: Vec<(bool, String)> = shared
         .directory
         .read()
         .values()
-        .map(|e| e.member.addr.to_string())
+        .map(|e| (Some(e.member.id) == lost, e.member.addr.to_string()))
         .collect();
     known.sort();
-    for addr in known {
+    for (_, addr) in known {
         if let Ok(c) = shared.connect_to(&addr).await {
             if attach(shared, &c).await.is_ok() {
                 return true;

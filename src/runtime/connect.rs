@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 use crate::runtime::{handshake, Connection, Shared};
 
 /// A retired duplicate connection is closed once nothing was in flight on it, and nothing
-/// received, for this long (both sides stop using it at once, but frames may be in transit).
+/// received but heartbeats, for this long (both sides stop using it at once, but frames may be
+/// in transit).
 const RETIRE_IDLE: Duration = Duration::from_secs(1);
 
 /// The dial in progress (or just finished) to one address.
@@ -118,15 +119,17 @@ impl Shared {
     }
 }
 
-/// Closes a duplicate connection once it has been idle for [`RETIRE_IDLE`].
+/// Closes a duplicate connection once it has been idle for [`RETIRE_IDLE`]: no call in
+/// flight either way and nothing received but heartbeats, which both sides' watchdogs
+/// send on every quiet connection (counting them, a duplicate would never be idle).
 async fn retire(conn: Arc<Connection>) {
-    let mut seen = (conn.received.load(Relaxed), Instant::now());
+    let mut seen = (conn.traffic.load(Relaxed), Instant::now());
     loop {
         tokio::select! {
             _ = conn.closed.cancelled() => return,
             _ = tokio::time::sleep(RETIRE_IDLE / 4) => {}
         }
-        let received = conn.received.load(Relaxed);
+        let received = conn.traffic.load(Relaxed);
         if received != seen.0 || !conn.is_idle() {
             seen = (received, Instant::now());
         } else if seen.1.elapsed() >= RETIRE_IDLE {

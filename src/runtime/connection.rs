@@ -83,6 +83,9 @@ pub(crate) struct Connection {
     pub dialed: bool,
     /// Frames received: the watchdog's sign of life from the peer.
     pub(crate) received: AtomicU64,
+    /// Frames received other than heartbeats (`Ping`): what a duplicate connection being
+    /// retired waits to stop (the peer's heartbeat never does).
+    pub(crate) traffic: AtomicU64,
     /// Set while the reader holds back because our answers cannot be queued.
     paused: AtomicBool,
     /// The socket, to ask the kernel whether the peer sent bytes our reader has not read
@@ -141,6 +144,7 @@ impl Connection {
             out,
             dialed,
             received: AtomicU64::new(0),
+            traffic: AtomicU64::new(0),
             paused: AtomicBool::new(false),
             #[cfg(unix)]
             fd,
@@ -512,6 +516,9 @@ async fn read_loop(
             }
         };
         conn.received.fetch_add(1, Ordering::Relaxed);
+        if !matches!(next, Some(Ok(Frame::Ping))) {
+            conn.traffic.fetch_add(1, Ordering::Relaxed);
+        }
         conn.bytes_in
             .store(frames.decoder().consumed(), Ordering::Relaxed);
         match next {

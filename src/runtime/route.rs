@@ -18,7 +18,9 @@ use crate::proto::wire::{Call, FailureKind};
 use crate::runtime::connection::{Relay, NOT_SENT};
 use crate::runtime::{dispatch, Connection, Shared};
 
-/// Other providers tried after a lost node, for idempotent functions.
+/// Other providers tried after a node was lost in the middle of an idempotent call (the
+/// call may have run there: each retry may run it once more). Attempts that never reached
+/// a provider are not counted: they end when no candidate is left.
 const MAX_RETRIES: usize = 3;
 
 /// Longest a call that found no provider waits for connections being opened.
@@ -133,16 +135,59 @@ enum Attempt {
     Missed(Error),
 }
 
+/// What [`Shared::invoke`] does after one attempt.
+enum Next {
+    /// The call is over: its result, or an error no other provider can change.
+    Return(Result<Outcome>),
+    /// The call never reached the provider: try the next candidate.
+    Missed(Error),
+    /// The provider was lost during an idempotent call: retry elsewhere (counted).
+    Lost(Error),
+}
+
+/// Sorts out one attempt on `chosen`: a miss is tried elsewhere for any function, a node
+/// lost mid-call only for an idempotent one (it may have run); other errors end the call.
+fn judge(inv: &Invocation, chosen: &Known, attempt: Attempt) -> Next {
+    match attempt {
+        Attempt::Done(Ok(o)) => Next::Return(Ok(o)),
+        Attempt::Missed(e) => Next::Missed(e),
+        Attempt::Done(Err(e @ Error::NodeLost { .. })) if chosen.spec.idempotent => {
+            tracing::info!(fun = %inv.fun, node = %chosen.name, "node lost; retrying an idempotent call elsewhere");
+            Next::Lost(e)
+        }
+        Attempt::Done(Err(Error::NodeLost { fun, node, reason })) => {
+            Next::Return(Err(Error::NodeLost {
+                fun: fun.clone(),
+                node,
+                reason: format!("{reason}; not retried: `{fun}` is not registered idempotent"),
+            }))
+        }
+        // The deadline covers the whole call; report it, not what was left of it.
+        Attempt::Done(Err(Error::Timeout { fun, node, .. })) => Next::Return(Err(Error::Timeout {
+            fun,
+            node,
+            after: inv.timeout,
+        })),
+        Attempt::Done(other) => Next::Return(other),
+    }
+}
+
 impl Shared {
     /// Resolves and runs one call. A provider that cannot be reached, refuses the call as
     /// busy, or is lost before the call reached it is left out and the next candidate is
     /// tried; a provider lost *during* the call is retried elsewhere only for idempotent
-    /// functions (it may have run). The call fails when no candidate is left, naming
-    /// every provider tried and why.
+    /// functions (it may have run), at most [`MAX_RETRIES`] times. The call fails when no
+    /// candidate is left (or at its deadline), naming every provider tried and why.
+    ///
+    /// Bounded: a provider is tried at most once directly and, if it could not be dialed,
+    /// once more through a forwarder (another node may reach it when we cannot), so a call
+    /// makes at most two attempts per candidate.
     pub(crate) async fn invoke(self: &Arc<Self>, inv: &Invocation) -> Result<Outcome> {
         let deadline = Instant::now() + inv.timeout;
         let mut tried = Tried(Vec::new());
         let (mut refreshed, mut settled, mut waited) = (false, false, false);
+        // Providers lost in the middle of an idempotent call (it may have run there).
+        let mut lost = 0;
         loop {
             let known = self.providers_of(&inv.fun);
             let Some(chosen) = self.choose(inv, &known, &tried) else {
@@ -183,35 +228,21 @@ impl Shared {
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let chosen = &known[chosen];
-            let e = match self.attempt(inv, chosen, remaining).await {
-                Attempt::Done(Ok(o)) => return Ok(o),
-                Attempt::Missed(e) => e,
-                Attempt::Done(Err(e @ Error::NodeLost { .. })) if chosen.spec.idempotent => {
-                    tracing::info!(fun = %inv.fun, node = %chosen.name, "node lost; retrying an idempotent call elsewhere");
+            let attempt = self.attempt(inv, chosen, remaining).await;
+            let e = match judge(inv, chosen, attempt) {
+                Next::Return(r) => return r,
+                Next::Missed(e) => e,
+                Next::Lost(e) => {
+                    lost += 1;
                     e
                 }
-                Attempt::Done(Err(Error::NodeLost { fun, node, reason })) => {
-                    return Err(Error::NodeLost {
-                        fun: fun.clone(),
-                        node,
-                        reason: format!(
-                            "{reason}; not retried: `{fun}` is not registered idempotent"
-                        ),
-                    })
-                }
-                // The deadline covers the whole call; report it, not what was left of it.
-                Attempt::Done(Err(Error::Timeout { fun, node, .. })) => {
-                    return Err(Error::Timeout {
-                        fun,
-                        node,
-                        after: inv.timeout,
-                    })
-                }
-                Attempt::Done(other) => return other,
             };
             tracing::debug!(fun = %inv.fun, node = %chosen.name, error = %e, "provider missed; trying the next");
             tried.note(chosen, &e);
-            if tried.0.len() > MAX_RETRIES || Instant::now() >= deadline {
+            // Misses are not counted: each provider is left out once tried, so the
+            // candidates run out by themselves. Only retries of a call that may have run
+            // are capped.
+            if lost > MAX_RETRIES || Instant::now() >= deadline {
                 return Err(self.none_left(inv, &known, &tried));
             }
         }

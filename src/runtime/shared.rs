@@ -1,4 +1,30 @@
 //! State shared by every task of one node.
+//!
+//! # Locks
+//!
+//! Every map here sits behind a `parking_lot` lock (`RwLock` where reads dominate, `Mutex`
+//! for small maps written about as often as read), not a sharded map (`dashmap`) or a
+//! swapped snapshot (`arc-swap`). Why that is enough:
+//!
+//! - **No poisoning.** A panic while a lock is held (in a handler, in a bug) leaves the
+//!   state usable; std locks would turn every later access into a panic of its own
+//!   (`tests::a_panic_under_a_lock_does_not_poison_node_state`).
+//! - **Small maps.** One entry per peer, member, local function or round-robin counter:
+//!   tens, at most hundreds. Sharding that few entries buys nothing for its memory and its
+//!   per-access hashing.
+//! - **Reads dominate.** The call path (`route::providers_of`) takes read locks on the
+//!   registry, the connections and the directory, which several readers hold at once;
+//!   writes come with membership and catalog changes, which are rare next to calls.
+//! - **Short critical sections, never across an `.await`.** Readers copy out what they need
+//!   (`Arc` clones, small values) and release the lock at once. The compiler enforces the
+//!   `.await` part wherever a future must be `Send` (every spawned task, and the calls of
+//!   `Node`, which users spawn): `parking_lot` guards are not `Send` (its `send_guard`
+//!   feature is off).
+//!
+//! Contention has **not been measured**: no benchmark was run for this choice. The points
+//! above are why it is not expected to matter. If a profile of a call burst ever shows
+//! time spent waiting on these locks, the candidate is the read in `providers_of`: an
+//! `arc-swap` snapshot of the providers per function, rebuilt on every change.
 
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
@@ -30,7 +56,7 @@ pub(crate) struct Shared {
     pub resources: Vec<String>,
     pub config: Config,
     pub secret: Option<Vec<u8>>,
-    /// Functions served here. A std lock: it is never held across an await.
+    /// Functions served here. A blocking lock: it is never held across an await.
     pub registry: RwLock<Registry>,
     /// Live connections by peer node id. Normally one per peer; two can exist briefly when
     /// both sides dial at once, and calls then use the first.
