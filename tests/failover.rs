@@ -226,10 +226,15 @@ async fn when_no_provider_is_left_the_error_names_each_one_tried_and_why() {
         let direct = format!("`fo-d{i}`: cannot connect to 127.0.0.1:{port}: Connection refused");
         assert!(msg.contains(&direct), "missing «{direct}» in {msg}");
         let relayed = format!(
-            "`fo-d{i}` (not reachable from here; a forwarder answered): no provider of `job` in \
+            "`fo-d{i}` (not reachable from here): no provider of `job` in \
              the cluster as node `fo-directory` sees it (node `fo-d{i}` cannot be reached"
         );
         assert!(msg.contains(&relayed), "missing «{relayed}» in {msg}");
+        // The forwarder is named as such, and the provider as the one gone.
+        let forwarded = format!(
+            "forwarded through `fo-directory`, which cannot reach `fo-d{i}` either: `fo-d{i}` is gone or cut off"
+        );
+        assert!(msg.contains(&forwarded), "missing «{forwarded}» in {msg}");
     }
     let all: Vec<String> = (1..=6).map(|i| format!("fo-d{i}")).collect();
     assert_eq!(

@@ -118,8 +118,9 @@ impl Tried {
             .0
             .iter()
             .map(|(_, name, why, _, relayed)| match relayed {
-                // The error is the forwarder's: say so, so it is not blamed for `name`.
-                true => format!("`{name}` (not reachable from here; a forwarder answered): {why}"),
+                // Not reached directly: `why` is the forwarder's answer (naming the
+                // forwarder), or why none could be asked.
+                true => format!("`{name}` (not reachable from here): {why}"),
                 false => format!("`{name}`: {why}"),
             })
             .collect();
@@ -632,7 +633,24 @@ impl Shared {
         };
         let mut route = inv.route.clone();
         route.perspective = Perspective::Node(k.name.clone());
-        self.over(&via, inv, remaining, Some(route)).await
+        let r = self.over(&via, inv, remaining, Some(route)).await;
+        // The forwarder answers for `k`: say who forwarded and what its answer means, so the
+        // forwarder is not taken for the culprit.
+        r.map_err(|mut e| {
+            if let Error::NoProvider { detail, .. } | Error::UnknownFunction { detail, .. } =
+                &mut e
+            {
+                let note = format!(
+                    "forwarded through `{}`, which cannot reach `{}` either: `{}` is gone or cut off",
+                    via.peer.name, k.name, k.name
+                );
+                *detail = match detail.is_empty() {
+                    true => note,
+                    false => format!("{detail}; {note}"),
+                };
+            }
+            e
+        })
     }
 
     /// The call over one connection, counted in its load.
