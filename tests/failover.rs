@@ -163,13 +163,7 @@ fn relayed(call: &Call, forward: &Forward, asked: &Mutex<Vec<String>>) -> Frame 
 
 /// A client that knows the cluster only from `dir`.
 async fn client(name: &str, dir: &Directory, expected_members: usize) -> Node {
-    let c = local(name)
-        .listen(false)
-        .builtins(false)
-        .seed(dir.addr)
-        .start()
-        .await
-        .expect("start the client");
+    let c = support::client(name, dir.addr).await;
     wait_until(Duration::from_secs(5), || {
         c.members().len() == expected_members
     })
@@ -286,13 +280,7 @@ async fn busy_providers_pass_the_call_on_and_all_busy_is_busy() {
         })
         .collect();
     let nodes = support::cluster(builders).await;
-    let c = local("fo-client")
-        .listen(false)
-        .builtins(false)
-        .seed(nodes[0].addr().unwrap())
-        .start()
-        .await
-        .unwrap();
+    let c = support::client("fo-client", nodes[0].addr().unwrap()).await;
     wait_until(Duration::from_secs(10), || c.members().len() == 6).await;
     let mut holds = Vec::new();
     for i in 1..=5 {

@@ -88,13 +88,7 @@ async fn a_chain_runs_each_step_where_its_locs_are_in_one_request() {
         local("n3").resources(["stage-3"]).function(step("3")),
     ])
     .await;
-    let client = local("client")
-        .listen(false)
-        .builtins(false)
-        .seed(nodes[0].addr().unwrap())
-        .start()
-        .await
-        .unwrap();
+    let client = support::client("client", nodes[0].addr().unwrap()).await;
     let before = client.stats().requests_sent;
     let out = client
         .workflow()

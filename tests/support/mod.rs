@@ -84,6 +84,18 @@ pub fn confine(cmd: &mut Command) {
         .env_remove("MPREG_CONFIG");
 }
 
+/// A client (a node that does not listen, with no built-ins) on loopback, started with
+/// `seed` as its way into the cluster.
+pub async fn client(name: &str, seed: SocketAddr) -> Node {
+    local(name)
+        .listen(false)
+        .builtins(false)
+        .seed(seed)
+        .start()
+        .await
+        .expect("start the client")
+}
+
 /// Two connected nodes: `b` dialed `a`.
 pub async fn pair(a: NodeBuilder, b: NodeBuilder) -> (Node, Node) {
     let a = a.start().await.expect("start a");
