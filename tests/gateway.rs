@@ -839,3 +839,36 @@ fn rand_suffix() -> u64 {
         .unwrap()
         .as_nanos() as u64
 }
+
+/// Service control through the gateway: a loopback client counts as this host, so it may
+/// start and stop the node's services (`_service_start`, `_service_stop`) like a local
+/// `mpreg start` (a client on another host is refused; tests/lan/services.rs).
+#[tokio::test]
+async fn a_loopback_gateway_client_starts_and_stops_a_service() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let svc = dir.join("services/napper");
+    std::fs::create_dir_all(&svc).unwrap();
+    std::fs::write(svc.join("run.sh"), "#!/bin/sh\nexec sleep 300\n").unwrap();
+    std::fs::set_permissions(svc.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        svc.join("service.toml"),
+        "command = \"run.sh\"\nready = \"started\"\n",
+    )
+    .unwrap();
+    let b = gateway("gw-svc")
+        .services(true)
+        .services_dir(dir.join("services"));
+    let (_node, http) = start(b).await;
+    let call = |method: &str, id: u32| {
+        format!(r#"{{"jsonrpc":"2.0","method":"{method}","params":["napper"],"id":{id}}}"#)
+    };
+    let reply = post(http, &call("_service_start", 1), None).await;
+    let j: Json = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(j["result"]["state"], "running", "{j}");
+    assert!(j["result"]["pid"].as_u64().is_some(), "{j}");
+    let reply = post(http, &call("_service_stop", 2), None).await;
+    let j: Json = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(j["result"]["was_running"], true, "{j}");
+    assert_eq!(j["result"]["status"]["state"], "stopped", "{j}");
+}
