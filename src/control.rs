@@ -133,15 +133,14 @@ fn may_control(ctl: &Controller, remote: bool) -> std::result::Result<(), String
 }
 
 fn functions(ctl: &Arc<Controller>, remote: bool) -> Vec<Function> {
-    let list = Arc::downgrade(ctl);
-    let (start, stop, restart, logs) = (ctl.clone(), ctl.clone(), ctl.clone(), ctl.clone());
-    let mut out = vec![
+    // The functions hold the controller, which holds the node only weakly: no cycle.
+    let (list, logs) = (ctl.clone(), ctl.clone());
+    vec![
         Function::try_new(SERVICES, move |(): ()| -> std::result::Result<_, String> {
-            let ctl = list.upgrade().ok_or("the node is shutting down")?;
-            let (services, problems) = ctl.list();
+            let (services, problems) = list.list();
             Ok(HostServices {
-                node: ctl.node.clone(),
-                host: ctl.host.clone(),
+                node: list.node.clone(),
+                host: list.host.clone(),
                 remote_control: remote,
                 services,
                 problems,
@@ -149,39 +148,48 @@ fn functions(ctl: &Arc<Controller>, remote: bool) -> Vec<Function> {
         })
         .params(Vec::<&str>::new())
         .idempotent(true),
-        Function::try_new_async(START, move |(name,): (String,)| {
-            let ctl = start.clone();
-            async move {
-                may_control(&ctl, remote)?;
-                ctl.start(&name).await
-            }
-        })
-        .params(["name: str"]),
-        Function::try_new_async(STOP, move |(name,): (String,)| {
-            let ctl = stop.clone();
-            async move {
-                may_control(&ctl, remote)?;
-                ctl.stop(&name).await
-            }
-        })
-        .params(["name: str"]),
-        Function::try_new_async(RESTART, move |(name,): (String,)| {
-            let ctl = restart.clone();
-            async move {
-                may_control(&ctl, remote)?;
-                ctl.stop(&name).await?;
-                ctl.start(&name).await
-            }
-        })
-        .params(["name: str"]),
+        controlling(
+            START,
+            ctl,
+            remote,
+            |c, name| async move { c.start(&name).await },
+        ),
+        controlling(
+            STOP,
+            ctl,
+            remote,
+            |c, name| async move { c.stop(&name).await },
+        ),
+        controlling(RESTART, ctl, remote, |c, name| async move {
+            c.stop(&name).await?;
+            c.start(&name).await
+        }),
         Function::try_new(LOGS, move |(name, n, after): (String, usize, u64)| {
             logs.logs(&name, n.min(service::LOG_LINES), after)
         })
         .params(["name: str", "n: int", "after: int"])
         .idempotent(true),
-    ];
-    for f in &mut out {
-        f.wants_caller = true;
-    }
-    out
+    ]
+}
+
+/// A built-in that acts on one service, for callers allowed to control services here.
+fn controlling<T, F, Fut>(name: &str, ctl: &Arc<Controller>, remote: bool, act: F) -> Function
+where
+    T: serde::Serialize + 'static,
+    F: Fn(Arc<Controller>, String) -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = std::result::Result<T, String>> + Send + 'static,
+{
+    let ctl = ctl.clone();
+    let mut f = Function::try_new_async(name, move |(service,): (String,)| {
+        let ctl = ctl.clone();
+        // Checked when polled, inside the caller's scope (`runtime::caller`), not when the
+        // future is built.
+        async move {
+            may_control(&ctl, remote)?;
+            act(ctl, service).await
+        }
+    })
+    .params(["name: str"]);
+    f.wants_caller = true;
+    f
 }

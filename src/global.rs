@@ -263,19 +263,19 @@ impl DefaultTarget {
     /// Starts service `name` within this perspective and waits until it is ready; see
     /// [`Target::start_service`]: `mpreg::on_host("lab-pc").start_service("camera").await?`.
     pub async fn start_service(&self, name: &str) -> Result<crate::service::ServiceStatus> {
-        let (target, name) = self.service_target(name).await?;
+        let (target, name) = (self.service_target().await?, name.to_string());
         on_runtime(async move { target.start_service(&name).await }).await
     }
 
     /// Stops service `name` within this perspective; see [`Target::stop_service`].
     pub async fn stop_service(&self, name: &str) -> Result<crate::service::Stopped> {
-        let (target, name) = self.service_target(name).await?;
+        let (target, name) = (self.service_target().await?, name.to_string());
         on_runtime(async move { target.stop_service(&name).await }).await
     }
 
     /// Restarts service `name` within this perspective; see [`Target::restart_service`].
     pub async fn restart_service(&self, name: &str) -> Result<crate::service::ServiceStatus> {
-        let (target, name) = self.service_target(name).await?;
+        let (target, name) = (self.service_target().await?, name.to_string());
         on_runtime(async move { target.restart_service(&name).await }).await
     }
 
@@ -287,24 +287,22 @@ impl DefaultTarget {
         n: usize,
         after: u64,
     ) -> Result<crate::service::Logs> {
-        let (target, name) = self.service_target(name).await?;
+        let (target, name) = (self.service_target().await?, name.to_string());
         on_runtime(async move { target.service_logs(&name, n, after).await }).await
     }
 
     /// The services of the controlling nodes within this perspective; see
     /// [`Target::services`].
     pub async fn services(&self) -> Result<Vec<crate::service::HostServices>> {
-        let (target, _) = self.service_target("").await?;
+        let target = self.service_target().await?;
         on_runtime(async move { target.services().await }).await
     }
 
-    async fn service_target(&self, name: &str) -> Result<(Target, String)> {
+    /// This perspective on the default node, once it has found the cluster.
+    async fn service_target(&self) -> Result<Target> {
         let node = default_node(Mode::Client).await?;
         node.wait_for_cluster().await?;
-        Ok((
-            Target::new(node, self.perspective.clone()),
-            name.to_string(),
-        ))
+        Ok(Target::new(node, self.perspective.clone()))
     }
 
     async fn prepare(&self, fun: &str, args: impl Serialize) -> Result<(Target, bytes::Bytes)> {

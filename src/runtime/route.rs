@@ -700,8 +700,9 @@ impl Shared {
             kwargs: inv.kwargs.clone(),
             timeout_ms: timeout.as_millis() as u64,
             route: None,
-            // Relayed and gateway calls run here for a caller elsewhere.
-            origin_host: inv.origin_host.clone(),
+            // Relayed and gateway calls run here for a caller elsewhere: a function that
+            // decides by its caller's host is told it (the others need no copy).
+            origin_host: func.wants_caller.then(|| inv.origin_host.clone()).flatten(),
         };
         match dispatch::run(func, fitted, Some(timeout), &call, self.metrics.enabled).await {
             Ok(value) => Ok(Outcome {
