@@ -486,3 +486,24 @@ fn cli_pub_and_sub_print_json_lines() {
     let (ok, _, err) = mpreg(&["sub", "a..b", "--timeout", "1"]);
     assert!(!ok && err.contains("segment 2"), "{err}");
 }
+
+/// A loop publishing to a subscriber with room in its queue yields to the runtime now and
+/// then: on a single-threaded runtime, a task spawned before the loop runs while it goes on.
+#[tokio::test(flavor = "current_thread")]
+async fn a_publishing_loop_does_not_starve_other_tasks() {
+    let node = local("talker").start().await.unwrap();
+    let _sub = node.subscribe("loop.**").await.unwrap();
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ran.clone();
+    tokio::spawn(async move { flag.store(true, SeqCst) });
+    let mut sent = 0u64;
+    while !ran.load(SeqCst) {
+        node.publish("loop.tick", &sent).await.unwrap();
+        sent += 1;
+        assert!(
+            sent < 100_000,
+            "the spawned task never ran during {sent} publications"
+        );
+    }
+    node.shutdown().await;
+}

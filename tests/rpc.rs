@@ -379,3 +379,26 @@ async fn builtins_echo_and_echos() {
     assert_eq!(v, vec![Value::from(1), Value::from("two"), Value::F64(3.5)]);
     a.shutdown().await;
 }
+
+/// A loop of calls to a synchronous local function yields to the runtime now and then: on
+/// a single-threaded runtime, a task spawned before the loop runs while the loop goes on.
+#[tokio::test(flavor = "current_thread")]
+async fn a_loop_of_local_calls_does_not_starve_other_tasks() {
+    let node = local("busy")
+        .function(Function::new("inc", |(x,): (u64,)| x + 1))
+        .start()
+        .await
+        .unwrap();
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = ran.clone();
+    tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+    let mut calls = 0u64;
+    while !ran.load(Ordering::SeqCst) {
+        calls = node.call("inc", (calls,)).await.unwrap();
+        assert!(
+            calls < 100_000,
+            "the spawned task never ran during {calls} local calls"
+        );
+    }
+    node.shutdown().await;
+}

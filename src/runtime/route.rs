@@ -688,6 +688,11 @@ impl Shared {
         func: &Function,
         timeout: Duration,
     ) -> Result<Outcome> {
+        // A synchronous local function answers without ever returning `Pending`, so a loop
+        // of such calls would hold its worker thread forever and starve every other task
+        // (found by the chaos soak's call loops). Spending a unit of tokio's cooperative
+        // budget yields once the task has done its share, as tokio's own channels do.
+        tokio::task::consume_budget().await;
         let fun = &inv.fun;
         let me = &self.name;
         let fitted = dispatch::fitted(func, &inv.args, inv.kwargs.as_deref())

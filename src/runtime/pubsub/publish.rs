@@ -126,6 +126,10 @@ impl Plan {
 impl Shared {
     /// Publishes `out` and waits for what `out.wait` asks.
     pub(crate) async fn publish(self: &Arc<Self>, out: Outgoing<'_>) -> Result<Report> {
+        // Handing a publication to a queue with room never returns `Pending`: without
+        // spending tokio's cooperative budget, a publishing loop would starve every other
+        // task of its worker thread (see `run_local` for calls).
+        tokio::task::consume_budget().await;
         check_topic(&out.topic).map_err(|e| Error::Topic(e.to_string()))?;
         self.pubsub.stats.published.fetch_add(1, Relaxed);
         if self.metrics.enabled {
@@ -379,7 +383,8 @@ impl Shared {
             },
         });
         let conn = match &t.reach {
-            Reach::Conn(c) => c.clone(),
+            // Planned a moment ago: it may have been fenced since (a duplicate won).
+            Reach::Conn(c) => self.current(c.clone()),
             Reach::Dial(addr, _) => self
                 .connect_to(&addr.to_string())
                 .await
