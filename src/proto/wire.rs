@@ -59,6 +59,13 @@ pub enum Frame {
     /// A client asks the member it is attached to for its view of the cluster now and
     /// after every change (pushed as `Members` frames), instead of polling.
     Watch,
+    /// The sender will send nothing more on this connection but answers to what it already
+    /// received: it moved to another connection to the receiver (`runtime::handover`).
+    Fence,
+    /// The sender moved here from its connection named by this token: handle nothing more
+    /// from this connection until that one's `Fence` has been read (or it closed), so that
+    /// what the sender sent keeps its order.
+    Handover(u64),
 }
 
 /// One subscription as a catalog lists it: a pattern, and the queue group if any.
@@ -364,6 +371,8 @@ mod tests {
             node: Some("relayed-from".into()),
         }));
         roundtrip(Frame::Ready);
+        roundtrip(Frame::Fence);
+        roundtrip(Frame::Handover(u64::MAX));
         roundtrip(Frame::Publish(Publish {
             topic: "sensors.kitchen.temp".into(),
             payload: Bytes::from_static(&[0xcb, 0, 0, 0, 0, 0, 0, 0, 0]),

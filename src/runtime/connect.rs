@@ -75,7 +75,17 @@ impl Shared {
         if Arc::strong_count(&flight) == 2 {
             map.remove(addr);
         }
-        result
+        drop(map);
+        result.map(|c| self.current(c))
+    }
+
+    /// The connection to `conn`'s peer that traffic goes on now: `conn` itself, unless it
+    /// lost to a duplicate and was fenced (nothing new may follow its fence).
+    pub(crate) fn current(&self, conn: Arc<Connection>) -> Arc<Connection> {
+        if !conn.fence_sent.load(Relaxed) {
+            return conn;
+        }
+        self.connection_to(conn.peer.id).unwrap_or(conn)
     }
 
     /// The live connection to the node listening at `addr` (or connected from it).
@@ -98,14 +108,22 @@ impl Shared {
         let retired = {
             let mut peers = self.peers.write();
             let list = peers.entry(conn.peer.id).or_default();
+            let before = list.first().cloned();
             list.push(conn.clone());
             let dialer = |c: &Arc<Connection>| if c.dialed { self.id } else { c.peer.id };
             // Stable: of two dialed by the same node, the older stays.
             list.sort_by_key(dialer);
             let unlisted = list.split_off(1);
+            // Fenced under the lock, before anybody can queue anything on the survivor:
+            // what we sent on the one we used stays ahead of what follows on the new one.
+            match before {
+                Some(old) if !Arc::ptr_eq(&old, &list[0]) => self.hand_over(&old, &list[0]),
+                _ => {}
+            }
             // Still open a while, but no longer listed: its counts so far move to the
             // retired ones, and what it carries until it closes follows when it does.
             for c in &unlisted {
+                self.fence(c);
                 self.retire_traffic(&mut peers, c, false);
             }
             unlisted

@@ -81,6 +81,13 @@ pub(crate) struct Connection {
     pub(crate) out: Outbound,
     /// Whether we dialed this connection (decides which of two duplicates survives).
     pub dialed: bool,
+    /// Names this connection at both ends (see [`crate::runtime::handover`]).
+    pub(crate) token: u64,
+    /// Cancelled once the peer's `Fence` was read here, or the connection closed: a
+    /// connection the peer moved to from this one may go on.
+    pub(crate) fenced: CancellationToken,
+    /// We sent our `Fence` here: nothing new goes on it.
+    pub(crate) fence_sent: AtomicBool,
     /// Frames received: the watchdog's sign of life from the peer.
     pub(crate) received: AtomicU64,
     /// Frames received other than heartbeats (`Ping`): what a duplicate connection being
@@ -120,7 +127,7 @@ impl Connection {
     pub(crate) fn start(
         shared: &Arc<Shared>,
         peer: PeerInfo,
-        dialed: bool,
+        (dialed, token): (bool, u64),
         catalog: CatalogMsg,
         frames: FramedRead<OwnedReadHalf, FrameCodec>,
         write: OwnedWriteHalf,
@@ -143,6 +150,9 @@ impl Connection {
             peer,
             out,
             dialed,
+            token,
+            fenced: CancellationToken::new(),
+            fence_sent: AtomicBool::new(false),
             received: AtomicU64::new(0),
             traffic: AtomicU64::new(0),
             paused: AtomicBool::new(false),
@@ -160,6 +170,7 @@ impl Connection {
             bytes_in: AtomicU64::new(0),
             retired: Mutex::new(Traffic::default()),
         });
+        shared.handovers.opened(&conn);
         shared.metrics.connection_opened(&conn.peer.name);
         shared.counters.connections.fetch_add(1, Ordering::Relaxed);
         let c = conn.clone();
@@ -228,6 +239,7 @@ impl Connection {
             h.abort();
         }
         self.closed.cancel();
+        self.fenced.cancel();
     }
 
     /// Queues an encoded frame; waits while the writer is a full queue behind.
@@ -533,6 +545,11 @@ async fn read_loop(
                 }
                 break Some(reason);
             }
+            Some(Ok(Frame::Handover(token))) => {
+                if !handed_over(&conn, &shared, token, &mut wakes).await {
+                    break None;
+                }
+            }
             Some(Ok(frame)) => match handle(&conn, &shared, frame, &mut wakes) {
                 Ok(()) => {}
                 // A peer stopping (a client finishing its call) is normal: not a warning.
@@ -555,8 +572,26 @@ async fn read_loop(
         conn.close(reason);
     }
     shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
+    shared.handovers.closed(&conn);
     shared.remove_connection(&conn);
     shared.mailbox.connection_closed(&conn);
+}
+
+/// The peer moved here from its connection `token`: waits until that one is fenced or
+/// closed before reading on (see [`crate::runtime::handover`]). `false` if this
+/// connection closed meanwhile.
+async fn handed_over(conn: &Connection, shared: &Shared, token: u64, wakes: &mut Wakes) -> bool {
+    wakes.flush();
+    tokio::select! {
+        done = shared.handovers.wait(token, conn.peer.id) => {
+            if !done {
+                tracing::debug!(peer = %conn.peer.name, "the connection handed over from was not fenced in time; reading on");
+            }
+            true
+        }
+        _ = conn.closed.cancelled() => false,
+        _ = shared.shutdown.cancelled() => false,
+    }
 }
 
 /// Back-pressure: our answers to this peer cannot be queued, so stop reading its requests
@@ -634,6 +669,7 @@ fn handle(
         Frame::Message(envelope) => shared.mailbox.arrived(shared, conn, envelope),
         Frame::Ping => {}
         Frame::Watch => shared.watch_members(conn),
+        Frame::Fence => conn.fenced.cancel(),
         other => {
             return Err(Ending::Fault(format!(
                 "unexpected {} frame after the handshake",
@@ -666,5 +702,7 @@ pub(crate) fn frame_name(f: &Frame) -> &'static str {
         Frame::Message(_) => "message",
         Frame::Ping => "ping",
         Frame::Watch => "watch",
+        Frame::Fence => "fence",
+        Frame::Handover(_) => "handover",
     }
 }

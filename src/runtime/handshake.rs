@@ -74,10 +74,20 @@ impl Io {
         peer: &Hello,
         remote: SocketAddr,
         dialed: bool,
+        dialer_nonce: &[u8],
         catalog: CatalogMsg,
     ) -> Arc<Connection> {
         let info = peer_info(peer, remote);
-        Connection::start(shared, info, dialed, catalog, self.frames, self.write)
+        // The dialer's nonce names the connection at both ends.
+        let token = crate::runtime::handover::token_of(dialer_nonce);
+        Connection::start(
+            shared,
+            info,
+            (dialed, token),
+            catalog,
+            self.frames,
+            self.write,
+        )
     }
 
     /// Reads the next frame; a bad frame is answered with a refusal before failing.
@@ -262,7 +272,7 @@ pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) -> Result<Arc<Connect
         let catalog = take_catalog(io.expect("catalog").await?);
         let (ours, sent) = catalog_for(shared, &peer);
         io.send(&ours).await?;
-        Ok((io.start(shared, &peer, remote, true, catalog), sent))
+        Ok((io.start(shared, &peer, remote, true, &dn, catalog), sent))
     };
     bounded(shared, addr.to_string(), fut).await
 }
@@ -335,7 +345,8 @@ pub(crate) async fn accept(
         let (ours, sent) = catalog_for(shared, &peer);
         io.send(&ours).await?;
         let catalog = take_catalog(io.expect("catalog").await?);
-        Ok((io.start(shared, &peer, remote, false, catalog), sent))
+        let dn = peer.nonce.clone();
+        Ok((io.start(shared, &peer, remote, false, &dn, catalog), sent))
     };
     bounded(shared, remote.to_string(), fut).await
 }

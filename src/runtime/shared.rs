@@ -92,6 +92,8 @@ pub(crate) struct Shared {
     pub mailbox: crate::runtime::mailbox::Mailbox,
     /// Dials in progress, by address (single flight).
     pub flights: crate::runtime::connect::Flights,
+    /// Open connections by token, for fenced moves between duplicates.
+    pub handovers: crate::runtime::handover::Handovers,
     /// Bumped whenever the view a client would be shown changes (members, catalogs);
     /// watching clients are pushed the new view.
     pub view_epoch: tokio::sync::watch::Sender<u64>,
@@ -151,6 +153,7 @@ impl Shared {
             pubsub: PubSub::default(),
             mailbox: Default::default(),
             flights: Default::default(),
+            handovers: Default::default(),
             view_epoch: tokio::sync::watch::Sender::new(0),
             attached: Mutex::new(None),
             started: std::time::Instant::now(),

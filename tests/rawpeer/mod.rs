@@ -105,9 +105,15 @@ fn prepare(stream: &TcpStream) {
 /// Dials the node at `addr` and completes the handshake as the dialer:
 /// Hello ->, <- Hello, <- Catalog, Catalog ->.
 pub fn dial(addr: SocketAddr, name: &str, offers: &[&str]) -> RawPeer {
+    dial_as(addr, hello(name), offers)
+}
+
+/// Like [`dial`], introducing ourselves with `ours` (e.g. one node's second connection:
+/// the same id, another nonce).
+pub fn dial_as(addr: SocketAddr, ours: Hello, offers: &[&str]) -> RawPeer {
     let mut stream = TcpStream::connect(addr).expect("connect to the node");
     prepare(&stream);
-    send(&mut stream, &Frame::Hello(hello(name)));
+    send(&mut stream, &Frame::Hello(ours));
     let hello = expect_hello(&mut stream);
     let catalog = expect_catalog(&mut stream);
     send(&mut stream, &Frame::Catalog(self::catalog(offers)));
