@@ -448,6 +448,14 @@ impl LanProc {
         }
     }
 
+    /// Sends signal `sig` (a name such as `USR1`) unless the process has exited; does not
+    /// wait.
+    pub fn signal(&mut self, sig: &str) {
+        if !self.has_exited() {
+            signal(self.child.id(), sig);
+        }
+    }
+
     /// Whether the process has exited (without waiting).
     pub fn has_exited(&mut self) -> bool {
         if self.exited.is_none() {

@@ -28,13 +28,18 @@
 //! - `services`: a service installed on host 2 listed, started, called, logged and stopped
 //!   from host 3; restarts after crashes; stopped with its node; remote control refused
 //!   without a secret.
+//! - `chaos`: the soak — loss, delay and reordering on every link (`netem`), cables pulled
+//!   and nodes killed in turn, while every node calls, publishes and sends messages; its
+//!   invariants are checked from the nodes' reports (`MPREG_CHAOS_SECS` sets its length).
 //! - `replay`: with a secret, captured gossip sent again is rejected and counted, and a
 //!   killed node's replayed gossip never brings it back (needs `tcpdump`).
 
 #[path = "../support/services.rs"]
 mod fixtures;
 mod harness;
+mod netem;
 
+mod chaos;
 mod dns_sd;
 mod failover;
 mod failure;
