@@ -41,7 +41,9 @@ use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, Semaphore};
 
 mod support;
-use support::{elapsed_nanos, thousands, wait_for_parent, ChildProc, Samples, Stats, ROLE_VAR};
+use support::{
+    cpu_ns, elapsed_nanos, thousands, wait_for_parent, ChildProc, Samples, Stats, ROLE_VAR,
+};
 
 /// Server port handed to client child processes.
 const PORT_VAR: &str = "MPREG_BENCH_PORT";
@@ -670,43 +672,83 @@ fn run_benchmarks() {
 /// shrugs off the bursts of a shared machine.
 const METRICS_PAIRS: u32 = 30;
 
-/// One row of the metrics comparison: stats off and on, and the median of the per-pair
-/// calls/s ratios (on/off).
+/// One row of the metrics comparison: stats off and on, the median of the per-pair
+/// calls/s ratios (on/off), and the same for CPU time per call (off/on, so that both read
+/// "≥ 1 means metrics cost nothing").
 struct Cost {
     in_flight: usize,
     off: Stats,
     on: Stats,
     median_ratio: f64,
+    /// CPU ns per call (client and server processes together), off and on, over all slices.
+    cpu_off: f64,
+    cpu_on: f64,
+    median_cpu_ratio: f64,
+}
+
+/// The server process behind each probe, for its CPU time.
+struct Servers {
+    off: String,
+    on: String,
+}
+
+/// One slice of `probe` against `server`: its samples and the CPU time (ns) the client
+/// (this process) and the server spent on it.
+async fn slice(probe: &mut Probe, server: &str, d: Duration) -> (Samples, u64) {
+    let before = cpu_ns("self") + cpu_ns(server);
+    let samples = probe.run(d).await;
+    let after = cpu_ns("self") + cpu_ns(server);
+    (samples, after.saturating_sub(before))
 }
 
 /// `off` and `on` in [`METRICS_PAIRS`] adjacent slice pairs (order flipping every pair).
-async fn paired(s: Settings, mut off: Probe, mut on: Probe, in_flight: usize) -> Cost {
+async fn paired(
+    s: Settings,
+    mut off: Probe,
+    mut on: Probe,
+    servers: &Servers,
+    in_flight: usize,
+) -> Cost {
     off.run(s.warmup).await;
     on.run(s.warmup).await;
-    let slice = s.run / METRICS_PAIRS;
-    let (mut all_off, mut all_on, mut ratios) =
-        (Samples::default(), Samples::default(), Vec::new());
+    let d = s.run / METRICS_PAIRS;
+    let (mut all_off, mut all_on) = (Samples::default(), Samples::default());
+    let (mut ratios, mut cpu_ratios) = (Vec::new(), Vec::new());
+    let (mut cpu_off, mut cpu_on) = (0u64, 0u64);
     for i in 0..METRICS_PAIRS {
-        let (a, b) = if i % 2 == 0 {
-            let a = off.run(slice).await;
-            (a, on.run(slice).await)
+        let ((a, ca), (b, cb)) = if i % 2 == 0 {
+            let a = slice(&mut off, &servers.off, d).await;
+            (a, slice(&mut on, &servers.on, d).await)
         } else {
-            let b = on.run(slice).await;
-            (off.run(slice).await, b)
+            let b = slice(&mut on, &servers.on, d).await;
+            (slice(&mut off, &servers.off, d).await, b)
         };
         let rate = |x: &Samples| x.nanos.len() as f64 / x.wall.as_secs_f64();
         ratios.push(rate(&b) / rate(&a));
+        let per_call = |cpu: u64, x: &Samples| cpu as f64 / x.nanos.len().max(1) as f64;
+        cpu_ratios.push(per_call(ca, &a) / per_call(cb, &b));
+        (cpu_off, cpu_on) = (cpu_off + ca, cpu_on + cb);
         all_off.append(a);
         all_on.append(b);
     }
     off.close().await;
     on.close().await;
-    ratios.sort_by(f64::total_cmp);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (n_off, n_on) = (
+        all_off.nanos.len().max(1) as f64,
+        all_on.nanos.len().max(1) as f64,
+    );
     Cost {
         in_flight,
         off: all_off.stats(),
         on: all_on.stats(),
-        median_ratio: ratios[ratios.len() / 2],
+        median_ratio: median(ratios),
+        cpu_off: cpu_off as f64 / n_off,
+        cpu_on: cpu_on as f64 / n_on,
+        median_cpu_ratio: median(cpu_ratios),
     }
 }
 
@@ -716,6 +758,10 @@ fn metrics_cost(s: Settings) -> Vec<Cost> {
     let mut on = ChildProc::spawn("mpreg-server", &[(METRICS_VAR, "1".to_string())]);
     let mut off = ChildProc::spawn("mpreg-server", &[(METRICS_VAR, "0".to_string())]);
     let (on_port, off_port) = (on.port(), off.port());
+    let servers = Servers {
+        off: off.pid().to_string(),
+        on: on.pid().to_string(),
+    };
     let rt = runtime(Flavor::Multi);
     let rows = [1, PIPELINE]
         .into_iter()
@@ -724,7 +770,7 @@ fn metrics_cost(s: Settings) -> Vec<Cost> {
                 let without = mpreg_connect_with(off_port, false).await;
                 let with = mpreg_connect_with(on_port, true).await;
                 let probe = |node| Probe::Mpreg { node, in_flight };
-                paired(s, probe(without), probe(with), in_flight).await
+                paired(s, probe(without), probe(with), &servers, in_flight).await
             })
         })
         .collect();
@@ -736,21 +782,26 @@ fn print_metrics_cost(rows: &[Cost]) {
     println!();
     println!(
         "metrics cost — mpreg echo, client and server both with metrics off vs both on, \
-         {METRICS_PAIRS} adjacent slice pairs; ratio = median of the pairs' on/off calls/s"
+         {METRICS_PAIRS} adjacent slice pairs; ratios = median of the pairs' on/off calls/s \
+         and off/on CPU ns per call (client + server processes, steal not counted)"
     );
     println!(
-        "{:>10}{:>14}{:>14}{:>12}{:>12}{:>10}{:>10}   target ≥ {TARGET_METRICS_RATIO}",
-        "in flight", "off calls/s", "on calls/s", "off p50 µs", "on p50 µs", "totals", "median"
+        "{:>10}{:>13}{:>13}{:>11}{:>11}{:>9}{:>9}{:>11}{:>11}{:>9}   target ≥ {TARGET_METRICS_RATIO}",
+        "in flight", "off calls/s", "on calls/s", "off p50µs", "on p50µs", "totals", "median",
+        "off CPU/c", "on CPU/c", "CPU med"
     );
     for c in rows {
         let totals = c.on.calls_per_sec / c.off.calls_per_sec;
-        let verdict = if c.median_ratio >= TARGET_METRICS_RATIO {
-            "met"
-        } else {
-            "NOT met"
+        let verdict = |r: f64| {
+            if r >= TARGET_METRICS_RATIO {
+                "met"
+            } else {
+                "NOT met"
+            }
         };
         println!(
-            "{:>10}{:>14}{:>14}{:>12.1}{:>12.1}{:>10.3}{:>10.3}   {verdict}",
+            "{:>10}{:>13}{:>13}{:>11.1}{:>11.1}{:>9.3}{:>9.3}{:>9.0}ns{:>9.0}ns{:>9.3}   \
+             calls/s {}, CPU/call {}",
             c.in_flight,
             thousands(c.off.calls_per_sec),
             thousands(c.on.calls_per_sec),
@@ -758,6 +809,11 @@ fn print_metrics_cost(rows: &[Cost]) {
             c.on.p50_us,
             totals,
             c.median_ratio,
+            c.cpu_off,
+            c.cpu_on,
+            c.median_cpu_ratio,
+            verdict(c.median_ratio),
+            verdict(c.median_cpu_ratio),
         );
     }
 }

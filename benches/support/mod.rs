@@ -85,6 +85,11 @@ impl ChildProc {
         }
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn read_line(&mut self) -> String {
         let mut line = String::new();
         self.stdout
@@ -145,4 +150,19 @@ pub fn thousands(x: f64) -> String {
         out.push(c);
     }
     out
+}
+
+/// CPU time (ns) the threads of process `pid` (`"self"` for this one) have run so far, from
+/// the scheduler's per-thread `schedstat`: nanosecond resolution, and with paravirtual steal
+/// accounting (this machine's kernel) time stolen by the hypervisor is not counted, so it
+/// measures work done rather than how busy the host was. Threads that already exited are
+/// not counted (the benchmarks' runtimes keep theirs).
+pub fn cpu_ns(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
