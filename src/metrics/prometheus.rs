@@ -328,6 +328,12 @@ fn pubsub(o: &mut Page, shared: &Shared) {
         p.unmatched,
     );
     o.single(
+        "mpreg_pubsub_held_total",
+        "counter",
+        "Times a reader stopped reading a peer because a lossless subscriber was full.",
+        p.held,
+    );
+    o.single(
         "mpreg_pubsub_confirm_failures_total",
         "counter",
         "Confirmed publications not acknowledged by every subscriber in time.",

@@ -115,6 +115,9 @@ pub struct PubSubMetrics {
     pub dropped: u64,
     /// Publications received that no subscription here matched.
     pub unmatched: u64,
+    /// Times a connection reader stopped reading a peer because a lossless subscriber's
+    /// queue was full (back-pressure on its publishers; lossless queues never drop).
+    pub held: u64,
     /// Confirmed publications that a subscriber's node did not acknowledge in time.
     pub confirm_failures: u64,
     /// Subscriptions on this node now.
