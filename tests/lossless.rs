@@ -199,6 +199,34 @@ async fn every_publisher_arrives_exactly_once_in_order_at_the_subscribers_pace()
     assert!(s.metrics().pubsub.held > 0, "the consumer was the slowest");
 }
 
+/// Longer than a publisher's watchdog waits for a peer that stopped reading (10 s).
+const PAST_STALL_LIMIT: Duration = Duration::from_secs(12);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_longer_than_the_stall_limit_keeps_the_connection_and_loses_nothing() {
+    let nodes = cluster(vec![local("long-sub").sub_queue(QUEUE), local("long-pub")]).await;
+    let (s, p) = (&nodes[0], &nodes[1]);
+    let mut sub = s.subscribe("long").lossless().await.unwrap();
+    knows(p, "long").await;
+    let feed = publisher(p, "long", 1, u32::MAX, 1024);
+    wait_until(LIMIT, || s.metrics().pubsub.held > 0).await;
+    let stuck = settled(&feed.sent).await;
+    // The publisher's watchdog sees a peer that reads nothing of its frames for longer
+    // than it allows a stalled peer; a lossless subscriber's node is not closed for it.
+    tokio::time::sleep(PAST_STALL_LIMIT).await;
+    assert_eq!(feed.sent.load(SeqCst), stuck);
+    assert_eq!(p.peers().len(), 1, "the connection is kept");
+    let received = AtomicUsize::new(0);
+    let mut items = take(&mut sub, stuck + 100, &received).await;
+    feed.stop.store(true, SeqCst);
+    while items.len() < feed.sent.load(SeqCst) || !feed.task.is_finished() {
+        items.extend(take(&mut sub, 1, &received).await);
+    }
+    assert_in_order(&items, &[(1, feed.sent.load(SeqCst) as u32)]);
+    assert_eq!(sub.dropped(), 0);
+    assert_eq!(p.metrics().peers["long-sub"].reconnects, 0, "never reconnected");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsubscribing_or_shutting_down_releases_held_publishers() {
     let nodes = cluster(vec![local("rel-sub").sub_queue(QUEUE), local("rel-pub")]).await;

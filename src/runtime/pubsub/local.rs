@@ -45,6 +45,7 @@ impl Subscriber {
             spec: SubSpec {
                 pattern: pattern.as_str().to_string(),
                 group,
+                lossless: full == Full::Wait,
             },
             pattern,
             label: label.into(),
