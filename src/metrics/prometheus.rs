@@ -318,7 +318,7 @@ fn pubsub(o: &mut Page, shared: &Shared) {
     o.single(
         "mpreg_pubsub_dropped_total",
         "counter",
-        "Publications dropped from full subscriber queues (oldest first).",
+        "Publications dropped from full drop-oldest subscriber queues.",
         p.dropped,
     );
     o.single(

@@ -111,7 +111,8 @@ pub struct PubSubMetrics {
     pub received: u64,
     /// Publications handed to a local subscriber (one per subscription matched).
     pub delivered: u64,
-    /// Publications dropped from full subscriber queues (oldest first).
+    /// Publications dropped from full subscriber queues (oldest first; lossless
+    /// subscribers never drop).
     pub dropped: u64,
     /// Publications received that no subscription here matched.
     pub unmatched: u64,
