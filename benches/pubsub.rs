@@ -362,7 +362,10 @@ fn queue_modes(rt: &tokio::runtime::Runtime, node: &mpreg::Node, sub: &mut Sub) 
     );
     println!("|---|---|---|---|---|---|");
     for (size, n) in [(8usize, 1_000_000u64), (1024, 200_000)] {
-        for (mode, topic) in [("drop-oldest", "bench.dropping"), ("lossless", "bench.lossless")] {
+        for (mode, topic) in [
+            ("drop-oldest", "bench.dropping"),
+            ("lossless", "bench.lossless"),
+        ] {
             let (mut p, mut d, mut drops) = (Vec::new(), Vec::new(), 0);
             for _ in 0..ROUNDS {
                 let r = mpreg_run(rt, node, sub, topic, n, size);

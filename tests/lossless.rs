@@ -147,7 +147,11 @@ async fn a_stalled_lossless_subscriber_holds_only_its_publisher() {
     s.publish("local.other", &5u32).await.unwrap();
     let got = tokio::time::timeout(LIMIT, other.next()).await.unwrap();
     assert_eq!(got.unwrap().payload::<u32>().unwrap(), 5);
-    assert_eq!(feed.sent.load(SeqCst), stuck, "still held while the rest worked");
+    assert_eq!(
+        feed.sent.load(SeqCst),
+        stuck,
+        "still held while the rest worked"
+    );
 
     // Reading again releases the publisher; nothing was lost or reordered.
     let received = AtomicUsize::new(0);
@@ -224,7 +228,11 @@ async fn a_pause_longer_than_the_stall_limit_keeps_the_connection_and_loses_noth
     }
     assert_in_order(&items, &[(1, feed.sent.load(SeqCst) as u32)]);
     assert_eq!(sub.dropped(), 0);
-    assert_eq!(p.metrics().peers["long-sub"].reconnects, 0, "never reconnected");
+    assert_eq!(
+        p.metrics().peers["long-sub"].reconnects,
+        0,
+        "never reconnected"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,7 +277,11 @@ async fn lossless_queue_groups_and_confirmed_publish_work() {
     .await;
     let p = &nodes[2];
     let subs = [
-        nodes[0].subscribe_group("jobs", "w").lossless().await.unwrap(),
+        nodes[0]
+            .subscribe_group("jobs", "w")
+            .lossless()
+            .await
+            .unwrap(),
         nodes[1]
             .subscribe("jobs")
             .group("w")
@@ -345,5 +357,8 @@ async fn a_lossless_subscribe_function_sees_every_publication_in_order() {
     wait_until(LIMIT, || mine().len() >= n as usize).await;
     assert_eq!(mine(), (0..n).collect::<Vec<_>>());
     assert_eq!(s.stats().publications_dropped, 0);
-    assert!(s.metrics().pubsub.held > 0, "the function was slower than the client");
+    assert!(
+        s.metrics().pubsub.held > 0,
+        "the function was slower than the client"
+    );
 }

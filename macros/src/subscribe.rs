@@ -174,3 +174,34 @@ pub fn expand(args: &SubscribeArgs, function: &FnModel, original: TokenStream) -
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(tokens: TokenStream) -> syn::Result<SubscribeArgs> {
+        syn::parse2(tokens)
+    }
+
+    #[test]
+    fn options_come_in_any_order() {
+        let a = args(quote!("a.*", lossless, group = "g")).unwrap();
+        assert!(a.lossless);
+        assert_eq!(a.group.unwrap().value(), "g");
+        let a = args(quote!("a.*", group = "g")).unwrap();
+        assert!(!a.lossless);
+        let a = args(quote!("a.*", lossless,)).unwrap();
+        assert!(a.lossless && a.group.is_none());
+    }
+
+    #[test]
+    fn repeated_valued_or_unknown_options_are_refused() {
+        let err = |t| args(t).err().expect("refused").to_string();
+        assert_eq!(
+            err(quote!("a", lossless, lossless)),
+            "`lossless` is given twice"
+        );
+        assert!(err(quote!("a", lossless = true)).contains("takes no value"));
+        assert!(err(quote!("a", lossy)).contains("`group = \"name\"` and `lossless`"));
+    }
+}

@@ -98,6 +98,8 @@ async fn subscribe_on(
             shared.name
         )));
     }
-    let sub = shared.subscribe(pattern, group, "stream", None, full).await?;
+    let sub = shared
+        .subscribe(pattern, group, "stream", None, full)
+        .await?;
     Ok(Subscription::new(sub, shared.clone()))
 }

@@ -33,8 +33,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub(crate) use entry::install_link_time;
 pub use builder::SubscriptionBuilder;
+pub(crate) use entry::install_link_time;
 pub use entry::{sub_async, sub_meta, sub_sync, SubEntry};
 pub use global::{publish, publish_confirmed, request_publish, subscribe, subscribe_group};
 pub use publication::{PubMeta, Publication};
