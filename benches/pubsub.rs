@@ -10,6 +10,11 @@
 //!   and drop-oldest never drops the newest). Rate = N / (first publish → subscriber saw the
 //!   marker). Three rounds alternate mpreg and raw TCP; the table shows medians and the
 //!   subscriber's drop count.
+//! - **Default queue, drop-oldest vs lossless**: the same publish loop into a second
+//!   subscriber node with the default queue (`sub_queue` 4096), once with a drop-oldest
+//!   subscription and once with a lossless one. Drop-oldest lets the publisher run at its
+//!   own pace and counts what the subscriber lost; lossless drops nothing and holds the
+//!   publisher to the subscriber's pace (publish() rate ≈ delivered rate).
 //! - **Latency**: ping-pong, one message in flight. Each 8-byte payload carries its send
 //!   time (`SystemTime`, shared by both processes); the subscriber records the one-way
 //!   delay and answers (mpreg: a publication back; TCP: one byte), then the next is sent.
@@ -143,39 +148,54 @@ fn mpreg_subscriber() {
             .start()
             .await
             .unwrap();
-        let mut data = node.subscribe("bench.data").await.unwrap();
+        // The default queue, for the drop-oldest and lossless rows.
+        let small = local_node("bench-sub-q")
+            .builtins(false)
+            .seed(node.addr().unwrap())
+            .start()
+            .await
+            .unwrap();
+        let data = node.subscribe("bench.data").await.unwrap();
+        let dropping = small.subscribe("bench.dropping").await.unwrap();
+        let lossless = small.subscribe("bench.lossless").lossless().await.unwrap();
         let mut ping = node.subscribe("bench.ping").await.unwrap();
+        for s in [data, dropping, lossless] {
+            tokio::spawn(count_runs(s));
+        }
         println!("ready {}", node.addr().unwrap());
-        loop {
-            tokio::select! {
-                Some(p) = data.next() => {
-                    let mut received = 0u64;
-                    let dropped_before = data.dropped();
-                    let mut p = p;
-                    loop {
-                        let b: ByteBuf = p.payload().unwrap();
-                        if b.is_empty() { break; }
-                        received += 1;
-                        p = data.next().await.unwrap();
-                    }
-                    println!("done {received} {}", data.dropped() - dropped_before);
+        while let Some(p) = ping.next().await {
+            let mut delays = Vec::with_capacity(PINGS);
+            let mut p = p;
+            loop {
+                let sent: u64 = p.payload().unwrap();
+                if sent == 0 {
+                    break;
                 }
-                Some(p) = ping.next() => {
-                    let mut delays = Vec::with_capacity(PINGS);
-                    let mut p = p;
-                    loop {
-                        let sent: u64 = p.payload().unwrap();
-                        if sent == 0 { break; }
-                        delays.push(now_ns().saturating_sub(sent));
-                        node.publish("bench.pong", &0u8).await.unwrap();
-                        p = ping.next().await.unwrap();
-                    }
-                    println!("{}", percentiles(delays));
-                }
-                else => break,
+                delays.push(now_ns().saturating_sub(sent));
+                node.publish("bench.pong", &0u8).await.unwrap();
+                p = ping.next().await.unwrap();
             }
+            println!("{}", percentiles(delays));
         }
     });
+}
+
+/// Counts each run of publications up to its empty end marker, and prints
+/// `done RECEIVED DROPPED` for it.
+async fn count_runs(mut sub: mpreg::Subscription) {
+    while let Some(mut p) = sub.next().await {
+        let mut received = 0u64;
+        let dropped_before = sub.dropped();
+        loop {
+            let b: ByteBuf = p.payload().unwrap();
+            if b.is_empty() {
+                break;
+            }
+            received += 1;
+            p = sub.next().await.unwrap();
+        }
+        println!("done {received} {}", sub.dropped() - dropped_before);
+    }
 }
 
 fn tcp_subscriber() {
@@ -221,6 +241,55 @@ fn tcp_subscriber() {
 
 // ----- publisher side -----------------------------------------------------------------
 
+/// One run of publications through mpreg.
+struct Run {
+    /// `n` / how long the publish loop took.
+    publish_rate: f64,
+    /// `n` / (first publish → subscriber saw the end marker).
+    rate: f64,
+    /// Publications received / (first publish → subscriber saw the end marker).
+    delivered_rate: f64,
+    dropped: u64,
+}
+
+/// Publishes `n` payloads of `size` bytes to `topic` through mpreg, then the end marker.
+fn mpreg_run(
+    rt: &tokio::runtime::Runtime,
+    node: &mpreg::Node,
+    sub: &mut Sub,
+    topic: &'static str,
+    n: u64,
+    size: usize,
+) -> Run {
+    let payload = ByteBuf::from(vec![7u8; size]);
+    let start = Instant::now();
+    // Published from a task, as a program built on tokio would.
+    let node2 = node.clone();
+    let published = rt
+        .block_on(rt.spawn(async move {
+            for _ in 0..n {
+                node2.publish(topic, &payload).await.unwrap();
+            }
+            let published = start.elapsed();
+            node2.publish(topic, &ByteBuf::new()).await.unwrap();
+            published
+        }))
+        .unwrap();
+    let (received, dropped) = done(&sub.line());
+    assert_eq!(
+        received + dropped,
+        n,
+        "every message is received or counted as dropped"
+    );
+    let elapsed = start.elapsed().as_secs_f64();
+    Run {
+        publish_rate: n as f64 / published.as_secs_f64(),
+        rate: n as f64 / elapsed,
+        delivered_rate: received as f64 / elapsed,
+        dropped,
+    }
+}
+
 /// Messages/s publishing `n` payloads of `size` bytes through mpreg, and drops.
 fn mpreg_throughput(
     rt: &tokio::runtime::Runtime,
@@ -229,24 +298,8 @@ fn mpreg_throughput(
     n: u64,
     size: usize,
 ) -> (f64, u64) {
-    let payload = ByteBuf::from(vec![7u8; size]);
-    let start = Instant::now();
-    // Published from a task, as a program built on tokio would.
-    let node2 = node.clone();
-    rt.block_on(rt.spawn(async move {
-        for _ in 0..n {
-            node2.publish("bench.data", &payload).await.unwrap();
-        }
-        node2.publish("bench.data", &ByteBuf::new()).await.unwrap();
-    }))
-    .unwrap();
-    let (received, dropped) = done(&sub.line());
-    assert_eq!(
-        received + dropped,
-        n,
-        "every message is received or counted as dropped"
-    );
-    (n as f64 / start.elapsed().as_secs_f64(), dropped)
+    let r = mpreg_run(rt, node, sub, "bench.data", n, size);
+    (r.rate, r.dropped)
 }
 
 fn tcp_throughput(addr: SocketAddr, sub: &mut Sub, n: u64, size: usize) -> f64 {
@@ -301,6 +354,34 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The drop-oldest and lossless rows: the default queue, medians of [`ROUNDS`].
+fn queue_modes(rt: &tokio::runtime::Runtime, node: &mpreg::Node, sub: &mut Sub) {
+    println!();
+    println!(
+        "| subscription (default queue, 4096) | payload | messages | publish() msgs/s | delivered msgs/s | drops |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (size, n) in [(8usize, 1_000_000u64), (1024, 200_000)] {
+        for (mode, topic) in [
+            ("drop-oldest", "bench.dropping"),
+            ("lossless", "bench.lossless"),
+        ] {
+            let (mut p, mut d, mut drops) = (Vec::new(), Vec::new(), 0);
+            for _ in 0..ROUNDS {
+                let r = mpreg_run(rt, node, sub, topic, n, size);
+                p.push(r.publish_rate);
+                d.push(r.delivered_rate);
+                drops += r.dropped;
+            }
+            println!(
+                "| {mode} | {size} B | {n} ×{ROUNDS} | {:.0} | {:.0} | {drops} |",
+                median(p),
+                median(d)
+            );
+        }
+    }
+}
+
 fn run() {
     let rt = runtime();
     let mut msub = Sub::start("mpreg-sub");
@@ -311,11 +392,12 @@ fn run() {
         .unwrap();
     // Published only once this node knows the subscriber's subscriptions.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !node
-        .members()
-        .iter()
-        .any(|m| m.subscriptions.iter().any(|s| s == "bench.data"))
-    {
+    let knows = |topic: &str| {
+        node.members()
+            .iter()
+            .any(|m| m.subscriptions.iter().any(|s| s == topic))
+    };
+    while !(knows("bench.data") && knows("bench.dropping") && knows("bench.lossless")) {
         assert!(
             Instant::now() < deadline,
             "the subscriber's catalog never arrived"
@@ -351,6 +433,7 @@ fn run() {
             m / t
         );
     }
+    queue_modes(&rt, &node, &mut msub);
     let (mp50, mp99) = mpreg_latency(&rt, &node, &mut msub);
     let (tp50, tp99) = tcp_latency(tsub.addr, &mut tsub);
     println!();

@@ -82,8 +82,8 @@ pub struct Config {
     /// Calls in flight with one provider at which it counts as saturated and the resolver
     /// spills to the next tier (`MPREG_SPILL_AT`).
     pub spill_at: usize,
-    /// Publications queued per subscriber before the oldest is dropped and counted
-    /// (`MPREG_SUB_QUEUE`).
+    /// Publications queued per subscriber before the oldest is dropped and counted, or —
+    /// for a lossless subscriber — before its publishers are held back (`MPREG_SUB_QUEUE`).
     pub sub_queue: usize,
     /// How long a node or client that has found no peer yet waits for discovery before a
     /// call fails with [`Error::NoCluster`](crate::Error::NoCluster), counted from start

@@ -149,7 +149,7 @@ pub use proto::envelope::{MessageId, SessionId, SessionKind, Stage};
 pub use proto::resolve::{Perspective, Policy, Scope};
 pub use pubsub::{
     publish, publish_confirmed, request_publish, subscribe, subscribe_group, Confirmation, PubMeta,
-    Publication, Publisher, Subscription,
+    Publication, Publisher, Subscription, SubscriptionBuilder,
 };
 pub use request::{Request, Target};
 pub use rmpv::Value;
@@ -280,8 +280,13 @@ fn mpreg_only(rust_log: &str) -> String {
 ///
 /// #[mpreg::subscribe("jobs.*", group = "workers")]
 /// fn work(job: String) -> usize { job.len() }
+///
+/// #[mpreg::subscribe("ledger.entries", lossless)]
+/// async fn record(entry: String) { /* slow, and must see every entry */ }
 /// ```
-/// The first parameter receives the payload, an optional second one the [`PubMeta`]. Every
+/// A full queue drops its oldest publication unless the subscriber is `lossless`: then the
+/// node stops reading its publishers until there is room, which slows their `publish()`
+/// (see [`SubscriptionBuilder::lossless`]). The first parameter receives the payload, an optional second one the [`PubMeta`]. Every
 /// listening node of the process subscribes it at start; a bad pattern makes start fail
 /// with an error naming the function and the segment. See [`Node::subscribe`] for streams.
 pub use mpreg_macros::subscribe;

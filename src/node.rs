@@ -85,7 +85,8 @@ pub struct NodeStats {
     /// Of those, the ones no subscription here matched (publishers send only to nodes with
     /// a matching subscription, so this stays 0 unless a subscription just ended).
     pub publications_unmatched: u64,
-    /// Publications dropped from full subscriber queues (oldest first), over the node's life.
+    /// Publications dropped from full subscriber queues (oldest first), over the node's life;
+    /// lossless subscribers never drop (they hold their publishers back instead).
     pub publications_dropped: u64,
     /// Subscriptions on this node now.
     pub subscriptions: u64,

@@ -83,12 +83,15 @@ if let Some(me) = mpreg::service_name() { println!("running as service {me}"); }
 
         #[mpreg::subscribe("sensors.*.temp")]                 // on every listening node of the process
         async fn on_temp(celsius: f64, meta: mpreg::PubMeta) { println!("{}: {celsius}", meta.topic) }
+        #[mpreg::subscribe("ledger.entries", lossless)]       // never drops: slows its publishers
+        async fn record(entry: String) { /* must see every entry, in order */ }
 
         async fn use_it(node: Node, order: u32, job: u32) -> mpreg::Result<()> {
             mpreg::publish("sensors.kitchen.temp", &21.5).await?;           // at-most-once
             let mut s = node.subscribe("sensors.**").await?;                // a Stream; drop = unsubscribe
             let c = node.publish_confirmed("orders.new", &order).await?;    // every subscriber handled it
             let mut w = node.subscribe_group("jobs.*", "workers").await?;   // one member gets each
+            let mut l = node.subscribe("audit.**").lossless().await?;       // full queue: publishers wait
             let r: u32 = node.request_publish("jobs.sum", "workers", &job).await?; // labc's reqpub
             node.topic("lab.alarm").scope(mpreg::Scope::Host).publish(&1).await?;
             Ok(())

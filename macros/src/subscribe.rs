@@ -1,4 +1,4 @@
-//! `#[mpreg::subscribe("pattern", group = "g")]`: parse the attribute, check the function
+//! `#[mpreg::subscribe("pattern", group = "g", lossless)]`: parse the attribute, check the function
 //! (through the same [`FnModel`] as `#[register]`), and expand to a shim plus an
 //! `inventory` entry.
 
@@ -9,13 +9,18 @@ use syn::{Item, LitStr, Token};
 
 use crate::parse::{Errors, FnModel};
 
-/// The attribute's arguments: the pattern, then optionally `group = "name"`.
+/// The attribute's arguments: the pattern, then optionally `group = "name"` and
+/// `lossless`, in any order.
 pub struct SubscribeArgs {
     /// Topic pattern, checked when the node starts (the runtime owns the grammar).
     pub pattern: LitStr,
     /// Queue group, if any.
     pub group: Option<LitStr>,
+    /// Whether a full queue slows the publishers instead of dropping the oldest.
+    pub lossless: bool,
 }
+
+const OPTIONS: &str = "the options are `group = \"name\"` and `lossless`";
 
 impl Parse for SubscribeArgs {
     fn parse(input: ParseStream) -> syn::Result<Self> {
@@ -31,29 +36,53 @@ impl Parse for SubscribeArgs {
                 "expected a topic pattern as a string literal, e.g. \"sensors.*.temp\"",
             )
         })?;
-        let mut group = None;
-        if input.parse::<Option<Token![,]>>()?.is_some() && !input.is_empty() {
-            let key: syn::Ident = input.parse()?;
-            if key != "group" {
-                return Err(syn::Error::new(
-                    key.span(),
-                    format!("unknown option `{key}` for #[mpreg::subscribe]; the only option is `group = \"name\"`"),
-                ));
-            }
-            input.parse::<Token![=]>()?;
-            group = Some(input.parse::<LitStr>()?);
-            input.parse::<Option<Token![,]>>()?;
+        let mut args = SubscribeArgs {
+            pattern,
+            group: None,
+            lossless: false,
+        };
+        while input.parse::<Option<Token![,]>>()?.is_some() && !input.is_empty() {
+            args.option(input)?;
         }
         if !input.is_empty() {
             return Err(input.error("unexpected tokens after the options of #[mpreg::subscribe]"));
         }
-        if pattern.value().is_empty() {
+        if args.pattern.value().is_empty() {
             return Err(syn::Error::new(
-                pattern.span(),
+                args.pattern.span(),
                 "the topic pattern must not be empty",
             ));
         }
-        Ok(SubscribeArgs { pattern, group })
+        Ok(args)
+    }
+}
+
+impl SubscribeArgs {
+    /// One option after the pattern.
+    fn option(&mut self, input: ParseStream) -> syn::Result<()> {
+        let key: syn::Ident = input.parse()?;
+        let twice = || syn::Error::new(key.span(), format!("`{key}` is given twice"));
+        if key == "group" {
+            if self.group.is_some() {
+                return Err(twice());
+            }
+            input.parse::<Token![=]>()?;
+            self.group = Some(input.parse::<LitStr>()?);
+        } else if key == "lossless" {
+            if self.lossless {
+                return Err(twice());
+            }
+            if input.peek(Token![=]) {
+                return Err(input.error("`lossless` takes no value: write `lossless`"));
+            }
+            self.lossless = true;
+        } else {
+            return Err(syn::Error::new(
+                key.span(),
+                format!("unknown option `{key}` for #[mpreg::subscribe]; {OPTIONS}"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -117,6 +146,7 @@ pub fn expand(args: &SubscribeArgs, function: &FnModel, original: TokenStream) -
         Some(g) => quote!(::core::option::Option::Some(#g)),
         None => quote!(::core::option::Option::None),
     };
+    let lossless = args.lossless;
     let name = ident.to_string();
     let line = quote_spanned!(ident.span()=> ::core::line!());
     quote! {
@@ -133,6 +163,7 @@ pub fn expand(args: &SubscribeArgs, function: &FnModel, original: TokenStream) -
                 ::mpreg::__private::SubEntry {
                     pattern: #pattern,
                     group: #group,
+                    lossless: #lossless,
                     function: #name,
                     module: ::core::module_path!(),
                     file: ::core::file!(),
@@ -141,5 +172,36 @@ pub fn expand(args: &SubscribeArgs, function: &FnModel, original: TokenStream) -
                 }
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(tokens: TokenStream) -> syn::Result<SubscribeArgs> {
+        syn::parse2(tokens)
+    }
+
+    #[test]
+    fn options_come_in_any_order() {
+        let a = args(quote!("a.*", lossless, group = "g")).unwrap();
+        assert!(a.lossless);
+        assert_eq!(a.group.unwrap().value(), "g");
+        let a = args(quote!("a.*", group = "g")).unwrap();
+        assert!(!a.lossless);
+        let a = args(quote!("a.*", lossless,)).unwrap();
+        assert!(a.lossless && a.group.is_none());
+    }
+
+    #[test]
+    fn repeated_valued_or_unknown_options_are_refused() {
+        let err = |t| args(t).err().expect("refused").to_string();
+        assert_eq!(
+            err(quote!("a", lossless, lossless)),
+            "`lossless` is given twice"
+        );
+        assert!(err(quote!("a", lossless = true)).contains("takes no value"));
+        assert!(err(quote!("a", lossy)).contains("`group = \"name\"` and `lossless`"));
     }
 }

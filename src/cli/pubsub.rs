@@ -49,6 +49,10 @@ pub struct SubArgs {
     /// Join queue group GROUP: each publication goes to one member of the group.
     #[arg(long, value_name = "GROUP")]
     group: Option<String>,
+    /// Never drop: when this subscriber falls `MPREG_SUB_QUEUE` publications behind (its
+    /// output is slow), slow the publishers down instead of dropping the oldest.
+    #[arg(long)]
+    lossless: bool,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -114,10 +118,14 @@ pub async fn run_sub(a: SubArgs) -> mpreg::Result<()> {
     while node.peers().is_empty() && Instant::now() < found_by {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut sub = match &a.group {
-        Some(g) => node.subscribe_group(&a.pattern, g).await?,
-        None => node.subscribe(&a.pattern).await?,
-    };
+    let mut sub = node.subscribe(&a.pattern);
+    if let Some(g) = &a.group {
+        sub = sub.group(g);
+    }
+    if a.lossless {
+        sub = sub.lossless();
+    }
+    let mut sub = sub.await?;
     let peers = node.peers().len();
     eprintln!(
         "mpreg: subscribed to `{}` as {} ({peers} peer{})",

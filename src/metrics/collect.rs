@@ -155,6 +155,7 @@ pub(crate) fn snapshot_pubsub(shared: &Shared) -> PubSubMetrics {
         delivered: shared.metrics.events.delivered.load(Relaxed),
         dropped: local.dropped(),
         unmatched: s.unmatched.load(Relaxed),
+        held: s.held.load(Relaxed),
         confirm_failures: shared.metrics.events.confirm_failures.load(Relaxed),
         subscriptions: local.len() as u64,
         by_prefix,

@@ -318,7 +318,7 @@ fn pubsub(o: &mut Page, shared: &Shared) {
     o.single(
         "mpreg_pubsub_dropped_total",
         "counter",
-        "Publications dropped from full subscriber queues (oldest first).",
+        "Publications dropped from full drop-oldest subscriber queues.",
         p.dropped,
     );
     o.single(
@@ -326,6 +326,12 @@ fn pubsub(o: &mut Page, shared: &Shared) {
         "counter",
         "Publications received that no local subscription matched.",
         p.unmatched,
+    );
+    o.single(
+        "mpreg_pubsub_held_total",
+        "counter",
+        "Times a reader stopped reading a peer because a lossless subscriber was full.",
+        p.held,
     );
     o.single(
         "mpreg_pubsub_confirm_failures_total",

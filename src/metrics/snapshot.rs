@@ -111,10 +111,14 @@ pub struct PubSubMetrics {
     pub received: u64,
     /// Publications handed to a local subscriber (one per subscription matched).
     pub delivered: u64,
-    /// Publications dropped from full subscriber queues (oldest first).
+    /// Publications dropped from full subscriber queues (oldest first; lossless
+    /// subscribers never drop).
     pub dropped: u64,
     /// Publications received that no subscription here matched.
     pub unmatched: u64,
+    /// Times a connection reader stopped reading a peer because a lossless subscriber's
+    /// queue was full (back-pressure on its publishers; lossless queues never drop).
+    pub held: u64,
     /// Confirmed publications that a subscriber's node did not acknowledge in time.
     pub confirm_failures: u64,
     /// Subscriptions on this node now.

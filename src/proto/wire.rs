@@ -76,6 +76,11 @@ pub struct SubSpec {
     /// Queue group: each publication goes to one member of the group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Whether the subscriber is lossless: when it falls behind, its node stops reading
+    /// its publishers rather than dropping. A publisher then does not take the pause as a
+    /// peer that stopped reading. Absent (false) from peers that predate it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lossless: bool,
 }
 
 /// A message published to `topic`. The sender is the peer at the other end of the
@@ -390,10 +395,18 @@ mod tests {
         roundtrip(Frame::Catalog(CatalogMsg {
             version: 3,
             functions: vec![],
-            subscriptions: vec![SubSpec {
-                pattern: "a.**".into(),
-                group: Some("w".into()),
-            }],
+            subscriptions: vec![
+                SubSpec {
+                    pattern: "a.**".into(),
+                    group: Some("w".into()),
+                    lossless: false,
+                },
+                SubSpec {
+                    pattern: "b".into(),
+                    group: None,
+                    lossless: true,
+                },
+            ],
         }));
         roundtrip(Frame::Cancel(Cancel { id: 3 }));
     }

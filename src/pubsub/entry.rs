@@ -16,6 +16,9 @@ pub struct SubEntry {
     pub pattern: &'static str,
     /// Queue group, if any.
     pub group: Option<&'static str>,
+    /// Whether a full queue slows the publishers instead of dropping the oldest
+    /// (see [`SubscriptionBuilder::lossless`](crate::pubsub::SubscriptionBuilder::lossless)).
+    pub lossless: bool,
     /// Name of the function.
     pub function: &'static str,
     /// `module_path!()` of the function.
@@ -81,8 +84,13 @@ pub(crate) fn install_link_time(
         let handler = e.handler;
         let h: crate::runtime::pubsub::SubHandler = std::sync::Arc::new(handler);
         let what = e.origin();
+        let full = if e.lossless {
+            crate::runtime::queue::Full::Wait
+        } else {
+            crate::runtime::queue::Full::DropOldest
+        };
         shared
-            .add_subscriber(e.pattern, e.group, &what, Some(h))
+            .add_subscriber(e.pattern, e.group, &what, Some(h), full)
             .map_err(|err| crate::Error::Config(format!("cannot subscribe {what}: {err}")))?;
     }
     Ok(())

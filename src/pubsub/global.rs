@@ -7,9 +7,9 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{Confirmation, Subscription};
+use super::{Confirmation, SubscriptionBuilder};
 use crate::error::Result;
-use crate::global::{member_node, on_runtime};
+use crate::global::on_runtime;
 
 /// Publishes `payload` to `topic` through the default node (see [`Node::publish`](crate::Node::publish)).
 pub async fn publish<T>(topic: &str, payload: &T) -> Result<()>
@@ -43,18 +43,14 @@ where
     on_runtime(async move { node.request_publish(&topic, &group, &payload).await }).await
 }
 
-/// Subscribes the default node (started listening if needed) to `pattern` (see
-/// [`Node::subscribe`](crate::Node::subscribe)).
-pub async fn subscribe(pattern: &str) -> Result<Subscription> {
-    let node = member_node().await?;
-    let pattern = pattern.to_string();
-    on_runtime(async move { node.subscribe(&pattern).await }).await
+/// Subscribes the default node (started listening if needed) to `pattern` once awaited
+/// (see [`Node::subscribe`](crate::Node::subscribe); `.lossless()` and `.group(..)` apply).
+pub fn subscribe(pattern: &str) -> SubscriptionBuilder {
+    SubscriptionBuilder::new(None, pattern)
 }
 
 /// Subscribes the default node as a member of queue group `group` (see
 /// [`Node::subscribe_group`](crate::Node::subscribe_group)).
-pub async fn subscribe_group(pattern: &str, group: &str) -> Result<Subscription> {
-    let node = member_node().await?;
-    let (pattern, group) = (pattern.to_string(), group.to_string());
-    on_runtime(async move { node.subscribe_group(&pattern, &group).await }).await
+pub fn subscribe_group(pattern: &str, group: &str) -> SubscriptionBuilder {
+    subscribe(pattern).group(group)
 }

@@ -14,7 +14,14 @@
 //! Delivery is at-most-once and FIFO per publisher–subscriber pair. A publication goes only
 //! to nodes with a matching subscription, and to subscribers in this process without
 //! serialization.
+//!
+//! Each subscription has a bounded queue ([`Config::sub_queue`](crate::Config::sub_queue)).
+//! When it is full, a default subscription drops its oldest publication and counts it
+//! ([`Subscription::dropped`]); a lossless one ([`SubscriptionBuilder::lossless`],
+//! `#[mpreg::subscribe(pattern, lossless)]`) drops nothing and slows its publishers
+//! instead.
 
+mod builder;
 mod entry;
 mod global;
 pub(crate) mod payload;
@@ -26,6 +33,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use builder::SubscriptionBuilder;
 pub(crate) use entry::install_link_time;
 pub use entry::{sub_async, sub_meta, sub_sync, SubEntry};
 pub use global::{publish, publish_confirmed, request_publish, subscribe, subscribe_group};
@@ -184,27 +192,19 @@ impl Node {
         Ok(self.topic(topic).request(group, payload).await?.0)
     }
 
-    /// Subscribes to `pattern` (`*` one segment, `**` any number). Returns once the
-    /// subscription is known to this node's current peers, so a publication they issue
-    /// afterwards reaches it. Needs a listening node: peers must be able to reach it.
-    pub async fn subscribe(&self, pattern: &str) -> Result<Subscription> {
-        self.subscribe_inner(pattern, None).await
+    /// Subscribes to `pattern` (`*` one segment, `**` any number) once awaited. Returns
+    /// once the subscription is known to this node's current peers, so a publication they
+    /// issue afterwards reaches it. Needs a listening node: peers must be able to reach it.
+    ///
+    /// By default a full queue drops its oldest publication; `.lossless()` on the returned
+    /// builder makes publishers wait instead (see [`SubscriptionBuilder::lossless`]).
+    pub fn subscribe(&self, pattern: &str) -> SubscriptionBuilder {
+        SubscriptionBuilder::new(Some(self.clone()), pattern)
     }
 
     /// Subscribes as a member of queue group `group`: each publication goes to one member.
-    pub async fn subscribe_group(&self, pattern: &str, group: &str) -> Result<Subscription> {
-        self.subscribe_inner(pattern, Some(group)).await
-    }
-
-    async fn subscribe_inner(&self, pattern: &str, group: Option<&str>) -> Result<Subscription> {
-        let shared = self.shared();
-        if !shared.config.listen {
-            return Err(Error::Usage(format!(
-                "cannot subscribe to `{pattern}` on node `{}`: it does not listen, so publishers cannot reach it",
-                shared.name
-            )));
-        }
-        let sub = shared.subscribe(pattern, group, "stream", None).await?;
-        Ok(Subscription::new(sub, shared.clone()))
+    /// Same as `node.subscribe(pattern).group(group)`.
+    pub fn subscribe_group(&self, pattern: &str, group: &str) -> SubscriptionBuilder {
+        self.subscribe(pattern).group(group)
     }
 }

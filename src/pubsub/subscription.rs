@@ -21,7 +21,8 @@ const BATCH: usize = 64;
 ///
 /// Its queue holds [`Config::sub_queue`](crate::Config::sub_queue) publications; when the
 /// consumer falls that far behind, the oldest are dropped and counted
-/// ([`dropped`](Self::dropped)), and nothing else slows down.
+/// ([`dropped`](Self::dropped)), and nothing else slows down — unless it was made
+/// [`lossless`](crate::SubscriptionBuilder::lossless): then its publishers wait.
 pub struct Subscription {
     sub: Arc<Subscriber>,
     shared: Arc<Shared>,

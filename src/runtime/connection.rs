@@ -93,7 +93,8 @@ pub(crate) struct Connection {
     /// Frames received other than heartbeats (`Ping`): what a duplicate connection being
     /// retired waits to stop (the peer's heartbeat never does).
     pub(crate) traffic: AtomicU64,
-    /// Set while the reader holds back because our answers cannot be queued.
+    /// Set while the reader holds back because our answers cannot be queued or a lossless
+    /// subscriber's queue is full.
     paused: AtomicBool,
     /// The socket, to ask the kernel whether the peer sent bytes our reader has not read
     /// yet (a busy reader is not a silent peer).
@@ -261,7 +262,8 @@ impl Connection {
         }
     }
 
-    /// Whether the reader is holding back until our answers drain.
+    /// Whether the reader is holding back (our answers cannot be queued, or a lossless
+    /// subscriber it feeds is full).
     pub(crate) fn reader_paused(&self) -> bool {
         self.paused.load(Ordering::Relaxed)
     }
@@ -566,6 +568,11 @@ async fn read_loop(
         if conn.out.parked() > 0 && !hold_back(&conn, &shared, &mut wakes).await {
             break None;
         }
+        if wakes.any_full() {
+            if let Err(reason) = hold_for_subscribers(&conn, &shared, &mut wakes).await {
+                break reason;
+            }
+        }
     };
     wakes.flush();
     if let Some(reason) = reason {
@@ -607,6 +614,35 @@ async fn hold_back(conn: &Connection, shared: &Shared, wakes: &mut Wakes) -> boo
     };
     conn.paused.store(false, Ordering::Relaxed);
     open
+}
+
+/// Back-pressure for lossless subscribers (DESIGN §9): this peer's publications filled
+/// one, so stop reading the peer until each has room again or is gone. TCP then slows the
+/// peer's `publish()`; other connections and local work go on. `Err` with the reason to
+/// close (none if it closed already) when the connection or the node ends meanwhile.
+async fn hold_for_subscribers(
+    conn: &Connection,
+    shared: &Shared,
+    wakes: &mut Wakes,
+) -> std::result::Result<(), Option<String>> {
+    // The consumers must run to make room.
+    wakes.flush();
+    let full = wakes.take_full();
+    shared.pubsub.stats.held.fetch_add(1, Ordering::Relaxed);
+    conn.paused.store(true, Ordering::Relaxed);
+    let room = async {
+        for s in &full {
+            s.queue.room().await;
+        }
+    };
+    let r = tokio::select! {
+        biased;
+        _ = conn.closed.cancelled() => Err(None),
+        _ = shared.shutdown.cancelled() => Err(Some("the node shut down".to_string())),
+        _ = room => Ok(()),
+    };
+    conn.paused.store(false, Ordering::Relaxed);
+    r
 }
 
 /// Why the reader stops after a frame: the peer's goodbye, or something to warn about.

@@ -1,7 +1,8 @@
 //! One watchdog per connection: it sends a `Ping` when the connection has written nothing
 //! for a tick, and closes the connection when the peer has sent nothing for
 //! [`SILENCE_LIMIT`] (link cut, host frozen) or has read nothing of ours for
-//! [`STALL_LIMIT`] (a peer that stopped reading).
+//! [`STALL_LIMIT`] (a peer that stopped reading, unless it has a lossless subscriber:
+//! then not reading is its back-pressure on us, and only silence closes it).
 //!
 //! An application heartbeat rather than TCP keepalive/`TCP_USER_TIMEOUT`: keepalive only
 //! probes an idle connection and the user timeout only a connection with unacknowledged
@@ -63,7 +64,10 @@ pub(crate) async fn watch(conn: Arc<Connection>, shared: Arc<Shared>) {
             return;
         }
         let written = conn.out.written.load(Relaxed);
-        if written != wrote.0 || conn.out.queued() == 0 {
+        // A peer with a lossless subscriber stops reading us on purpose while it catches
+        // up (DESIGN §9): that is back-pressure, not a stall, as long as it is heard from.
+        let holding = shared.pubsub.remote.read().is_lossless(conn.peer.id);
+        if written != wrote.0 || conn.out.queued() == 0 || holding {
             pinged = if written - wrote.0 <= pinged {
                 // Nothing but our ping written this tick: tell the peer we are alive.
                 u64::from(conn.out.try_send(ping.clone()))

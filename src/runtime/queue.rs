@@ -3,6 +3,11 @@
 //! loop) must not stall the connection reader producing for it. Written by hand because
 //! neither tokio's nor futures' channels drop the *oldest* item (tokio's `broadcast` does,
 //! but clones every item for every receiver).
+//!
+//! A lossless subscriber's queue ([`Full::Wait`]) drops nothing instead: its producers
+//! push, see that it is full, and wait for [`room`](DropQueue::room) before producing more
+//! (a connection reader stops reading, a local publisher waits), so it holds at most its
+//! capacity plus one item per producer that found room at the same instant.
 
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -10,12 +15,25 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use tokio::sync::Notify;
 
-/// One consumer's queue. Full: `push` drops the oldest item and returns it. Closed: `push`
+/// What a full queue does with one more item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// Drops the oldest item and counts it: the producer never waits.
+    DropOldest,
+    /// Keeps every item; the producer waits for [`room`](DropQueue::room) before the next.
+    Wait,
+}
+
+/// One consumer's queue. Full: `push` drops the oldest item and returns it (or, with
+/// [`Full::Wait`], keeps it and leaves the waiting to the producer). Closed: `push`
 /// returns the item, and `pop` yields what is left, then `None`.
 pub(crate) struct DropQueue<T> {
     inner: Mutex<Inner<T>>,
     ready: Notify,
+    /// Wakes producers of a [`Full::Wait`] queue once the consumer made room (or it closed).
+    room: Notify,
     capacity: usize,
+    full: Full,
     dropped: AtomicU64,
 }
 
@@ -25,17 +43,29 @@ struct Inner<T> {
 }
 
 impl<T> DropQueue<T> {
-    /// A queue of at most `capacity` items (at least one).
+    /// A drop-oldest queue of at most `capacity` items (at least one).
     pub(crate) fn new(capacity: usize) -> Self {
+        Self::with_policy(capacity, Full::DropOldest)
+    }
+
+    /// A queue of `capacity` items (at least one) that does `full` when full.
+    pub(crate) fn with_policy(capacity: usize, full: Full) -> Self {
         DropQueue {
             inner: Mutex::new(Inner {
                 items: VecDeque::new(),
                 closed: false,
             }),
             ready: Notify::new(),
+            room: Notify::new(),
             capacity: capacity.max(1),
+            full,
             dropped: AtomicU64::new(0),
         }
+    }
+
+    /// What this queue does when full.
+    pub(crate) fn policy(&self) -> Full {
+        self.full
     }
 
     /// Appends `item` and wakes the consumer. Returns the item pushed out to make room
@@ -55,7 +85,7 @@ impl<T> DropQueue<T> {
             if q.closed {
                 return Some(item);
             }
-            let out = if q.items.len() >= self.capacity {
+            let out = if q.items.len() >= self.capacity && self.full == Full::DropOldest {
                 q.items.pop_front()
             } else {
                 None
@@ -67,6 +97,26 @@ impl<T> DropQueue<T> {
             self.dropped.fetch_add(1, Relaxed);
         }
         out
+    }
+
+    /// Whether the queue holds its capacity or more (and is open): a [`Full::Wait`]
+    /// producer waits for [`room`](Self::room) before producing more.
+    pub(crate) fn is_full(&self) -> bool {
+        let q = self.inner.lock();
+        !q.closed && q.items.len() >= self.capacity
+    }
+
+    /// Waits until the queue holds less than its capacity, or is closed (then nothing more
+    /// will be taken, so there is nothing to wait for).
+    pub(crate) async fn room(&self) {
+        loop {
+            // Created before the check: a pop between the check and the wait still wakes it.
+            let notified = self.room.notified();
+            if !self.is_full() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Wakes the consumer for what was pushed. A stored permit wakes it even if it is not
@@ -98,7 +148,12 @@ impl<T> DropQueue<T> {
             {
                 let mut q = self.inner.lock();
                 if !q.items.is_empty() {
-                    return Some(take(&mut q.items));
+                    let r = take(&mut q.items);
+                    drop(q);
+                    if self.full == Full::Wait {
+                        self.room.notify_waiters();
+                    }
+                    return Some(r);
                 }
                 if q.closed {
                     return None;
@@ -112,11 +167,14 @@ impl<T> DropQueue<T> {
     pub(crate) fn close(&self) {
         self.inner.lock().closed = true;
         self.ready.notify_one();
+        self.room.notify_waiters();
     }
 
     /// Removes every queued item (the caller decides what dropping them means).
     pub(crate) fn drain(&self) -> Vec<T> {
-        self.inner.lock().items.drain(..).collect()
+        let items = self.inner.lock().items.drain(..).collect();
+        self.room.notify_waiters();
+        items
     }
 
     /// Items waiting.
@@ -144,6 +202,44 @@ mod tests {
         assert_eq!(q.pop().await, Some(2));
         assert_eq!(q.pop().await, Some(3));
         assert_eq!(q.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_queue_keeps_everything_and_signals_room() {
+        let q = std::sync::Arc::new(DropQueue::with_policy(2, Full::Wait));
+        assert_eq!(q.push(1), None);
+        assert!(!q.is_full());
+        assert_eq!(q.push(2), None);
+        assert!(q.is_full());
+        // A producer that found room at the same instant as another may exceed it by one.
+        assert_eq!(q.push(3), None);
+        assert_eq!(q.dropped(), 0);
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move { q2.room().await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "no room yet");
+        assert_eq!(q.pop().await, Some(1));
+        assert!(q.is_full(), "two left of capacity two");
+        assert_eq!(q.pop().await, Some(2));
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("a pop below capacity wakes the producer")
+            .unwrap();
+        assert_eq!(q.pop().await, Some(3));
+    }
+
+    #[tokio::test]
+    async fn closing_a_full_waiting_queue_releases_its_producers() {
+        let q = std::sync::Arc::new(DropQueue::with_policy(1, Full::Wait));
+        q.push(1);
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move { q2.room().await });
+        tokio::task::yield_now().await;
+        q.close();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("closing wakes the producer")
+            .unwrap();
     }
 
     #[tokio::test]

@@ -14,8 +14,9 @@ use crate::pubsub::Publication;
 use crate::runtime::{Connection, Shared};
 
 impl Shared {
-    /// Handles a `Publish` frame from `conn`'s peer. Never blocks the reader: queues are
-    /// drop-oldest. The subscribers are noted in `wakes` for the reader to wake.
+    /// Handles a `Publish` frame from `conn`'s peer without waiting: drop-oldest queues
+    /// drop, lossless ones take it even when full. The subscribers are noted in `wakes` for
+    /// the reader to wake, and full lossless ones for it to wait on before the next frame.
     pub(crate) fn on_publish(&self, conn: &Arc<Connection>, p: Publish, wakes: &mut Wakes) {
         self.pubsub.stats.received.fetch_add(1, Relaxed);
         let targets = self.local_targets(&p);

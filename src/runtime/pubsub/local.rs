@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::proto::topic::{Pattern, Trie};
 use crate::proto::wire::SubSpec;
 use crate::pubsub::Publication;
-use crate::runtime::queue::DropQueue;
+use crate::runtime::queue::{DropQueue, Full};
 
 /// One subscription of this node: a `#[subscribe]` function, a run-time handler, or a
 /// [`Subscription`](crate::Subscription) stream.
@@ -30,27 +30,42 @@ impl Subscriber {
         group: Option<String>,
         what: &str,
         capacity: usize,
+        full: Full,
     ) -> Self {
+        let mode = match full {
+            Full::Wait => ", lossless",
+            Full::DropOldest => "",
+        };
         let label = match &group {
-            Some(g) => format!("`{pattern}` (group `{g}`, {what})"),
-            None => format!("`{pattern}` ({what})"),
+            Some(g) => format!("`{pattern}` (group `{g}`, {what}{mode})"),
+            None => format!("`{pattern}` ({what}{mode})"),
         };
         Subscriber {
             id,
             spec: SubSpec {
                 pattern: pattern.as_str().to_string(),
                 group,
+                lossless: full == Full::Wait,
             },
             pattern,
             label: label.into(),
-            queue: DropQueue::new(capacity),
+            queue: DropQueue::with_policy(capacity, full),
             received: AtomicU64::new(0),
         }
     }
 
+    /// Whether a full queue makes its publishers wait instead of dropping.
+    pub(crate) fn lossless(&self) -> bool {
+        self.queue.policy() == Full::Wait
+    }
+
     /// Queues `p` and wakes the consumer; a full queue drops its oldest publication, whose
-    /// publisher (if waiting) learns that it was dropped.
-    pub(crate) fn offer(&self, p: Publication) {
+    /// publisher (if waiting) learns that it was dropped. A lossless subscriber's queue
+    /// first waits for room: a publisher on this node slows to its consumer's pace.
+    pub(crate) async fn offer(&self, p: Publication) {
+        if self.lossless() {
+            self.queue.room().await;
+        }
         self.offer_quiet(p);
         self.queue.wake();
     }
@@ -69,9 +84,12 @@ impl Subscriber {
 /// Subscribers given publications without a wake: a connection reader collects them over
 /// the frames it has at hand and wakes each once ([`Wakes::flush`]) before it waits for
 /// more, so a fast stream costs the consumer one wake-up per batch, not per publication.
+/// It also notes the lossless subscribers it filled, to wait for their room
+/// ([`Wakes::take_full`]) before it reads the next frame.
 #[derive(Default)]
 pub(crate) struct Wakes {
     subs: Vec<Arc<Subscriber>>,
+    full: Vec<Arc<Subscriber>>,
 }
 
 impl Wakes {
@@ -81,6 +99,19 @@ impl Wakes {
         if !self.subs.iter().any(|x| x.id == s.id) {
             self.subs.push(s.clone());
         }
+        if s.lossless() && s.queue.is_full() && !self.full.iter().any(|x| x.id == s.id) {
+            self.full.push(s.clone());
+        }
+    }
+
+    /// Whether a lossless subscriber fed since the last [`take_full`](Self::take_full) is full.
+    pub(crate) fn any_full(&self) -> bool {
+        !self.full.is_empty()
+    }
+
+    /// The full lossless subscribers noted, for the reader to wait on.
+    pub(crate) fn take_full(&mut self) -> Vec<Arc<Subscriber>> {
+        std::mem::take(&mut self.full)
     }
 
     /// Wakes every noted subscriber.

@@ -46,6 +46,9 @@ pub(crate) struct Stats {
     /// Of those, the ones no subscription here matched (a race with unsubscribing; a
     /// publisher never sends to a node without a matching subscription it knows of).
     pub unmatched: AtomicU64,
+    /// Times a connection reader stopped reading its peer because a lossless subscriber it
+    /// fed was full (back-pressure instead of drops).
+    pub held: AtomicU64,
 }
 
 impl PubSub {

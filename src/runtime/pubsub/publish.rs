@@ -168,7 +168,7 @@ impl Shared {
             out.payload.local()
         };
         let mut reached = usize::from(!plan.local.is_empty());
-        let local = self.deliver_local(&out, &payload, plan.local);
+        let local = self.deliver_local(&out, &payload, plan.local).await;
         let mut waits = Vec::new();
         let mut missing = Vec::new();
         for (id, target) in plan.peers {
@@ -313,10 +313,11 @@ impl Shared {
         members.swap_remove(ties[(turn as usize) % ties.len()])
     }
 
-    /// Queues the publication for local subscribers; returns the tally to wait for, if any.
-    fn deliver_local(
+    /// Queues the publication for local subscribers (waiting for room at lossless ones);
+    /// returns the tally to wait for, if any.
+    async fn deliver_local(
         &self,
-        out: &Outgoing,
+        out: &Outgoing<'_>,
         payload: &Payload,
         local: Vec<(Arc<Subscriber>, bool)>,
     ) -> Option<oneshot::Receiver<Tally>> {
@@ -350,7 +351,8 @@ impl Shared {
                 from: from.clone(),
                 payload: payload.clone(),
                 ack,
-            });
+            })
+            .await;
         }
         rx
     }

@@ -1,7 +1,7 @@
 //! Which peers subscribe to what: one trie over every peer's advertised subscriptions, so a
 //! publication finds its target nodes in one match instead of one per peer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::proto::topic::{Pattern, Trie};
@@ -19,6 +19,8 @@ pub(crate) struct Target {
 pub(crate) struct Remote {
     trie: Trie<Target>,
     by_peer: HashMap<u64, Vec<(Pattern, Target)>>,
+    /// Peers with a lossless subscription: they may stop reading us on purpose.
+    lossless: HashSet<u64>,
 }
 
 impl Remote {
@@ -32,6 +34,9 @@ impl Remote {
         self.remove(peer);
         if subs.is_empty() {
             return;
+        }
+        if subs.iter().any(|s| s.lossless) {
+            self.lossless.insert(peer);
         }
         let mut entries = Vec::with_capacity(subs.len());
         for s in subs {
@@ -52,7 +57,9 @@ impl Remote {
 
     fn unchanged(&self, peer: u64, subs: &[SubSpec]) -> bool {
         let held = self.by_peer.get(&peer).map_or(&[][..], Vec::as_slice);
-        held.len() == subs.len()
+        let lossless = subs.iter().any(|s| s.lossless);
+        lossless == self.lossless.contains(&peer)
+            && held.len() == subs.len()
             && held.iter().zip(subs).all(|((p, t), s)| {
                 p.as_str() == s.pattern && t.group.as_deref() == s.group.as_deref()
             })
@@ -60,6 +67,7 @@ impl Remote {
 
     /// Forgets `peer`'s subscriptions.
     pub(crate) fn remove(&mut self, peer: u64) {
+        self.lossless.remove(&peer);
         for (p, t) in self.by_peer.remove(&peer).unwrap_or_default() {
             self.trie.remove(&p, &t);
         }
@@ -68,6 +76,12 @@ impl Remote {
     /// Calls `f` with every (peer, group) whose subscription matches `topic`.
     pub(crate) fn for_each_match(&self, topic: &str, f: impl FnMut(&Target)) {
         self.trie.for_each_match(topic, f);
+    }
+
+    /// Whether `peer` has a lossless subscription: its node may stop reading us while
+    /// the subscriber catches up, which is back-pressure, not a stalled peer.
+    pub(crate) fn is_lossless(&self, peer: u64) -> bool {
+        self.lossless.contains(&peer)
     }
 
     /// Whether `peer` has any subscription.
@@ -85,7 +99,25 @@ mod tests {
         SubSpec {
             pattern: p.into(),
             group: g.map(String::from),
+            lossless: false,
         }
+    }
+
+    #[test]
+    fn peers_with_a_lossless_subscription_are_known() {
+        let mut r = Remote::default();
+        let mut held = spec("a", None);
+        held.lossless = true;
+        r.set(1, &[spec("x", None), held.clone()]);
+        r.set(2, &[spec("a", None)]);
+        assert!(r.is_lossless(1));
+        assert!(!r.is_lossless(2));
+        r.set(1, &[spec("x", None)]);
+        assert!(!r.is_lossless(1), "no longer lossless");
+        r.set(2, &[held]);
+        assert!(r.is_lossless(2));
+        r.remove(2);
+        assert!(!r.is_lossless(2));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::proto::codec::encode_frame;
 use crate::proto::topic::Pattern;
 use crate::proto::wire::{Failure, Frame};
 use crate::pubsub::Publication;
+use crate::runtime::queue::Full;
 use crate::runtime::{Connection, Shared};
 
 /// A function subscriber's body: the publication in, the encoded result out (the answer
@@ -46,8 +47,9 @@ impl Shared {
         group: Option<&str>,
         what: &str,
         handler: Option<SubHandler>,
+        full: Full,
     ) -> Result<Arc<Subscriber>> {
-        let (sub, changed) = self.add_subscriber(pattern, group, what, handler)?;
+        let (sub, changed) = self.add_subscriber(pattern, group, what, handler, full)?;
         if changed {
             self.announce_catalog_synced(SYNC_WITHIN).await;
         }
@@ -62,6 +64,7 @@ impl Shared {
         group: Option<&str>,
         what: &str,
         handler: Option<SubHandler>,
+        full: Full,
     ) -> Result<(Arc<Subscriber>, bool)> {
         let parsed = Pattern::parse(pattern).map_err(|e| Error::Topic(e.to_string()))?;
         if let Some(g) = group {
@@ -74,6 +77,7 @@ impl Shared {
             group.map(String::from),
             what,
             self.config.sub_queue,
+            full,
         ));
         if let Some(h) = handler {
             self.spawn_worker(sub.clone(), h);
@@ -83,7 +87,8 @@ impl Shared {
     }
 
     /// Removes subscriber `id`: its queue closes (a function's worker stops after the
-    /// message it is handling), waiting publishers learn of what was still queued.
+    /// message it is handling), waiting publishers learn of what was still queued, and the
+    /// readers and local publishers a lossless queue held back go on.
     pub(crate) fn unsubscribe(&self, id: u64) {
         let removed = self.pubsub.local.write().remove(id);
         let Some((sub, changed)) = removed else {
