@@ -13,7 +13,7 @@
 //!   20 ms (default 4);
 //! - `SOAK_DEADLINE_MS`: each call's and message's deadline (default 2000).
 //!
-//! Every node serves `soak_echo`, subscribes to `soak.seq.**`, publishes a numbered stream
+//! Every node serves `soak_echo`, subscribes to `soak.seq.**` (lossless), publishes a numbered stream
 //! `(incarnation, seq)`, and sends a MARO task to a random member every 100 ms (and answers
 //! those it receives). Each publisher's stream is checked as it arrives: numbers must rise
 //! by one; a skipped number is a gap, a repeated or earlier one is disorder.
@@ -286,7 +286,8 @@ async fn main() -> mpreg::Result<()> {
     let inc = unix_ms();
     let counts = Arc::new(Counts::default());
 
-    let mut sub = node.subscribe("soak.seq.**").await?;
+    // Lossless: a subscriber that falls behind slows the publishers instead of dropping.
+    let mut sub = node.subscribe("soak.seq.**").lossless().await?;
     // Start only once every peer's subscription is known, so that streams are seen whole.
     while view(&node).len() + 1 < peers
         || node
