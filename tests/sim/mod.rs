@@ -251,6 +251,14 @@ impl Sim {
         Self::with_config(n, seed, net, &lan_config(n as u32))
     }
 
+    /// `n` nodes, none started, configured as a real node is: `lan_config(16)` at start,
+    /// retuned to the view size as it grows or shrinks ([`Sim::fit_config`]).
+    pub fn as_deployed(n: usize, seed: u64, net: Net) -> Self {
+        let mut sim = Self::with_config(n, seed, net, &lan_config(16));
+        sim.fit_config = true;
+        sim
+    }
+
     /// `n` nodes, none started, each configured with `config` (to compare tunings).
     pub fn with_config(n: usize, seed: u64, net: Net, config: &foca::Config) -> Self {
         let mut rng = SplitMix64::new(seed);

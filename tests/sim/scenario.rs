@@ -331,7 +331,10 @@ pub fn join_one(sim: &mut Sim, limit: Duration) -> Join {
     let id = sim.nodes[i].id;
     let others = running.len();
     sim.run_until_cond(
-        |s| s.nodes[i].view.len() >= others && s.running().all(|j| j == i || s.nodes[j].view.contains(&id)),
+        |s| {
+            s.nodes[i].view.len() >= others
+                && s.running().all(|j| j == i || s.nodes[j].view.contains(&id))
+        },
         limit,
     );
     let mut seen = first_ups_of(sim, id, t0);
