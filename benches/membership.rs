@@ -14,6 +14,8 @@
 //! nearly all inside foca, whose work per datagram grows with the cluster),
 //! `MPREG_BENCH_LOSS=0,5` the loss rates in percent, `MPREG_BENCH_SEEDS=1,2,3` the seeds,
 //! and `MPREG_BENCH_DISCOVERY=seeds` or `=beacon` runs only that setup (both by default).
+//! `MPREG_BENCH_TUNING=candidate` runs the nodes with [`candidate`] instead of
+//! `lan_config` (a tuning for large clusters under evaluation, not in production).
 
 #[path = "../tests/sim/mod.rs"]
 mod sim;
@@ -48,7 +50,10 @@ struct Row {
     wall: Duration,
 }
 
-/// A tuning under evaluation.
+/// A tuning under evaluation for clusters above 100 nodes, meant to cut the gossip burst of
+/// a mass join: periodic gossip to one member instead of three, and memberlist's
+/// retransmission count (4·log10(n+1)) instead of twice it. Smaller clusters keep
+/// `lan_config`.
 fn candidate(n: u32) -> foca::Config {
     let mut c = lan_config(n);
     if n > 100 {

@@ -621,18 +621,16 @@ impl Sim {
     fn observe(&mut self, i: usize, event: Event) {
         let node = &mut self.nodes[i];
         let running = node.status == Status::Running;
-        match &event {
-            Event::Up(m) => {
-                if node.view.insert(m.id) && running {
-                    self.view_total += 1;
-                }
-            }
-            Event::Down(m) => {
-                if node.view.remove(&m.id) && running {
-                    self.view_total -= 1;
-                }
-            }
-            _ => {}
+        let changed: isize = match &event {
+            Event::Up(m) => isize::from(node.view.insert(m.id)),
+            Event::Down(m) => -isize::from(node.view.remove(&m.id)),
+            _ => 0,
+        };
+        if running {
+            self.view_total = self
+                .view_total
+                .checked_add_signed(changed)
+                .expect("views never hold fewer than zero members");
         }
         node.events.push((self.now, event));
     }
