@@ -349,3 +349,46 @@ fn unique_names_converge_under_churn() {
     names_churn("lossless", 0..48, Net::lan());
     names_churn("2% loss", 100..124, Net::lan().with_loss(0.02));
 }
+
+/// Issue #17 item 5, scaled down (the 1,000-node figures take minutes of release-mode
+/// simulation: `MPREG_BENCH_SIZES=1000 cargo bench --bench membership`). Nodes configured
+/// as deployed (`lan_config(16)`, retuned to the view size) with the beacon: one more node
+/// joining a formed cluster is in every view, and sees every node, within the 3 s
+/// budget, and the steady-state gossip stays far below 100 kbit/s per node.
+#[test]
+fn deployed_config_joins_fast_and_gossips_little() {
+    const N: usize = 100;
+    const BUDGET: Duration = Duration::from_secs(3);
+    const KBIT_PER_S: f64 = 100.0;
+    for seed in SEEDS {
+        let mut sim = Sim::as_deployed(N, seed, Net::lan());
+        sim.discovery = Discovery::Beacon(BEACON);
+        let (mut sim, formed) = scenario::form_measured(sim, Duration::from_secs(30));
+        assert!(
+            formed.full.is_some(),
+            "seed {seed}: {N} nodes did not converge"
+        );
+        sim.run_for(SETTLE);
+        let join = scenario::join_one(&mut sim, Duration::from_secs(10));
+        let seen = join.seen_all.unwrap_or(Duration::MAX);
+        let sees = join.sees_all.unwrap_or(Duration::MAX);
+        assert!(
+            seen <= BUDGET && sees <= BUDGET,
+            "seed {seed}: newcomer in every view after {seen:?}, saw everyone after {sees:?}"
+        );
+        sim.run_for(SETTLE);
+        let rates = scenario::steady_traffic(&mut sim, Duration::from_secs(20));
+        let kbit = rates.wire * 8.0 / 1000.0;
+        assert!(
+            kbit < KBIT_PER_S / 4.0,
+            "seed {seed}: steady gossip {kbit:.1} kbit/s per node"
+        );
+        sim.assert_consistent();
+        println!(
+            "deployed config, {N} nodes with beacon, seed {seed}: newcomer in every view in {:.3} s, \
+             saw everyone in {:.3} s; steady gossip {kbit:.1} kbit/s per node",
+            secs(seen),
+            secs(sees)
+        );
+    }
+}

@@ -255,9 +255,15 @@ impl Membership {
     /// Retunes the timings for the current cluster size when it has doubled or halved
     /// since the last tuning (suspicion and retransmissions grow with the cluster).
     pub fn fit_config_to_size(&mut self) {
+        self.fit_config_to_size_with(lan_config);
+    }
+
+    /// [`Membership::fit_config_to_size`] with another tuning than [`lan_config`]: `tune`
+    /// gives the timings for a cluster size (to compare tunings in simulation).
+    pub fn fit_config_to_size_with(&mut self, tune: impl Fn(u32) -> FocaConfig) {
         let n = (self.foca.num_members() + 1) as u32;
         let drifted = n > self.tuned_for.saturating_mul(2) || n.saturating_mul(2) < self.tuned_for;
-        if drifted && self.foca.set_config(lan_config(n)).is_ok() {
+        if drifted && self.foca.set_config(tune(n)).is_ok() {
             self.tuned_for = n;
         }
     }

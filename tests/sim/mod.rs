@@ -10,6 +10,7 @@ pub mod names;
 mod rng;
 pub mod scenario;
 
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -210,6 +211,15 @@ pub struct Sim {
     /// Retune each node's timings to its view size after membership changes, as the
     /// runtime does (`Membership::fit_config_to_size`); off by default.
     pub fit_config: bool,
+    /// With [`Sim::fit_config`], the timings for a cluster size; `lan_config` when `None`
+    /// (another function compares tunings).
+    pub tuning: Option<fn(u32) -> foca::Config>,
+    /// Sum of the running nodes' view sizes, kept up to date by events so that
+    /// [`Sim::converged`] can rule out most states without looking at every view.
+    view_total: usize,
+    /// The view total a converged cluster has, for the current statuses and groups;
+    /// `None` when they changed since it was computed.
+    expected_total: Cell<Option<usize>>,
 }
 
 /// The address of node `i`: 10.0.x.y:7700.
@@ -241,6 +251,14 @@ impl Sim {
         Self::with_config(n, seed, net, &lan_config(n as u32))
     }
 
+    /// `n` nodes, none started, configured as a real node is: `lan_config(16)` at start,
+    /// retuned to the view size as it grows or shrinks ([`Sim::fit_config`]).
+    pub fn as_deployed(n: usize, seed: u64, net: Net) -> Self {
+        let mut sim = Self::with_config(n, seed, net, &lan_config(16));
+        sim.fit_config = true;
+        sim
+    }
+
     /// `n` nodes, none started, each configured with `config` (to compare tunings).
     pub fn with_config(n: usize, seed: u64, net: Net, config: &foca::Config) -> Self {
         let mut rng = SplitMix64::new(seed);
@@ -258,6 +276,9 @@ impl Sim {
             capture: false,
             captured: Vec::new(),
             fit_config: false,
+            tuning: None,
+            view_total: 0,
+            expected_total: Cell::new(None),
         }
     }
 
@@ -362,6 +383,7 @@ impl Sim {
         self.nodes.push(node);
         self.by_addr.insert(address, i);
         self.groups.push(group);
+        self.expected_total.set(None);
         self.start(i, seed);
         i
     }
@@ -383,7 +405,22 @@ impl Sim {
 
     /// Crashes node `i` now: it goes silent, its timers stop.
     pub fn crash(&mut self, i: usize) {
-        self.nodes[i].status = Status::Crashed;
+        self.set_status(i, Status::Crashed);
+    }
+
+    /// Changes node `i`'s status, keeping the convergence bookkeeping right: only running
+    /// nodes' views count.
+    fn set_status(&mut self, i: usize, status: Status) {
+        let was = self.nodes[i].status == Status::Running;
+        let is = status == Status::Running;
+        let size = self.nodes[i].view.len();
+        match (was, is) {
+            (true, false) => self.view_total -= size,
+            (false, true) => self.view_total += size,
+            _ => {}
+        }
+        self.nodes[i].status = status;
+        self.expected_total.set(None);
     }
 
     /// Node `i` leaves gracefully now (its leave datagrams go out), then stops.
@@ -391,7 +428,7 @@ impl Sim {
         let r = self.nodes[i].membership.leave();
         self.record(i, r);
         self.drive(i);
-        self.nodes[i].status = Status::Left;
+        self.set_status(i, Status::Left);
     }
 
     /// Node `i` publishes catalog version `version`.
@@ -404,6 +441,7 @@ impl Sim {
     /// Splits the network: each node's group is the index of the slice holding it (nodes in
     /// none form one more group). Datagrams sent across groups from now on are dropped.
     pub fn partition(&mut self, groups: &[&[usize]]) {
+        self.expected_total.set(None);
         self.groups = vec![groups.len(); self.nodes.len()];
         for (g, members) in groups.iter().enumerate() {
             for &i in members.iter() {
@@ -414,6 +452,7 @@ impl Sim {
 
     /// Heals every partition.
     pub fn heal(&mut self) {
+        self.expected_total.set(None);
         self.groups = vec![0; self.nodes.len()];
     }
 
@@ -487,7 +526,7 @@ impl Sim {
     }
 
     fn start(&mut self, i: usize, seed: Option<usize>) -> bool {
-        self.nodes[i].status = Status::Running;
+        self.set_status(i, Status::Running);
         if let Some(s) = seed {
             let to = self.addr_of(s);
             let r = self.nodes[i].membership.announce(to);
@@ -508,8 +547,11 @@ impl Sim {
             return false;
         }
         self.schedule(self.now + REDISCOVER_EVERY, Action::Rediscover { node: i });
+        if !self.nodes[i].view.is_empty() {
+            return false; // checked first: listing the running nodes costs O(n)
+        }
         let others: Vec<usize> = self.running().filter(|&j| j != i).collect();
-        if !self.nodes[i].view.is_empty() || others.is_empty() {
+        if others.is_empty() {
             return false;
         }
         let to = others[self.rng.below(others.len())];
@@ -568,21 +610,27 @@ impl Sim {
             any = true;
         }
         if any && self.fit_config {
-            self.nodes[i].membership.fit_config_to_size();
+            match self.tuning {
+                Some(tune) => self.nodes[i].membership.fit_config_to_size_with(tune),
+                None => self.nodes[i].membership.fit_config_to_size(),
+            }
         }
         any
     }
 
     fn observe(&mut self, i: usize, event: Event) {
         let node = &mut self.nodes[i];
-        match &event {
-            Event::Up(m) => {
-                node.view.insert(m.id);
-            }
-            Event::Down(m) => {
-                node.view.remove(&m.id);
-            }
-            _ => {}
+        let running = node.status == Status::Running;
+        let changed: isize = match &event {
+            Event::Up(m) => isize::from(node.view.insert(m.id)),
+            Event::Down(m) => -isize::from(node.view.remove(&m.id)),
+            _ => 0,
+        };
+        if running {
+            self.view_total = self
+                .view_total
+                .checked_add_signed(changed)
+                .expect("views never hold fewer than zero members");
         }
         node.events.push((self.now, event));
     }
@@ -609,6 +657,9 @@ impl Sim {
     /// Whether every running node sees exactly the other running nodes of its partition
     /// group (the whole cluster when there is no partition).
     pub fn converged(&self) -> bool {
+        if self.view_total != self.expected_total() {
+            return false; // the common case while views change: no need to look closer
+        }
         let running: Vec<usize> = self.running().collect();
         running.iter().all(|&i| {
             let peers: Vec<usize> = running
@@ -619,6 +670,21 @@ impl Sim {
             let view = &self.nodes[i].view;
             view.len() == peers.len() && peers.iter().all(|&j| view.contains(&self.nodes[j].id))
         })
+    }
+
+    /// The sum of the running nodes' view sizes when every one sees exactly the other
+    /// running nodes of its group.
+    fn expected_total(&self) -> usize {
+        if let Some(t) = self.expected_total.get() {
+            return t;
+        }
+        let mut per_group: HashMap<usize, usize> = HashMap::new();
+        for i in self.running() {
+            *per_group.entry(self.groups[i]).or_default() += 1;
+        }
+        let t = per_group.values().map(|&k| k * (k - 1)).sum();
+        self.expected_total.set(Some(t));
+        t
     }
 
     /// Whether no running node other than `i` has `i` in its view.

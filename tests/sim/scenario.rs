@@ -236,3 +236,125 @@ pub fn steady_traffic(sim: &mut Sim, window: Duration) -> Rates {
         wire: t.wire() as f64 / per,
     }
 }
+
+/// When each running observer first had a running `member` in its view, at or after
+/// `since`; observers that have not are left out.
+fn first_ups_of(sim: &Sim, member: u64, since: Duration) -> Vec<Duration> {
+    sim.running()
+        .filter(|&j| sim.nodes[j].id != member)
+        .filter_map(|j| {
+            sim.nodes[j].events.iter().find_map(|(t, e)| match e {
+                Event::Up(m) if m.id == member && *t >= since => Some(*t),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+/// The time, counted from `from`, by which a fraction `q` (0–1) of the ordered pairs of
+/// running nodes (observer, member) had seen the member come up (zero if that was before
+/// `from`); `None` if that fraction was never reached.
+pub fn pairs_joined(sim: &Sim, q: f64, from: Duration) -> Option<Duration> {
+    let live: HashSet<u64> = sim.running().map(|i| sim.nodes[i].id).collect();
+    let mut firsts: Vec<Duration> = Vec::new();
+    for i in sim.running() {
+        let mut seen = HashSet::new();
+        for (t, e) in &sim.nodes[i].events {
+            if let Event::Up(m) = e {
+                if live.contains(&m.id) && seen.insert(m.id) {
+                    firsts.push(*t);
+                }
+            }
+        }
+    }
+    let total = live.len() * live.len().saturating_sub(1);
+    let k = ((total as f64 * q).ceil() as usize).max(1);
+    if firsts.len() < k {
+        return None;
+    }
+    firsts.sort();
+    Some(firsts[k - 1].saturating_sub(from))
+}
+
+/// How a cluster formed (see [`form_measured`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Formation {
+    /// From the last start until 99 % of the (observer, member) pairs had joined.
+    pub p99: Option<Duration>,
+    /// From the last start until every view was full.
+    pub full: Option<Duration>,
+    /// Traffic per node from the first start until full views (or the limit).
+    pub rates: Rates,
+}
+
+/// [`form`], measured from the last start (a cluster of a thousand nodes takes ten seconds
+/// just to start), with the traffic it cost; waits at most `limit` after the last start.
+pub fn form_measured(sim: Sim, limit: Duration) -> (Sim, Formation) {
+    let n = sim.len();
+    let last_start = JOIN_EVERY * (n as u32 - 1);
+    let (sim, took) = form(sim, last_start + limit);
+    let span = sim.now().max(Duration::from_millis(1));
+    let t = sim.traffic();
+    let per = n as f64 * span.as_secs_f64();
+    let formation = Formation {
+        p99: pairs_joined(&sim, 0.99, last_start),
+        full: took.map(|t| t.saturating_sub(last_start)),
+        rates: Rates {
+            datagrams: t.datagrams as f64 / per,
+            payload: t.payload as f64 / per,
+            wire: t.wire() as f64 / per,
+        },
+    };
+    (sim, formation)
+}
+
+/// How one new node joined a formed cluster (see [`join_one`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Join {
+    /// Until 99 % of the other nodes had the newcomer in their view.
+    pub seen99: Option<Duration>,
+    /// Until every other node had it.
+    pub seen_all: Option<Duration>,
+    /// Until the newcomer's own view held every other node.
+    pub sees_all: Option<Duration>,
+}
+
+/// Starts one new node now, announcing to a random running node (its seed), and runs
+/// until it is in every view and its view is full, for at most `limit`.
+pub fn join_one(sim: &mut Sim, limit: Duration) -> Join {
+    let t0 = sim.now();
+    let running: Vec<usize> = sim.running().collect();
+    let seed = running[sim.random(running.len())];
+    let k = sim.len();
+    let host = format!("{:032x}", k as u128 * 0x9E37_79B9_7F4A_7C15);
+    let i = sim.spawn(&format!("node-{k:03}"), &host, None, 0, Some(seed));
+    let id = sim.nodes[i].id;
+    let others = running.len();
+    sim.run_until_cond(
+        |s| {
+            s.nodes[i].view.len() >= others
+                && s.running().all(|j| j == i || s.nodes[j].view.contains(&id))
+        },
+        limit,
+    );
+    let mut seen = first_ups_of(sim, id, t0);
+    seen.sort();
+    let nth = |v: &[Duration], q: f64| {
+        let k = ((others as f64 * q).ceil() as usize).max(1);
+        v.get(k - 1).map(|t| *t - t0)
+    };
+    let mut sees: Vec<Duration> = Vec::new();
+    let mut got = HashSet::new();
+    for (t, e) in &sim.nodes[i].events {
+        if let Event::Up(m) = e {
+            if got.insert(m.id) {
+                sees.push(*t);
+            }
+        }
+    }
+    Join {
+        seen99: nth(&seen, 0.99),
+        seen_all: nth(&seen, 1.0),
+        sees_all: nth(&sees, 1.0),
+    }
+}
