@@ -28,6 +28,8 @@ use crate::runtime::Shared;
 
 mod call;
 mod fault;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;
 mod jsonrpc;
 mod serving;
 mod socket;
