@@ -54,7 +54,9 @@ fn frames() -> Vec<Vec<u8>> {
         Frame::Hello(hello(false, None)),
         call,
         Frame::Cancel(Cancel { id: 9 }),
-        Frame::Refused(Refused { reason: "no".into() }),
+        Frame::Refused(Refused {
+            reason: "no".into(),
+        }),
         Frame::Ping,
         Frame::Sync(4),
     ]
@@ -108,7 +110,14 @@ fn datagrams() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for flags in [0u8, 1, 3] {
         let secret = (flags & 1 == 1).then_some(&b"fuzz-secret"[..]);
-        let packet = seal(Kind::Gossip, &tag, secret, 1_700_000_000_000, stamp, b"payload");
+        let packet = seal(
+            Kind::Gossip,
+            &tag,
+            secret,
+            1_700_000_000_000,
+            stamp,
+            b"payload",
+        );
         let mut input = vec![flags, packet.len() as u8];
         input.extend_from_slice(&packet);
         input.extend_from_slice(&[0; 24]);
@@ -184,7 +193,10 @@ fn gateway() -> Vec<Vec<u8>> {
              "mpreg": {"locs": ["gpu"], "scope": "node", "timeout": 5.0}, "id": "x"},
             {"jsonrpc": "2.0", "method": "n"}]"#,
     ];
-    let mut out: Vec<Vec<u8>> = mpreg.iter().map(|t| [b"\0", t.as_bytes()].concat()).collect();
+    let mut out: Vec<Vec<u8>> = mpreg
+        .iter()
+        .map(|t| [b"\0", t.as_bytes()].concat())
+        .collect();
     out.extend(rpc.iter().map(|t| [b"\x01", t.as_bytes()].concat()));
     out
 }

@@ -34,15 +34,21 @@ fn valid(text: &str, wildcards: bool) -> bool {
         })
 }
 
-/// Glob matching over segments by plain recursion: the reference for the matchers.
+/// Glob matching over segments by the textbook table (`m[i][j]`: pattern from segment `i`
+/// matches topic from segment `j`): the reference for the matchers.
 fn glob(pattern: &[&str], topic: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => topic.is_empty(),
-        Some((&"**", rest)) => (0..=topic.len()).any(|k| glob(rest, &topic[k..])),
-        Some((p, rest)) => {
-            topic.split_first().is_some_and(|(t, tr)| (*p == "*" || p == t) && glob(rest, tr))
+    let (p, t) = (pattern.len(), topic.len());
+    let mut m = vec![vec![false; t + 1]; p + 1];
+    m[p][t] = true;
+    for i in (0..p).rev() {
+        for j in (0..=t).rev() {
+            m[i][j] = match pattern[i] {
+                "**" => m[i + 1][j] || (j < t && m[i][j + 1]),
+                s => j < t && (s == "*" || s == topic[j]) && m[i + 1][j + 1],
+            };
         }
     }
+    m[0][0]
 }
 
 /// Topics and patterns: lines of text, every line but the last a pattern and the last a
@@ -97,6 +103,7 @@ pub fn condition(data: &[u8]) {
         }
         Err(e) => {
             assert!(e.column() <= text.chars().count() + 1, "column of {e}");
+            assert_eq!(e.input(), text);
             assert!(!e.to_string().is_empty());
         }
     }
@@ -175,7 +182,10 @@ pub fn args(data: &[u8]) {
             let mut rd = &bytes[..];
             let v = rmpv::decode::read_value(&mut rd).expect("fitted arguments decode");
             assert!(rd.is_empty(), "one value");
-            assert!(matches!(v, Value::Array(a) if a.len() == want), "one per parameter");
+            assert!(
+                matches!(v, Value::Array(a) if a.len() == want),
+                "one per parameter"
+            );
         }
         Err(f) => assert!(!f.message.is_empty()),
     }
