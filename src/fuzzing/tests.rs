@@ -17,6 +17,29 @@ fn every_target_has_seeds_that_pass() {
     }
 }
 
+/// Every target has seeds in `fuzz/corpus/<target>/`; with `MPREG_WRITE_SEEDS=1` this
+/// (re)writes them from [`seeds`] first:
+/// `MPREG_WRITE_SEEDS=1 cargo test --lib fuzzing::tests::seed_corpora`.
+#[test]
+fn seed_corpora() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    if std::env::var_os("MPREG_WRITE_SEEDS").is_some() {
+        let mut n = std::collections::HashMap::new();
+        for (t, input) in seeds() {
+            std::fs::create_dir_all(root.join(t)).expect("corpus folder");
+            let i = n.entry(t).or_insert(0);
+            std::fs::write(root.join(t).join(format!("seed-{i}")), input).expect("seed");
+            *i += 1;
+        }
+    }
+    for t in TARGETS {
+        assert!(
+            root.join(t).join("seed-0").is_file(),
+            "no seed in fuzz/corpus/{t}"
+        );
+    }
+}
+
 #[test]
 fn inputs_the_fuzzers_found_pass() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
