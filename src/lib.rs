@@ -84,6 +84,8 @@
 //!   ([`Target::start_service`] and its siblings, [`service_name`]); `runtime/caller.rs`:
 //!   the caller's host, for the functions that decide by it.
 //! - `private.rs`: `__private`, what the macros' expansions refer to; not public API.
+//! - `fuzzing/` (cargo feature `fuzzing`, off by default): entry points and seed inputs
+//!   for the `cargo fuzz` targets of `fuzz/` (see `fuzz/README.md`); not public API.
 //! - `main.rs` and `cli/`: the `mpreg` command line, a thin client of this library
 //!   (`cli/top/`: the `mpreg top` TUI — polling, a pure model of rates and events, the
 //!   view, the terminal loop).
@@ -120,6 +122,11 @@ mod workflow;
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+
+// Also in the crate's own tests, which replay the seeds and every input the fuzzers found.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use config::{
     host_id, Config, DEFAULT_BEACON_PORT, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,

@@ -13,7 +13,7 @@ use super::Caller;
 use crate::error::Error;
 use crate::proto::json::{to_json, to_value};
 use crate::proto::resolve::{Route, Scope};
-use crate::proto::workflow::Workflow;
+use crate::proto::workflow::{Command, Workflow};
 use crate::runtime::route::Invocation;
 use crate::runtime::workflow::encode;
 use crate::runtime::Shared;
@@ -32,8 +32,17 @@ const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 impl Options {
     /// Reads the options from the fields of `obj` (absent ones take the node's defaults).
     pub(crate) fn read(shared: &Shared, obj: Option<&Map<String, Json>>) -> Result<Self, Fault> {
+        Options::read_with(shared.config.call_timeout(), obj)
+    }
+
+    /// [`Options::read`] with the node's default deadline given (no node needed: the fuzz
+    /// targets read requests with it).
+    pub(crate) fn read_with(
+        default_timeout: Duration,
+        obj: Option<&Map<String, Json>>,
+    ) -> Result<Self, Fault> {
         let mut o = Options {
-            timeout: shared.config.call_timeout(),
+            timeout: default_timeout,
             scope: Scope::Network,
             all: false,
         };
@@ -82,20 +91,10 @@ pub(crate) async fn commands(
     mut cmds: Json,
     opts: &Options,
 ) -> Result<Json, Fault> {
-    keep_known_fields(&mut cmds);
-    let mut wf = Workflow::from_value(&to_value(&cmds))
-        .map_err(|e| Fault::malformed(format!("not an MPREG request: {e}")))?;
-    if wf.cmds.is_empty() {
-        return Err(Fault::malformed("field `cmds` holds no command"));
-    }
+    let mut wf = workflow_of(&mut cmds)?;
     if wf.cmds.len() == 1 && !opts.all {
         let cmd = wf.cmds.remove(0);
-        let scope = match &cmd.scope {
-            Some(s) => s
-                .parse()
-                .map_err(|e| Fault::malformed(format!("command `{}`: {e}", cmd.name)))?,
-            None => opts.scope,
-        };
+        let scope = scope_of(&cmd, opts.scope)?;
         let kwargs = (!cmd.kwargs.is_empty()).then(|| {
             let map = cmd.kwargs.into_iter().map(|(k, v)| (Value::from(k), v));
             Value::Map(map.collect())
@@ -128,6 +127,27 @@ pub(crate) async fn commands(
             Some(f) => Err(not_found(shared, f, &e)),
             None => Err(Fault::from(&e)),
         },
+    }
+}
+
+/// The workflow of MPREG's `cmds` (at least one command); unknown command fields dropped.
+pub(crate) fn workflow_of(cmds: &mut Json) -> Result<Workflow, Fault> {
+    keep_known_fields(cmds);
+    let wf = Workflow::from_value(&to_value(cmds))
+        .map_err(|e| Fault::malformed(format!("not an MPREG request: {e}")))?;
+    if wf.cmds.is_empty() {
+        return Err(Fault::malformed("field `cmds` holds no command"));
+    }
+    Ok(wf)
+}
+
+/// The scope a single command runs in: its own, else the request's.
+pub(crate) fn scope_of(cmd: &Command, default: Scope) -> Result<Scope, Fault> {
+    match &cmd.scope {
+        Some(s) => s
+            .parse()
+            .map_err(|e| Fault::malformed(format!("command `{}`: {e}", cmd.name))),
+        None => Ok(default),
     }
 }
 

@@ -3,6 +3,7 @@
 //! `"mpreg": {"locs": [..], "scope": "host", "timeout": 5.0}`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use rmpv::Value;
@@ -59,7 +60,7 @@ async fn one(shared: &Arc<Shared>, caller: &Caller, req: &Json) -> Option<Json> 
     };
     let id = req.get("id").cloned();
     // A malformed request is answered even without an id (with id null), as the spec says.
-    let (method, params, opts, locs) = match parse(shared, req) {
+    let (method, params, opts, locs) = match parse(shared.config.call_timeout(), req) {
         Ok(p) => p,
         Err(Invalid(code, message)) => {
             return Some(failure(id.unwrap_or(Json::Null), code, message))
@@ -78,16 +79,20 @@ async fn one(shared: &Arc<Shared>, caller: &Caller, req: &Json) -> Option<Json> 
 }
 
 /// Why a request got no result: malformed (a JSON-RPC code), or the call failed.
-enum Problem {
+pub(crate) enum Problem {
     Invalid(i64, String),
     Failed(Fault),
 }
 use Problem::{Failed, Invalid};
 
 /// Method, (args, kwargs), options and locs of a well-formed request.
-type Parsed<'a> = (&'a str, (Value, Option<Value>), Options, Vec<String>);
+pub(crate) type Parsed<'a> = (&'a str, (Value, Option<Value>), Options, Vec<String>);
 
-fn parse<'a>(shared: &Shared, req: &'a Map<String, Json>) -> Result<Parsed<'a>, Problem> {
+/// Reads one JSON-RPC request object; `default_timeout` is the node's call deadline.
+pub(crate) fn parse(
+    default_timeout: Duration,
+    req: &Map<String, Json>,
+) -> Result<Parsed<'_>, Problem> {
     if req.get("jsonrpc") != Some(&Json::String("2.0".into())) {
         return Err(Invalid(
             -32600,
@@ -132,7 +137,7 @@ fn parse<'a>(shared: &Shared, req: &'a Map<String, Json>) -> Result<Parsed<'a>, 
             ))
         }
     };
-    let opts = Options::read(shared, ext)
+    let opts = Options::read_with(default_timeout, ext)
         .map_err(|f| Invalid(-32600, format!("invalid request: {}", f.message)))?;
     let locs = match ext.and_then(|m| m.get("locs")) {
         None | Some(Json::Null) => vec![],

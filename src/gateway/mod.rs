@@ -4,6 +4,9 @@
 //!   the socket (`socket.rs`);
 //! - `POST /`: JSON-RPC 2.0 (`jsonrpc.rs`).
 //!
+//! Requests are read by plain functions that need no node (`socket::read_request`,
+//! `call::workflow_of`, `jsonrpc::parse`), which the fuzz targets call through `fuzzing.rs`.
+//!
 //! A gateway request is a call from the gateway's TCP peer: a loopback peer counts as this
 //! host, any other as another host, so functions visible to a host or a node only are never
 //! reachable from another machine through the gateway. With a token (`--http-token-file`)
@@ -28,6 +31,8 @@ use crate::runtime::Shared;
 
 mod call;
 mod fault;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;
 mod jsonrpc;
 mod serving;
 mod socket;

@@ -110,6 +110,48 @@ pub(crate) async fn run(gw: Gateway, caller: Caller, socket: WebSocket) {
     }
 }
 
+/// A request frame as read, before it runs.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// A served function's result (`role: "result"`), answered by nobody.
+    Result(Map<String, Json>),
+    /// Any other role, with its request id `u` (never null) and all its fields.
+    Call {
+        role: String,
+        u: Json,
+        req: Map<String, Json>,
+    },
+}
+
+/// Reads one text frame; `Err` holds the id to answer (null when unknown) and the fault.
+pub(crate) fn read_request(text: &str) -> Result<Request, (Json, Fault)> {
+    let req = match serde_json::from_str::<Json>(text) {
+        Ok(Json::Object(m)) => m,
+        Ok(other) => {
+            let f = Fault::malformed(format!(
+                "a request must be a JSON object, got {}",
+                kind(&other)
+            ));
+            return Err((Json::Null, f));
+        }
+        Err(e) => return Err((Json::Null, Fault::malformed(format!("invalid JSON: {e}")))),
+    };
+    let role = req
+        .get("role")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if role == "result" {
+        return Ok(Request::Result(req));
+    }
+    let u = req.get("u").cloned().unwrap_or(Json::Null);
+    if u.is_null() {
+        let f = Fault::malformed("field `u` (the request id) is missing");
+        return Err((u, f));
+    }
+    Ok(Request::Call { role, u, req })
+}
+
 /// The state of one socket.
 struct Session {
     node: Node,
@@ -123,41 +165,11 @@ struct Session {
 impl Session {
     /// Reads one request and starts it (or answers at once when it cannot run).
     async fn accept(self: Arc<Self>, text: &str, running: &mut JoinSet<()>) {
-        let req = match serde_json::from_str::<Json>(text) {
-            Ok(Json::Object(m)) => m,
-            Ok(other) => {
-                let f = Fault::malformed(format!(
-                    "a request must be a JSON object, got {}",
-                    kind(&other)
-                ));
-                return self.reply(Json::Null, Err(f)).await;
-            }
-            Err(e) => {
-                return self
-                    .reply(
-                        Json::Null,
-                        Err(Fault::malformed(format!("invalid JSON: {e}"))),
-                    )
-                    .await
-            }
+        let (role, u, req) = match read_request(text) {
+            Ok(Request::Result(req)) => return self.serving.result(&req),
+            Ok(Request::Call { role, u, req }) => (role, u, req),
+            Err((u, f)) => return self.reply(u, Err(f)).await,
         };
-        let role = req
-            .get("role")
-            .and_then(Json::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if role == "result" {
-            return self.serving.result(&req);
-        }
-        let u = req.get("u").cloned().unwrap_or(Json::Null);
-        if u.is_null() {
-            return self
-                .reply(
-                    u,
-                    Err(Fault::malformed("field `u` (the request id) is missing")),
-                )
-                .await;
-        }
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             let f = Fault::new(
                 fault::BUSY,
