@@ -87,6 +87,13 @@ impl Stream {
             self.next = s.seq + 1;
         } else {
             self.disorder += 1;
+            eprintln!(
+                "disorder: {} #{} arrived after #{} (run {})",
+                s.from,
+                s.seq,
+                self.next - 1,
+                s.inc
+            );
         }
     }
 }

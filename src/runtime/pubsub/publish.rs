@@ -387,10 +387,22 @@ impl Shared {
         let conn = match &t.reach {
             // Planned a moment ago: it may have been fenced since (a duplicate won).
             Reach::Conn(c) => self.current(c.clone()),
-            Reach::Dial(addr, _) => self
-                .connect_to(&addr.to_string())
-                .await
-                .map_err(|e| format!("cannot connect: {e}"))?,
+            Reach::Dial(addr, _) => {
+                let c = self
+                    .connect_to(&addr.to_string())
+                    .await
+                    .map_err(|e| format!("cannot connect: {e}"))?;
+                // A member that died and was replaced at the same address (a restart)
+                // leads to its successor, which has its own entry in this plan: sending
+                // here too would hand the successor the publication twice.
+                if c.peer.id != id {
+                    return Err(format!(
+                        "its address now belongs to `{}` (a later run)",
+                        c.peer.name
+                    ));
+                }
+                c
+            }
         };
         let rx = waited.then(|| {
             let (tx, rx) = oneshot::channel();
