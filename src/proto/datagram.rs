@@ -9,11 +9,16 @@
 //! 22..30  sender id: the node id of a member, a random id of a client
 //! 30..38  sender's counter: grows by one with every datagram of that sender and kind
 //! 38..46  destination id: the node id the datagram is for, 0 for "whoever receives it"
-//! 46..    payload
-//! last 16 HMAC-SHA256(secret, everything before it), truncated — only with a shared secret
+//! 46..    payload — without a secret
+//! 46..70  random nonce                       ┐ with a shared secret: the payload
+//! 70..    payload, encrypted                 │ encrypted with XChaCha20-Poly1305, the
+//! last 16 tag                                ┘ header authenticated with it
 //! ```
 //! The cluster tag keeps clusters apart even without a secret; the tag is checked before
-//! anything is decoded, so a datagram of another cluster costs almost nothing.
+//! anything is decoded, so a datagram of another cluster costs almost nothing. The key is
+//! derived from the secret and the cluster tag (`proto::crypto::DatagramKey`); the header
+//! stays in clear (it holds no name) so that a receiver can drop another cluster's or a
+//! replayed datagram before decrypting it.
 //!
 //! With a secret, a datagram is accepted at most once ([`open_checked`]): it must be
 //! inside the clock window ([`REPLAY_WINDOW_MS`]), its (sender, counter) must be new to the
@@ -25,26 +30,26 @@
 //! Without a secret nothing is authenticated: anyone can forge any header, so the ids,
 //! counters and clock are not checked at all and replays are not detected.
 
-use hmac::{Hmac, KeyInit, Mac};
+use std::borrow::Cow;
+
 use sha2::{Digest, Sha256};
+
+use crate::proto::crypto::{DatagramKey, AEAD_TAG, DATAGRAM_NONCE};
 
 pub use crate::proto::replay::ReplayWindow;
 
 /// First bytes of every datagram.
 pub const MAGIC: &[u8; 4] = b"MPRG";
 /// Envelope format version.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 46;
-/// Bytes of the truncated HMAC tag.
-pub const TAG_LEN: usize = 16;
+/// Bytes a shared secret adds to a datagram: nonce and tag.
+pub const SEAL_LEN: usize = DATAGRAM_NONCE + AEAD_TAG;
 /// An authenticated datagram older or newer than this (sender's clock vs ours) is dropped.
 pub const REPLAY_WINDOW_MS: u64 = 5 * 60 * 1000;
 /// Destination id of a datagram for whoever receives it.
 pub const ANYONE: u64 = 0;
-
-/// Domain separation of the HMAC (one per envelope format).
-const HMAC_CONTEXT: &[u8] = b"mpreg-datagram-v2";
 
 /// What a datagram carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +69,8 @@ pub enum Reject {
     /// From another cluster.
     #[error("datagram from another cluster")]
     OtherCluster,
-    /// Missing or wrong HMAC tag, or outside the clock window.
+    /// Does not decrypt with our key (altered, or another secret), or outside the clock
+    /// window.
     #[error("unauthenticated datagram")]
     Unauthenticated,
     /// Authentic but not new: a counter already accepted or older than the replay window,
@@ -85,7 +91,7 @@ pub struct Stamp {
 }
 
 /// A datagram that passed [`open`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened<'a> {
     /// What it carries.
     pub kind: Kind,
@@ -93,8 +99,8 @@ pub struct Opened<'a> {
     pub stamp: Stamp,
     /// The sender's clock.
     pub sent_ms: u64,
-    /// The payload.
-    pub payload: &'a [u8],
+    /// The payload (decrypted, with a secret).
+    pub payload: Cow<'a, [u8]>,
 }
 
 /// Whether a datagram stamped `sent_ms` is outside the clock window at `now_ms`. The
@@ -111,14 +117,6 @@ pub fn cluster_tag(cluster: &str) -> [u8; 8] {
     t
 }
 
-fn mac(secret: &[u8], data: &[u8]) -> Hmac<Sha256> {
-    let mut m =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("hmac takes any key length");
-    m.update(HMAC_CONTEXT);
-    m.update(data);
-    m
-}
-
 fn u64_at(data: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(data[at..at + 8].try_into().expect("8 bytes"))
 }
@@ -132,7 +130,7 @@ pub fn seal(
     stamp: Stamp,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + SEAL_LEN);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     out.push(kind as u8);
@@ -141,10 +139,12 @@ pub fn seal(
     out.extend_from_slice(&stamp.sender.to_be_bytes());
     out.extend_from_slice(&stamp.counter.to_be_bytes());
     out.extend_from_slice(&stamp.to.to_be_bytes());
-    out.extend_from_slice(payload);
-    if let Some(s) = secret {
-        let full = mac(s, &out).finalize().into_bytes();
-        out.extend_from_slice(&full[..TAG_LEN]);
+    match secret {
+        None => out.extend_from_slice(payload),
+        Some(s) => {
+            let header = out.clone();
+            DatagramKey::new(s, cluster).seal(&header, payload, &mut out);
+        }
     }
     out
 }
@@ -168,24 +168,19 @@ pub fn open<'a>(
     if &data[6..14] != cluster {
         return Err(Reject::OtherCluster);
     }
-    let signed = match secret {
-        None => data,
+    let sent_ms = u64_at(data, 14);
+    let (header, body) = data.split_at(HEADER_LEN);
+    let payload = match secret {
+        None => Cow::Borrowed(body),
         Some(s) => {
-            if data.len() < HEADER_LEN + TAG_LEN {
+            // The clock first: it costs nothing, decrypting does.
+            if outside_clock_window(sent_ms, now_ms) {
                 return Err(Reject::Unauthenticated);
             }
-            let (signed, t) = data.split_at(data.len() - TAG_LEN);
-            // Constant-time comparison of the truncated tag.
-            mac(s, signed)
-                .verify_truncated_left(t)
-                .map_err(|_| Reject::Unauthenticated)?;
-            signed
+            let plain = DatagramKey::new(s, cluster).open(header, body);
+            Cow::Owned(plain.ok_or(Reject::Unauthenticated)?)
         }
     };
-    let sent_ms = u64_at(data, 14);
-    if secret.is_some() && outside_clock_window(sent_ms, now_ms) {
-        return Err(Reject::Unauthenticated);
-    }
     Ok(Opened {
         kind,
         stamp: Stamp {
@@ -194,7 +189,7 @@ pub fn open<'a>(
             to: u64_at(data, 38),
         },
         sent_ms,
-        payload: &signed[HEADER_LEN..],
+        payload,
     })
 }
 
@@ -246,13 +241,13 @@ mod tests {
         let d = seal(Kind::Gossip, &c, None, NOW, stamp(1, ME), b"hello");
         let o = open(&d, &c, None, NOW).unwrap();
         assert_eq!(
-            (o.kind, o.payload, o.stamp),
+            (o.kind, &*o.payload, o.stamp),
             (Kind::Gossip, &b"hello"[..], stamp(1, ME))
         );
         let d = seal(Kind::Beacon, &c, Some(b"s"), NOW, stamp(7, ANYONE), b"hi");
         let o = open(&d, &c, Some(b"s"), NOW + 1000).unwrap();
         assert_eq!(
-            (o.kind, o.payload, o.sent_ms),
+            (o.kind, &*o.payload, o.sent_ms),
             (Kind::Beacon, &b"hi"[..], NOW)
         );
         assert_eq!(o.stamp, stamp(7, ANYONE));
@@ -292,8 +287,9 @@ mod tests {
             open(&[b"GET / HTTP/1.1\r\n".as_slice(); 4].concat(), &c, None, 0),
             Err(Reject::Malformed)
         );
-        // Every header field is covered by the HMAC: sender, counter, destination...
-        for at in [14, 22, 30, 38, HEADER_LEN] {
+        // Every header field is authenticated with the payload: sender, counter,
+        // destination, and the nonce and ciphertext themselves.
+        for at in [21, 22, 30, 38, HEADER_LEN, d.len() - 20, d.len() - 1] {
             let mut tampered = d.clone();
             tampered[at] ^= 1;
             assert_eq!(
@@ -302,6 +298,35 @@ mod tests {
                 "byte {at}"
             );
         }
+    }
+
+    #[test]
+    fn with_a_secret_the_payload_is_not_in_clear() {
+        let c = cluster_tag("lab");
+        let secret_payload = b"member sensor-7 at 10.0.0.7";
+        let clear = seal(Kind::Gossip, &c, None, NOW, stamp(1, ME), secret_payload);
+        let sealed = seal(
+            Kind::Gossip,
+            &c,
+            Some(b"s"),
+            NOW,
+            stamp(1, ME),
+            secret_payload,
+        );
+        let contains = |d: &[u8]| d.windows(secret_payload.len()).any(|w| w == secret_payload);
+        assert!(contains(&clear), "the check is real");
+        assert!(!contains(&sealed));
+        assert_eq!(sealed.len(), clear.len() + SEAL_LEN);
+        // Two datagrams of the same payload differ (random nonce).
+        let again = seal(
+            Kind::Gossip,
+            &c,
+            Some(b"s"),
+            NOW,
+            stamp(1, ME),
+            secret_payload,
+        );
+        assert_ne!(sealed[HEADER_LEN..], again[HEADER_LEN..]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod args;
 pub mod catalog;
 pub mod codec;
 pub mod condition;
+pub mod crypto;
 pub mod datagram;
 pub mod envelope;
 pub mod handshake;

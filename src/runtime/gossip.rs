@@ -97,7 +97,7 @@ fn receive(shared: &Shared, wire: &mut Wire, m: &mut Membership, data: &[u8], fr
             c.gossip_received.fetch_add(1, Ordering::Relaxed);
             let bytes = &shared.metrics.events.gossip_bytes_received;
             bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-            if let Err(e) = m.handle_data(d.payload) {
+            if let Err(e) = m.handle_data(&d.payload) {
                 tracing::debug!(%from, error = %e, "gossip datagram not accepted");
             }
             return;

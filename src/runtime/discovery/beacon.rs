@@ -143,7 +143,7 @@ impl Envelope {
                 return count(&c.beacons_replayed);
             }
         };
-        match rmp_serde::from_slice::<Payload>(body) {
+        match rmp_serde::from_slice::<Payload>(&body) {
             Ok(p) if p.kind == BeaconKind::Probe || p.member.is_some() => Some((p, sender)),
             _ => count(&c.beacons_malformed),
         }
