@@ -35,6 +35,7 @@ use std::borrow::Cow;
 use sha2::{Digest, Sha256};
 
 use crate::proto::crypto::{DatagramKey, AEAD_TAG, DATAGRAM_NONCE};
+use crate::proto::keyring::Keyring;
 
 pub use crate::proto::replay::ReplayWindow;
 
@@ -149,12 +150,13 @@ pub fn seal(
     out
 }
 
-/// Checks a received datagram's format, cluster, and (with a secret) its HMAC and clock.
-/// Does not detect replays: receivers use [`open_checked`].
+/// Checks a received datagram's format, cluster, and (with secrets) its clock, and decrypts
+/// it with whichever key of `secret` it was sealed with. Does not detect replays: receivers
+/// use [`open_checked`].
 pub fn open<'a>(
     data: &'a [u8],
     cluster: &[u8; 8],
-    secret: Option<&[u8]>,
+    secret: Option<&Keyring>,
     now_ms: u64,
 ) -> Result<Opened<'a>, Reject> {
     if data.len() < HEADER_LEN || &data[..4] != MAGIC || data[4] != VERSION {
@@ -177,7 +179,10 @@ pub fn open<'a>(
             if outside_clock_window(sent_ms, now_ms) {
                 return Err(Reject::Unauthenticated);
             }
-            let plain = DatagramKey::new(s, cluster).open(header, body);
+            let plain = s
+                .keys()
+                .iter()
+                .find_map(|k| DatagramKey::new(k, cluster).open(header, body));
             Cow::Owned(plain.ok_or(Reject::Unauthenticated)?)
         }
     };
@@ -198,7 +203,7 @@ pub fn open<'a>(
 pub fn open_checked<'a>(
     data: &'a [u8],
     cluster: &[u8; 8],
-    secret: Option<&[u8]>,
+    secret: Option<&Keyring>,
     now_ms: u64,
     kind: Kind,
     me: u64,
@@ -245,7 +250,7 @@ mod tests {
             (Kind::Gossip, &b"hello"[..], stamp(1, ME))
         );
         let d = seal(Kind::Beacon, &c, Some(b"s"), NOW, stamp(7, ANYONE), b"hi");
-        let o = open(&d, &c, Some(b"s"), NOW + 1000).unwrap();
+        let o = open(&d, &c, Some(&Keyring::single(b"s")), NOW + 1000).unwrap();
         assert_eq!(
             (o.kind, &*o.payload, o.sent_ms),
             (Kind::Beacon, &b"hi"[..], NOW)
@@ -258,19 +263,32 @@ mod tests {
         let c = cluster_tag("lab");
         let d = seal(Kind::Gossip, &c, Some(b"s"), NOW, stamp(0, ME), b"x");
         assert_eq!(
-            open(&d, &cluster_tag("other"), Some(b"s"), NOW),
+            open(&d, &cluster_tag("other"), Some(&Keyring::single(b"s")), NOW),
             Err(Reject::OtherCluster)
         );
-        assert_eq!(open(&d, &c, Some(b"t"), NOW), Err(Reject::Unauthenticated));
         assert_eq!(
-            open(&d, &c, Some(b"s"), NOW + REPLAY_WINDOW_MS + 1),
+            open(&d, &c, Some(&Keyring::single(b"t")), NOW),
             Err(Reject::Unauthenticated)
         );
         assert_eq!(
-            open(&d, &c, Some(b"s"), NOW - REPLAY_WINDOW_MS - 1),
+            open(
+                &d,
+                &c,
+                Some(&Keyring::single(b"s")),
+                NOW + REPLAY_WINDOW_MS + 1
+            ),
             Err(Reject::Unauthenticated)
         );
-        assert!(open(&d, &c, Some(b"s"), NOW + REPLAY_WINDOW_MS).is_ok());
+        assert_eq!(
+            open(
+                &d,
+                &c,
+                Some(&Keyring::single(b"s")),
+                NOW - REPLAY_WINDOW_MS - 1
+            ),
+            Err(Reject::Unauthenticated)
+        );
+        assert!(open(&d, &c, Some(&Keyring::single(b"s")), NOW + REPLAY_WINDOW_MS).is_ok());
         let unsigned = seal(
             Kind::Gossip,
             &c,
@@ -280,7 +298,7 @@ mod tests {
             b"xxxxxxxxxxxxxxxxxxxx",
         );
         assert_eq!(
-            open(&unsigned, &c, Some(b"s"), NOW),
+            open(&unsigned, &c, Some(&Keyring::single(b"s")), NOW),
             Err(Reject::Unauthenticated)
         );
         assert_eq!(
@@ -293,7 +311,7 @@ mod tests {
             let mut tampered = d.clone();
             tampered[at] ^= 1;
             assert_eq!(
-                open(&tampered, &c, Some(b"s"), NOW),
+                open(&tampered, &c, Some(&Keyring::single(b"s")), NOW),
                 Err(Reject::Unauthenticated),
                 "byte {at}"
             );
@@ -330,6 +348,18 @@ mod tests {
     }
 
     #[test]
+    fn any_key_of_the_ring_opens_only_the_primary_seals() {
+        let c = cluster_tag("lab");
+        let d = seal(Kind::Gossip, &c, Some(b"new"), NOW, stamp(1, ME), b"x");
+        let both = Keyring::new(vec![b"old".to_vec(), b"new".to_vec()]).unwrap();
+        assert_eq!(&*open(&d, &c, Some(&both), NOW).unwrap().payload, b"x");
+        assert_eq!(
+            open(&d, &c, Some(&Keyring::single(b"old")), NOW),
+            Err(Reject::Unauthenticated)
+        );
+    }
+
+    #[test]
     fn version_1_is_not_accepted() {
         let c = cluster_tag("lab");
         let mut d = seal(Kind::Gossip, &c, None, NOW, stamp(0, ME), b"x");
@@ -339,7 +369,16 @@ mod tests {
 
     fn checked(d: &[u8], w: &mut ReplayWindow, now: u64) -> Result<u64, Reject> {
         let c = cluster_tag("lab");
-        open_checked(d, &c, Some(b"s"), now, Kind::Gossip, ME, w).map(|o| o.stamp.counter)
+        open_checked(
+            d,
+            &c,
+            Some(&Keyring::single(b"s")),
+            now,
+            Kind::Gossip,
+            ME,
+            w,
+        )
+        .map(|o| o.stamp.counter)
     }
 
     fn sealed(counter: u64, to: u64, at: u64) -> Vec<u8> {

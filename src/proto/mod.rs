@@ -10,6 +10,7 @@ pub mod datagram;
 pub mod envelope;
 pub mod handshake;
 pub mod json;
+pub mod keyring;
 pub mod member;
 pub mod membership;
 pub mod publish_frame;

@@ -278,8 +278,11 @@ pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) -> Result<Arc<Connect
             tracing::warn!(%addr, %reason, "refusing peer");
             return Err(io.refused(reason).await);
         }
-        if let Some(secret) = &shared.secret {
-            let (init, first) = Initiator::start(secret, &shared.cluster, &bound);
+        if let Some(keys) = &shared.secret {
+            // The primary: a rotation makes every node dial with the new key only once
+            // every node accepts it (`keys install` before `keys use`).
+            let ring = keys.get();
+            let (init, first) = Initiator::start(ring.primary(), &shared.cluster, &bound);
             io.send(&Frame::Auth(Auth { message: first })).await?;
             let answer = take_auth(io.expect("auth").await?);
             match init.finish(&answer.message) {
@@ -339,10 +342,10 @@ pub(crate) async fn accept(
             return Err(io.refused(reason).await);
         }
         io.send(&Frame::Hello(mine)).await?;
-        if let Some(secret) = &shared.secret {
+        if let Some(keys) = &shared.secret {
             let first = take_auth(io.expect("auth").await?);
-            let keys = std::slice::from_ref(secret);
-            match crypto::respond(keys, &shared.cluster, &bound, &first.message) {
+            let ring = keys.get();
+            match crypto::respond(ring.keys(), &shared.cluster, &bound, &first.message) {
                 Ok((session, answer, _)) => {
                     io.send(&Frame::Auth(Auth { message: answer })).await?;
                     io.encrypt(session);

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{bump, now_ms, Counters, DiscoveryConfig, Sink};
 use crate::proto::datagram::{self, Kind, Reject, ReplayWindow, Stamp, ANYONE};
+use crate::proto::keyring::SharedKeyring;
 use crate::proto::member::Member;
 
 /// Largest datagram we read: the largest UDP payload, so that a member with very long
@@ -69,7 +70,7 @@ pub(crate) struct Payload {
 /// Seals and opens the beacon datagrams of one cluster, counting what it rejects.
 struct Envelope {
     tag: [u8; 8],
-    secret: Option<Vec<u8>>,
+    secret: Option<SharedKeyring>,
     counters: Arc<Counters>,
     /// Our sender id: the node id of a serving node, a random one for a probing client.
     me: u64,
@@ -110,10 +111,11 @@ impl Envelope {
             to,
         };
         self.next += 1;
+        let ring = self.secret.as_ref().map(|k| k.get());
         datagram::seal(
             Kind::Beacon,
             &self.tag,
-            self.secret.as_deref(),
+            ring.as_ref().map(|r| r.primary()),
             now_ms(),
             stamp,
             &body,
@@ -124,10 +126,11 @@ impl Envelope {
     /// must be dropped.
     fn open(&mut self, data: &[u8]) -> Option<(Payload, u64)> {
         let c = &self.counters;
+        let ring = self.secret.as_ref().map(|k| k.get());
         let opened = datagram::open_checked(
             data,
             &self.tag,
-            self.secret.as_deref(),
+            ring.as_deref(),
             now_ms(),
             Kind::Beacon,
             self.me,
@@ -420,11 +423,12 @@ fn probe_offset(n: usize) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::keyring::Keyring;
 
     fn cfg(cluster: &str, secret: Option<&[u8]>) -> DiscoveryConfig {
         DiscoveryConfig {
             cluster: cluster.into(),
-            secret: secret.map(<[u8]>::to_vec),
+            secret: secret.map(|s| SharedKeyring::new(Keyring::single(s))),
             interfaces: super::super::interfaces::select(&["127.0.0.1".into()]).unwrap(),
             beacon: true,
             beacon_port: 1,

@@ -16,6 +16,7 @@ pub(crate) mod beacon;
 pub(crate) mod interfaces;
 pub(crate) mod mdns;
 
+use crate::proto::keyring::SharedKeyring;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,8 +43,8 @@ pub(crate) const PROBE_GRACE: Duration = Duration::from_millis(10);
 pub(crate) struct DiscoveryConfig {
     /// Cluster id; other clusters are ignored (and counted).
     pub cluster: String,
-    /// Shared secret authenticating beacons (HMAC) and mDNS TXT records.
-    pub secret: Option<Vec<u8>>,
+    /// Shared secrets sealing beacons and authenticating mDNS TXT records.
+    pub secret: Option<SharedKeyring>,
     /// Interfaces to send and listen on, from [`interfaces::select`].
     pub interfaces: Vec<Iface>,
     /// Run the UDP broadcast beacon.
@@ -79,7 +80,7 @@ impl std::fmt::Debug for DiscoveryConfig {
 
 impl DiscoveryConfig {
     /// Discovery settings of `cfg`; fails when a configured interface does not exist.
-    pub fn from_config(cfg: &crate::Config, secret: Option<Vec<u8>>) -> crate::Result<Self> {
+    pub fn from_config(cfg: &crate::Config, secret: Option<SharedKeyring>) -> crate::Result<Self> {
         Ok(DiscoveryConfig {
             cluster: cfg.cluster.clone(),
             secret,

@@ -6,6 +6,7 @@
 //! group on every interface of the namespace it starts in, which makes the kernel send IGMP
 //! reports out of real interfaces even though no mDNS message leaves `lo`.
 
+use crate::proto::keyring::{Keyring, SharedKeyring};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,7 @@ fn lo_cfg(
     );
     DiscoveryConfig {
         cluster: cluster.into(),
-        secret: secret.map(<[u8]>::to_vec),
+        secret: secret.map(|s| SharedKeyring::new(Keyring::single(s))),
         interfaces,
         beacon: beacon_port != 0,
         beacon_port,
