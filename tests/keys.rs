@@ -242,3 +242,70 @@ async fn a_secret_file_may_list_several_keys_the_first_primary() {
     peer.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `mpreg keys` does the same from the command line, with the caller's own key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_rotates_and_lists_fingerprints_only() {
+    let dir = std::env::temp_dir().join(format!("mpreg-keys-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let files: Vec<PathBuf> = (1..=2)
+        .map(|i| write(&dir, &format!("n{i}.keys"), A))
+        .collect();
+    let (a_file, b_file) = (write(&dir, "a.key", A), write(&dir, "b.key", B));
+    let nodes = cluster(
+        (1..=2)
+            .map(|i| local(&format!("c{i}")).secret_file(&files[i - 1]))
+            .collect(),
+    )
+    .await;
+    let seed = nodes[0].addr().unwrap().to_string();
+    let cli = |args: Vec<String>, key: &Path| {
+        let mut all = args;
+        all.extend(["--seed".into(), seed.clone(), "--secret-file".into()]);
+        all.push(key.to_string_lossy().into_owned());
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            support::mpreg(&refs)
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (fa, fb) = (fingerprint(A), fingerprint(B));
+
+    let (ok, out, err) = cli(args(&["keys", "list", "--json"]), &a_file)
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["fingerprint"], fa.as_str());
+    assert_eq!(v[0]["primary"], true);
+    assert_eq!(v[0]["nodes"], serde_json::json!(["c1", "c2"]));
+    assert!(!out.contains("old key"), "never the key itself: {out}");
+
+    let b = b_file.to_string_lossy().into_owned();
+    let (ok, out, err) = cli(args(&["keys", "install", &b]), &a_file).await.unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "c1: installed\nc2: installed");
+    let (ok, out, err) = cli(args(&["keys", "use", &fb]), &a_file).await.unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "c1: made primary\nc2: made primary");
+    let a = a_file.to_string_lossy().into_owned();
+    let (ok, out, err) = cli(args(&["keys", "remove", &a]), &b_file).await.unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "c1: removed\nc2: removed");
+
+    let (ok, out, err) = cli(args(&["keys", "list"]), &b_file).await.unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        format!("FINGERPRINT       PRIMARY   NODES\n{fb}  yes       c1, c2")
+    );
+    // The old key no longer gets in.
+    let (ok, _, err) = cli(args(&["keys", "list"]), &a_file).await.unwrap();
+    assert!(!ok);
+    assert!(err.contains("wrong shared secret"), "{err}");
+
+    for n in nodes {
+        n.shutdown().await;
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
