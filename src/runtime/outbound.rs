@@ -346,4 +346,40 @@ mod tests {
             "a clean close is no failure"
         );
     }
+
+    #[tokio::test]
+    async fn with_a_sealer_every_batch_is_encrypted_and_opens_in_order() {
+        use crate::proto::crypto::Opener;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let (_r, w) = client.into_split();
+        let (out, rx) = Outbound::new();
+        // Enough to make batches of several records (300 KiB).
+        let frames: Vec<Bytes> = (0..300u32)
+            .map(|i| Bytes::from(vec![(i % 251) as u8; 1024]))
+            .collect();
+        for f in &frames {
+            assert!(out.try_send(f.clone()));
+        }
+        let key = [3u8; 32];
+        let closed = CancellationToken::new();
+        let c = closed.clone();
+        let out = std::sync::Arc::new(out);
+        let o = out.clone();
+        let writer =
+            tokio::spawn(async move { o.write_loop(rx, w, &c, Some(Sealer::new(&key))).await });
+        let want: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+        let (mut wire, mut plain) = (bytes::BytesMut::new(), bytes::BytesMut::new());
+        let mut opener = Opener::new(&key);
+        while plain.len() < want.len() {
+            let n = server.read_buf(&mut wire).await.unwrap();
+            assert!(n > 0, "the writer sent everything before closing");
+            while opener.open(&mut wire, &mut plain).unwrap() {}
+        }
+        assert_eq!(&plain[..], &want[..], "every frame, in order");
+        closed.cancel();
+        assert!(writer.await.unwrap().is_none());
+    }
 }

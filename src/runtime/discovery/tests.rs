@@ -146,7 +146,8 @@ fn config_comes_from_the_node_config_and_hides_the_secret() {
         mdns: false,
         ..crate::Config::default()
     };
-    let d = DiscoveryConfig::from_config(&cfg, Some(b"hunter2".to_vec())).unwrap();
+    let ring = SharedKeyring::new(Keyring::single(b"hunter2"));
+    let d = DiscoveryConfig::from_config(&cfg, Some(ring)).unwrap();
     assert_eq!(
         (d.cluster.as_str(), d.beacon, d.beacon_port, d.mdns),
         ("lab", true, 40001, false)
