@@ -2,7 +2,7 @@
 //! **primary** and accepts every key it holds, so a cluster rotates without downtime —
 //! install the new key everywhere, make it primary everywhere, remove the old one.
 //!
-//! Keys are named by their [fingerprint](crate::proto::crypto::fingerprint), never shown.
+//! Keys are named by their [`fingerprint`], never shown.
 
 use std::sync::Arc;
 
