@@ -125,6 +125,10 @@ fn change(
     let ring = keys.get();
     if changed {
         tracing::info!(keys = ?ring, "keyring changed: key {what}");
+        // The mDNS advert's MAC follows the primary.
+        if let Some(d) = s.discovery.get() {
+            d.readvertise();
+        }
         if let Some(path) = &s.config.secret_file {
             if let Err(e) = save(path, &ring) {
                 tracing::warn!(file = %path.display(), error = %e,

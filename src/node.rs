@@ -73,7 +73,7 @@ pub struct NodeStats {
     pub dropped_malformed: u64,
     /// Datagrams dropped as from another cluster.
     pub dropped_other_cluster: u64,
-    /// Datagrams dropped for a missing or wrong HMAC, or outside the 5-minute clock window
+    /// Datagrams dropped for not decrypting with any key held, or outside the 5-minute clock window
     /// (with a shared secret).
     pub dropped_unauthenticated: u64,
     /// Requests (calls, relayed calls, workflow submissions) sent to other nodes.

@@ -19,9 +19,10 @@
 //!   frames is cut into records independently of frame boundaries; the reader decrypts
 //!   records into a plaintext buffer and decodes frames from it. A record that does not
 //!   decrypt (tampered, reordered, replayed, wrong key) ends the connection.
-//! - **Datagrams**: XChaCha20-Poly1305 under HKDF-SHA256(secret, cluster, "datagram") with
+//! - **Gossip datagrams**: XChaCha20-Poly1305 under HKDF-SHA256(secret, cluster tag) with
 //!   a random 24-byte nonce per datagram (random because counters restart with a process,
-//!   and a nonce must never repeat under one key); see `proto::datagram`.
+//!   and a nonce must never repeat under one key; 24 bytes so that random nonces never
+//!   collide in practice); see `proto::datagram` (beacons are only authenticated, and why).
 
 use bytes::{Buf, BufMut, BytesMut};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
@@ -42,6 +43,11 @@ pub const RECORD_HEADER: usize = 4;
 /// one tag) is negligible, small enough that the reader's buffers stay small.
 pub const RECORD_PLAIN: usize = 64 * 1024;
 
+const _: () = assert!(
+    RECORD_PLAIN + AEAD_TAG == 65552,
+    "BadRecord's message says 65552"
+);
+
 /// Bytes of a datagram's nonce.
 pub const DATAGRAM_NONCE: usize = 24;
 
@@ -51,8 +57,9 @@ const MAX_NOISE_MESSAGE: usize = 1024;
 /// Why encrypted bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
-    /// A record's length is zero or over the limit: not a record of this protocol.
-    #[error("encrypted record of {0} bytes is not valid (limit {max})", max = RECORD_PLAIN + AEAD_TAG)]
+    /// A record's length is below a tag or over [`RECORD_PLAIN`] plus a tag (65552): not a
+    /// record of this protocol.
+    #[error("encrypted record of {0} bytes is not valid (limit 65552)")]
     BadRecord(usize),
     /// A record's tag does not match: altered, replayed or reordered in transit.
     #[error("encrypted record failed authentication (altered, replayed or reordered in transit)")]

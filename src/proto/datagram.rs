@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! 0..4    magic "MPRG"
-//! 4       format version (2)
+//! 4       format version: 3 for gossip with a secret (encrypted), 2 otherwise
 //! 5       kind (see [`Kind`])
 //! 6..14   cluster tag: the first 8 bytes of SHA-256(cluster id)
 //! 14..22  sender's clock, ms since the Unix epoch (clock window when authenticated)
@@ -10,15 +10,26 @@
 //! 30..38  sender's counter: grows by one with every datagram of that sender and kind
 //! 38..46  destination id: the node id the datagram is for, 0 for "whoever receives it"
 //! 46..    payload — without a secret
-//! 46..70  random nonce                       ┐ with a shared secret: the payload
-//! 70..    payload, encrypted                 │ encrypted with XChaCha20-Poly1305, the
-//! last 16 tag                                ┘ header authenticated with it
+//!
+//! gossip with a shared secret (version 3):
+//! 46..70  random nonce                       ┐ the payload encrypted with
+//! 70..    payload, encrypted                 │ XChaCha20-Poly1305, the header
+//! last 16 tag                                ┘ authenticated with it
+//!
+//! beacons with a shared secret (version 2):
+//! 46..    payload
+//! last 16 HMAC-SHA256(secret, "mpreg-datagram-v2" ‖ everything before it), truncated
 //! ```
 //! The cluster tag keeps clusters apart even without a secret; the tag is checked before
-//! anything is decoded, so a datagram of another cluster costs almost nothing. The key is
-//! derived from the secret and the cluster tag (`proto::crypto::DatagramKey`); the header
-//! stays in clear (it holds no name) so that a receiver can drop another cluster's or a
-//! replayed datagram before decrypting it.
+//! anything is decoded, so a datagram of another cluster costs almost nothing. The gossip
+//! key is derived from the secret and the cluster tag (`proto::crypto::DatagramKey`); the
+//! header stays in clear (it holds no name) so that a receiver can drop another cluster's
+//! datagram before decrypting it.
+//!
+//! Beacons are authenticated, not encrypted: they carry only what the clear TCP hello shows
+//! as well (a member's name, role, host, address, gateway address), so encrypting them
+//! would hide nothing, and keeping their format lets clients in other languages (the
+//! stdlib-only Python client) discover a cluster with a secret.
 //!
 //! With a secret, a datagram is accepted at most once ([`open_checked`]): it must be
 //! inside the clock window ([`REPLAY_WINDOW_MS`]), its (sender, counter) must be new to the
@@ -32,6 +43,7 @@
 
 use std::borrow::Cow;
 
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::proto::crypto::{DatagramKey, AEAD_TAG, DATAGRAM_NONCE};
@@ -41,11 +53,18 @@ pub use crate::proto::replay::ReplayWindow;
 
 /// First bytes of every datagram.
 pub const MAGIC: &[u8; 4] = b"MPRG";
-/// Envelope format version.
-pub const VERSION: u8 = 3;
+/// Envelope format version of beacons, and of gossip without a secret.
+pub const VERSION: u8 = 2;
+/// Envelope format version of gossip with a secret (encrypted).
+pub const VERSION_SEALED: u8 = 3;
+/// Bytes of a beacon's truncated HMAC tag (with a secret).
+pub const TAG_LEN: usize = 16;
+
+/// Domain separation of the beacons' HMAC.
+const HMAC_CONTEXT: &[u8] = b"mpreg-datagram-v2";
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 46;
-/// Bytes a shared secret adds to a datagram: nonce and tag.
+/// Bytes a shared secret adds to a gossip datagram: nonce and tag.
 pub const SEAL_LEN: usize = DATAGRAM_NONCE + AEAD_TAG;
 /// An authenticated datagram older or newer than this (sender's clock vs ours) is dropped.
 pub const REPLAY_WINDOW_MS: u64 = 5 * 60 * 1000;
@@ -118,6 +137,14 @@ pub fn cluster_tag(cluster: &str) -> [u8; 8] {
     t
 }
 
+fn mac(secret: &[u8], data: &[u8]) -> Hmac<Sha256> {
+    let mut m =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("hmac takes any key length");
+    m.update(HMAC_CONTEXT);
+    m.update(data);
+    m
+}
+
 fn u64_at(data: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(data[at..at + 8].try_into().expect("8 bytes"))
 }
@@ -132,8 +159,9 @@ pub fn seal(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + SEAL_LEN);
+    let sealed = secret.is_some() && kind == Kind::Gossip;
     out.extend_from_slice(MAGIC);
-    out.push(VERSION);
+    out.push(if sealed { VERSION_SEALED } else { VERSION });
     out.push(kind as u8);
     out.extend_from_slice(cluster);
     out.extend_from_slice(&now_ms.to_be_bytes());
@@ -142,9 +170,14 @@ pub fn seal(
     out.extend_from_slice(&stamp.to.to_be_bytes());
     match secret {
         None => out.extend_from_slice(payload),
-        Some(s) => {
+        Some(s) if sealed => {
             let header = out.clone();
             DatagramKey::new(s, cluster).seal(&header, payload, &mut out);
+        }
+        Some(s) => {
+            out.extend_from_slice(payload);
+            let full = mac(s, &out).finalize().into_bytes();
+            out.extend_from_slice(&full[..TAG_LEN]);
         }
     }
     out
@@ -159,7 +192,10 @@ pub fn open<'a>(
     secret: Option<&Keyring>,
     now_ms: u64,
 ) -> Result<Opened<'a>, Reject> {
-    if data.len() < HEADER_LEN || &data[..4] != MAGIC || data[4] != VERSION {
+    if data.len() < HEADER_LEN
+        || &data[..4] != MAGIC
+        || !matches!(data[4], VERSION | VERSION_SEALED)
+    {
         return Err(Reject::Malformed);
     }
     let kind = match data[5] {
@@ -172,6 +208,11 @@ pub fn open<'a>(
     }
     let sent_ms = u64_at(data, 14);
     let (header, body) = data.split_at(HEADER_LEN);
+    // Sealed exactly when the receiver expects it: gossip under a secret.
+    let want_sealed = secret.is_some() && kind == Kind::Gossip;
+    if (data[4] == VERSION_SEALED) != want_sealed {
+        return Err(Reject::Unauthenticated);
+    }
     let payload = match secret {
         None => Cow::Borrowed(body),
         Some(s) => {
@@ -179,11 +220,27 @@ pub fn open<'a>(
             if outside_clock_window(sent_ms, now_ms) {
                 return Err(Reject::Unauthenticated);
             }
-            let plain = s
-                .keys()
-                .iter()
-                .find_map(|k| DatagramKey::new(k, cluster).open(header, body));
-            Cow::Owned(plain.ok_or(Reject::Unauthenticated)?)
+            if want_sealed {
+                let plain = s
+                    .keys()
+                    .iter()
+                    .find_map(|k| DatagramKey::new(k, cluster).open(header, body));
+                Cow::Owned(plain.ok_or(Reject::Unauthenticated)?)
+            } else {
+                if body.len() < TAG_LEN {
+                    return Err(Reject::Unauthenticated);
+                }
+                let (signed, t) = data.split_at(data.len() - TAG_LEN);
+                // Constant-time comparison of the truncated tag, with each key held.
+                let ok = s
+                    .keys()
+                    .iter()
+                    .any(|k| mac(k, signed).verify_truncated_left(t).is_ok());
+                if !ok {
+                    return Err(Reject::Unauthenticated);
+                }
+                Cow::Borrowed(&signed[HEADER_LEN..])
+            }
         }
     };
     Ok(Opened {
@@ -355,6 +412,38 @@ mod tests {
         assert_eq!(&*open(&d, &c, Some(&both), NOW).unwrap().payload, b"x");
         assert_eq!(
             open(&d, &c, Some(&Keyring::single(b"old")), NOW),
+            Err(Reject::Unauthenticated)
+        );
+    }
+
+    #[test]
+    fn beacons_keep_the_version_2_hmac_format_that_other_languages_speak() {
+        let c = cluster_tag("lab");
+        let d = seal(
+            Kind::Beacon,
+            &c,
+            Some(b"new"),
+            NOW,
+            stamp(1, ANYONE),
+            b"probe",
+        );
+        assert_eq!(d[4], VERSION);
+        let (signed, tag) = d.split_at(d.len() - TAG_LEN);
+        assert_eq!(&signed[HEADER_LEN..], b"probe");
+        let full = mac(b"new", signed).finalize().into_bytes();
+        assert_eq!(tag, &full[..TAG_LEN]);
+        // Any key of the ring verifies it; a ring without its key does not.
+        let both = Keyring::new(vec![b"old".to_vec(), b"new".to_vec()]).unwrap();
+        assert!(open(&d, &c, Some(&both), NOW).is_ok());
+        let old = Keyring::single(b"old");
+        assert_eq!(open(&d, &c, Some(&old), NOW), Err(Reject::Unauthenticated));
+        // Gossip under a secret is version 3; each is refused where the other is expected.
+        let g = seal(Kind::Gossip, &c, Some(b"new"), NOW, stamp(2, ME), b"swim");
+        assert_eq!(g[4], VERSION_SEALED);
+        assert_eq!(open(&g, &c, None, NOW), Err(Reject::Unauthenticated));
+        let clear = seal(Kind::Gossip, &c, None, NOW, stamp(3, ME), b"swim");
+        assert_eq!(
+            open(&clear, &c, Some(&both), NOW),
             Err(Reject::Unauthenticated)
         );
     }

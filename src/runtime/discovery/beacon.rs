@@ -11,8 +11,9 @@
 //! - `probe` (broadcast by a client, from its own ephemeral socket): every node answers
 //!   with a unicast `answer`.
 //!
-//! Every datagram is sealed by [`crate::proto::datagram`] (cluster tag, optional HMAC,
-//! sender id and counter, destination); rejected ones are dropped and counted by reason.
+//! Every datagram is sealed by [`crate::proto::datagram`] (cluster tag, sender id and
+//! counter, destination; encrypted with a secret); rejected ones are dropped and counted by
+//! reason.
 //! With a secret each is accepted at most once: broadcasts are sealed anew for every
 //! broadcast address and every send, answers are bound to the id of the node or client
 //! that asked, and a client probes under a random sender id of its own.

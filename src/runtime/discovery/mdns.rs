@@ -317,6 +317,18 @@ impl Responder {
         }
     }
 
+    /// Registers the advert again as it is, so that its TXT MAC is made with the keyring's
+    /// primary of now (after `mpreg keys use`).
+    pub(crate) fn readvertise(&self) {
+        let advert = self.advert.lock();
+        if advert.withdrawn {
+            return;
+        }
+        if let Err(e) = advert.info().and_then(|info| self.daemon.register(info)) {
+            tracing::debug!(error = %e, "cannot update the mDNS TXT record");
+        }
+    }
+
     /// Unregisters (mdns-sd multicasts a goodbye at once) and shuts the daemon down.
     /// Waiting for the daemon's replies is async, so no runtime worker blocks.
     async fn withdraw(&self) {

@@ -124,7 +124,7 @@ pub(crate) struct DiscoveryStats {
     pub beacons_malformed: u64,
     /// Beacon datagrams dropped: another cluster.
     pub beacons_other_cluster: u64,
-    /// Beacon datagrams dropped: missing or wrong HMAC, or outside the clock window.
+    /// Beacon datagrams dropped: not decrypting with any key held (or none sent), or outside the clock window.
     pub beacons_unauthenticated: u64,
     /// Beacon datagrams ignored: from an address on no selected interface's subnet.
     pub beacons_off_interface: u64,
@@ -274,6 +274,13 @@ impl Discovery {
     pub fn set_catalog_version(&self, v: u64) {
         if let Some(r) = &self.mdns {
             r.set_catalog_version(v);
+        }
+    }
+
+    /// Advertises again over mDNS, with the MAC of the keyring's primary of now.
+    pub fn readvertise(&self) {
+        if let Some(r) = &self.mdns {
+            r.readvertise();
         }
     }
 
