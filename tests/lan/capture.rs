@@ -18,6 +18,8 @@ const FUNCTION: &str = "quokka_thermometer_fn";
 const ARGUMENT: &str = "argument-kumquat-8841";
 const TOPIC: &str = "walrus.pantry.temperature";
 const PAYLOAD: &str = "payload-marmalade-3317";
+/// The last packet of a capture.
+const END: &str = "capture-end-marker-0042";
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -31,28 +33,28 @@ fn with_a_secret_nothing_travels_in_clear() {
         eprintln!("skipping LAN test capture: {reason}");
         return;
     }
-    let clear = capture_traffic("capture_clear", None);
+    let (clear, log) = capture_traffic("capture_clear", None);
     for s in [FUNCTION, ARGUMENT, TOPIC, PAYLOAD] {
-        assert!(contains(&clear, s), "without a secret `{s}` is on the wire");
+        assert!(
+            contains(&clear, s),
+            "without a secret `{s}` is on the wire: {log}"
+        );
     }
-    let sealed = capture_traffic("capture_secret", Some(b"capture test secret"));
+    let (sealed, log) = capture_traffic("capture_secret", Some(b"capture test secret"));
     for s in [FUNCTION, ARGUMENT, TOPIC, PAYLOAD] {
         assert!(
             !contains(&sealed, s),
-            "with a secret `{s}` is on the wire in clear"
+            "with a secret `{s}` is on the wire in clear: {log}"
         );
     }
     // Both runs carried traffic of the same kinds: the secret one is not just quieter.
-    assert!(
-        sealed.len() > clear.len() / 4,
-        "{} vs {}",
-        sealed.len(),
-        clear.len()
-    );
+    let (a, b) = (sealed.len(), clear.len());
+    assert!(a > b / 4, "{a} vs {b} bytes captured");
 }
 
-/// Runs the scenario on a fresh 3-host LAN with `secret` (if any) and returns the capture.
-fn capture_traffic(test: &str, secret: Option<&[u8]>) -> Vec<u8> {
+/// Runs the scenario on a fresh 3-host LAN with `secret` (if any) and returns the capture
+/// with tcpdump's own summary (packets captured, dropped).
+fn capture_traffic(test: &str, secret: Option<&[u8]>) -> (Vec<u8>, String) {
     let lan = Lan::new(test, 3).expect("network namespaces (run as root)");
     let work = std::env::temp_dir().join(format!("mpreg-lan-{test}-{}", std::process::id()));
     fs::create_dir_all(&work).expect("create the work dir");
@@ -87,11 +89,22 @@ fn capture_traffic(test: &str, secret: Option<&[u8]>) -> Vec<u8> {
     assert_eq!(sub.wait_exit(LIMIT).code(), Some(0), "{}", sub.logs());
     assert!(sub.stdout().contains(PAYLOAD), "{}", sub.logs());
 
+    // tcpdump writes packets in the order it reads them, and may lag on a busy machine
+    // (it loses what it has not read when stopped): a last datagram, always in clear, marks
+    // the end, and the capture is stopped once the marker is in the file.
+    let to = format!("('{}', 9)", lan.addr(1));
+    let send = format!(
+        "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'{END}', {to})"
+    );
+    wait_until(LIMIT, || {
+        lan.run_program(3, "python3", &["-c", &send]);
+        fs::read(&pcap).is_ok_and(|b| contains(&b, END))
+    });
     dump.term();
     dump.wait_exit(LIMIT);
     let bytes = fs::read(&pcap).expect("read the capture");
     let _ = fs::remove_dir_all(&work);
-    bytes
+    (bytes, dump.stderr().replace('\n', " "))
 }
 
 /// Host 2 runs `lab_node FUNCTION` (answers with its own name), seeded with host 1.

@@ -174,10 +174,10 @@ impl Lan {
         let label = format!("switch-{n}-tcpdump");
         let out = self.dir.join(format!("{label}.out"));
         let err = self.dir.join(format!("{label}.err"));
-        let (sw, br) = (self.switch(), self.bridge());
+        let sw = self.switch();
         let child = Command::new("ip")
             .args([
-                "netns", "exec", &sw, "tcpdump", "-i", &br, "-n", "-U", "-s", "0",
+                "netns", "exec", &sw, "tcpdump", "-i", "any", "-n", "-U", "-s", "0",
             ])
             .args(["-Z", "root", "-w"])
             .arg(pcap)
