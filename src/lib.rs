@@ -85,8 +85,8 @@
 //!   the rule of who may start and stop; `service_client.rs`: the caller's side
 //!   ([`Target::start_service`] and its siblings, [`service_name`]); `runtime/caller.rs`:
 //!   the caller's host, for the functions that decide by it.
-//! - [`keys`]: key rotation — the keyring built-ins (`_keys`, `_keys_install`, …) of a
-//!   node with a secret and the caller's side (`mpreg keys`); the keyring itself is
+//! - `keys.rs` ([`keys`]): key rotation — the keyring built-ins (`_keys`, `_keys_install`,
+//!   …) of a node with a secret and the caller's side (`mpreg keys`); the keyring itself is
 //!   `proto::keyring`.
 //! - `private.rs`: `__private`, what the macros' expansions refer to; not public API.
 //! - `main.rs` and `cli/`: the `mpreg` command line, a thin client of this library
