@@ -145,6 +145,34 @@ fn mac(secret: &[u8], data: &[u8]) -> Hmac<Sha256> {
     m
 }
 
+thread_local! {
+    /// The datagram keys last derived on this thread, with the secrets and cluster they
+    /// came from: deriving (HKDF) costs more than decrypting a datagram, and the keys
+    /// change only with the keyring.
+    static DERIVED: std::cell::RefCell<Option<(Vec<Vec<u8>>, [u8; 8], Vec<DatagramKey>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with the datagram keys of `secrets` in `cluster`, derived once per change.
+fn with_keys<R>(secrets: &[Vec<u8>], cluster: &[u8; 8], f: impl FnOnce(&[DatagramKey]) -> R) -> R {
+    DERIVED.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        let fresh = match &*cached {
+            Some((s, c, _)) => s.as_slice() != secrets || c != cluster,
+            None => true,
+        };
+        if fresh {
+            let keys = secrets
+                .iter()
+                .map(|k| DatagramKey::new(k, cluster))
+                .collect();
+            *cached = Some((secrets.to_vec(), *cluster, keys));
+        }
+        let (_, _, keys) = cached.as_ref().expect("just filled");
+        f(keys)
+    })
+}
+
 fn u64_at(data: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(data[at..at + 8].try_into().expect("8 bytes"))
 }
@@ -172,7 +200,9 @@ pub fn seal(
         None => out.extend_from_slice(payload),
         Some(s) if sealed => {
             let header = out.clone();
-            DatagramKey::new(s, cluster).seal(&header, payload, &mut out);
+            with_keys(&[s.to_vec()], cluster, |k| {
+                k[0].seal(&header, payload, &mut out)
+            });
         }
         Some(s) => {
             out.extend_from_slice(payload);
@@ -221,10 +251,9 @@ pub fn open<'a>(
                 return Err(Reject::Unauthenticated);
             }
             if want_sealed {
-                let plain = s
-                    .keys()
-                    .iter()
-                    .find_map(|k| DatagramKey::new(k, cluster).open(header, body));
+                let plain = with_keys(s.keys(), cluster, |keys| {
+                    keys.iter().find_map(|k| k.open(header, body))
+                });
                 Cow::Owned(plain.ok_or(Reject::Unauthenticated)?)
             } else {
                 if body.len() < TAG_LEN {
