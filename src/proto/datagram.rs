@@ -149,9 +149,11 @@ thread_local! {
     /// The datagram keys last derived on this thread, with the secrets and cluster they
     /// came from: deriving (HKDF) costs more than decrypting a datagram, and the keys
     /// change only with the keyring.
-    static DERIVED: std::cell::RefCell<Option<(Vec<Vec<u8>>, [u8; 8], Vec<DatagramKey>)>> =
-        const { std::cell::RefCell::new(None) };
+    static DERIVED: std::cell::RefCell<Option<Derived>> = const { std::cell::RefCell::new(None) };
 }
+
+/// Secrets, cluster tag, and the datagram keys derived from them.
+type Derived = (Vec<Vec<u8>>, [u8; 8], Vec<DatagramKey>);
 
 /// Runs `f` with the datagram keys of `secrets` in `cluster`, derived once per change.
 fn with_keys<R>(secrets: &[Vec<u8>], cluster: &[u8; 8], f: impl FnOnce(&[DatagramKey]) -> R) -> R {
