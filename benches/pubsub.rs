@@ -18,6 +18,9 @@
 //! - **Latency**: ping-pong, one message in flight. Each 8-byte payload carries its send
 //!   time (`SystemTime`, shared by both processes); the subscriber records the one-way
 //!   delay and answers (mpreg: a publication back; TCP: one byte), then the next is sent.
+//! - **Encryption** (issue #18): the throughput rounds also run between a second publisher
+//!   and subscriber that share a secret (every frame encrypted), alternating with the clear
+//!   pair; a second table gives the encrypted/clear ratio per payload size.
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -28,6 +31,8 @@ use futures_util::StreamExt;
 use serde_bytes::ByteBuf;
 
 const ROLE_VAR: &str = "MPREG_BENCH_ROLE";
+/// A secret file: the subscriber starts with it (encrypted connections).
+const SECRET_VAR: &str = "MPREG_BENCH_SECRET";
 const ROUNDS: usize = 3;
 const PINGS: usize = 5_000;
 const TARGET_8B: f64 = 1_000_000.0;
@@ -75,7 +80,16 @@ struct Sub {
 
 impl Sub {
     fn start(role: &str) -> Sub {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        Sub::start_with(role, None)
+    }
+
+    /// [`Sub::start`], with the secret in file `secret` if any.
+    fn start_with(role: &str, secret: Option<&std::path::Path>) -> Sub {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        if let Some(f) = secret {
+            cmd.env(SECRET_VAR, f);
+        }
+        let mut child = cmd
             .env(ROLE_VAR, role)
             .stdout(Stdio::piped())
             .spawn()
@@ -142,14 +156,20 @@ fn mpreg_subscriber() {
     runtime().block_on(async {
         // A queue as deep as a whole run: the rate measured is what the subscriber
         // consumed, not what a short queue let through (drops are still reported).
-        let node = local_node("bench-sub")
+        // With a secret (the encrypted rows), every connection is encrypted.
+        let secret = std::env::var_os(SECRET_VAR);
+        let with_secret = |b: mpreg::NodeBuilder| match &secret {
+            Some(f) => b.secret_file(f),
+            None => b,
+        };
+        let node = with_secret(local_node("bench-sub"))
             .builtins(false)
             .sub_queue(1 << 20)
             .start()
             .await
             .unwrap();
         // The default queue, for the drop-oldest and lossless rows.
-        let small = local_node("bench-sub-q")
+        let small = with_secret(local_node("bench-sub-q"))
             .builtins(false)
             .seed(node.addr().unwrap())
             .start()
@@ -382,41 +402,67 @@ fn queue_modes(rt: &tokio::runtime::Runtime, node: &mpreg::Node, sub: &mut Sub) 
     }
 }
 
-fn run() {
-    let rt = runtime();
-    let mut msub = Sub::start("mpreg-sub");
-    let mut tsub = Sub::start("tcp-sub");
-    let seed = msub.addr;
-    let node = rt
-        .block_on(local_node("bench-pub").builtins(false).seed(seed).start())
-        .unwrap();
-    // Published only once this node knows the subscriber's subscriptions.
+/// Waits until `node` knows a subscription to each of `topics` (only then is it published
+/// to).
+fn wait_for_subscriber(node: &mpreg::Node, topics: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let knows = |topic: &str| {
         node.members()
             .iter()
             .any(|m| m.subscriptions.iter().any(|s| s == topic))
     };
-    while !(knows("bench.data") && knows("bench.dropping") && knows("bench.lossless")) {
+    while !topics.iter().all(|t| knows(t)) {
         assert!(
             Instant::now() < deadline,
             "the subscriber's catalog never arrived"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+fn run() {
+    let rt = runtime();
+    let dir = std::env::temp_dir().join(format!("mpreg-bench-pubsub-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "bench secret").unwrap();
+    let mut msub = Sub::start("mpreg-sub");
+    let mut esub = Sub::start_with("mpreg-sub", Some(&secret));
+    let mut tsub = Sub::start("tcp-sub");
+    let seed = msub.addr;
+    let node = rt
+        .block_on(local_node("bench-pub").builtins(false).seed(seed).start())
+        .unwrap();
+    let enode = rt
+        .block_on(
+            local_node("bench-pub-sealed")
+                .secret_file(&secret)
+                .builtins(false)
+                .seed(esub.addr)
+                .start(),
+        )
+        .unwrap();
+    wait_for_subscriber(&node, &["bench.data", "bench.dropping", "bench.lossless"]);
+    wait_for_subscriber(&enode, &["bench.data"]);
+    let mut sealed_rows = Vec::new();
     println!(
         "| payload | messages | mpreg msgs/s | raw TCP msgs/s | mpreg / TCP | drops | target |"
     );
     println!("|---|---|---|---|---|---|---|");
     for (size, n) in [(8usize, 1_000_000u64), (1024, 200_000)] {
         let (mut m, mut t, mut drops) = (Vec::new(), Vec::new(), 0);
+        let (mut e, mut edrops) = (Vec::new(), 0);
         for _ in 0..ROUNDS {
             let (rate, d) = mpreg_throughput(&rt, &node, &mut msub, n, size);
             m.push(rate);
             drops += d;
+            let (rate, d) = mpreg_throughput(&rt, &enode, &mut esub, n, size);
+            e.push(rate);
+            edrops += d;
             t.push(tcp_throughput(tsub.addr, &mut tsub, n, size));
         }
         let (m, t) = (median(m), median(t));
+        sealed_rows.push((size, n, m, median(e), edrops));
         let target = if size == 8 {
             if m >= TARGET_8B {
                 "≥ 1 M: met"
@@ -433,6 +479,15 @@ fn run() {
             m / t
         );
     }
+    println!();
+    println!("| payload | messages | clear msgs/s | encrypted msgs/s | encrypted / clear | encrypted drops |");
+    println!("|---|---|---|---|---|---|");
+    for (size, n, m, e, d) in sealed_rows {
+        println!(
+            "| {size} B | {n} ×{ROUNDS} | {m:.0} | {e:.0} | {:.2} | {d} |",
+            e / m
+        );
+    }
     queue_modes(&rt, &node, &mut msub);
     let (mp50, mp99) = mpreg_latency(&rt, &node, &mut msub);
     let (tp50, tp99) = tcp_latency(tsub.addr, &mut tsub);
@@ -442,4 +497,7 @@ fn run() {
     println!("| mpreg publish → subscriber stream | {mp50:.1} | {mp99:.1} |");
     println!("| raw TCP frame → reader | {tp50:.1} | {tp99:.1} |");
     rt.block_on(node.shutdown());
+    rt.block_on(enode.shutdown());
+    drop(esub);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -26,6 +26,11 @@
 //! against a second server and client with metrics off (`Config::metrics`), 1 and 256 in
 //! flight, in alternating slices; the table gives the on/off ratio of calls/s.
 //! `MPREG_BENCH_ONLY=metrics` runs just that comparison.
+//!
+//! Then the cost of encryption (issue #18): mpreg `echo` between a client and server that
+//! share a secret (every frame encrypted) against a pair without one, 1 and 256 in flight,
+//! in alternating slices; the table gives the encrypted/clear ratio of calls/s.
+//! `MPREG_BENCH_ONLY=encryption` runs just that comparison.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -55,8 +60,10 @@ const SECS_VAR: &str = "MPREG_BENCH_SECS";
 const CLIENT_RT_VAR: &str = "MPREG_BENCH_CLIENT_RT";
 /// `0` starts the mpreg server (or client) with metrics off.
 const METRICS_VAR: &str = "MPREG_BENCH_METRICS";
-/// `metrics` runs only the metrics on/off comparison.
+/// `metrics` or `encryption` runs only that comparison.
 const ONLY_VAR: &str = "MPREG_BENCH_ONLY";
+/// A secret file: the mpreg server starts with it (encrypted connections).
+const SECRET_VAR: &str = "MPREG_BENCH_SECRET";
 /// Calls/s ratio (metrics on / off) the issue asks for.
 const TARGET_METRICS_RATIO: f64 = 0.97;
 
@@ -179,8 +186,12 @@ fn mpreg_server() {
             .name("bench-server")
             .bind(LOCALHOST.into())
             .port(0)
-            .metrics(std::env::var(METRICS_VAR).as_deref() != Ok("0"))
-            .start();
+            .metrics(std::env::var(METRICS_VAR).as_deref() != Ok("0"));
+        let start = match std::env::var_os(SECRET_VAR) {
+            Some(f) => start.secret_file(f),
+            None => start,
+        }
+        .start();
         start.await.expect("cannot start the mpreg server")
     });
     print_port(node.addr().expect("the server listens").port());
@@ -361,7 +372,21 @@ async fn mpreg_connect(port: u16) -> mpreg::Node {
 
 /// A client node connected to the server on `port`, with or without `metrics`.
 async fn mpreg_connect_with(port: u16, metrics: bool) -> mpreg::Node {
-    let node = mpreg::Node::builder()
+    mpreg_connect_as(port, metrics, None).await
+}
+
+/// A client node connected to the server on `port`, with the secret in `secret` if any.
+async fn mpreg_connect_as(
+    port: u16,
+    metrics: bool,
+    secret: Option<&std::path::Path>,
+) -> mpreg::Node {
+    let b = mpreg::Node::builder();
+    let b = match secret {
+        Some(f) => b.secret_file(f),
+        None => b,
+    };
+    let node = b
         .metrics(metrics)
         // Loopback only: no discovery broadcast or multicast from the benchmark.
         .interfaces(["lo"])
@@ -617,8 +642,10 @@ struct TargetInputs {
 
 fn run_benchmarks() {
     let s = Settings::from_env();
-    if std::env::var(ONLY_VAR).as_deref() == Ok("metrics") {
-        return print_metrics_cost(&metrics_cost(s));
+    match std::env::var(ONLY_VAR).as_deref() {
+        Ok("metrics") => return print_metrics_cost(&metrics_cost(s)),
+        Ok("encryption") => return print_encryption_cost(&encryption_cost(s)),
+        _ => {}
     }
     let mut tcp = ChildProc::spawn("tcp-server", &[]);
     let mut mpreg = ChildProc::spawn("mpreg-server", &[]);
@@ -666,6 +693,7 @@ fn run_benchmarks() {
     print_table(s, &rows);
     print_targets(&targets);
     print_metrics_cost(&metrics_cost(s));
+    print_encryption_cost(&encryption_cost(s));
 }
 
 /// Slice pairs of the metrics comparison: many short pairs, so that the median ratio
@@ -814,6 +842,75 @@ fn print_metrics_cost(rows: &[Cost]) {
             c.median_cpu_ratio,
             verdict(c.median_ratio),
             verdict(c.median_cpu_ratio),
+        );
+    }
+}
+
+/// Calls/s and p50 without and with a shared secret, at 1 and at 256 in flight.
+fn encryption_cost(s: Settings) -> Vec<Cost> {
+    eprintln!("running mpreg echo in clear vs encrypted ...");
+    let dir = std::env::temp_dir().join(format!("mpreg-bench-rpc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the secret's folder");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "bench secret").expect("write the secret");
+    let path = secret.to_string_lossy().into_owned();
+    let mut sealed = ChildProc::spawn("mpreg-server", &[(SECRET_VAR, path)]);
+    let mut clear = ChildProc::spawn("mpreg-server", &[]);
+    let (sealed_port, clear_port) = (sealed.port(), clear.port());
+    let servers = Servers {
+        off: clear.pid().to_string(),
+        on: sealed.pid().to_string(),
+    };
+    let rt = runtime(Flavor::Multi);
+    let rows = [1, PIPELINE]
+        .into_iter()
+        .map(|in_flight| {
+            rt.block_on(async {
+                let plain = mpreg_connect_as(clear_port, true, None).await;
+                let enc = mpreg_connect_as(sealed_port, true, Some(&secret)).await;
+                let probe = |node| Probe::Mpreg { node, in_flight };
+                paired(s, probe(plain), probe(enc), &servers, in_flight).await
+            })
+        })
+        .collect();
+    drop((sealed, clear));
+    let _ = std::fs::remove_dir_all(&dir);
+    rows
+}
+
+fn print_encryption_cost(rows: &[Cost]) {
+    println!();
+    println!(
+        "encryption cost — mpreg echo (64 B), client and server without a secret vs both \
+         with one, {METRICS_PAIRS} adjacent slice pairs; ratios = median of the pairs' \
+         encrypted/clear calls/s and clear/encrypted CPU ns per call (client + server)"
+    );
+    println!(
+        "{:>10}{:>14}{:>14}{:>12}{:>12}{:>10}{:>10}{:>11}{:>11}{:>9}",
+        "in flight",
+        "clear c/s",
+        "sealed c/s",
+        "clear p50",
+        "sealed p50",
+        "totals",
+        "median",
+        "clear CPU",
+        "sealed CPU",
+        "CPU med"
+    );
+    for c in rows {
+        println!(
+            "{:>10}{:>14}{:>14}{:>12.1}{:>12.1}{:>10.3}{:>10.3}{:>9.0}ns{:>9.0}ns{:>9.3}",
+            c.in_flight,
+            thousands(c.off.calls_per_sec),
+            thousands(c.on.calls_per_sec),
+            c.off.p50_us,
+            c.on.p50_us,
+            c.on.calls_per_sec / c.off.calls_per_sec,
+            c.median_ratio,
+            c.cpu_off,
+            c.cpu_on,
+            c.median_cpu_ratio,
         );
     }
 }

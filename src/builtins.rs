@@ -19,7 +19,9 @@ pub(crate) const INFO: &str = "_info";
 
 /// Whether `name` is one of mpreg's built-in functions (listed apart from users' own).
 pub(crate) fn is_builtin(name: &str) -> bool {
-    matches!(name, "echo" | "echos" | METRICS | INFO) || crate::control::is_control(name)
+    matches!(name, "echo" | "echos" | METRICS | INFO)
+        || crate::control::is_control(name)
+        || crate::keys::is_keys(name)
 }
 
 /// `echo(x) -> x` and `echos(xs..) -> [xs..]`.

@@ -4,6 +4,7 @@
 //! then applies its flags. Library users may also build a [`Config`] by hand or use
 //! [`NodeBuilder`](crate::NodeBuilder).
 
+use crate::proto::keyring::Keyring;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,7 +60,8 @@ pub struct Config {
     pub beacon_port: u16,
     /// Cluster id (`MPREG_CLUSTER`); nodes of different clusters refuse each other.
     pub cluster: String,
-    /// File holding the shared secret (`MPREG_SECRET_FILE`). Without one the node trusts
+    /// File holding the shared secret, or several, one per line, the primary first
+    /// (`MPREG_SECRET_FILE`). Without one the node trusts
     /// its network and says so once in the log (see [`Config::trust_warning`]).
     pub secret_file: Option<PathBuf>,
     /// TCP port to listen on (`MPREG_PORT`); 0 picks a free port.
@@ -293,22 +295,24 @@ impl Config {
         Duration::from_millis(self.call_timeout_ms)
     }
 
-    /// Reads the shared secret, if configured. Trailing whitespace is ignored; an empty
-    /// secret is an error (it would authenticate anybody).
-    pub fn secret(&self) -> Result<Option<Vec<u8>>> {
+    /// Reads the shared secrets, if configured: one per line, the first the primary (the key
+    /// everything is encrypted with; the others are accepted too, see `mpreg keys`).
+    /// Trailing whitespace is ignored and blank lines skipped; a file with no key is an
+    /// error (an empty secret would authenticate anybody).
+    pub fn keyring(&self) -> Result<Option<Keyring>> {
         let Some(path) = &self.secret_file else {
             return Ok(None);
         };
         let bytes = std::fs::read(path)
             .map_err(|e| Error::io(format!("cannot read secret file {}", path.display()), e))?;
-        let trimmed = bytes.trim_ascii_end().to_vec();
-        if trimmed.is_empty() {
-            return Err(Error::Config(format!(
-                "secret file {} is empty",
-                path.display()
-            )));
-        }
-        Ok(Some(trimmed))
+        let keys: Vec<Vec<u8>> = bytes
+            .split(|b| *b == b'\n')
+            .map(|l| l.trim_ascii_end().to_vec())
+            .filter(|l| !l.is_empty())
+            .collect();
+        Keyring::new(keys)
+            .map(Some)
+            .map_err(|_| Error::Config(format!("secret file {} is empty", path.display())))
     }
 
     /// Checks values that parse but make no sense.

@@ -26,7 +26,9 @@
 //! - [`proto`]: pure protocol logic, no I/O and no clock — wire frames and codec
 //!   (`wire`, `codec`, the hand-coded `publish_frame`), the UDP datagram envelope
 //!   (`datagram`) and its replay window (`replay`), argument fitting (`args`), catalogs and
-//!   visibility (`catalog`), the HMAC handshake (`handshake`), JSON mapping (`json`), a
+//!   visibility (`catalog`), the hello checks (`handshake`), encryption with a shared
+//!   secret — Noise key exchange, encrypted records, sealed datagrams (`crypto`) — JSON
+//!   mapping (`json`), a
 //!   member's identity (`member`), membership over SWIM (`membership`), who answers a call
 //!   (`resolve`), MPREG multi-call planning and run state (`workflow`), MARO conditional
 //!   events and their queues (`condition`), message envelopes (`envelope`), the pub/sub
@@ -83,6 +85,9 @@
 //!   the rule of who may start and stop; `service_client.rs`: the caller's side
 //!   ([`Target::start_service`] and its siblings, [`service_name`]); `runtime/caller.rs`:
 //!   the caller's host, for the functions that decide by it.
+//! - `keys.rs` ([`keys`]): key rotation — the keyring built-ins (`_keys`, `_keys_install`,
+//!   …) of a node with a secret and the caller's side (`mpreg keys`); the keyring itself is
+//!   `proto::keyring`.
 //! - `private.rs`: `__private`, what the macros' expansions refer to; not public API.
 //! - `fuzzing/` (cargo feature `fuzzing`, off by default): entry points and seed inputs
 //!   for the `cargo fuzz` targets of `fuzz/` (see `fuzz/README.md`); not public API.
@@ -106,6 +111,7 @@ mod global;
 mod handler;
 #[cfg(feature = "http")]
 mod http;
+pub mod keys;
 mod message;
 mod messaging;
 mod metrics;

@@ -73,7 +73,7 @@ pub struct NodeStats {
     pub dropped_malformed: u64,
     /// Datagrams dropped as from another cluster.
     pub dropped_other_cluster: u64,
-    /// Datagrams dropped for a missing or wrong HMAC, or outside the 5-minute clock window
+    /// Datagrams dropped for not decrypting with any key held, or outside the 5-minute clock window
     /// (with a shared secret).
     pub dropped_unauthenticated: u64,
     /// Requests (calls, relayed calls, workflow submissions) sent to other nodes.
@@ -207,7 +207,7 @@ impl Node {
 
     async fn start_with(config: Config, extra: Vec<Function>) -> Result<Node> {
         config.validate()?;
-        let secret = config.secret()?;
+        let secret = config.keyring()?;
         // Only for nodes that asked to warn: a client command that listens just to receive
         // its own publications (`mpreg sub`) turns it off, so the warning is not printed on
         // every run (issue #14); `mpreg serve` and library servers keep it.
@@ -233,9 +233,15 @@ impl Node {
             .clone()
             .unwrap_or_else(|| format!("{}-{:06x}", config.role, id & 0xff_ffff));
         let host = host_id(config.host.as_deref());
+        let secret = secret.map(crate::proto::keyring::SharedKeyring::new);
         let shared = Arc::new(Shared::new(id, name, host, config, secret, registry));
         for f in crate::builtins::observers(&shared) {
             shared.registry.write().insert(f)?;
+        }
+        if shared.config.listen {
+            for f in crate::keys::functions(&shared) {
+                shared.registry.write().insert(f)?;
+            }
         }
         let node = Node { shared };
         node.attach_link_time_handlers()?;

@@ -872,3 +872,36 @@ async fn a_loopback_gateway_client_starts_and_stops_a_service() {
     assert_eq!(j["result"]["was_running"], true, "{j}");
     assert_eq!(j["result"]["status"]["state"], "stopped", "{j}");
 }
+
+/// The keyring built-ins are refused through the gateway, alone or in a workflow: a gateway
+/// client must not install or remove the cluster's keys (issue #18).
+#[tokio::test]
+async fn the_keyring_is_not_changed_through_the_gateway() {
+    let dir = tempdir();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "cluster key\n").unwrap();
+    let (_node, http) = start(gateway("gw-keys").secret_file(&secret)).await;
+    let body = r#"{"jsonrpc":"2.0","method":"_keys_remove","params":["0123456789abcdef"],"id":1}"#;
+    let reply = post(http, body, None).await;
+    assert!(
+        reply.body.contains("not callable through the gateway"),
+        "{reply:?}"
+    );
+    let mut ws = Ws::open(http).await;
+    let steps = vec![
+        cmd("a", "echo", json!([1])),
+        cmd("b", "_keys_install", json!([[1, 2, 3]])),
+    ];
+    let answer = ws.ask(rpc("w", steps)).await;
+    assert!(
+        answer
+            .to_string()
+            .contains("not callable through the gateway"),
+        "{answer}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "cluster key\n",
+        "unchanged"
+    );
+}

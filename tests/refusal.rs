@@ -68,7 +68,6 @@ fn hello(protocol: u32, cluster: &str) -> Hello {
         resources: vec![],
         nonce: vec![0; 32],
         auth: false,
-        proof: None,
     }
 }
 
@@ -210,5 +209,74 @@ async fn empty_secret_file_is_a_config_error() {
     std::fs::write(&path, "\n").unwrap();
     let e = local("x").secret_file(&path).start().await.unwrap_err();
     assert!(e.to_string().contains("is empty"), "{e}");
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// A raw dialer that completes the key exchange with `secret`, then sends one encrypted
+/// record with a byte flipped: the node must close the connection, saying why.
+#[tokio::test]
+async fn a_tampered_record_closes_the_connection_with_a_reason() {
+    use mpreg::proto::crypto::Initiator;
+    use mpreg::proto::handshake::prologue;
+    use mpreg::proto::wire::Auth;
+
+    let path = std::env::temp_dir().join(format!("mpreg-tamper-{}", std::process::id()));
+    std::fs::write(&path, "tamper secret\n").unwrap();
+    let server = local("vault").secret_file(&path).start().await.unwrap();
+    let s = TcpStream::connect(server.addr().unwrap()).await.unwrap();
+    let mut frames = FramedRead::new(s, FrameCodec::new(1 << 20));
+    async fn next(f: &mut FramedRead<TcpStream, FrameCodec>) -> Option<Frame> {
+        tokio::time::timeout(Duration::from_secs(5), f.next())
+            .await
+            .expect("the node answers in time")
+            .map(|f| f.expect("a valid frame"))
+    }
+    let mut mine = hello(PROTOCOL_VERSION, "default");
+    mine.auth = true;
+    let out = encode_frame(&Frame::Hello(mine.clone())).unwrap();
+    frames.get_mut().write_all(&out).await.unwrap();
+    let Some(Frame::Hello(theirs)) = next(&mut frames).await else {
+        panic!("a hello first")
+    };
+    let (init, first) = Initiator::start(b"tamper secret", "default", &prologue(&mine, &theirs));
+    let out = encode_frame(&Frame::Auth(Auth { message: first })).unwrap();
+    frames.get_mut().write_all(&out).await.unwrap();
+    let Some(Frame::Auth(answer)) = next(&mut frames).await else {
+        panic!("the key exchange answer")
+    };
+    let session = init.finish(&answer.message).expect("the same secret");
+    frames.decoder_mut().decrypt_with(session.open);
+    let mut sealer = session.seal;
+    let Some(Frame::Catalog(_)) = next(&mut frames).await else {
+        panic!("an encrypted catalog")
+    };
+    let catalog = encode_frame(&Frame::Ping).unwrap();
+    let mut wire = bytes::BytesMut::new();
+    sealer.seal(&catalog, &mut wire).unwrap();
+    let last = wire.len() - 1;
+    wire[last] ^= 1;
+    frames.get_mut().write_all(&wire).await.unwrap();
+    // The node refuses (encrypted, with the reason) and closes; or, if our bad record
+    // made it close first, just closes.
+    let reason = match next(&mut frames).await {
+        Some(Frame::Refused(r)) => Some(r.reason),
+        None => None,
+        Some(other) => panic!("unexpected {other:?}"),
+    };
+    if let Some(reason) = reason {
+        assert!(reason.contains("failed authentication"), "{reason}");
+        assert!(
+            next(&mut frames).await.is_none(),
+            "closed after the refusal"
+        );
+    }
+    // The node itself keeps serving peers with the secret.
+    let friend = local("friend")
+        .secret_file(&path)
+        .seed(server.addr().unwrap().to_string())
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(friend.call::<String>("echo", ("ok",)).await.unwrap(), "ok");
     std::fs::remove_file(&path).unwrap();
 }

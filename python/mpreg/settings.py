@@ -113,15 +113,18 @@ class Settings:
 
 
 def read_secret(path: Path) -> bytes:
-    """The shared secret in ``path``, trailing whitespace removed (as the Rust node)."""
+    """The shared secret in ``path``: its first non-blank line, trailing whitespace removed
+    (as the Rust node reads its primary key: a secret file may list several, one per line,
+    the primary first; see ``mpreg keys``)."""
     try:
         data = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"cannot read secret file {path} (MPREG_SECRET_FILE): {e}") from None
-    data = data.rstrip(b" \t\r\n\x0b\x0c")
-    if not data:
-        raise ConfigError(f"secret file {path} is empty")
-    return data
+    for line in data.split(b"\n"):
+        key = line.rstrip(b" \t\r\n\x0b\x0c")
+        if key:
+            return key
+    raise ConfigError(f"secret file {path} is empty")
 
 
 def host_id(configured: str | None = None) -> str:

@@ -2,6 +2,7 @@
 
 mod call;
 mod install;
+mod keys;
 mod nodes;
 mod pubsub;
 mod run;
@@ -52,6 +53,9 @@ enum Command {
     Restart(services::ControlArgs),
     /// Print a service's last lines of output (-f: keep following).
     Logs(services::LogsArgs),
+    /// The cluster's shared secrets: `list`, and `install`, `use`, `remove` on every member
+    /// (key rotation without downtime).
+    Keys(keys::KeysArgs),
 }
 
 /// Options shared by every subcommand that starts a node.
@@ -168,6 +172,7 @@ pub async fn run(cli: Cli) -> mpreg::Result<()> {
         Command::Serve(a) => serve::run(a).await,
         Command::Call(a) => call::run(a).await,
         Command::Nodes(a) => nodes::run(a).await,
+        Command::Keys(a) => keys::run(a).await,
         Command::Run(a) => run::run(a).await,
         Command::Pub(a) => pubsub::run_pub(a).await,
         Command::Sub(a) => pubsub::run_sub(a).await,

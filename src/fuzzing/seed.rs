@@ -5,8 +5,9 @@ use bytes::Bytes;
 
 use super::wire::gossip_seeds;
 use crate::proto::codec::encode_frame;
+use crate::proto::crypto::Initiator;
 use crate::proto::datagram::{cluster_tag, seal, Kind, Stamp};
-use crate::proto::handshake::{proof, Side, NONCE_LEN};
+use crate::proto::handshake::{prologue, NONCE_LEN};
 use crate::proto::publish_frame::{encode_publish, PublishRef};
 use crate::proto::wire::{Auth, Call, Cancel, Frame, Hello, Refused, PROTOCOL_VERSION};
 
@@ -51,7 +52,7 @@ fn frames() -> Vec<Vec<u8>> {
         answer: Some("g"),
     });
     let mut list: Vec<Vec<u8>> = [
-        Frame::Hello(hello(false, None)),
+        Frame::Hello(hello(false, 9, 2)),
         call,
         Frame::Cancel(Cancel { id: 9 }),
         Frame::Refused(Refused {
@@ -70,29 +71,34 @@ fn frames() -> Vec<Vec<u8>> {
     list
 }
 
-fn hello(auth: bool, proof: Option<Vec<u8>>) -> Hello {
+fn hello(auth: bool, nonce: u8, node_id: u64) -> Hello {
     Hello {
         protocol: PROTOCOL_VERSION,
         cluster: "fuzz".into(),
-        node_id: 2,
-        name: "dialer".into(),
+        node_id,
+        name: if node_id == 2 { "dialer" } else { "listener" }.into(),
         role: "node".into(),
         host_id: "host".into(),
         listen_port: 7701,
         resources: vec!["gpu".into()],
-        nonce: vec![9; NONCE_LEN],
+        nonce: vec![nonce; NONCE_LEN],
         auth,
-        proof,
     }
 }
 
-/// A dialer's hello (and with a secret its right `Auth`), after the target's flag byte.
+/// A dialer's hello (and with a secret its key-exchange message, made with the target's
+/// key and bound to both hellos), after the target's flag byte.
 fn handshakes() -> Vec<Vec<u8>> {
-    let (dn, ln) = (vec![9; NONCE_LEN], vec![7; NONCE_LEN]);
-    let right = proof(b"fuzz-secret", Side::Dialer, &dn, &ln, "fuzz");
-    let plain = encode_frame(&Frame::Hello(hello(false, None))).expect("encodes");
-    let authed = encode_frame(&Frame::Hello(hello(true, None))).expect("encodes");
-    let auth = encode_frame(&Frame::Auth(Auth { proof: right })).expect("encodes");
+    let dialer = hello(true, 9, 2);
+    // The prologue binds every field of both hellos: the seed's exchange is made against
+    // the target's own hello exactly.
+    let mut listener = hello(true, 7, 1);
+    listener.listen_port = 7700;
+    listener.resources = vec![];
+    let (_, first) = Initiator::start(b"fuzz-secret", "fuzz", &prologue(&dialer, &listener));
+    let plain = encode_frame(&Frame::Hello(hello(false, 9, 2))).expect("encodes");
+    let authed = encode_frame(&Frame::Hello(dialer)).expect("encodes");
+    let auth = encode_frame(&Frame::Auth(Auth { message: first })).expect("encodes");
     vec![
         [&[0u8][..], &plain].concat(),
         [&[1u8][..], &authed, &auth].concat(),

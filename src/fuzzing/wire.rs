@@ -9,8 +9,10 @@ use tokio_util::codec::Decoder;
 
 use super::input::Input;
 use crate::proto::codec::{encode_frame, FrameCodec};
+use crate::proto::crypto::{respond, Initiator};
 use crate::proto::datagram::{cluster_tag, open, outside_clock_window, seal, Kind, Stamp};
-use crate::proto::handshake::{check_hello, proof, verify, Side, NONCE_LEN};
+use crate::proto::handshake::{check_hello, prologue, NONCE_LEN};
+use crate::proto::keyring::Keyring;
 use crate::proto::member::Member;
 use crate::proto::membership::{lan_config, Membership, MAX_PACKET};
 use crate::proto::publish_frame::{encode_publish, PublishRef};
@@ -112,16 +114,17 @@ fn my_hello(auth: bool) -> Hello {
         resources: vec![],
         nonce: vec![7; NONCE_LEN],
         auth,
-        proof: None,
     }
 }
 
 const SECRET: &[u8] = b"fuzz-secret";
 
 /// The listener's side of a handshake over the dialer's byte stream: its hello is checked
-/// (the check is symmetric: two nodes agree whether they may talk), then with a secret its
-/// `Auth` proof, which verifies exactly when it is the right HMAC; our own proof verifies
-/// on the dialer's side.
+/// (the check is symmetric: two nodes agree whether they may talk); with a secret, its
+/// key-exchange message is answered only if it opens with our key and is bound to both
+/// hellos, and an exchange made with the right key and hellos always completes; what is
+/// left of the input, read as encrypted records, never opens under a key it was not
+/// sealed with, and sealed under a session key it opens to itself.
 pub fn handshake(data: &[u8]) {
     let mut input = Input::new(data);
     let auth = input.byte() & 1 == 1;
@@ -135,36 +138,60 @@ pub fn handshake(data: &[u8]) {
     if ok.is_err() || !auth {
         return;
     }
-    let (dn, ln, c) = (&peer.nonce, &mine.nonce, &mine.cluster);
-    let ours = proof(SECRET, Side::Listener, dn, ln, c);
-    assert!(verify(SECRET, Side::Listener, dn, ln, c, &ours));
-    if let Some(p) = &peer.proof {
-        assert_eq!(verify(SECRET, Side::Listener, dn, ln, c, p), *p == ours);
+    let bound = prologue(&peer, &mine);
+    let keys = [SECRET.to_vec()];
+    let (init, first) = Initiator::start(SECRET, &mine.cluster, &bound);
+    let (mut theirs, answer, key) =
+        respond(&keys, &mine.cluster, &bound, &first).expect("the right key exchange opens");
+    assert_eq!(key, 0);
+    let mut ours = init.finish(&answer).expect("the right answer completes");
+    let Some(Frame::Auth(a)) = frames.next() else {
+        return;
+    };
+    // Anything may or may not open (a seed is a real exchange); it must never panic.
+    let _ = respond(&keys, &mine.cluster, &bound, &a.message);
+    // The message as records: nothing opens under a session it was not sealed with.
+    let mut src = BytesMut::from(&a.message[..]);
+    let mut plain = BytesMut::new();
+    assert!(
+        !matches!(theirs.open.open(&mut src, &mut plain), Ok(true)),
+        "a record opened that was never sealed"
+    );
+    // Sealed by one end, it opens at the other to the same bytes.
+    let mut sealed = BytesMut::new();
+    ours.seal.seal(&a.message, &mut sealed).expect("seals");
+    let mut plain = BytesMut::new();
+    while !sealed.is_empty() {
+        assert!(theirs.open.open(&mut sealed, &mut plain).expect("opens"));
     }
-    if let Some(Frame::Auth(a)) = frames.next() {
-        let right = proof(SECRET, Side::Dialer, dn, ln, c);
-        assert_eq!(
-            verify(SECRET, Side::Dialer, dn, ln, c, &a.proof),
-            a.proof == right
-        );
-    }
+    assert_eq!(&plain[..], &a.message[..]);
 }
 
 /// The receiver's clock in the datagram target.
 const NOW: u64 = 1_700_000_000_000;
 
-/// UDP datagrams: what opens reseals to the very same bytes; what we seal opens to what
-/// was sealed, and with a secret no changed or truncated copy opens; the replay window
-/// accepts no (sender, counter) twice.
+/// UDP datagrams: what opens reseals to what opens the same (and without a secret, to the
+/// very same bytes: sealed gossip draws a fresh nonce); what we seal opens to what was
+/// sealed, and with a secret no changed or truncated copy opens; the replay window accepts
+/// no (sender, counter) twice.
 pub fn datagram(data: &[u8]) {
     let mut input = Input::new(data);
     let flags = input.byte();
-    let secret = (flags & 1 == 1).then_some(SECRET);
+    let ring = Keyring::single(SECRET);
+    let keys = (flags & 1 == 1).then_some(&ring);
+    let secret = keys.map(|_| SECRET);
     let tag = cluster_tag("fuzz");
     let packet = input.part(255);
-    if let Ok(d) = open(packet, &tag, secret, NOW) {
-        let again = seal(d.kind, &tag, secret, d.sent_ms, d.stamp, d.payload);
-        assert_eq!(again, packet, "an opened datagram reseals to itself");
+    if let Ok(d) = open(packet, &tag, keys, NOW) {
+        let again = seal(d.kind, &tag, secret, d.sent_ms, d.stamp, &d.payload);
+        if secret.is_none() {
+            assert_eq!(again, packet, "an opened datagram reseals to itself");
+        }
+        let re = open(&again, &tag, keys, NOW).expect("a resealed datagram opens");
+        assert_eq!(
+            (re.kind, re.stamp, re.sent_ms, &re.payload[..]),
+            (d.kind, d.stamp, d.sent_ms, &d.payload[..])
+        );
     }
     let kind = if flags & 2 == 0 {
         Kind::Gossip
@@ -180,21 +207,21 @@ pub fn datagram(data: &[u8]) {
     let ops = input.part(255);
     let payload = input.rest();
     let sealed = seal(kind, &tag, secret, NOW, stamp, payload);
-    let d = open(&sealed, &tag, secret, NOW).expect("what we seal opens");
+    let d = open(&sealed, &tag, keys, NOW).expect("what we seal opens");
     assert_eq!(
-        (d.kind, d.stamp, d.sent_ms, d.payload),
+        (d.kind, d.stamp, d.sent_ms, &d.payload[..]),
         (kind, stamp, NOW, payload)
     );
     if secret.is_some() {
         let mut changed = sealed.clone();
         changed[flip % sealed.len()] ^= 0x01;
         assert!(
-            open(&changed, &tag, secret, NOW).is_err(),
+            open(&changed, &tag, keys, NOW).is_err(),
             "a changed datagram"
         );
         let short = &sealed[..sealed.len() - 1 - flip % sealed.len()];
         assert!(
-            open(short, &tag, secret, NOW).is_err(),
+            open(short, &tag, keys, NOW).is_err(),
             "a truncated datagram"
         );
     }

@@ -92,6 +92,9 @@ pub(crate) async fn commands(
     opts: &Options,
 ) -> Result<Json, Fault> {
     let mut wf = workflow_of(&mut cmds)?;
+    for cmd in &wf.cmds {
+        keyring_refused(&cmd.fun)?;
+    }
     if wf.cmds.len() == 1 && !opts.all {
         let cmd = wf.cmds.remove(0);
         let scope = scope_of(&cmd, opts.scope)?;
@@ -178,12 +181,25 @@ pub(crate) struct One<'a> {
     pub timeout: Duration,
 }
 
+/// The keyring built-ins are not for gateway clients: a bearer token (or none, on
+/// loopback) must not become a way to install or remove the cluster's keys.
+fn keyring_refused(fun: &str) -> Result<(), Fault> {
+    if crate::keys::is_keys(fun) {
+        return Err(Fault::hidden(format!(
+            "`{fun}` is not callable through the gateway: change the keyring with `mpreg keys` \
+             and a key of the cluster"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs one call for `caller`; its result.
 pub(crate) async fn call(
     shared: &Arc<Shared>,
     caller: &Caller,
     one: One<'_>,
 ) -> Result<Value, Fault> {
+    keyring_refused(one.fun)?;
     let inv = Invocation {
         fun: one.fun.to_string(),
         args: encode(&one.args),

@@ -1,4 +1,6 @@
 //! Length-delimited framing: a 4-byte big-endian body length, then a MessagePack body.
+//! With a shared secret the frames travel inside encrypted records once the key exchange
+//! is done ([`FrameCodec::decrypt_with`], `proto::crypto`).
 //!
 //! Written as a `tokio_util` codec by hand (rather than `LengthDelimitedCodec` + a second
 //! pass) so that the errors can say exactly what was wrong — the announced length and the
@@ -7,6 +9,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
+use super::crypto::{CryptoError, Opener};
 use super::publish_frame::decode_publish;
 use super::wire::Frame;
 
@@ -30,6 +33,9 @@ pub enum FrameError {
     /// The body is not a MessagePack frame this protocol knows.
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// An encrypted record was refused.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
 }
 
 /// Encodes `frame` with its length prefix, ready to be written to a socket.
@@ -59,11 +65,12 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, FrameError> {
 }
 
 /// Decoder half of the framing, bounded by `max_frame`.
-#[derive(Debug, Clone)]
 pub struct FrameCodec {
     max_frame: usize,
     /// Bytes of whole frames decoded so far, headers included.
     consumed: u64,
+    /// Once the key exchange is done: the record cipher, and the frames decrypted so far.
+    sealed: Option<(Opener, BytesMut)>,
 }
 
 impl FrameCodec {
@@ -72,7 +79,18 @@ impl FrameCodec {
         FrameCodec {
             max_frame,
             consumed: 0,
+            sealed: None,
         }
+    }
+
+    /// From the next byte on, the stream is encrypted records opened with `opener`.
+    pub fn decrypt_with(&mut self, opener: Opener) {
+        self.sealed = Some((opener, BytesMut::new()));
+    }
+
+    /// Whether frames arrive encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.sealed.is_some()
     }
 
     /// Bytes of whole frames decoded so far, headers included (a connection's bytes in).
@@ -105,6 +123,29 @@ impl Decoder for FrameCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        let Some((mut opener, mut plain)) = self.sealed.take() else {
+            return self.decode_plain(src);
+        };
+        // Frames already decrypted first; then one record at a time, only as many as it
+        // takes to complete a frame (so the plaintext buffer stays near one frame).
+        let out = loop {
+            match self.decode_plain(&mut plain) {
+                Ok(None) => {}
+                other => break other,
+            }
+            match opener.open(src, &mut plain) {
+                Ok(true) => {}
+                Ok(false) => break Ok(None),
+                Err(e) => break Err(FrameError::Crypto(e).into()),
+            }
+        };
+        self.sealed = Some((opener, plain));
+        out
+    }
+}
+
+impl FrameCodec {
+    fn decode_plain(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
         match self.check(src)? {
             None => {
                 if src.len() >= HEADER_LEN {

@@ -2,18 +2,34 @@
 //!
 //! ```text
 //! 0..4    magic "MPRG"
-//! 4       format version (2)
+//! 4       format version: 3 for gossip with a secret (encrypted), 2 otherwise
 //! 5       kind (see [`Kind`])
 //! 6..14   cluster tag: the first 8 bytes of SHA-256(cluster id)
 //! 14..22  sender's clock, ms since the Unix epoch (clock window when authenticated)
 //! 22..30  sender id: the node id of a member, a random id of a client
 //! 30..38  sender's counter: grows by one with every datagram of that sender and kind
 //! 38..46  destination id: the node id the datagram is for, 0 for "whoever receives it"
+//! 46..    payload — without a secret
+//!
+//! gossip with a shared secret (version 3):
+//! 46..70  random nonce                       ┐ the payload encrypted with
+//! 70..    payload, encrypted                 │ XChaCha20-Poly1305, the header
+//! last 16 tag                                ┘ authenticated with it
+//!
+//! beacons with a shared secret (version 2):
 //! 46..    payload
-//! last 16 HMAC-SHA256(secret, everything before it), truncated — only with a shared secret
+//! last 16 HMAC-SHA256(secret, "mpreg-datagram-v2" ‖ everything before it), truncated
 //! ```
 //! The cluster tag keeps clusters apart even without a secret; the tag is checked before
-//! anything is decoded, so a datagram of another cluster costs almost nothing.
+//! anything is decoded, so a datagram of another cluster costs almost nothing. The gossip
+//! key is derived from the secret and the cluster tag (`proto::crypto::DatagramKey`); the
+//! header stays in clear (it holds no name) so that a receiver can drop another cluster's
+//! datagram before decrypting it.
+//!
+//! Beacons are authenticated, not encrypted: they carry only what the clear TCP hello shows
+//! as well (a member's name, role, host, address, gateway address), so encrypting them
+//! would hide nothing, and keeping their format lets clients in other languages (the
+//! stdlib-only Python client) discover a cluster with a secret.
 //!
 //! With a secret, a datagram is accepted at most once ([`open_checked`]): it must be
 //! inside the clock window ([`REPLAY_WINDOW_MS`]), its (sender, counter) must be new to the
@@ -25,26 +41,35 @@
 //! Without a secret nothing is authenticated: anyone can forge any header, so the ids,
 //! counters and clock are not checked at all and replays are not detected.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
+
+use crate::proto::crypto::{DatagramKey, AEAD_TAG, DATAGRAM_NONCE};
+use crate::proto::keyring::Keyring;
 
 pub use crate::proto::replay::ReplayWindow;
 
 /// First bytes of every datagram.
 pub const MAGIC: &[u8; 4] = b"MPRG";
-/// Envelope format version.
+/// Envelope format version of beacons, and of gossip without a secret.
 pub const VERSION: u8 = 2;
+/// Envelope format version of gossip with a secret (encrypted).
+pub const VERSION_SEALED: u8 = 3;
+/// Bytes of a beacon's truncated HMAC tag (with a secret).
+pub const TAG_LEN: usize = 16;
+
+/// Domain separation of the beacons' HMAC.
+const HMAC_CONTEXT: &[u8] = b"mpreg-datagram-v2";
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 46;
-/// Bytes of the truncated HMAC tag.
-pub const TAG_LEN: usize = 16;
+/// Bytes a shared secret adds to a gossip datagram: nonce and tag.
+pub const SEAL_LEN: usize = DATAGRAM_NONCE + AEAD_TAG;
 /// An authenticated datagram older or newer than this (sender's clock vs ours) is dropped.
 pub const REPLAY_WINDOW_MS: u64 = 5 * 60 * 1000;
 /// Destination id of a datagram for whoever receives it.
 pub const ANYONE: u64 = 0;
-
-/// Domain separation of the HMAC (one per envelope format).
-const HMAC_CONTEXT: &[u8] = b"mpreg-datagram-v2";
 
 /// What a datagram carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +89,8 @@ pub enum Reject {
     /// From another cluster.
     #[error("datagram from another cluster")]
     OtherCluster,
-    /// Missing or wrong HMAC tag, or outside the clock window.
+    /// Does not decrypt with our key (altered, or another secret), or outside the clock
+    /// window.
     #[error("unauthenticated datagram")]
     Unauthenticated,
     /// Authentic but not new: a counter already accepted or older than the replay window,
@@ -85,7 +111,7 @@ pub struct Stamp {
 }
 
 /// A datagram that passed [`open`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened<'a> {
     /// What it carries.
     pub kind: Kind,
@@ -93,8 +119,8 @@ pub struct Opened<'a> {
     pub stamp: Stamp,
     /// The sender's clock.
     pub sent_ms: u64,
-    /// The payload.
-    pub payload: &'a [u8],
+    /// The payload (decrypted, with a secret).
+    pub payload: Cow<'a, [u8]>,
 }
 
 /// Whether a datagram stamped `sent_ms` is outside the clock window at `now_ms`. The
@@ -119,6 +145,36 @@ fn mac(secret: &[u8], data: &[u8]) -> Hmac<Sha256> {
     m
 }
 
+thread_local! {
+    /// The datagram keys last derived on this thread, with the secrets and cluster they
+    /// came from: deriving (HKDF) costs more than decrypting a datagram, and the keys
+    /// change only with the keyring.
+    static DERIVED: std::cell::RefCell<Option<Derived>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Secrets, cluster tag, and the datagram keys derived from them.
+type Derived = (Vec<Vec<u8>>, [u8; 8], Vec<DatagramKey>);
+
+/// Runs `f` with the datagram keys of `secrets` in `cluster`, derived once per change.
+fn with_keys<R>(secrets: &[Vec<u8>], cluster: &[u8; 8], f: impl FnOnce(&[DatagramKey]) -> R) -> R {
+    DERIVED.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        let fresh = match &*cached {
+            Some((s, c, _)) => s.as_slice() != secrets || c != cluster,
+            None => true,
+        };
+        if fresh {
+            let keys = secrets
+                .iter()
+                .map(|k| DatagramKey::new(k, cluster))
+                .collect();
+            *cached = Some((secrets.to_vec(), *cluster, keys));
+        }
+        let (_, _, keys) = cached.as_ref().expect("just filled");
+        f(keys)
+    })
+}
+
 fn u64_at(data: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(data[at..at + 8].try_into().expect("8 bytes"))
 }
@@ -132,32 +188,46 @@ pub fn seal(
     stamp: Stamp,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + SEAL_LEN);
+    let sealed = secret.is_some() && kind == Kind::Gossip;
     out.extend_from_slice(MAGIC);
-    out.push(VERSION);
+    out.push(if sealed { VERSION_SEALED } else { VERSION });
     out.push(kind as u8);
     out.extend_from_slice(cluster);
     out.extend_from_slice(&now_ms.to_be_bytes());
     out.extend_from_slice(&stamp.sender.to_be_bytes());
     out.extend_from_slice(&stamp.counter.to_be_bytes());
     out.extend_from_slice(&stamp.to.to_be_bytes());
-    out.extend_from_slice(payload);
-    if let Some(s) = secret {
-        let full = mac(s, &out).finalize().into_bytes();
-        out.extend_from_slice(&full[..TAG_LEN]);
+    match secret {
+        None => out.extend_from_slice(payload),
+        Some(s) if sealed => {
+            let header = out.clone();
+            with_keys(&[s.to_vec()], cluster, |k| {
+                k[0].seal(&header, payload, &mut out)
+            });
+        }
+        Some(s) => {
+            out.extend_from_slice(payload);
+            let full = mac(s, &out).finalize().into_bytes();
+            out.extend_from_slice(&full[..TAG_LEN]);
+        }
     }
     out
 }
 
-/// Checks a received datagram's format, cluster, and (with a secret) its HMAC and clock.
-/// Does not detect replays: receivers use [`open_checked`].
+/// Checks a received datagram's format, cluster, and (with secrets) its clock, and decrypts
+/// it with whichever key of `secret` it was sealed with. Does not detect replays: receivers
+/// use [`open_checked`].
 pub fn open<'a>(
     data: &'a [u8],
     cluster: &[u8; 8],
-    secret: Option<&[u8]>,
+    secret: Option<&Keyring>,
     now_ms: u64,
 ) -> Result<Opened<'a>, Reject> {
-    if data.len() < HEADER_LEN || &data[..4] != MAGIC || data[4] != VERSION {
+    if data.len() < HEADER_LEN
+        || &data[..4] != MAGIC
+        || !matches!(data[4], VERSION | VERSION_SEALED)
+    {
         return Err(Reject::Malformed);
     }
     let kind = match data[5] {
@@ -168,24 +238,42 @@ pub fn open<'a>(
     if &data[6..14] != cluster {
         return Err(Reject::OtherCluster);
     }
-    let signed = match secret {
-        None => data,
-        Some(s) => {
-            if data.len() < HEADER_LEN + TAG_LEN {
-                return Err(Reject::Unauthenticated);
-            }
-            let (signed, t) = data.split_at(data.len() - TAG_LEN);
-            // Constant-time comparison of the truncated tag.
-            mac(s, signed)
-                .verify_truncated_left(t)
-                .map_err(|_| Reject::Unauthenticated)?;
-            signed
-        }
-    };
     let sent_ms = u64_at(data, 14);
-    if secret.is_some() && outside_clock_window(sent_ms, now_ms) {
+    let (header, body) = data.split_at(HEADER_LEN);
+    // Sealed exactly when the receiver expects it: gossip under a secret.
+    let want_sealed = secret.is_some() && kind == Kind::Gossip;
+    if (data[4] == VERSION_SEALED) != want_sealed {
         return Err(Reject::Unauthenticated);
     }
+    let payload = match secret {
+        None => Cow::Borrowed(body),
+        Some(s) => {
+            // The clock first: it costs nothing, decrypting does.
+            if outside_clock_window(sent_ms, now_ms) {
+                return Err(Reject::Unauthenticated);
+            }
+            if want_sealed {
+                let plain = with_keys(s.keys(), cluster, |keys| {
+                    keys.iter().find_map(|k| k.open(header, body))
+                });
+                Cow::Owned(plain.ok_or(Reject::Unauthenticated)?)
+            } else {
+                if body.len() < TAG_LEN {
+                    return Err(Reject::Unauthenticated);
+                }
+                let (signed, t) = data.split_at(data.len() - TAG_LEN);
+                // Constant-time comparison of the truncated tag, with each key held.
+                let ok = s
+                    .keys()
+                    .iter()
+                    .any(|k| mac(k, signed).verify_truncated_left(t).is_ok());
+                if !ok {
+                    return Err(Reject::Unauthenticated);
+                }
+                Cow::Borrowed(&signed[HEADER_LEN..])
+            }
+        }
+    };
     Ok(Opened {
         kind,
         stamp: Stamp {
@@ -194,7 +282,7 @@ pub fn open<'a>(
             to: u64_at(data, 38),
         },
         sent_ms,
-        payload: &signed[HEADER_LEN..],
+        payload,
     })
 }
 
@@ -203,7 +291,7 @@ pub fn open<'a>(
 pub fn open_checked<'a>(
     data: &'a [u8],
     cluster: &[u8; 8],
-    secret: Option<&[u8]>,
+    secret: Option<&Keyring>,
     now_ms: u64,
     kind: Kind,
     me: u64,
@@ -246,13 +334,13 @@ mod tests {
         let d = seal(Kind::Gossip, &c, None, NOW, stamp(1, ME), b"hello");
         let o = open(&d, &c, None, NOW).unwrap();
         assert_eq!(
-            (o.kind, o.payload, o.stamp),
+            (o.kind, &*o.payload, o.stamp),
             (Kind::Gossip, &b"hello"[..], stamp(1, ME))
         );
         let d = seal(Kind::Beacon, &c, Some(b"s"), NOW, stamp(7, ANYONE), b"hi");
-        let o = open(&d, &c, Some(b"s"), NOW + 1000).unwrap();
+        let o = open(&d, &c, Some(&Keyring::single(b"s")), NOW + 1000).unwrap();
         assert_eq!(
-            (o.kind, o.payload, o.sent_ms),
+            (o.kind, &*o.payload, o.sent_ms),
             (Kind::Beacon, &b"hi"[..], NOW)
         );
         assert_eq!(o.stamp, stamp(7, ANYONE));
@@ -263,19 +351,32 @@ mod tests {
         let c = cluster_tag("lab");
         let d = seal(Kind::Gossip, &c, Some(b"s"), NOW, stamp(0, ME), b"x");
         assert_eq!(
-            open(&d, &cluster_tag("other"), Some(b"s"), NOW),
+            open(&d, &cluster_tag("other"), Some(&Keyring::single(b"s")), NOW),
             Err(Reject::OtherCluster)
         );
-        assert_eq!(open(&d, &c, Some(b"t"), NOW), Err(Reject::Unauthenticated));
         assert_eq!(
-            open(&d, &c, Some(b"s"), NOW + REPLAY_WINDOW_MS + 1),
+            open(&d, &c, Some(&Keyring::single(b"t")), NOW),
             Err(Reject::Unauthenticated)
         );
         assert_eq!(
-            open(&d, &c, Some(b"s"), NOW - REPLAY_WINDOW_MS - 1),
+            open(
+                &d,
+                &c,
+                Some(&Keyring::single(b"s")),
+                NOW + REPLAY_WINDOW_MS + 1
+            ),
             Err(Reject::Unauthenticated)
         );
-        assert!(open(&d, &c, Some(b"s"), NOW + REPLAY_WINDOW_MS).is_ok());
+        assert_eq!(
+            open(
+                &d,
+                &c,
+                Some(&Keyring::single(b"s")),
+                NOW - REPLAY_WINDOW_MS - 1
+            ),
+            Err(Reject::Unauthenticated)
+        );
+        assert!(open(&d, &c, Some(&Keyring::single(b"s")), NOW + REPLAY_WINDOW_MS).is_ok());
         let unsigned = seal(
             Kind::Gossip,
             &c,
@@ -285,23 +386,97 @@ mod tests {
             b"xxxxxxxxxxxxxxxxxxxx",
         );
         assert_eq!(
-            open(&unsigned, &c, Some(b"s"), NOW),
+            open(&unsigned, &c, Some(&Keyring::single(b"s")), NOW),
             Err(Reject::Unauthenticated)
         );
         assert_eq!(
             open(&[b"GET / HTTP/1.1\r\n".as_slice(); 4].concat(), &c, None, 0),
             Err(Reject::Malformed)
         );
-        // Every header field is covered by the HMAC: sender, counter, destination...
-        for at in [14, 22, 30, 38, HEADER_LEN] {
+        // Every header field is authenticated with the payload: sender, counter,
+        // destination, and the nonce and ciphertext themselves.
+        for at in [21, 22, 30, 38, HEADER_LEN, d.len() - 20, d.len() - 1] {
             let mut tampered = d.clone();
             tampered[at] ^= 1;
             assert_eq!(
-                open(&tampered, &c, Some(b"s"), NOW),
+                open(&tampered, &c, Some(&Keyring::single(b"s")), NOW),
                 Err(Reject::Unauthenticated),
                 "byte {at}"
             );
         }
+    }
+
+    #[test]
+    fn with_a_secret_the_payload_is_not_in_clear() {
+        let c = cluster_tag("lab");
+        let secret_payload = b"member sensor-7 at 10.0.0.7";
+        let clear = seal(Kind::Gossip, &c, None, NOW, stamp(1, ME), secret_payload);
+        let sealed = seal(
+            Kind::Gossip,
+            &c,
+            Some(b"s"),
+            NOW,
+            stamp(1, ME),
+            secret_payload,
+        );
+        let contains = |d: &[u8]| d.windows(secret_payload.len()).any(|w| w == secret_payload);
+        assert!(contains(&clear), "the check is real");
+        assert!(!contains(&sealed));
+        assert_eq!(sealed.len(), clear.len() + SEAL_LEN);
+        // Two datagrams of the same payload differ (random nonce).
+        let again = seal(
+            Kind::Gossip,
+            &c,
+            Some(b"s"),
+            NOW,
+            stamp(1, ME),
+            secret_payload,
+        );
+        assert_ne!(sealed[HEADER_LEN..], again[HEADER_LEN..]);
+    }
+
+    #[test]
+    fn any_key_of_the_ring_opens_only_the_primary_seals() {
+        let c = cluster_tag("lab");
+        let d = seal(Kind::Gossip, &c, Some(b"new"), NOW, stamp(1, ME), b"x");
+        let both = Keyring::new(vec![b"old".to_vec(), b"new".to_vec()]).unwrap();
+        assert_eq!(&*open(&d, &c, Some(&both), NOW).unwrap().payload, b"x");
+        assert_eq!(
+            open(&d, &c, Some(&Keyring::single(b"old")), NOW),
+            Err(Reject::Unauthenticated)
+        );
+    }
+
+    #[test]
+    fn beacons_keep_the_version_2_hmac_format_that_other_languages_speak() {
+        let c = cluster_tag("lab");
+        let d = seal(
+            Kind::Beacon,
+            &c,
+            Some(b"new"),
+            NOW,
+            stamp(1, ANYONE),
+            b"probe",
+        );
+        assert_eq!(d[4], VERSION);
+        let (signed, tag) = d.split_at(d.len() - TAG_LEN);
+        assert_eq!(&signed[HEADER_LEN..], b"probe");
+        let full = mac(b"new", signed).finalize().into_bytes();
+        assert_eq!(tag, &full[..TAG_LEN]);
+        // Any key of the ring verifies it; a ring without its key does not.
+        let both = Keyring::new(vec![b"old".to_vec(), b"new".to_vec()]).unwrap();
+        assert!(open(&d, &c, Some(&both), NOW).is_ok());
+        let old = Keyring::single(b"old");
+        assert_eq!(open(&d, &c, Some(&old), NOW), Err(Reject::Unauthenticated));
+        // Gossip under a secret is version 3; each is refused where the other is expected.
+        let g = seal(Kind::Gossip, &c, Some(b"new"), NOW, stamp(2, ME), b"swim");
+        assert_eq!(g[4], VERSION_SEALED);
+        assert_eq!(open(&g, &c, None, NOW), Err(Reject::Unauthenticated));
+        let clear = seal(Kind::Gossip, &c, None, NOW, stamp(3, ME), b"swim");
+        assert_eq!(
+            open(&clear, &c, Some(&both), NOW),
+            Err(Reject::Unauthenticated)
+        );
     }
 
     #[test]
@@ -314,7 +489,16 @@ mod tests {
 
     fn checked(d: &[u8], w: &mut ReplayWindow, now: u64) -> Result<u64, Reject> {
         let c = cluster_tag("lab");
-        open_checked(d, &c, Some(b"s"), now, Kind::Gossip, ME, w).map(|o| o.stamp.counter)
+        open_checked(
+            d,
+            &c,
+            Some(&Keyring::single(b"s")),
+            now,
+            Kind::Gossip,
+            ME,
+            w,
+        )
+        .map(|o| o.stamp.counter)
     }
 
     fn sealed(counter: u64, to: u64, at: u64) -> Vec<u8> {

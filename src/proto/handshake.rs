@@ -1,65 +1,22 @@
-//! Mutual authentication with a shared secret: each side proves knowledge of the secret by
-//! an HMAC-SHA256 over both nonces, the cluster id and a role label, so a proof can be
-//! neither replayed on another connection nor reflected back to its sender.
+//! What both sides of a new connection check in each other's hello, and what the key
+//! exchange (with a shared secret, `proto::crypto`) binds: both hellos as sent.
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use crate::proto::codec::encode_frame;
+use crate::proto::wire::{Frame, Hello};
 
-use crate::proto::wire::Hello;
-
-/// Bytes of each side's random challenge.
+/// Bytes of each side's random hello nonce.
 pub const NONCE_LEN: usize = 32;
 
-/// Which side of the handshake a proof belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The side that opened the TCP connection.
-    Dialer,
-    /// The side that accepted it.
-    Listener,
-}
-
-/// HMAC proof for `side` over `(dialer_nonce, listener_nonce, cluster)`.
-pub fn proof(
-    secret: &[u8],
-    side: Side,
-    dialer_nonce: &[u8],
-    listener_nonce: &[u8],
-    cluster: &str,
-) -> Vec<u8> {
-    mac(secret, side, dialer_nonce, listener_nonce, cluster)
-        .finalize()
-        .into_bytes()
-        .to_vec()
-}
-
-/// Checks `candidate` in constant time.
-pub fn verify(
-    secret: &[u8],
-    side: Side,
-    dialer_nonce: &[u8],
-    listener_nonce: &[u8],
-    cluster: &str,
-    candidate: &[u8],
-) -> bool {
-    mac(secret, side, dialer_nonce, listener_nonce, cluster)
-        .verify_slice(candidate)
-        .is_ok()
-}
-
-fn mac(secret: &[u8], side: Side, dn: &[u8], ln: &[u8], cluster: &str) -> Hmac<Sha256> {
-    let mut m =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("hmac takes any key length");
-    m.update(b"mpreg-v1 ");
-    m.update(match side {
-        Side::Dialer => b"dialer",
-        Side::Listener => b"listen",
-    });
-    for part in [dn, ln, cluster.as_bytes()] {
-        m.update(&(part.len() as u32).to_be_bytes());
-        m.update(part);
+/// The Noise prologue of a connection: the dialer's hello, then the listener's, encoded as
+/// on the wire (re-encoding a decoded hello gives the same bytes). A hello altered in
+/// transit makes the key exchange fail.
+pub fn prologue(dialer: &Hello, listener: &Hello) -> Vec<u8> {
+    let mut out = b"mpreg-v3 hellos ".to_vec();
+    for h in [dialer, listener] {
+        let bytes = encode_frame(&Frame::Hello(h.clone())).unwrap_or_default();
+        out.extend_from_slice(&bytes);
     }
-    m
+    out
 }
 
 /// Checks a peer's hello against our own parameters; `Err` is the refusal reason, phrased
@@ -101,13 +58,20 @@ mod tests {
     use crate::proto::wire::PROTOCOL_VERSION;
 
     #[test]
-    fn proofs_verify_and_differ_by_side() {
-        let (d, l) = ([1u8; 32], [2u8; 32]);
-        let p = proof(b"s3cret", Side::Dialer, &d, &l, "c");
-        assert!(verify(b"s3cret", Side::Dialer, &d, &l, "c", &p));
-        assert!(!verify(b"s3cret", Side::Listener, &d, &l, "c", &p));
-        assert!(!verify(b"other", Side::Dialer, &d, &l, "c", &p));
-        assert!(!verify(b"s3cret", Side::Dialer, &d, &l, "c2", &p));
+    fn the_prologue_is_what_was_sent_and_changes_with_either_hello() {
+        let (d, l) = (hello("a", PROTOCOL_VERSION), hello("a", PROTOCOL_VERSION));
+        let p = prologue(&d, &l);
+        // A decoded hello encodes to the bytes that were sent.
+        let sent = encode_frame(&Frame::Hello(d.clone())).unwrap();
+        let got = match crate::proto::codec::decode_body(&sent[4..]).unwrap() {
+            Frame::Hello(h) => h,
+            _ => unreachable!(),
+        };
+        assert_eq!(prologue(&got, &l), p);
+        let mut altered = l.clone();
+        altered.listen_port = 1;
+        assert_ne!(prologue(&d, &altered), p);
+        assert_ne!(prologue(&l, &d), prologue(&d, &altered));
     }
 
     fn hello(cluster: &str, protocol: u32) -> Hello {
@@ -122,7 +86,6 @@ mod tests {
             resources: vec![],
             nonce: vec![],
             auth: false,
-            proof: None,
         }
     }
 

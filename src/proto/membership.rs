@@ -36,8 +36,9 @@ use crate::proto::member::Member;
 /// A membership timer; opaque to the shell, which only schedules it.
 pub type Timer = foca::Timer<Member>;
 
-/// Largest gossip datagram payload (fits an Ethernet MTU with our envelope and IP/UDP).
-pub const MAX_PACKET: usize = 1400;
+/// Largest gossip datagram payload: with our envelope (46 bytes, plus 40 of nonce and
+/// tag with a secret) and IP/UDP (28) it fits an Ethernet MTU of 1500 bytes.
+pub const MAX_PACKET: usize = 1376;
 
 /// A change in the membership view.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,17 +12,16 @@ use serde::{Deserialize, Serialize};
 use crate::function::FnSpec;
 
 /// Version of this wire protocol; a peer speaking another version is refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// One frame on a connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Frame {
     /// First frame in each direction: who is speaking.
     Hello(Hello),
-    /// Dialer's answer to the listener's HMAC challenge (only with a shared secret).
+    /// A key exchange message (only with a shared secret): the dialer's first, then the
+    /// listener's answer; every frame after it is encrypted (see `proto::crypto`).
     Auth(Auth),
-    /// The listener accepted the dialer's proof (only with a shared secret).
-    Ready,
     /// The sender refuses the connection; it closes right after.
     Refused(Refused),
     /// The sender's full function catalog, sent after the handshake and whenever it changes.
@@ -163,22 +162,20 @@ pub struct Hello {
     /// Resources the speaker offers.
     #[serde(default)]
     pub resources: Vec<String>,
-    /// Random challenge for the peer's HMAC proof.
+    /// Random bytes: two hellos of one node are never the same, so the key exchange,
+    /// which covers both hellos, is unique to its connection.
     #[serde(with = "serde_bytes")]
     pub nonce: Vec<u8>,
-    /// Whether the speaker requires a shared secret.
+    /// Whether the speaker requires a shared secret (and so encryption).
     pub auth: bool,
-    /// Listener only: HMAC proof over both nonces (see `proto::handshake`).
-    #[serde(default, with = "serde_bytes")]
-    pub proof: Option<Vec<u8>>,
 }
 
-/// The dialer's proof that it knows the shared secret.
+/// A Noise handshake message (see `proto::crypto`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Auth {
-    /// HMAC over both nonces with the dialer's label.
+    /// The message, as `snow` writes it.
     #[serde(with = "serde_bytes")]
-    pub proof: Vec<u8>,
+    pub message: Vec<u8>,
 }
 
 /// Why a connection is being refused.
@@ -375,7 +372,6 @@ mod tests {
             result: Err(Failure::busy("full")),
             node: Some("relayed-from".into()),
         }));
-        roundtrip(Frame::Ready);
         roundtrip(Frame::Fence);
         roundtrip(Frame::Handover(u64::MAX));
         roundtrip(Frame::Publish(Publish {

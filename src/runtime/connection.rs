@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Traffic;
 use crate::proto::catalog::PeerCatalog;
 use crate::proto::codec::{encode_frame, FrameCodec};
+use crate::proto::crypto::Sealer;
 use crate::proto::wire::{
     Call, Cancel, CatalogMsg, Failure, FailureKind, Frame, MembersMsg, Refused,
 };
@@ -60,6 +61,14 @@ pub(crate) struct Relay {
     pub route: Option<crate::proto::resolve::Route>,
     /// Host of the original caller, when we relay for someone.
     pub origin_host: Option<String>,
+}
+
+/// The socket a finished handshake hands over: the frame reader (decrypting once a key
+/// exchange was made), the write half, and the cipher of what we send.
+pub(crate) struct Socket {
+    pub frames: FramedRead<OwnedReadHalf, FrameCodec>,
+    pub write: OwnedWriteHalf,
+    pub sealer: Option<Sealer>,
 }
 
 #[derive(Default)]
@@ -130,9 +139,13 @@ impl Connection {
         peer: PeerInfo,
         (dialed, token): (bool, u64),
         catalog: CatalogMsg,
-        frames: FramedRead<OwnedReadHalf, FrameCodec>,
-        write: OwnedWriteHalf,
+        socket: Socket,
     ) -> Arc<Self> {
+        let Socket {
+            frames,
+            write,
+            sealer,
+        } = socket;
         let (out, rx) = Outbound::new();
         #[cfg(unix)]
         let fd = {
@@ -176,7 +189,7 @@ impl Connection {
         shared.counters.connections.fetch_add(1, Ordering::Relaxed);
         let c = conn.clone();
         shared.tasks.spawn(async move {
-            if let Some(why) = c.out.write_loop(rx, write, &c.closed).await {
+            if let Some(why) = c.out.write_loop(rx, write, &c.closed, sealer).await {
                 c.close(why);
             }
         });
@@ -721,7 +734,6 @@ pub(crate) fn frame_name(f: &Frame) -> &'static str {
     match f {
         Frame::Hello(_) => "hello",
         Frame::Auth(_) => "auth",
-        Frame::Ready => "ready",
         Frame::Refused(_) => "refused",
         Frame::Catalog(_) => "catalog",
         Frame::Call(_) => "call",

@@ -82,7 +82,8 @@ fn apply(m: &mut Membership, cmd: Command) {
 
 fn receive(shared: &Shared, wire: &mut Wire, m: &mut Membership, data: &[u8], from: SocketAddr) {
     let c = &shared.counters;
-    let secret = shared.secret.as_deref();
+    let ring = shared.secret.as_ref().map(|k| k.get());
+    let secret = ring.as_deref();
     let opened = datagram::open_checked(
         data,
         &wire.cluster,
@@ -97,7 +98,7 @@ fn receive(shared: &Shared, wire: &mut Wire, m: &mut Membership, data: &[u8], fr
             c.gossip_received.fetch_add(1, Ordering::Relaxed);
             let bytes = &shared.metrics.events.gossip_bytes_received;
             bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-            if let Err(e) = m.handle_data(d.payload) {
+            if let Err(e) = m.handle_data(&d.payload) {
                 tracing::debug!(%from, error = %e, "gossip datagram not accepted");
             }
             return;
@@ -137,10 +138,11 @@ async fn drain(
             to: to_id,
         };
         wire.counter += 1;
+        let ring = shared.secret.as_ref().map(|k| k.get());
         let sealed = datagram::seal(
             Kind::Gossip,
             &wire.cluster,
-            shared.secret.as_deref(),
+            ring.as_ref().map(|r| r.primary()),
             now_ms(),
             stamp,
             &data,

@@ -1,14 +1,21 @@
-//! Opening a connection: hello exchange, optional mutual HMAC challenge, catalog exchange.
+//! Opening a connection: hello exchange, key exchange (with a shared secret), catalog
+//! exchange.
 //!
 //! ```text
 //! dialer                                listener
-//!   Hello{nonce_d}            ──►
-//!                             ◄──   Hello{nonce_l, proof_l}   (+ Catalog when no secret)
-//!   Auth{proof_d}             ──►                              (secret only)
-//!                             ◄──   Ready, Catalog             (secret only)
-//!   Catalog                   ──►
+//!   Hello                     ──►
+//!                             ◄──   Hello                     (+ Catalog when no secret)
+//!   Auth{noise 1}             ──►                              (secret only)
+//!                             ◄──   Auth{noise 2}, Catalog🔒   (secret only)
+//!   Catalog(🔒)               ──►
 //! ```
-//! Either side answers a problem with `Refused{reason}` and closes, so both users see why.
+//! With a secret, the two `Auth` frames are a Noise NNpsk0 handshake (`proto::crypto`)
+//! that proves each side knows the secret; every frame after them, in each direction, is
+//! encrypted (🔒). The hellos stay in clear — they carry node names, the cluster id and
+//! the protocol version, so that a mismatch is refused with a clear reason — and the key
+//! exchange covers them, so they cannot be altered. Either side answers a problem with
+//! `Refused{reason}` (in clear until the exchange is done) and closes, so both users see
+//! why.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +30,8 @@ use tokio_util::codec::FramedRead;
 use crate::error::{Error, Result};
 use crate::proto::catalog::Relation;
 use crate::proto::codec::{encode_frame, FrameCodec};
-use crate::proto::handshake::{check_hello, proof, verify, Side, NONCE_LEN};
+use crate::proto::crypto::{self, Initiator, Sealer, Session};
+use crate::proto::handshake::{check_hello, prologue, NONCE_LEN};
 use crate::proto::wire::{Auth, CatalogMsg, Frame, Hello, Refused};
 use crate::runtime::connection::frame_name;
 use crate::runtime::{Connection, PeerInfo, Shared};
@@ -44,6 +52,8 @@ struct Io {
     frames: FramedRead<OwnedReadHalf, FrameCodec>,
     write: OwnedWriteHalf,
     peer: String,
+    /// Set once the key exchange is done: what we send is encrypted.
+    sealer: Option<Sealer>,
 }
 
 impl Io {
@@ -56,11 +66,24 @@ impl Io {
             frames,
             write: w,
             peer,
+            sealer: None,
         }
     }
 
+    /// From now on, frames are encrypted both ways.
+    fn encrypt(&mut self, session: Session) {
+        self.frames.decoder_mut().decrypt_with(session.open);
+        self.sealer = Some(session.seal);
+    }
+
     async fn send(&mut self, f: &Frame) -> Result<()> {
-        let bytes = encode_frame(f).map_err(|e| self.protocol(e.to_string()))?;
+        let mut bytes = encode_frame(f).map_err(|e| self.protocol(e.to_string()))?;
+        if let Some(s) = &mut self.sealer {
+            let mut wire = bytes::BytesMut::new();
+            s.seal(&bytes, &mut wire)
+                .map_err(|e| self.protocol(e.to_string()))?;
+            bytes = wire.freeze();
+        }
         self.write
             .write_all(&bytes)
             .await
@@ -80,14 +103,12 @@ impl Io {
         let info = peer_info(peer, remote);
         // The dialer's nonce names the connection at both ends.
         let token = crate::runtime::handover::token_of(dialer_nonce);
-        Connection::start(
-            shared,
-            info,
-            (dialed, token),
-            catalog,
-            self.frames,
-            self.write,
-        )
+        let io = crate::runtime::connection::Socket {
+            frames: self.frames,
+            write: self.write,
+            sealer: self.sealer,
+        };
+        Connection::start(shared, info, (dialed, token), catalog, io)
     }
 
     /// Reads the next frame; a bad frame is answered with a refusal before failing.
@@ -156,7 +177,7 @@ fn nonce() -> Vec<u8> {
     rand::random::<[u8; NONCE_LEN]>().to_vec()
 }
 
-fn my_hello(shared: &Shared, nonce: Vec<u8>, proof: Option<Vec<u8>>) -> Hello {
+fn my_hello(shared: &Shared, nonce: Vec<u8>) -> Hello {
     Hello {
         protocol: crate::proto::wire::PROTOCOL_VERSION,
         cluster: shared.cluster.clone(),
@@ -168,7 +189,6 @@ fn my_hello(shared: &Shared, nonce: Vec<u8>, proof: Option<Vec<u8>>) -> Hello {
         resources: shared.resources.clone(),
         nonce,
         auth: shared.secret.is_some(),
-        proof,
     }
 }
 
@@ -220,6 +240,13 @@ fn take_catalog(f: Frame) -> CatalogMsg {
     }
 }
 
+fn take_auth(f: Frame) -> Auth {
+    match f {
+        Frame::Auth(a) => a,
+        _ => unreachable!("expect() checked the kind"),
+    }
+}
+
 fn take_hello(f: Frame) -> Hello {
     match f {
         Frame::Hello(h) => h,
@@ -245,34 +272,38 @@ pub(crate) async fn dial(shared: &Arc<Shared>, addr: &str) -> Result<Arc<Connect
             .peer_addr()
             .map_err(|e| Error::io(format!("cannot connect to {addr}"), e))?;
         let mut io = Io::new(shared, stream, addr.to_string());
-        let dn = nonce();
-        let mine = my_hello(shared, dn.clone(), None);
+        let mine = my_hello(shared, nonce());
         io.send(&Frame::Hello(mine.clone())).await?;
         let mut peer = take_hello(io.expect("hello").await?);
+        let bound = prologue(&mine, &peer);
         vet_host(&mut peer, remote, &shared.host_id);
         if let Err(reason) = check_hello(&peer, &mine) {
             tracing::warn!(%addr, %reason, "refusing peer");
             return Err(io.refused(reason).await);
         }
-        if let Some(secret) = &shared.secret {
-            let ok = peer.proof.as_deref().is_some_and(|p| {
-                verify(secret, Side::Listener, &dn, &peer.nonce, &shared.cluster, p)
-            });
-            if !ok {
-                let reason =
-                    "wrong shared secret: the peer's proof does not match this node's secret"
-                        .to_string();
-                tracing::warn!(%addr, %reason, "refusing peer");
-                return Err(io.refused(reason).await);
+        if let Some(keys) = &shared.secret {
+            // The primary: a rotation makes every node dial with the new key only once
+            // every node accepts it (`keys install` before `keys use`).
+            let ring = keys.get();
+            let (init, first) = Initiator::start(ring.primary(), &shared.cluster, &bound);
+            io.send(&Frame::Auth(Auth { message: first })).await?;
+            let answer = take_auth(io.expect("auth").await?);
+            match init.finish(&answer.message) {
+                Ok(session) => io.encrypt(session),
+                Err(e) => {
+                    let reason = e.to_string();
+                    tracing::warn!(%addr, %reason, "refusing peer");
+                    return Err(io.refused(reason).await);
+                }
             }
-            let p = proof(secret, Side::Dialer, &dn, &peer.nonce, &shared.cluster);
-            io.send(&Frame::Auth(Auth { proof: p })).await?;
-            io.expect("ready").await?;
         }
         let catalog = take_catalog(io.expect("catalog").await?);
         let (ours, sent) = catalog_for(shared, &peer);
         io.send(&ours).await?;
-        Ok((io.start(shared, &peer, remote, true, &dn, catalog), sent))
+        Ok((
+            io.start(shared, &peer, remote, true, &mine.nonce, catalog),
+            sent,
+        ))
     };
     bounded(shared, addr.to_string(), fut).await
 }
@@ -309,38 +340,28 @@ pub(crate) async fn accept(
     let fut = async {
         let mut io = Io::new(shared, stream, remote.to_string());
         let mut peer = take_hello(io.expect("hello").await?);
+        let mine = my_hello(shared, nonce());
+        let bound = prologue(&peer, &mine);
         vet_host(&mut peer, remote, &shared.host_id);
-        let ln = nonce();
-        let p = shared
-            .secret
-            .as_ref()
-            .map(|s| proof(s, Side::Listener, &peer.nonce, &ln, &shared.cluster));
-        let mine = my_hello(shared, ln.clone(), p);
         if let Err(reason) = check_hello(&peer, &mine) {
             tracing::warn!(%remote, %reason, "refusing peer");
             return Err(io.refused(reason).await);
         }
         io.send(&Frame::Hello(mine)).await?;
-        if let Some(secret) = &shared.secret {
-            let auth = match io.expect("auth").await? {
-                Frame::Auth(a) => a,
-                _ => unreachable!("expect() checked the kind"),
-            };
-            if !verify(
-                secret,
-                Side::Dialer,
-                &peer.nonce,
-                &ln,
-                &shared.cluster,
-                &auth.proof,
-            ) {
-                let reason =
-                    "wrong shared secret: the peer's proof does not match this node's secret"
-                        .to_string();
-                tracing::warn!(%remote, %reason, "refusing peer");
-                return Err(io.refused(reason).await);
+        if let Some(keys) = &shared.secret {
+            let first = take_auth(io.expect("auth").await?);
+            let ring = keys.get();
+            match crypto::respond(ring.keys(), &shared.cluster, &bound, &first.message) {
+                Ok((session, answer, _)) => {
+                    io.send(&Frame::Auth(Auth { message: answer })).await?;
+                    io.encrypt(session);
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    tracing::warn!(%remote, %reason, "refusing peer");
+                    return Err(io.refused(reason).await);
+                }
             }
-            io.send(&Frame::Ready).await?;
         }
         let (ours, sent) = catalog_for(shared, &peer);
         io.send(&ours).await?;

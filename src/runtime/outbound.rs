@@ -18,6 +18,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, Notify};
 
+use crate::proto::crypto::Sealer;
+
 /// Frames queued for the writer before senders wait.
 pub(crate) const OUTBOUND_QUEUE: usize = 1024;
 
@@ -136,14 +138,19 @@ impl Outbound {
 
     /// Drains the queue and the backlog into the socket, gathering what is at hand into
     /// one write, until `closed`; then flushes what was queued and shuts the socket down.
-    /// A write blocked on a peer that does not read gives way to `closed` at once.
+    /// A write blocked on a peer that does not read gives way to `closed` at once. With
+    /// `sealer` (a shared secret) each write is encrypted as a whole: one batch of frames,
+    /// one to a few records.
     pub(crate) async fn write_loop(
         &self,
         mut rx: mpsc::Receiver<Bytes>,
         mut w: OwnedWriteHalf,
         closed: &tokio_util::sync::CancellationToken,
+        mut sealer: Option<Sealer>,
     ) -> Option<String> {
         let mut buf = BytesMut::with_capacity(64 * 1024);
+        // The encrypted bytes of the batch in `buf` (with a secret only).
+        let mut wire = BytesMut::new();
         let failure = loop {
             let first = match self.pop_parked() {
                 Some(f) => Some(f),
@@ -163,25 +170,36 @@ impl Outbound {
                 tokio::task::yield_now().await;
                 next = self.next_at_hand(&mut rx);
             }
-            let (written, len) = match next {
-                Some(second) => {
-                    buf.extend_from_slice(&first);
-                    buf.extend_from_slice(&second);
-                    while buf.len() < COALESCE_BYTES {
-                        match self.next_at_hand(&mut rx) {
-                            Some(f) => buf.extend_from_slice(&f),
-                            None => break,
-                        }
-                    }
-                    let len = buf.len();
-                    (write_until(&mut w, &mut buf, closed).await, len)
-                }
-                None => {
+            let (written, len) = match (next, sealer.as_mut()) {
+                (None, None) => {
                     let mut one = first;
                     let len = one.len();
                     let r = write_until(&mut w, &mut one, closed).await;
                     buf.extend_from_slice(&one);
                     (r, len)
+                }
+                (next, sealer) => {
+                    buf.extend_from_slice(&first);
+                    if let Some(second) = next {
+                        buf.extend_from_slice(&second);
+                        while buf.len() < COALESCE_BYTES {
+                            match self.next_at_hand(&mut rx) {
+                                Some(f) => buf.extend_from_slice(&f),
+                                None => break,
+                            }
+                        }
+                    }
+                    let len = buf.len();
+                    match sealer {
+                        None => (write_until(&mut w, &mut buf, closed).await, len),
+                        Some(s) => {
+                            if let Err(e) = s.seal(&buf, &mut wire) {
+                                break Some(format!("cannot encrypt: {e}"));
+                            }
+                            buf.clear();
+                            (write_until(&mut w, &mut wire, closed).await, len)
+                        }
+                    }
                 }
             };
             match written {
@@ -194,7 +212,12 @@ impl Outbound {
             }
         };
         if failure.is_none() {
-            self.flush(&mut rx, &mut w, &mut buf).await;
+            let rest = if sealer.is_some() {
+                &mut wire
+            } else {
+                &mut buf
+            };
+            self.flush(&mut rx, &mut w, rest, sealer.as_mut()).await;
         }
         failure
     }
@@ -207,11 +230,13 @@ impl Outbound {
     /// After a close: writes what was queued before it (a refusal, last replies, a
     /// goodbye) while the peer keeps reading — at most [`FLUSH_LIMIT`] in all, and
     /// giving up after [`FLUSH_STALL`] without progress — then shuts the socket down.
+    /// `rest` holds bytes ready for the socket (already encrypted with a `sealer`).
     async fn flush(
         &self,
         rx: &mut mpsc::Receiver<Bytes>,
         w: &mut OwnedWriteHalf,
         rest: &mut BytesMut,
+        mut sealer: Option<&mut Sealer>,
     ) {
         let flush = async {
             loop {
@@ -221,9 +246,14 @@ impl Outbound {
                         _ => return,
                     }
                 }
-                match self.next_at_hand(rx) {
-                    Some(f) => rest.extend_from_slice(&f),
-                    None => break,
+                match (self.next_at_hand(rx), sealer.as_deref_mut()) {
+                    (Some(f), None) => rest.extend_from_slice(&f),
+                    (Some(f), Some(s)) => {
+                        if s.seal(&f, rest).is_err() {
+                            return;
+                        }
+                    }
+                    (None, _) => break,
                 }
             }
             let _ = w.shutdown().await;
@@ -298,7 +328,7 @@ mod tests {
         }
         let closed = CancellationToken::new();
         let (o, c) = (out.clone(), closed.clone());
-        let writer = tokio::spawn(async move { o.write_loop(rx, w, &c).await });
+        let writer = tokio::spawn(async move { o.write_loop(rx, w, &c, None).await });
         tokio::time::timeout(std::time::Duration::from_secs(5), out.drained())
             .await
             .expect("the backlog drains once the peer reads");
@@ -315,5 +345,41 @@ mod tests {
             writer.await.unwrap().is_none(),
             "a clean close is no failure"
         );
+    }
+
+    #[tokio::test]
+    async fn with_a_sealer_every_batch_is_encrypted_and_opens_in_order() {
+        use crate::proto::crypto::Opener;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let (_r, w) = client.into_split();
+        let (out, rx) = Outbound::new();
+        // Enough to make batches of several records (300 KiB).
+        let frames: Vec<Bytes> = (0..300u32)
+            .map(|i| Bytes::from(vec![(i % 251) as u8; 1024]))
+            .collect();
+        for f in &frames {
+            assert!(out.try_send(f.clone()));
+        }
+        let key = [3u8; 32];
+        let closed = CancellationToken::new();
+        let c = closed.clone();
+        let out = std::sync::Arc::new(out);
+        let o = out.clone();
+        let writer =
+            tokio::spawn(async move { o.write_loop(rx, w, &c, Some(Sealer::new(&key))).await });
+        let want: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+        let (mut wire, mut plain) = (bytes::BytesMut::new(), bytes::BytesMut::new());
+        let mut opener = Opener::new(&key);
+        while plain.len() < want.len() {
+            let n = server.read_buf(&mut wire).await.unwrap();
+            assert!(n > 0, "the writer sent everything before closing");
+            while opener.open(&mut wire, &mut plain).unwrap() {}
+        }
+        assert_eq!(&plain[..], &want[..], "every frame, in order");
+        closed.cancel();
+        assert!(writer.await.unwrap().is_none());
     }
 }

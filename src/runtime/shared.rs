@@ -26,6 +26,7 @@
 //! time spent waiting on these locks, the candidate is the read in `providers_of`: an
 //! `arc-swap` snapshot of the providers per function, rebuilt on every change.
 
+use crate::proto::keyring::SharedKeyring;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -55,7 +56,8 @@ pub(crate) struct Shared {
     pub cluster: String,
     pub resources: Vec<String>,
     pub config: Config,
-    pub secret: Option<Vec<u8>>,
+    /// The shared secrets (`None`: no secret, nothing encrypted); changed by `mpreg keys`.
+    pub secret: Option<SharedKeyring>,
     /// Functions served here. A blocking lock: it is never held across an await.
     pub registry: RwLock<Registry>,
     /// Live connections by peer node id. Normally one per peer; two can exist briefly when
@@ -122,7 +124,7 @@ impl Shared {
         name: String,
         host_id: String,
         config: Config,
-        secret: Option<Vec<u8>>,
+        secret: Option<SharedKeyring>,
         registry: Registry,
     ) -> Self {
         let metrics_on = config.metrics;

@@ -165,6 +165,38 @@ impl Lan {
         self.spawn_labelled(i, program, base, args, envs)
     }
 
+    /// Starts `tcpdump -w PCAP` on the switch: every interface of the switch namespace (the
+    /// bridge's ports; the bridge device itself only sees what is addressed to it or
+    /// flooded), so every packet between any two hosts, whole (`-s 0`), written as it comes
+    /// (`-U`). Returns once tcpdump listens; killed on drop.
+    pub fn capture_bridge(&self, pcap: &std::path::Path) -> LanProc {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let label = format!("switch-{n}-tcpdump");
+        let out = self.dir.join(format!("{label}.out"));
+        let err = self.dir.join(format!("{label}.err"));
+        let sw = self.switch();
+        let child = Command::new("ip")
+            .args([
+                "netns", "exec", &sw, "tcpdump", "-i", "any", "-n", "-U", "-s", "0",
+            ])
+            .args(["-Z", "root", "-w"])
+            .arg(pcap)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out).expect("create stdout log"))
+            .stderr(fs::File::create(&err).expect("create stderr log"))
+            .spawn()
+            .expect("spawn ip netns exec tcpdump");
+        let p = LanProc {
+            label,
+            child,
+            out,
+            err,
+            exited: None,
+        };
+        wait_until(READY_TIMEOUT, || p.stderr().contains("listening on"));
+        p
+    }
+
     /// Starts `program ARGS` on host `i` with logs named after `what`.
     fn spawn_labelled(
         &self,

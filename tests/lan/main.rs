@@ -33,12 +33,16 @@
 //!   invariants are checked from the nodes' reports (`MPREG_CHAOS_SECS` sets its length).
 //! - `replay`: with a secret, captured gossip sent again is rejected and counted, and a
 //!   killed node's replayed gossip never brings it back (needs `tcpdump`).
+//! - `capture`: a capture on the bridge during calls and pub/sub shows no function name,
+//!   argument, result, topic or payload in clear with a secret, and all of them without
+//!   one (needs `tcpdump`).
 
 #[path = "../support/services.rs"]
 mod fixtures;
 mod harness;
 mod netem;
 
+mod capture;
 mod chaos;
 mod dns_sd;
 mod failover;

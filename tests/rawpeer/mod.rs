@@ -41,7 +41,6 @@ pub fn hello(name: &str) -> Hello {
         resources: vec![],
         nonce: (0..32u8).collect(),
         auth: false,
-        proof: None,
     }
 }
 

@@ -11,8 +11,9 @@
 //! - `probe` (broadcast by a client, from its own ephemeral socket): every node answers
 //!   with a unicast `answer`.
 //!
-//! Every datagram is sealed by [`crate::proto::datagram`] (cluster tag, optional HMAC,
-//! sender id and counter, destination); rejected ones are dropped and counted by reason.
+//! Every datagram is sealed by [`crate::proto::datagram`] (cluster tag, sender id and
+//! counter, destination; encrypted with a secret); rejected ones are dropped and counted by
+//! reason.
 //! With a secret each is accepted at most once: broadcasts are sealed anew for every
 //! broadcast address and every send, answers are bound to the id of the node or client
 //! that asked, and a client probes under a random sender id of its own.
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{bump, now_ms, Counters, DiscoveryConfig, Sink};
 use crate::proto::datagram::{self, Kind, Reject, ReplayWindow, Stamp, ANYONE};
+use crate::proto::keyring::SharedKeyring;
 use crate::proto::member::Member;
 
 /// Largest datagram we read: the largest UDP payload, so that a member with very long
@@ -69,7 +71,7 @@ pub(crate) struct Payload {
 /// Seals and opens the beacon datagrams of one cluster, counting what it rejects.
 struct Envelope {
     tag: [u8; 8],
-    secret: Option<Vec<u8>>,
+    secret: Option<SharedKeyring>,
     counters: Arc<Counters>,
     /// Our sender id: the node id of a serving node, a random one for a probing client.
     me: u64,
@@ -110,10 +112,11 @@ impl Envelope {
             to,
         };
         self.next += 1;
+        let ring = self.secret.as_ref().map(|k| k.get());
         datagram::seal(
             Kind::Beacon,
             &self.tag,
-            self.secret.as_deref(),
+            ring.as_ref().map(|r| r.primary()),
             now_ms(),
             stamp,
             &body,
@@ -124,10 +127,11 @@ impl Envelope {
     /// must be dropped.
     fn open(&mut self, data: &[u8]) -> Option<(Payload, u64)> {
         let c = &self.counters;
+        let ring = self.secret.as_ref().map(|k| k.get());
         let opened = datagram::open_checked(
             data,
             &self.tag,
-            self.secret.as_deref(),
+            ring.as_deref(),
             now_ms(),
             Kind::Beacon,
             self.me,
@@ -143,7 +147,7 @@ impl Envelope {
                 return count(&c.beacons_replayed);
             }
         };
-        match rmp_serde::from_slice::<Payload>(body) {
+        match rmp_serde::from_slice::<Payload>(&body) {
             Ok(p) if p.kind == BeaconKind::Probe || p.member.is_some() => Some((p, sender)),
             _ => count(&c.beacons_malformed),
         }
@@ -420,11 +424,12 @@ fn probe_offset(n: usize) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::keyring::Keyring;
 
     fn cfg(cluster: &str, secret: Option<&[u8]>) -> DiscoveryConfig {
         DiscoveryConfig {
             cluster: cluster.into(),
-            secret: secret.map(<[u8]>::to_vec),
+            secret: secret.map(|s| SharedKeyring::new(Keyring::single(s))),
             interfaces: super::super::interfaces::select(&["127.0.0.1".into()]).unwrap(),
             beacon: true,
             beacon_port: 1,

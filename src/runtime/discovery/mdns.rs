@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{bump, DiscoveryConfig, Sink};
 use crate::proto::datagram::{cluster_tag, Reject};
+use crate::proto::keyring::SharedKeyring;
 use crate::proto::member::Member;
 
 /// The service type mpreg nodes advertise.
@@ -195,7 +196,7 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 struct Advert {
     me: Member,
     cluster: String,
-    secret: Option<Vec<u8>>,
+    secret: Option<SharedKeyring>,
     ips: Vec<IpAddr>,
     cv: u64,
     /// Port of the node's HTTP gateway, advertised as `http=PORT` for clients in other
@@ -213,9 +214,13 @@ impl Advert {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        if let Some(secret) = &self.secret {
+        if let Some(keys) = &self.secret {
+            // With the primary as of this (re-)registration: adverts are registered anew
+            // on every catalog change.
             let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            props.push(("mac".into(), mac_hex(secret, &refs, self.me.addr.port())));
+            let primary = keys.get();
+            let mac = mac_hex(primary.primary(), &refs, self.me.addr.port());
+            props.push(("mac".into(), mac));
         }
         if let Some(port) = self.http {
             props.push(("http".into(), port.to_string()));
@@ -307,6 +312,18 @@ impl Responder {
             return;
         }
         advert.cv = v;
+        if let Err(e) = advert.info().and_then(|info| self.daemon.register(info)) {
+            tracing::debug!(error = %e, "cannot update the mDNS TXT record");
+        }
+    }
+
+    /// Registers the advert again as it is, so that its TXT MAC is made with the keyring's
+    /// primary of now (after `mpreg keys use`).
+    pub(crate) fn readvertise(&self) {
+        let advert = self.advert.lock();
+        if advert.withdrawn {
+            return;
+        }
         if let Err(e) = advert.info().and_then(|info| self.daemon.register(info)) {
             tracing::debug!(error = %e, "cannot update the mDNS TXT record");
         }
@@ -445,7 +462,8 @@ fn member_of(r: &ResolvedService, cfg: &DiscoveryConfig, cluster: &str) -> Resul
             .map(|k| (k, txt.get(k).copied().unwrap_or("")))
             .collect();
         let sent = txt.get("mac").copied().unwrap_or("");
-        if !mac_ok(secret, &fields, r.port, sent) {
+        let ring = secret.get();
+        if !ring.keys().iter().any(|k| mac_ok(k, &fields, r.port, sent)) {
             return Err(Reject::Unauthenticated);
         }
     }
@@ -480,12 +498,13 @@ fn pick_address(r: &ResolvedService, cfg: &DiscoveryConfig) -> Option<Ipv4Addr> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::keyring::Keyring;
     use crate::runtime::discovery::interfaces::Iface;
 
     fn cfg(secret: Option<&[u8]>) -> DiscoveryConfig {
         DiscoveryConfig {
             cluster: "lab".into(),
-            secret: secret.map(<[u8]>::to_vec),
+            secret: secret.map(|s| SharedKeyring::new(Keyring::single(s))),
             interfaces: vec![Iface {
                 name: "eth0".into(),
                 ip: Ipv4Addr::new(192, 168, 1, 5),
@@ -523,7 +542,7 @@ mod tests {
         Advert {
             me,
             cluster: cluster_hex(cluster),
-            secret: secret.map(<[u8]>::to_vec),
+            secret: secret.map(|s| SharedKeyring::new(Keyring::single(s))),
             ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
             cv: 7,
             http: Some(7780),

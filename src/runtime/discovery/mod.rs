@@ -16,6 +16,7 @@ pub(crate) mod beacon;
 pub(crate) mod interfaces;
 pub(crate) mod mdns;
 
+use crate::proto::keyring::SharedKeyring;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,8 +43,8 @@ pub(crate) const PROBE_GRACE: Duration = Duration::from_millis(10);
 pub(crate) struct DiscoveryConfig {
     /// Cluster id; other clusters are ignored (and counted).
     pub cluster: String,
-    /// Shared secret authenticating beacons (HMAC) and mDNS TXT records.
-    pub secret: Option<Vec<u8>>,
+    /// Shared secrets sealing beacons and authenticating mDNS TXT records.
+    pub secret: Option<SharedKeyring>,
     /// Interfaces to send and listen on, from [`interfaces::select`].
     pub interfaces: Vec<Iface>,
     /// Run the UDP broadcast beacon.
@@ -79,7 +80,7 @@ impl std::fmt::Debug for DiscoveryConfig {
 
 impl DiscoveryConfig {
     /// Discovery settings of `cfg`; fails when a configured interface does not exist.
-    pub fn from_config(cfg: &crate::Config, secret: Option<Vec<u8>>) -> crate::Result<Self> {
+    pub fn from_config(cfg: &crate::Config, secret: Option<SharedKeyring>) -> crate::Result<Self> {
         Ok(DiscoveryConfig {
             cluster: cfg.cluster.clone(),
             secret,
@@ -123,7 +124,7 @@ pub(crate) struct DiscoveryStats {
     pub beacons_malformed: u64,
     /// Beacon datagrams dropped: another cluster.
     pub beacons_other_cluster: u64,
-    /// Beacon datagrams dropped: missing or wrong HMAC, or outside the clock window.
+    /// Beacon datagrams dropped: not decrypting with any key held (or none sent), or outside the clock window.
     pub beacons_unauthenticated: u64,
     /// Beacon datagrams ignored: from an address on no selected interface's subnet.
     pub beacons_off_interface: u64,
@@ -273,6 +274,13 @@ impl Discovery {
     pub fn set_catalog_version(&self, v: u64) {
         if let Some(r) = &self.mdns {
             r.set_catalog_version(v);
+        }
+    }
+
+    /// Advertises again over mDNS, with the MAC of the keyring's primary of now.
+    pub fn readvertise(&self) {
+        if let Some(r) = &self.mdns {
+            r.readvertise();
         }
     }
 

@@ -6,6 +6,7 @@
 //! group on every interface of the namespace it starts in, which makes the kernel send IGMP
 //! reports out of real interfaces even though no mDNS message leaves `lo`.
 
+use crate::proto::keyring::{Keyring, SharedKeyring};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,7 @@ fn lo_cfg(
     );
     DiscoveryConfig {
         cluster: cluster.into(),
-        secret: secret.map(<[u8]>::to_vec),
+        secret: secret.map(|s| SharedKeyring::new(Keyring::single(s))),
         interfaces,
         beacon: beacon_port != 0,
         beacon_port,
@@ -145,7 +146,8 @@ fn config_comes_from_the_node_config_and_hides_the_secret() {
         mdns: false,
         ..crate::Config::default()
     };
-    let d = DiscoveryConfig::from_config(&cfg, Some(b"hunter2".to_vec())).unwrap();
+    let ring = SharedKeyring::new(Keyring::single(b"hunter2"));
+    let d = DiscoveryConfig::from_config(&cfg, Some(ring)).unwrap();
     assert_eq!(
         (d.cluster.as_str(), d.beacon, d.beacon_port, d.mdns),
         ("lab", true, 40001, false)
