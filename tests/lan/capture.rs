@@ -8,10 +8,9 @@
 //! test skips with a reason, or fails under `CI`.
 
 use std::fs;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{example, wait_until, Lan, LanProc};
+use crate::harness::{example, tcpdump_available, wait_until, Lan, LanProc};
 
 /// What travels, each a string found nowhere else.
 const FUNCTION: &str = "quokka_thermometer_fn";
@@ -143,18 +142,4 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
-}
-
-/// Why the capture cannot run here, if it cannot.
-fn tcpdump_available() -> Result<(), String> {
-    let ok = Command::new("tcpdump")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    match ok {
-        true => Ok(()),
-        false => Err("`tcpdump` not found (apt-get install tcpdump)".into()),
-    }
 }

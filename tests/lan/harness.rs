@@ -689,6 +689,20 @@ pub fn python_module(test: &str, module: &str, install: &str) -> bool {
     ok
 }
 
+/// Why a capture with `tcpdump` cannot run here, if it cannot.
+pub fn tcpdump_available() -> Result<(), String> {
+    let ok = Command::new("tcpdump")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    match ok {
+        true => Ok(()),
+        false => Err("`tcpdump` not found (apt-get install tcpdump)".into()),
+    }
+}
+
 /// The path of example `name` (cargo test builds examples next to the test binaries).
 pub fn example(name: &str) -> String {
     let mut p: PathBuf = std::env::current_exe().expect("test binary path");

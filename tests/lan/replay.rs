@@ -9,10 +9,11 @@
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{figure, presence, wait_until, Lan, LanProc, Presence, PORT};
+use crate::harness::{
+    figure, presence, tcpdump_available, wait_until, Lan, LanProc, Presence, PORT,
+};
 
 /// How long the killed node's gossip is replayed (SWIM forgets a down member after 30 s,
 /// which is when replays used to bring it back).
@@ -207,20 +208,6 @@ fn replayed_datagrams_are_rejected() {
         format!("{:.1}", t.as_secs_f64() * 1000.0),
     );
     assert!(t < REJOIN_LIMIT, "restarted node2 rejoined after {t:?}");
-}
-
-/// Why the capture cannot run here, if it cannot.
-fn tcpdump_available() -> Result<(), String> {
-    let ok = Command::new("tcpdump")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    match ok {
-        true => Ok(()),
-        false => Err("`tcpdump` not found (apt-get install tcpdump)".into()),
-    }
 }
 
 /// Starts `tcpdump` on host `i`'s eth0, writing gossip (UDP port 7700) to `pcap` packet by
