@@ -99,7 +99,7 @@ impl Shared {
 
     /// Lists a new connection. When the peer already has one (both sides dialed at once),
     /// both sides keep the connection dialed by the node with the smaller id and retire the
-    /// other: no new work goes on it, and it closes once idle.
+    /// other: no new work goes on it, and it closes once idle with nothing left unread.
     pub(crate) fn add_connection(self: &Arc<Self>, conn: &Arc<Connection>) {
         if conn.closed.is_cancelled() {
             return;
@@ -148,7 +148,10 @@ async fn retire(conn: Arc<Connection>) {
             _ = tokio::time::sleep(RETIRE_IDLE / 4) => {}
         }
         let received = conn.traffic.load(Relaxed);
-        if received != seen.0 || !conn.is_idle() {
+        // Bytes waiting in the socket are frames not read yet (the reader may be held, by
+        // back-pressure or a handover): closing now would lose them.
+        let unread = conn.unread_bytes() > 0 || conn.reader_paused();
+        if received != seen.0 || !conn.is_idle() || unread {
             seen = (received, Instant::now());
         } else if seen.1.elapsed() >= RETIRE_IDLE {
             conn.close("duplicate connection retired (both nodes dialed at once)");
