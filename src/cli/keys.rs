@@ -103,22 +103,13 @@ fn fingerprint_of(key: &str) -> mpreg::Result<String> {
     Ok(fingerprint(&read_key(Path::new(key))?))
 }
 
-async fn client(args: &NodeArgs) -> mpreg::Result<mpreg::Node> {
-    let node = mpreg::Node::start(args.client_config()?).await?;
-    if let Err(e) = node.wait_for_cluster().await {
-        node.shutdown().await;
-        return Err(e);
-    }
-    Ok(node)
-}
-
 /// Runs `change` on every member and prints each one's answer; fails if any member failed.
 async fn apply<F, Fut>(args: &NodeArgs, done: &str, nothing: &str, change: F) -> mpreg::Result<()>
 where
     F: FnOnce(mpreg::Node) -> Fut,
     Fut: std::future::Future<Output = mpreg::Result<Changes>>,
 {
-    let node = client(args).await?;
+    let node = args.joined_client().await?;
     let result = change(node.clone()).await;
     node.shutdown().await;
     let changes = result?;
@@ -145,7 +136,7 @@ where
 }
 
 async fn list(args: &NodeArgs, json: bool) -> mpreg::Result<()> {
-    let node = client(args).await?;
+    let node = args.joined_client().await?;
     let result = keys::list(&node).await;
     node.shutdown().await;
     let (listed, failed) = result?;

@@ -145,6 +145,16 @@ impl NodeArgs {
         Ok(cfg)
     }
 
+    /// A client node that has found the cluster (shut down again if it finds none).
+    pub async fn joined_client(&self) -> mpreg::Result<mpreg::Node> {
+        let node = mpreg::Node::start(self.client_config()?).await?;
+        if let Err(e) = node.wait_for_cluster().await {
+            node.shutdown().await;
+            return Err(e);
+        }
+        Ok(node)
+    }
+
     /// Config for a short-lived client: no listener, no built-ins, no gossip.
     pub fn client_config(&self) -> mpreg::Result<mpreg::Config> {
         let mut cfg = self.config()?;

@@ -72,16 +72,6 @@ pub enum Action {
     Restart,
 }
 
-/// A client node that has found the cluster.
-async fn client(args: &NodeArgs) -> mpreg::Result<mpreg::Node> {
-    let node = mpreg::Node::start(args.client_config()?).await?;
-    if let Err(e) = node.wait_for_cluster().await {
-        node.shutdown().await;
-        return Err(e);
-    }
-    Ok(node)
-}
-
 fn target(node: &mpreg::Node, host: Option<&str>, on_node: Option<&str>) -> mpreg::Target {
     match (host, on_node) {
         (Some(h), _) => node.host(h),
@@ -92,7 +82,7 @@ fn target(node: &mpreg::Node, host: Option<&str>, on_node: Option<&str>) -> mpre
 
 /// `mpreg services`.
 pub async fn list(a: ListArgs) -> mpreg::Result<()> {
-    let node = client(&a.node).await?;
+    let node = a.node.joined_client().await?;
     let listed = target(&node, a.host.as_deref(), None).services().await;
     node.shutdown().await;
     let listed = listed?;
@@ -151,7 +141,7 @@ fn uptime(ms: u64) -> String {
 
 /// `mpreg start`, `stop` and `restart`.
 pub async fn control(a: ControlArgs, action: Action) -> mpreg::Result<()> {
-    let node = client(&a.node).await?;
+    let node = a.node.joined_client().await?;
     let t = target(&node, a.which.host.as_deref(), a.which.on_node.as_deref());
     let name = &a.which.name;
     let out = match action {
@@ -202,7 +192,7 @@ fn started(s: &ServiceStatus, json: bool) -> String {
 
 /// `mpreg logs`.
 pub async fn logs(a: LogsArgs) -> mpreg::Result<()> {
-    let node = client(&a.node).await?;
+    let node = a.node.joined_client().await?;
     let r = print_logs(&node, &a).await;
     node.shutdown().await;
     r
