@@ -16,6 +16,22 @@ use crate::runtime::Shared;
 /// dials itself (both dialing at once would open two connections).
 const DIAL_GRACE: Duration = Duration::from_millis(500);
 
+/// Pause before dialing a member again after the first failed dial; it doubles with each
+/// failure up to [`REDIAL_MAX`].
+const REDIAL_FIRST: Duration = Duration::from_millis(250);
+/// Longest pause between two dials of a member that stays unreachable (until SWIM reports
+/// it down, or it comes back).
+const REDIAL_MAX: Duration = Duration::from_secs(4);
+
+/// The pause after `failures` failed dials: exponential, capped, with ±25 % jitter so that
+/// members cut off together do not all dial again in the same instant.
+fn redial_pause(failures: u32) -> Duration {
+    let base = REDIAL_FIRST
+        .saturating_mul(1 << failures.saturating_sub(1).min(8))
+        .min(REDIAL_MAX);
+    base.mul_f64(rand::random_range(0.75..1.25))
+}
+
 /// How long a member SWIM reports down may take to say goodbye on a connection still
 /// open: a stopping node sends its goodbyes within about 2 s of leaving the gossip.
 const GOODBYE_WAIT: Duration = Duration::from_secs(3);
@@ -154,7 +170,9 @@ impl Shared {
         }
     }
 
-    /// Opens a connection to `m` unless one exists or is being opened.
+    /// Keeps a connection to member `m`: dials it unless one exists or is being dialed,
+    /// and dials again after a failure for as long as `m` stays a member (see
+    /// [`Shared::keep_dialing`]).
     pub(crate) fn ensure_connected(self: &Arc<Self>, m: Member) {
         if m.id == self.id || self.peers.read().contains_key(&m.id) {
             return;
@@ -164,22 +182,49 @@ impl Shared {
         }
         let s = self.clone();
         self.tasks.spawn(async move {
-            if s.id > m.id {
-                // The smaller id dials; give it the chance first.
-                tokio::select! {
-                    _ = s.shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(DIAL_GRACE) => {}
-                }
-            }
-            let wanted = s.directory.read().contains_key(&m.id);
-            let connected = s.peers.read().contains_key(&m.id);
-            if wanted && !connected && !s.shutdown.is_cancelled() {
-                if let Err(e) = s.connect_to(&m.addr.to_string()).await {
-                    tracing::debug!(member = ?m, error = %e, "cannot connect to member");
-                }
-            }
+            s.keep_dialing(&m).await;
             s.dialing.lock().remove(&m.id);
         });
+    }
+
+    /// Dials member `m` until a connection to it exists, it leaves the directory, or the
+    /// node stops. One failed dial must not leave two members unconnected for good: a
+    /// connection carries the catalog (functions, subscriptions), so without one neither
+    /// would learn what the other offers. A single lost SYN fails a dial (its
+    /// retransmission comes after [`CONNECT_TIMEOUT`](super::handshake::CONNECT_TIMEOUT)).
+    async fn keep_dialing(self: &Arc<Self>, m: &Member) {
+        // The smaller id dials first; the other gives it the chance (both dialing at once
+        // would open two connections).
+        let mut pause = if self.id > m.id {
+            DIAL_GRACE
+        } else {
+            Duration::ZERO
+        };
+        let mut failures = 0u32;
+        loop {
+            if !pause.is_zero() {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+            let wanted = self
+                .directory
+                .read()
+                .get(&m.id)
+                .is_some_and(|e| e.member.addr == m.addr);
+            if !wanted || self.shutdown.is_cancelled() || self.peers.read().contains_key(&m.id) {
+                return;
+            }
+            match self.connect_to(&m.addr.to_string()).await {
+                Ok(_) => return,
+                Err(e) => {
+                    failures += 1;
+                    pause = redial_pause(failures);
+                    tracing::debug!(member = ?m, error = %e, retry_in = ?pause, "cannot connect to member");
+                }
+            }
+        }
     }
 
     /// Records the suspects of the last membership round.

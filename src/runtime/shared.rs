@@ -237,7 +237,7 @@ impl Shared {
     }
 
     /// `conn`'s reader ended: unlists it (if still listed) and retires its traffic.
-    pub(crate) fn remove_connection(&self, conn: &Arc<Connection>) {
+    pub(crate) fn remove_connection(self: &Arc<Self>, conn: &Arc<Connection>) {
         let mut peers = self.peers.write();
         self.retire_traffic(&mut peers, conn, true);
         if let Some(list) = peers.get_mut(&conn.peer.id) {
@@ -245,13 +245,17 @@ impl Shared {
             if list.is_empty() {
                 peers.remove(&conn.peer.id);
                 drop(peers);
-                // A member still in the directory is redialed (or dialed by a publisher);
-                // one that is gone takes its subscriptions with it.
+                // A member still in the directory is dialed again (its link may have
+                // been cut and healed before SWIM noticed); one that is gone takes its
+                // subscriptions with it.
                 let id = conn.peer.id;
-                let gone = !self.directory.read().contains_key(&id)
-                    && !self.peers.read().contains_key(&id);
-                if gone {
-                    self.pubsub.remote.write().remove(id);
+                let member = self.directory.read().get(&id).map(|e| e.member.clone());
+                match member {
+                    Some(m) => self.ensure_connected(m),
+                    None if !self.peers.read().contains_key(&id) => {
+                        self.pubsub.remote.write().remove(id)
+                    }
+                    None => {}
                 }
                 self.view_changed();
                 tracing::debug!(peer = %conn.peer.name, reason = conn.close_reason().unwrap_or_default(), "disconnected");

@@ -33,6 +33,8 @@
 //!   invariants are checked from the nodes' reports (`MPREG_CHAOS_SECS` sets its length).
 //! - `replay`: with a secret, captured gossip sent again is rejected and counted, and a
 //!   killed node's replayed gossip never brings it back (needs `tcpdump`).
+//! - `redial`: a member whose TCP dials fail while its gossip passes is dialed again, and
+//!   known in full once the link lets TCP through.
 //! - `capture`: a capture on the bridge during calls and pub/sub shows no function name,
 //!   argument, result, topic or payload in clear with a secret, and all of them without
 //!   one (needs `tcpdump`).
@@ -54,6 +56,7 @@ mod latency;
 mod names;
 mod prometheus;
 mod pubsub;
+mod redial;
 mod replay;
 mod resolver;
 mod seed;

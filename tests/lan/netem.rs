@@ -106,7 +106,7 @@ impl Drop for Netem {
 }
 
 /// `iptables ARGS` inside namespace `ns`; panics with its output on failure.
-fn iptables(ns: &str, args: &[&str]) {
+pub fn iptables(ns: &str, args: &[&str]) {
     let out = Command::new("ip")
         .args(["netns", "exec", ns, "iptables"])
         .args(args)
