@@ -42,6 +42,9 @@ const DEADLINE_MS: u64 = 2_000;
 /// Views whole again after a heal or restart within this (DESIGN §4: 3 s), plus one
 /// report interval of sampling.
 const CONVERGE: Duration = Duration::from_millis(3_250);
+/// Least time between the end of one event and the start of the next: the views' time to
+/// converge, and a second to spare.
+const QUIET: Duration = Duration::from_millis(CONVERGE.as_millis() as u64 + 1_000);
 /// Longest a reachable node may be missing from another's view.
 const FALSE_DOWN: Duration = Duration::from_millis(3_250);
 /// No node's resident memory may pass this.
@@ -232,7 +235,9 @@ fn churn(lan: &Lan, procs: &mut BTreeMap<usize, Vec<LanProc>>, length: Duration)
         };
         events.push(e);
         n += 1;
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        // Each event's convergence is judged alone: the next one waits at least QUIET,
+        // even when this one ran late (a restarted node slow to be ready).
+        std::thread::sleep(next.saturating_duration_since(Instant::now()).max(QUIET));
     }
     events
 }
