@@ -2,7 +2,8 @@
 //! links are noticed by the calls on them"): a call to `f` with a 30 s timeout must fail
 //! with `Error::NodeLost` within ~2.5 s, because the peer sends nothing, not even pings,
 //! whether it reads what the node sends or not, and whether the caller is a member or a
-//! client.
+//! client. And a peer that never finishes the handshake holds a call no longer than the
+//! call's own deadline.
 
 mod rawpeer;
 mod support;
@@ -156,4 +157,38 @@ async fn client_loses_a_peer_that_reads_nothing() {
 async fn client_loses_a_peer_that_reads_and_discards() {
     let caller = client().start().await.unwrap();
     lost_in_time(caller, Silence::Discards, "client_discards").await;
+}
+
+/// A peer that accepts the TCP connection (the kernel does, from its backlog) and never
+/// says hello: a call addressed to it fails at its own deadline, not at the handshake's
+/// 5 s limit (the chaos soak saw calls held that long by a dial to a host being cut off).
+#[tokio::test]
+async fn a_call_to_a_peer_stuck_in_the_handshake_ends_at_its_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let caller = member().start().await.unwrap();
+    let deadline = Duration::from_millis(400);
+    let start = Instant::now();
+    let call = caller
+        .request("f")
+        .at(addr)
+        .timeout(deadline)
+        .send::<String>();
+    let result = tokio::time::timeout(GIVE_UP, call).await;
+    let took = start.elapsed();
+    caller.shutdown().await;
+    drop(listener);
+    println!(
+        "figure: stuck_handshake_call_ended_after_ms={}",
+        took.as_millis()
+    );
+    let result = result.expect("the call outlived its deadline by seconds");
+    assert!(
+        matches!(&result, Err(Error::Timeout { fun, .. }) if fun == "f"),
+        "expected a timeout of `f`, got {result:?}"
+    );
+    assert!(
+        took < deadline + Duration::from_millis(600),
+        "the call ended {took:?} after it started, its deadline being {deadline:?}"
+    );
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::function::{FnSpec, Function};
@@ -183,8 +184,28 @@ impl Shared {
     /// Bounded: a provider is tried at most once directly and, if it could not be dialed,
     /// once more through a forwarder (another node may reach it when we cannot), so a call
     /// makes at most two attempts per candidate.
+    ///
+    /// Every step counts against the call's deadline, dials and handshakes included (a
+    /// handshake with a host being cut off may stall for seconds): the call fails with
+    /// [`Error::Timeout`] at its deadline whatever it was doing.
     pub(crate) async fn invoke(self: &Arc<Self>, inv: &Invocation) -> Result<Outcome> {
         let deadline = Instant::now() + inv.timeout;
+        let trying = Mutex::new(String::new());
+        let run = self.invoke_until(inv, deadline, &trying);
+        match tokio::time::timeout_at(deadline.into(), run).await {
+            Ok(r) => r,
+            Err(_) => Err(deadline_passed(inv, trying.into_inner())),
+        }
+    }
+
+    /// [`Shared::invoke`] without the overall deadline; names the provider it is trying
+    /// in `trying`.
+    async fn invoke_until(
+        self: &Arc<Self>,
+        inv: &Invocation,
+        deadline: Instant,
+        trying: &Mutex<String>,
+    ) -> Result<Outcome> {
         let mut tried = Tried(Vec::new());
         let (mut refreshed, mut settled, mut waited) = (false, false, false);
         // Providers lost in the middle of an idempotent call (it may have run there).
@@ -229,6 +250,7 @@ impl Shared {
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let chosen = &known[chosen];
+            chosen.name.clone_into(&mut trying.lock());
             let attempt = self.attempt(inv, chosen, remaining).await;
             let e = match judge(inv, chosen, attempt) {
                 Next::Return(r) => return r,
@@ -837,7 +859,11 @@ impl Shared {
         });
         let conn = match existing {
             Some(c) => c,
-            None => self.connect_to(addr).await?,
+            // The dial counts against the call's deadline (see `invoke`).
+            None => match tokio::time::timeout(inv.timeout, self.connect_to(addr)).await {
+                Ok(c) => c?,
+                Err(_) => return Err(deadline_passed(inv, addr.to_string())),
+            },
         };
         let route = relay.then(|| inv.route.clone());
         self.over(&conn, inv, inv.timeout, route).await
@@ -848,9 +874,10 @@ impl Shared {
         self: &Arc<Self>,
         inv: &Invocation,
     ) -> Result<Vec<(String, Result<Outcome>)>> {
+        let deadline = Instant::now() + inv.timeout;
         // Every provider must be known, not just one: dial members not seen yet (and a
-        // client refreshes its member list).
-        self.refresh(&inv.fun).await;
+        // client refreshes its member list), within the call's deadline.
+        let _ = tokio::time::timeout_at(deadline.into(), self.refresh(&inv.fun)).await;
         let known = self.providers_of(&inv.fun);
         let q = Query {
             fun: &inv.fun,
@@ -865,14 +892,22 @@ impl Shared {
             return Err(self.no_provider(inv, &known));
         }
         let calls = chosen.iter().map(|k| async move {
-            let r = match self.reach(inv, k, inv.timeout).await {
-                // Every provider is wanted here, so one we cannot dial is reached
-                // through another node.
-                Err(e) if matches!(k.reach, Reach::Member(_)) && missed(&e) && !is_busy(&e) => {
-                    self.unreachable.lock().insert(k.id, Instant::now());
-                    self.relay(inv, k, inv.timeout, e).await
+            let left = || deadline.saturating_duration_since(Instant::now());
+            let attempt = async {
+                match self.reach(inv, k, left()).await {
+                    // Every provider is wanted here, so one we cannot dial is reached
+                    // through another node.
+                    Err(e) if matches!(k.reach, Reach::Member(_)) && missed(&e) && !is_busy(&e) => {
+                        self.unreachable.lock().insert(k.id, Instant::now());
+                        self.relay(inv, k, left(), e).await
+                    }
+                    other => other,
                 }
-                other => other,
+            };
+            // Dials and handshakes count against the deadline too (see `invoke`).
+            let r = match tokio::time::timeout_at(deadline.into(), attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(deadline_passed(inv, k.name.clone())),
             };
             (k.name.clone(), r)
         });
@@ -901,4 +936,18 @@ fn is_busy(e: &Error) -> bool {
 fn relayed_miss(k: &Known, e: &Error) -> bool {
     matches!(k.reach, Reach::Relay)
         && matches!(e, Error::NoProvider { .. } | Error::UnknownFunction { .. })
+}
+
+/// The error of a call whose deadline passed before any provider answered; `node` is the
+/// provider it was trying (none yet: it was still looking for one).
+fn deadline_passed(inv: &Invocation, node: String) -> Error {
+    Error::Timeout {
+        fun: inv.fun.clone(),
+        node: if node.is_empty() {
+            "(none reached yet)".into()
+        } else {
+            node
+        },
+        after: inv.timeout,
+    }
 }
