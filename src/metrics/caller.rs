@@ -2,10 +2,10 @@
 //! are found through per-thread caches ([`super::cache`]).
 
 use std::cell::RefCell;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use super::cache::{cached, Cache};
+use super::stripe::Counter;
 use super::{bump, entry, Called, Metrics, MAX_CALLED};
 use crate::error::{Error, Result};
 
@@ -13,7 +13,7 @@ thread_local! {
     /// `(node metrics id, function) -> record` of the calls this thread made lately.
     static CALLED: Cache<Called> = const { RefCell::new(Vec::new()) };
     /// `(record id, node) -> count` of who answered them.
-    static ANSWERED: Cache<AtomicU64> = const { RefCell::new(Vec::new()) };
+    static ANSWERED: Cache<Counter> = const { RefCell::new(Vec::new()) };
 }
 
 /// A call of one function in flight; record its outcome with [`Caller::finish`]. Dropped
@@ -32,7 +32,7 @@ impl<'m> Caller<'m> {
             fun,
             finished: false,
         };
-        c.with(|r| bump(&r.started));
+        c.with(|r| r.started.add(1));
         c
     }
 
@@ -56,7 +56,7 @@ impl<'m> Caller<'m> {
                 (Ok(_), Some(n)) => {
                     let owner = c.id;
                     let make = || entry(&c.answered_by, n, MAX_CALLED);
-                    cached(&ANSWERED, owner, n, make, bump);
+                    cached(&ANSWERED, owner, n, make, |a| a.add(1));
                 }
                 (Ok(_), None) => {}
                 (Err(e), _) => {

@@ -87,7 +87,7 @@ fn called(shared: &Shared) -> BTreeMap<String, CalledMetrics> {
                 .answered_by
                 .read()
                 .iter()
-                .map(|(n, v)| (n.clone(), v.load(Relaxed)))
+                .map(|(n, v)| (n.clone(), v.get()))
                 .collect();
             let cm = CalledMetrics {
                 calls: c.calls(),
@@ -143,8 +143,8 @@ pub(crate) fn snapshot_pubsub(shared: &Shared) -> PubSubMetrics {
         .iter()
         .map(|(k, v)| {
             let p = PrefixMetrics {
-                published: v.published.load(Relaxed),
-                received: v.received.load(Relaxed),
+                published: v.published.get(),
+                received: v.received.get(),
             };
             (k.clone(), p)
         })

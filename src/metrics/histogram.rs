@@ -6,10 +6,12 @@
 //! `metrics-exporter-prometheus` keeps every raw sample until an upkeep pass and only renders
 //! text, and `hdrhistogram` needs `&mut` to record. The layout is HDR's: each power of two
 //! is split into [`SUB`] equal buckets, so a quantile is known to within 1/[`SUB`] of its
-//! value (12.5 %), from 1 µs to 2^[`POWERS`] µs (about 12 days), in a fixed 2.6 KiB.
+//! value (12.5 %), from 1 µs to 2^[`POWERS`] µs (about 12 days), in a fixed 2.6 KiB per stripe.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use super::stripe::{self, STRIPES};
 
 /// Sub-buckets per power of two (a power of two itself).
 const SUB: u64 = 8;
@@ -18,18 +20,29 @@ const SUB_BITS: u32 = SUB.trailing_zeros();
 const POWERS: u64 = 40;
 const BUCKETS: usize = ((POWERS + 1) * SUB) as usize;
 
-/// Latencies in microseconds: counts per bucket, their sum and the largest seen.
+/// Latencies in microseconds: counts per bucket, their sum and the largest seen. Each
+/// thread records into its own stripe (see [`super::stripe`]): a histogram is recorded on
+/// every call, by every worker thread.
 pub(crate) struct Histogram {
-    buckets: Box<[AtomicU64]>,
-    sum_us: AtomicU64,
+    stripes: Box<[Stripe]>,
     max_us: AtomicU64,
+}
+
+/// One thread's share of a histogram, on cache lines of its own.
+#[repr(align(128))]
+struct Stripe {
+    buckets: [AtomicU64; BUCKETS],
+    sum_us: AtomicU64,
 }
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram {
-            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        let stripe = || Stripe {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_us: AtomicU64::new(0),
+        };
+        Histogram {
+            stripes: (0..STRIPES).map(|_| stripe()).collect(),
             max_us: AtomicU64::new(0),
         }
     }
@@ -75,8 +88,9 @@ impl Histogram {
     /// the buckets' sum, so counting calls costs nothing more.
     pub(crate) fn record(&self, d: Duration) {
         let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
-        self.buckets[index(us)].fetch_add(1, Relaxed);
-        self.sum_us.fetch_add(us, Relaxed);
+        let s = &self.stripes[stripe::mine()];
+        s.buckets[index(us)].fetch_add(1, Relaxed);
+        s.sum_us.fetch_add(us, Relaxed);
         if us > self.max_us.load(Relaxed) {
             self.max_us.fetch_max(us, Relaxed);
         }
@@ -84,15 +98,27 @@ impl Histogram {
 
     /// Values recorded so far.
     pub(crate) fn count(&self) -> u64 {
-        self.buckets.iter().map(|b| b.load(Relaxed)).sum()
+        let stripes = self.stripes.iter();
+        stripes
+            .flat_map(|s| &s.buckets)
+            .map(|b| b.load(Relaxed))
+            .sum()
     }
 
     /// A consistent-enough copy to read quantiles and buckets from (each counter is read
     /// once; a record racing the copy may be half in it, which moves no quantile visibly).
     pub(crate) fn snapshot(&self) -> Counts {
+        let mut buckets = vec![0u64; BUCKETS];
+        let mut sum_us = 0u64;
+        for s in self.stripes.iter() {
+            for (total, b) in buckets.iter_mut().zip(&s.buckets) {
+                *total += b.load(Relaxed);
+            }
+            sum_us = sum_us.wrapping_add(s.sum_us.load(Relaxed));
+        }
         Counts {
-            buckets: self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
-            sum_us: self.sum_us.load(Relaxed),
+            buckets,
+            sum_us,
             max_us: self.max_us.load(Relaxed),
         }
     }

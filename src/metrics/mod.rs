@@ -15,6 +15,7 @@ pub(crate) mod histogram;
 pub(crate) mod peers;
 pub(crate) mod prometheus;
 pub(crate) mod snapshot;
+pub(crate) mod stripe;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -48,20 +49,20 @@ pub(crate) struct Served {
 pub(crate) struct Called {
     /// Unique in the process (keys the callers' per-thread caches).
     pub id: u64,
-    pub started: AtomicU64,
+    pub started: stripe::Counter,
     pub abandoned: AtomicU64,
     pub errors: AtomicU64,
     pub busy: AtomicU64,
     pub latency: Histogram,
     /// Successful calls by answering node (bounded like the function names).
-    pub answered_by: RwLock<HashMap<String, Arc<AtomicU64>>>,
+    pub answered_by: RwLock<HashMap<String, Arc<stripe::Counter>>>,
 }
 
 /// Publications of one topic prefix.
 #[derive(Default)]
 pub(crate) struct Prefix {
-    pub published: AtomicU64,
-    pub received: AtomicU64,
+    pub published: stripe::Counter,
+    pub received: stripe::Counter,
 }
 
 /// Node-wide counters not kept elsewhere.
@@ -109,7 +110,7 @@ impl Default for Called {
     fn default() -> Self {
         Called {
             id: next_id(),
-            started: AtomicU64::new(0),
+            started: stripe::Counter::default(),
             abandoned: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             busy: AtomicU64::new(0),
@@ -128,7 +129,7 @@ impl Called {
     /// Calls waiting for their outcome now.
     pub(crate) fn in_flight(&self) -> u64 {
         let ended = self.calls() + self.abandoned.load(Relaxed);
-        self.started.load(Relaxed).saturating_sub(ended)
+        self.started.get().saturating_sub(ended)
     }
 }
 

@@ -157,7 +157,7 @@ fn calls(o: &mut Page, shared: &Shared) {
             .answered_by
             .read()
             .iter()
-            .map(|(k, v)| (k.clone(), v.load(Relaxed)))
+            .map(|(k, v)| (k.clone(), v.get()))
             .collect();
         by.sort();
         for (node, n) in by {

@@ -134,7 +134,7 @@ impl Shared {
         self.pubsub.stats.published.fetch_add(1, Relaxed);
         if self.metrics.enabled {
             let m = &self.metrics;
-            m.with_prefix(&out.topic, |p| crate::metrics::bump(&p.published));
+            m.with_prefix(&out.topic, |p| p.published.add(1));
         }
         let answer_group = match &out.wait {
             Wait::Answer(g) => Some(g.as_str()),
