@@ -203,9 +203,12 @@ fn mpreg_subscriber() {
 /// Counts each run of publications up to its empty end marker, and prints
 /// `done RECEIVED DROPPED` for it.
 async fn count_runs(mut sub: mpreg::Subscription) {
+    // Drops are counted from the end of the previous run, not from this run's first
+    // message: the queue may overflow before this task wakes for it, and those drops
+    // belong to this run (the end marker, the newest message, is never dropped).
+    let mut dropped_before = sub.dropped();
     while let Some(mut p) = sub.next().await {
         let mut received = 0u64;
-        let dropped_before = sub.dropped();
         loop {
             let b: ByteBuf = p.payload().unwrap();
             if b.is_empty() {
@@ -214,7 +217,9 @@ async fn count_runs(mut sub: mpreg::Subscription) {
             received += 1;
             p = sub.next().await.unwrap();
         }
-        println!("done {received} {}", sub.dropped() - dropped_before);
+        let dropped = sub.dropped();
+        println!("done {received} {}", dropped - dropped_before);
+        dropped_before = dropped;
     }
 }
 
