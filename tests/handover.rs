@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use mpreg::proto::wire::{Frame, Publish};
 use mpreg::Subscription;
-use rawpeer::{dial_as, hello, send, RawPeer};
+use rawpeer::{dial_as, hello, send, FrameReader, RawPeer};
 
 /// How long the node is given to deliver what it must not deliver yet.
 const TEMPTATION: Duration = Duration::from_millis(300);
@@ -107,5 +107,59 @@ async fn an_old_connection_that_closes_releases_the_new_one() {
         started.elapsed()
     );
     drop(peer.await.unwrap());
+    node.shutdown().await;
+}
+
+/// Which of `conns` the node fences within a second (a duplicate it retires, or the one it
+/// moves away from).
+fn fenced(conns: &mut [&mut RawPeer]) -> Vec<bool> {
+    let mut readers: Vec<FrameReader> = conns.iter().map(|_| FrameReader::default()).collect();
+    let mut seen = vec![false; conns.len()];
+    let until = std::time::Instant::now() + Duration::from_secs(1);
+    for c in conns.iter_mut() {
+        c.stream
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+    }
+    while std::time::Instant::now() < until {
+        for (i, c) in conns.iter_mut().enumerate() {
+            while let Ok(Some(f)) = readers[i].next(&mut c.stream) {
+                seen[i] |= matches!(f, Frame::Fence);
+            }
+        }
+    }
+    seen
+}
+
+/// Both ends must keep the same one of two connections dialed by the same node, whatever
+/// order their handshakes finished in: the one with the smaller token (which both know).
+/// Were the node to keep "the older", a peer whose handshakes finished in the other order
+/// would move its traffic to a connection the node retires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_connections_from_one_dialer_the_smaller_token_stays_in_either_order() {
+    let node = support::local("subscriber").start().await.unwrap();
+    let addr = node.addr().unwrap();
+    for first_byte in [1u8, 2] {
+        let second_byte = 3 - first_byte;
+        let (first, second) = tokio::task::spawn_blocking(move || {
+            let mut ours = hello(&format!("dialer-{first_byte}"));
+            ours.nonce = vec![first_byte; 32];
+            let mut first = dial_as(addr, ours.clone(), &[]);
+            ours.nonce = vec![second_byte; 32];
+            let mut second = dial_as(addr, ours, &[]);
+            let seen = fenced(&mut [&mut first, &mut second]);
+            (seen[0], seen[1])
+        })
+        .await
+        .unwrap();
+        // Token(1) < token(2): the connection dialed with nonce 1 stays, the other is fenced.
+        let (kept_first, kept_second) = (!first, !second);
+        assert_eq!(
+            (kept_first, kept_second),
+            (first_byte == 1, second_byte == 1),
+            "dialed with nonce {first_byte} then {second_byte}: the node fenced first={first}, \
+             second={second}; it must keep the one with the smaller token"
+        );
+    }
     node.shutdown().await;
 }

@@ -98,8 +98,9 @@ impl Shared {
     }
 
     /// Lists a new connection. When the peer already has one (both sides dialed at once),
-    /// both sides keep the connection dialed by the node with the smaller id and retire the
-    /// other: no new work goes on it, and it closes once idle with nothing left unread.
+    /// both sides keep the connection dialed by the node with the smaller id (of two by the
+    /// same node, the smaller token) and retire the other: no new work goes on it, and it
+    /// closes once idle with nothing left unread.
     pub(crate) fn add_connection(self: &Arc<Self>, conn: &Arc<Connection>) {
         if conn.closed.is_cancelled() {
             return;
@@ -111,8 +112,11 @@ impl Shared {
             let before = list.first().cloned();
             list.push(conn.clone());
             let dialer = |c: &Arc<Connection>| if c.dialed { self.id } else { c.peer.id };
-            // Stable: of two dialed by the same node, the older stays.
-            list.sort_by_key(dialer);
+            // Of two dialed by the same node, the one with the smaller token stays: both
+            // ends know the tokens, so they keep the same one whatever order their
+            // handshakes finished in ("the older stays" could differ between the ends, and
+            // a peer moving to a connection we retire would wait on a fence never sent).
+            list.sort_by_key(|c| (dialer(c), c.token));
             let unlisted = list.split_off(1);
             // Fenced under the lock, before anybody can queue anything on the survivor:
             // what we sent on the one we used stays ahead of what follows on the new one.
