@@ -94,7 +94,15 @@ impl Drop for Directory {
 
 impl Directory {
     fn start(members: Vec<MemberInfo>, forward: Forward) -> Directory {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        // Not on a port just picked for a dead member (`free_port` releases it, and the
+        // kernel may hand it out again here): the client would take us for that member.
+        let listener = loop {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            if members.iter().all(|m| m.member.addr.port() != port) {
+                break l;
+            }
+        };
         let addr = listener.local_addr().unwrap();
         let asked = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
