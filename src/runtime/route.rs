@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::function::{FnSpec, Function};
@@ -187,25 +186,10 @@ impl Shared {
     ///
     /// Every step counts against the call's deadline, dials and handshakes included (a
     /// handshake with a host being cut off may stall for seconds): the call fails with
-    /// [`Error::Timeout`] at its deadline whatever it was doing.
+    /// [`Error::Timeout`] at its deadline whatever it was doing. Only the steps that dial
+    /// are bounded here; the rest wait with the deadline already.
     pub(crate) async fn invoke(self: &Arc<Self>, inv: &Invocation) -> Result<Outcome> {
         let deadline = Instant::now() + inv.timeout;
-        let trying = Mutex::new(String::new());
-        let run = self.invoke_until(inv, deadline, &trying);
-        match tokio::time::timeout_at(deadline.into(), run).await {
-            Ok(r) => r,
-            Err(_) => Err(deadline_passed(inv, trying.into_inner())),
-        }
-    }
-
-    /// [`Shared::invoke`] without the overall deadline; names the provider it is trying
-    /// in `trying`.
-    async fn invoke_until(
-        self: &Arc<Self>,
-        inv: &Invocation,
-        deadline: Instant,
-        trying: &Mutex<String>,
-    ) -> Result<Outcome> {
         let mut tried = Tried(Vec::new());
         let (mut refreshed, mut settled, mut waited) = (false, false, false);
         // Providers lost in the middle of an idempotent call (it may have run there).
@@ -228,8 +212,10 @@ impl Shared {
                 }
                 if !refreshed {
                     refreshed = true;
-                    if self.refresh(&inv.fun).await {
-                        continue;
+                    match tokio::time::timeout_at(deadline.into(), self.refresh(&inv.fun)).await {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(_) => return Err(deadline_passed(inv, String::new())),
                     }
                 }
                 if !settled {
@@ -250,7 +236,6 @@ impl Shared {
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let chosen = &known[chosen];
-            chosen.name.clone_into(&mut trying.lock());
             let attempt = self.attempt(inv, chosen, remaining).await;
             let e = match judge(inv, chosen, attempt) {
                 Next::Return(r) => return r,
@@ -621,13 +606,23 @@ impl Shared {
         match &k.reach {
             Reach::Local(f) => self.run_local(inv, f, remaining).await,
             Reach::Conn(c) => self.over(c, inv, remaining, None).await,
-            Reach::Member(addr) => match self.connect_to(&addr.to_string()).await {
-                Ok(c) => self.over(&c, inv, remaining, None).await,
-                Err(e) => {
-                    tracing::info!(node = %k.name, %addr, error = %e, "cannot reach the provider");
-                    Err(e)
+            Reach::Member(addr) => {
+                // The dial counts against the call's deadline (see `invoke`).
+                let until = Instant::now() + remaining;
+                let addr_text = addr.to_string();
+                let dial = tokio::time::timeout_at(until.into(), self.connect_to(&addr_text));
+                match dial.await {
+                    Ok(Ok(c)) => {
+                        let left = until.saturating_duration_since(Instant::now());
+                        self.over(&c, inv, left, None).await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::info!(node = %k.name, %addr, error = %e, "cannot reach the provider");
+                        Err(e)
+                    }
+                    Err(_) => Err(deadline_passed(inv, k.name.clone())),
                 }
-            },
+            }
             Reach::Relay => {
                 let why = Error::Protocol {
                     peer: k.name.clone(),
