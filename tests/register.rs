@@ -129,3 +129,27 @@ async fn macro_options_reach_the_catalog() {
     node.shutdown().await;
     peer.shutdown().await;
 }
+
+/// A node alone, called for a function nobody offers yet, waits for a cluster; a provider
+/// registered on the node itself during that wait ends it (as a gateway client's
+/// registration does), so the call is served instead of failing with "no cluster found".
+#[tokio::test]
+async fn a_function_registered_while_a_lonely_node_waits_serves_the_call() {
+    let node = local("alone")
+        .discovery_wait(Duration::from_secs(20))
+        .start()
+        .await
+        .unwrap();
+    let caller = node.clone();
+    let call = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let r = caller.call::<i64>("late", (4,)).await;
+        (r, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!call.is_finished(), "the call must wait for a provider");
+    node.register("late", |(x,): (i64,)| x * 10).unwrap();
+    let (r, took) = call.await.unwrap();
+    assert_eq!(r.unwrap(), 40);
+    assert!(took < Duration::from_secs(5), "served after {took:?}");
+}

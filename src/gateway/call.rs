@@ -230,7 +230,11 @@ pub(crate) async fn call(
                 caller.place()
             )))
         }
-        Err(e) if !shared.knows_function(&inv.fun) => Err(not_found(shared, &inv.fun, &e)),
+        // Finding no cluster means nothing was called: the function was unknown when the
+        // node gave up waiting, even if a registration landed just after.
+        Err(e) if matches!(e, Error::NoCluster { .. }) || !shared.knows_function(&inv.fun) => {
+            Err(not_found(shared, &inv.fun, &e))
+        }
         Err(e) => Err(Fault::from(&e)),
     }
 }

@@ -205,7 +205,10 @@ impl Shared {
                 }
                 if !waited && self.lonely() {
                     waited = true;
-                    if self.await_cluster(deadline).await {
+                    // A provider registered here meanwhile (a gateway client's function)
+                    // ends the wait as a peer does.
+                    let offered = || !self.providers_of(&inv.fun).is_empty();
+                    if self.await_cluster_or(deadline, offered).await {
                         continue;
                     }
                     return Err(self.no_cluster());
@@ -264,11 +267,16 @@ impl Shared {
     /// Waits for a first peer until the discovery wait (counted from start) or `deadline`
     /// ends; whether one appeared.
     pub(crate) async fn await_cluster(&self, deadline: Instant) -> bool {
+        self.await_cluster_or(deadline, || false).await
+    }
+
+    /// [`Shared::await_cluster`] that also ends, with `true`, as soon as `ready` holds.
+    async fn await_cluster_or(&self, deadline: Instant, ready: impl Fn() -> bool) -> bool {
         let until = deadline.min(self.started + self.config.discovery_wait());
         let mut changes = self.view_epoch.subscribe();
         loop {
             changes.mark_unchanged();
-            if !self.lonely() {
+            if !self.lonely() || ready() {
                 return true;
             }
             let left = until.saturating_duration_since(Instant::now());
