@@ -438,6 +438,10 @@ impl PeerWait {
     async fn wait(self, deadline: Instant) -> (String, std::result::Result<PubAck, String>) {
         let name = self.conn.peer.name.clone();
         let r = tokio::select! {
+            // The reader hands over the acknowledgement before it reads the Goodbye that
+            // closes the connection; when both are in by the time we look, the
+            // acknowledgement counts (unbiased, select! would pick either).
+            biased;
             r = self.rx => r.map_err(|_| "the node shut down".to_string()),
             _ = self.conn.closed.cancelled() => Err(format!(
                 "connection lost before it acknowledged: {}",
