@@ -193,10 +193,10 @@ pub fn datagram(data: &[u8]) {
             (d.kind, d.stamp, d.sent_ms, &d.payload[..])
         );
     }
-    let kind = if flags & 2 == 0 {
-        Kind::Gossip
-    } else {
-        Kind::Beacon
+    let kind = match (flags >> 1) % 3 {
+        0 => Kind::Gossip,
+        1 => Kind::Beacon,
+        _ => Kind::Liveness,
     };
     let stamp = Stamp {
         sender: input.u64(),

@@ -1,17 +1,18 @@
-//! The envelope of every UDP datagram mpreg sends (gossip and discovery beacons).
+//! The envelope of every UDP datagram mpreg sends (gossip, connection liveness probes and
+//! discovery beacons).
 //!
 //! ```text
 //! 0..4    magic "MPRG"
-//! 4       format version: 3 for gossip with a secret (encrypted), 2 otherwise
+//! 4       format version: 3 for gossip and liveness with a secret (encrypted), 2 otherwise
 //! 5       kind (see [`Kind`])
 //! 6..14   cluster tag: the first 8 bytes of SHA-256(cluster id)
 //! 14..22  sender's clock, ms since the Unix epoch (clock window when authenticated)
 //! 22..30  sender id: the node id of a member, a random id of a client
-//! 30..38  sender's counter: grows by one with every datagram of that sender and kind
+//! 30..38  sender's counter: grows by one with every datagram of that sender and socket
 //! 38..46  destination id: the node id the datagram is for, 0 for "whoever receives it"
 //! 46..    payload — without a secret
 //!
-//! gossip with a shared secret (version 3):
+//! gossip and liveness with a shared secret (version 3):
 //! 46..70  random nonce                       ┐ the payload encrypted with
 //! 70..    payload, encrypted                 │ XChaCha20-Poly1305, the header
 //! last 16 tag                                ┘ authenticated with it
@@ -78,6 +79,31 @@ pub enum Kind {
     Gossip = 0,
     /// Discovery beacon / probe / answer.
     Beacon = 1,
+    /// A connection's liveness question or answer, on the gossip socket: whether a peer
+    /// whose TCP stream has gone quiet still answers (`runtime::liveness`). The payload is
+    /// [`LIVENESS_QUESTION`] or [`LIVENESS_ANSWER`].
+    Liveness = 2,
+}
+
+/// Payload of a [`Kind::Liveness`] question: "are you alive?".
+pub const LIVENESS_QUESTION: &[u8] = b"?";
+/// Payload of a [`Kind::Liveness`] answer.
+pub const LIVENESS_ANSWER: &[u8] = b"!";
+
+impl Kind {
+    /// Whether a datagram of this kind is encrypted under a secret: all but beacons (see
+    /// the module docs).
+    fn sealed(self) -> bool {
+        self != Kind::Beacon
+    }
+
+    /// The socket that takes it: gossip's socket takes gossip and liveness datagrams.
+    fn socket(self) -> Kind {
+        match self {
+            Kind::Liveness => Kind::Gossip,
+            k => k,
+        }
+    }
 }
 
 /// Why a datagram was dropped; each is counted by the receiver.
@@ -104,7 +130,7 @@ pub enum Reject {
 pub struct Stamp {
     /// Sender id (node id, or a client's random id).
     pub sender: u64,
-    /// The sender's counter for this datagram; never repeated for one sender and kind.
+    /// The sender's counter for this datagram; never repeated for one sender and socket.
     pub counter: u64,
     /// Node id of the receiver, or [`ANYONE`].
     pub to: u64,
@@ -189,7 +215,7 @@ pub fn seal(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + SEAL_LEN);
-    let sealed = secret.is_some() && kind == Kind::Gossip;
+    let sealed = secret.is_some() && kind.sealed();
     out.extend_from_slice(MAGIC);
     out.push(if sealed { VERSION_SEALED } else { VERSION });
     out.push(kind as u8);
@@ -233,6 +259,7 @@ pub fn open<'a>(
     let kind = match data[5] {
         0 => Kind::Gossip,
         1 => Kind::Beacon,
+        2 => Kind::Liveness,
         _ => return Err(Reject::Malformed),
     };
     if &data[6..14] != cluster {
@@ -240,8 +267,8 @@ pub fn open<'a>(
     }
     let sent_ms = u64_at(data, 14);
     let (header, body) = data.split_at(HEADER_LEN);
-    // Sealed exactly when the receiver expects it: gossip under a secret.
-    let want_sealed = secret.is_some() && kind == Kind::Gossip;
+    // Sealed exactly when the receiver expects it: gossip and liveness under a secret.
+    let want_sealed = secret.is_some() && kind.sealed();
     if (data[4] == VERSION_SEALED) != want_sealed {
         return Err(Reject::Unauthenticated);
     }
@@ -286,7 +313,8 @@ pub fn open<'a>(
     })
 }
 
-/// [`open`] for a receiver: only datagrams of `kind`, and with a secret only one addressed
+/// [`open`] for a receiver: only datagrams `kind`'s socket takes (gossip's takes liveness
+/// datagrams as well), and with a secret only one addressed
 /// to node `me` (or to anyone) and new to `window`, which then records it.
 pub fn open_checked<'a>(
     data: &'a [u8],
@@ -298,8 +326,8 @@ pub fn open_checked<'a>(
     window: &mut ReplayWindow,
 ) -> Result<Opened<'a>, Reject> {
     let d = open(data, cluster, secret, now_ms)?;
-    // Before the window: a datagram of the other kind must not use up a counter.
-    if d.kind != kind {
+    // Before the window: a datagram for another socket must not use up a counter.
+    if d.kind.socket() != kind.socket() {
         return Err(Reject::Malformed);
     }
     if secret.is_none() {
@@ -562,6 +590,34 @@ mod tests {
         let beacon = seal(Kind::Beacon, &c, Some(b"s"), NOW, stamp(1, ME), b"b");
         assert_eq!(checked(&beacon, &mut w, NOW), Err(Reject::Malformed));
         assert_eq!(checked(&sealed(1, ME, NOW), &mut w, NOW), Ok(1));
+    }
+
+    #[test]
+    fn liveness_datagrams_are_encrypted_and_share_gossips_socket_and_counters() {
+        let c = cluster_tag("lab");
+        let q = seal(
+            Kind::Liveness,
+            &c,
+            Some(b"s"),
+            NOW,
+            stamp(2, ME),
+            LIVENESS_QUESTION,
+        );
+        assert_eq!(q[4], VERSION_SEALED, "encrypted like gossip");
+        let mut w = ReplayWindow::default();
+        assert_eq!(checked(&sealed(1, ME, NOW), &mut w, NOW), Ok(1));
+        assert_eq!(checked(&q, &mut w, NOW), Ok(2));
+        assert_eq!(checked(&q, &mut w, NOW), Err(Reject::Replayed));
+        let ring = Keyring::single(b"s");
+        let o = open(&q, &c, Some(&ring), NOW).unwrap();
+        assert_eq!(
+            (o.kind, &o.payload[..]),
+            (Kind::Liveness, LIVENESS_QUESTION)
+        );
+        // The beacon socket does not take it.
+        let mut bw = ReplayWindow::default();
+        let on_beacon = open_checked(&q, &c, Some(&ring), NOW, Kind::Beacon, ME, &mut bw);
+        assert_eq!(on_beacon.unwrap_err(), Reject::Malformed);
     }
 
     #[test]

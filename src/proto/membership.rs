@@ -15,6 +15,8 @@
 //!   down; an older identity that is still alive is only hidden while a newer namesake is,
 //!   and comes back (`Up`) as soon as that one goes down or leaves, so a duplicate that
 //!   stops can never leave the cluster split.
+//! - suspicions: every suspicion held here, learned by gossip or not, ends within twice
+//!   the suspicion timeout (`suspicion` module): foca times only its own.
 
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
@@ -33,8 +35,21 @@ use rand::SeedableRng;
 
 use crate::proto::member::Member;
 
+mod suspicion;
+
+use suspicion::{Suspicions, Watch};
+
 /// A membership timer; opaque to the shell, which only schedules it.
-pub type Timer = foca::Timer<Member>;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer(TimerKind);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TimerKind {
+    /// One of foca's.
+    Foca(foca::Timer<Member>),
+    /// A suspicion's watch is due (see the `suspicion` module).
+    Suspicion(Watch),
+}
 
 /// Largest gossip datagram payload: with our envelope (46 bytes, plus 40 of nonce and
 /// tag with a secret) and IP/UDP (28) it fits an Ethernet MTU of 1500 bytes.
@@ -169,6 +184,13 @@ pub struct Membership {
     suppressed: u64,
     /// Cluster size the current timings were computed for.
     tuned_for: u32,
+    /// Suspicions watched, and how long a watch runs (twice foca's suspicion timeout).
+    suspicions: Suspicions,
+    watch_for: Duration,
+    /// Our own timers to hand out before foca's.
+    own_timers: VecDeque<(Duration, Timer)>,
+    /// Members declared down by a watch (see the `suspicion` module).
+    overdue: u64,
 }
 
 impl std::fmt::Debug for Membership {
@@ -186,6 +208,7 @@ pub type Error = foca::Error;
 impl Membership {
     /// A new, not yet joined, membership for `me`.
     pub fn new(me: Member, config: FocaConfig, rng_seed: u64) -> Self {
+        let watch_for = config.suspect_to_down_after * 2;
         let events = Arc::new(Mutex::new(VecDeque::new()));
         let handler = CatalogNotices {
             known: HashMap::new(),
@@ -206,6 +229,10 @@ impl Membership {
             shown: HashMap::new(),
             suppressed: 0,
             tuned_for: 16,
+            suspicions: Suspicions::default(),
+            watch_for,
+            own_timers: VecDeque::new(),
+            overdue: 0,
         }
     }
 
@@ -223,9 +250,33 @@ impl Membership {
 
     /// Handles a timer that came due.
     pub fn handle_timer(&mut self, timer: Timer) -> Result<(), Error> {
-        let r = self.foca.handle_timer(timer, &mut self.rt);
+        let r = match timer.0 {
+            TimerKind::Foca(t) => self.foca.handle_timer(t, &mut self.rt),
+            TimerKind::Suspicion(w) => self.watch_due(w),
+        };
         self.collect();
         r
+    }
+
+    /// A suspicion watched for twice the timeout: still there, unrefuted, it was left
+    /// without a timer, and the member is declared down here.
+    fn watch_due(&mut self, w: Watch) -> Result<(), Error> {
+        let unrefuted = self.foca.iter_membership_state().any(|m| {
+            m.id() == &w.member && m.state() == State::Suspect && m.incarnation() == w.incarnation
+        });
+        if !unrefuted {
+            return Ok(());
+        }
+        self.overdue += 1;
+        let down = foca::Member::new(w.member, w.incarnation, State::Down);
+        self.foca
+            .apply_many(std::iter::once(down), true, &mut self.rt)
+    }
+
+    /// Members this node declared down because their suspicion outlived its timeout
+    /// twice over (for tests and metrics).
+    pub fn overdue_suspicions(&self) -> u64 {
+        self.overdue
     }
 
     /// Asks the node at `addr` (a seed, or a node found by discovery) to let us join.
@@ -264,8 +315,11 @@ impl Membership {
     pub fn fit_config_to_size_with(&mut self, tune: impl Fn(u32) -> FocaConfig) {
         let n = (self.foca.num_members() + 1) as u32;
         let drifted = n > self.tuned_for.saturating_mul(2) || n.saturating_mul(2) < self.tuned_for;
-        if drifted && self.foca.set_config(tune(n)).is_ok() {
+        let config = tune(n);
+        let watch_for = config.suspect_to_down_after * 2;
+        if drifted && self.foca.set_config(config).is_ok() {
             self.tuned_for = n;
+            self.watch_for = watch_for;
         }
     }
 
@@ -371,7 +425,11 @@ impl Membership {
     /// Next timer to schedule: fire it after the duration via `handle_timer`.
     #[must_use]
     pub fn poll_timer(&mut self) -> Option<(Duration, Timer)> {
-        self.rt.to_schedule()
+        if let Some(t) = self.own_timers.pop_front() {
+            return Some(t);
+        }
+        let (after, t) = self.rt.to_schedule()?;
+        Some((after, Timer(TimerKind::Foca(t))))
     }
 
     /// Next membership change.
@@ -405,6 +463,10 @@ impl Membership {
                 #[allow(unreachable_patterns)]
                 _ => {}
             }
+        }
+        for w in self.suspicions.track(self.foca.iter_membership_state()) {
+            let t = Timer(TimerKind::Suspicion(w));
+            self.own_timers.push_back((self.watch_for, t));
         }
     }
 

@@ -102,6 +102,9 @@ pub(crate) struct Connection {
     /// Frames received other than heartbeats (`Ping`): what a duplicate connection being
     /// retired waits to stop (the peer's heartbeat never does).
     pub(crate) traffic: AtomicU64,
+    /// Answers the peer gave over UDP to our liveness questions (asked by the watchdog
+    /// while this stream is quiet): a peer that answers is alive, its stream is stalled.
+    pub(crate) udp_answers: AtomicU64,
     /// Set while the reader holds back because our answers cannot be queued or a lossless
     /// subscriber's queue is full.
     paused: AtomicBool,
@@ -169,6 +172,7 @@ impl Connection {
             fence_sent: AtomicBool::new(false),
             received: AtomicU64::new(0),
             traffic: AtomicU64::new(0),
+            udp_answers: AtomicU64::new(0),
             paused: AtomicBool::new(false),
             #[cfg(unix)]
             fd,
@@ -279,6 +283,18 @@ impl Connection {
     /// subscriber it feeds is full).
     pub(crate) fn reader_paused(&self) -> bool {
         self.paused.load(Ordering::Relaxed)
+    }
+
+    /// The peer answered a liveness question over UDP (see [`liveness`]).
+    pub(crate) fn answered_udp(&self) {
+        self.udp_answers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The peer's gossip address (its listening port on its address), where liveness
+    /// questions go; none for a client, which has no gossip socket.
+    pub(crate) fn gossip_addr(&self) -> Option<SocketAddr> {
+        let p = &self.peer;
+        (p.listen_port != 0).then(|| SocketAddr::new(p.addr.ip(), p.listen_port))
     }
 
     /// Frames queued for the writer: the load signal for choosing a queue-group member.

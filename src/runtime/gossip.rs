@@ -10,7 +10,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::time::DelayQueue;
 
-use crate::proto::datagram::{self, Kind, Reject, ReplayWindow, Stamp};
+use crate::proto::datagram::{self, Kind, Opened, Reject, ReplayWindow, Stamp};
 use crate::proto::member::Member;
 use crate::proto::membership::{Event, Membership, Timer};
 use crate::runtime::{now_ms, Shared};
@@ -27,6 +27,9 @@ pub(crate) enum Command {
     CatalogVersion(u64),
     /// Leave the cluster, then report back.
     Leave(oneshot::Sender<()>),
+    /// Ask the member `id` at this gossip address whether it is alive (its TCP stream to
+    /// us went quiet); its answer marks its connections (`Connection::answered_udp`).
+    Probe(SocketAddr, u64),
 }
 
 /// Runs until shutdown (or until a `Leave` has been flushed).
@@ -48,7 +51,12 @@ pub(crate) async fn run(
         tokio::select! {
             _ = shared.shutdown.cancelled() => break,
             r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => receive(&shared, &mut wire, &mut m, &buf[..n], from),
+                Ok((n, from)) => {
+                    if let Some(asker) = receive(&shared, &mut wire, &mut m, &buf[..n], from) {
+                        let answer = datagram::LIVENESS_ANSWER;
+                        send(&shared, &socket, &mut wire, Kind::Liveness, asker, answer).await;
+                    }
+                }
                 Err(e) => tracing::debug!(error = %e, "gossip socket receive failed"),
             },
             Some(t) = timers.next() => {
@@ -63,6 +71,11 @@ pub(crate) async fn run(
                     let _ = done.send(());
                     break;
                 }
+                if let Command::Probe(to, id) = cmd {
+                    let question = datagram::LIVENESS_QUESTION;
+                    send(&shared, &socket, &mut wire, Kind::Liveness, (to, id), question).await;
+                    continue;
+                }
                 apply(&mut m, cmd);
             }
         }
@@ -73,14 +86,22 @@ fn apply(m: &mut Membership, cmd: Command) {
     let r = match cmd {
         Command::Announce(addr) => m.announce(addr),
         Command::CatalogVersion(v) => m.publish_catalog_version(v),
-        Command::Leave(_) => Ok(()),
+        Command::Leave(_) | Command::Probe(..) => Ok(()),
     };
     if let Err(e) = r {
         tracing::debug!(error = %e, "membership command");
     }
 }
 
-fn receive(shared: &Shared, wire: &mut Wire, m: &mut Membership, data: &[u8], from: SocketAddr) {
+/// Takes one datagram: membership traffic goes to `m`; a liveness question is answered
+/// (returned, to be sent); a liveness answer marks the sender's connections alive.
+fn receive(
+    shared: &Shared,
+    wire: &mut Wire,
+    m: &mut Membership,
+    data: &[u8],
+    from: SocketAddr,
+) -> Option<(SocketAddr, u64)> {
     let c = &shared.counters;
     let ring = shared.secret.as_ref().map(|k| k.get());
     let secret = ring.as_deref();
@@ -98,10 +119,13 @@ fn receive(shared: &Shared, wire: &mut Wire, m: &mut Membership, data: &[u8], fr
             c.gossip_received.fetch_add(1, Ordering::Relaxed);
             let bytes = &shared.metrics.events.gossip_bytes_received;
             bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            if d.kind == Kind::Liveness {
+                return liveness(shared, &d, from);
+            }
             if let Err(e) = m.handle_data(&d.payload) {
                 tracing::debug!(%from, error = %e, "gossip datagram not accepted");
             }
-            return;
+            return None;
         }
         Err(Reject::Malformed) => &c.dropped_malformed,
         Err(Reject::OtherCluster) => &c.dropped_other_cluster,
@@ -112,6 +136,32 @@ fn receive(shared: &Shared, wire: &mut Wire, m: &mut Membership, data: &[u8], fr
         }
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    None
+}
+
+/// A liveness datagram: a question addressed to us is answered (one datagram of the same
+/// size, so a forged question amplifies nothing); an answer marks every connection to its
+/// sender as answering.
+fn liveness(shared: &Shared, d: &Opened<'_>, from: SocketAddr) -> Option<(SocketAddr, u64)> {
+    let sender = d.stamp.sender;
+    match &d.payload[..] {
+        datagram::LIVENESS_QUESTION if d.stamp.to == shared.id => Some((from, sender)),
+        datagram::LIVENESS_ANSWER => {
+            if let Some(conns) = shared.peers.read().get(&sender) {
+                for c in conns {
+                    c.answered_udp();
+                }
+            }
+            None
+        }
+        _ => {
+            shared
+                .counters
+                .dropped_malformed
+                .fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 /// The gossip socket's envelope state: what seals our datagrams and checks others'.
@@ -132,29 +182,7 @@ async fn drain(
     timers: &mut DelayQueue<Timer>,
 ) {
     while let Some((to, to_id, data)) = m.poll_transmit_to() {
-        let stamp = Stamp {
-            sender: shared.id,
-            counter: wire.counter,
-            to: to_id,
-        };
-        wire.counter += 1;
-        let ring = shared.secret.as_ref().map(|k| k.get());
-        let sealed = datagram::seal(
-            Kind::Gossip,
-            &wire.cluster,
-            ring.as_ref().map(|r| r.primary()),
-            now_ms(),
-            stamp,
-            &data,
-        );
-        shared.counters.gossip_sent.fetch_add(1, Ordering::Relaxed);
-        shared
-            .counters
-            .gossip_bytes_sent
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-        if let Err(e) = socket.send_to(&sealed, to).await {
-            tracing::debug!(%to, error = %e, "gossip send failed");
-        }
+        send(shared, socket, wire, Kind::Gossip, (to, to_id), &data).await;
     }
     while let Some((after, t)) = m.poll_timer() {
         timers.insert(t, after);
@@ -170,6 +198,34 @@ async fn drain(
         note_name_holder(shared, m);
     }
     shared.set_suspects(suspects);
+}
+
+/// Seals `payload` for the member `to` (address, node id) and sends it.
+async fn send(
+    shared: &Shared,
+    socket: &UdpSocket,
+    wire: &mut Wire,
+    kind: Kind,
+    to: (SocketAddr, u64),
+    payload: &[u8],
+) {
+    let stamp = Stamp {
+        sender: shared.id,
+        counter: wire.counter,
+        to: to.1,
+    };
+    wire.counter += 1;
+    let ring = shared.secret.as_ref().map(|k| k.get());
+    let primary = ring.as_ref().map(|r| r.primary());
+    let sealed = datagram::seal(kind, &wire.cluster, primary, now_ms(), stamp, payload);
+    shared.counters.gossip_sent.fetch_add(1, Ordering::Relaxed);
+    shared
+        .counters
+        .gossip_bytes_sent
+        .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+    if let Err(e) = socket.send_to(&sealed, to.0).await {
+        tracing::debug!(to = %to.0, error = %e, "gossip send failed");
+    }
 }
 
 /// Says so when a newer live node holding our name hides us from every view (a duplicate

@@ -9,6 +9,15 @@
 //! data, while a connection with our calls in flight and nothing to send is neither; a
 //! heartbeat covers every case with one rule, on every platform, and the closing reason
 //! says which side went quiet. Calls in flight then fail at once with "node lost".
+//!
+//! Silence alone does not tell a dead link from a stalled stream: at a few percent of loss
+//! a TCP segment lost four times in a row holds everything behind it for over 2 s (the
+//! retransmission timer doubles from 200 ms), and closing then loses what was in flight
+//! between two healthy nodes. So once the stream has been quiet for [`PROBE_AFTER`], the
+//! watchdog asks the peer over UDP, on its gossip socket, every tick; a peer that answers
+//! is alive and its connection is kept up to [`STALL_LIMIT`] of silence, the limit for a
+//! stream that moves nothing whatever the cause. A cut link or a frozen host answers
+//! nothing and is closed at [`SILENCE_LIMIT`] as before.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -16,17 +25,56 @@ use std::time::{Duration, Instant};
 
 use crate::proto::codec::encode_frame;
 use crate::proto::wire::Frame;
+use crate::runtime::gossip::Command;
 use crate::runtime::{Connection, Shared};
 
 /// How often the watchdog looks; a connection that wrote nothing during one tick sends a
 /// `Ping`, so a healthy peer always hears from us at least this often.
 pub(crate) const TICK: Duration = Duration::from_millis(250);
 
-/// A peer silent this long (not even a `Ping`) is taken as lost.
+/// A peer silent this long (not even a `Ping`) is taken as lost, unless it answered over
+/// UDP within this time.
 pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(2);
 
-/// A peer that reads nothing of ours while we have frames for it for this long is closed.
+/// A stream quiet this long makes the watchdog ask the peer over UDP, every tick.
+pub(crate) const PROBE_AFTER: Duration = Duration::from_secs(1);
+
+/// A peer that reads nothing of ours while we have frames for it for this long is closed;
+/// so is a peer silent this long on the stream though it answers over UDP.
 pub(crate) const STALL_LIMIT: Duration = Duration::from_secs(10);
+
+/// Why a stream quiet for `quiet` is closed, if it is: silent past [`SILENCE_LIMIT`] with no
+/// UDP answer lately, or past [`STALL_LIMIT`] whatever the peer answers.
+fn silence_verdict(quiet: Duration, answering: bool) -> Option<String> {
+    let secs = quiet.as_secs_f64();
+    if quiet >= STALL_LIMIT {
+        let how = if answering {
+            "though the peer answers over UDP: the stream is stuck"
+        } else {
+            "(link cut or host frozen)"
+        };
+        Some(format!("no frame from the peer for {secs:.1} s {how}"))
+    } else if quiet >= SILENCE_LIMIT && !answering {
+        Some(format!(
+            "no frame from the peer for {secs:.1} s and no answer over UDP (link cut or host frozen)"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Asks the peer of `conn` over UDP whether it is alive (through the gossip task; skipped
+/// when its queue is full, or on a client, which has no gossip socket).
+fn ask(conn: &Connection, shared: &Shared) {
+    let Some(gossip) = shared.gossip.get() else {
+        return;
+    };
+    let id = conn.peer.id;
+    let listed = shared.directory.read().get(&id).map(|e| e.member.addr);
+    if let Some(addr) = listed.or_else(|| conn.gossip_addr()) {
+        let _ = gossip.try_send(Command::Probe(addr, id));
+    }
+}
 
 /// Watches `conn` until it closes.
 pub(crate) async fn watch(conn: Arc<Connection>, shared: Arc<Shared>) {
@@ -34,6 +82,8 @@ pub(crate) async fn watch(conn: Arc<Connection>, shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = (conn.received.load(Relaxed), Instant::now());
+    // The peer's UDP answers so far, and when their count last grew.
+    let mut answered: (u64, Option<Instant>) = (conn.udp_answers.load(Relaxed), None);
     let mut last_tick = Instant::now();
     let mut wrote = (conn.out.written.load(Relaxed), Instant::now());
     // Writes our own ping made since the last tick: they are not traffic.
@@ -54,14 +104,21 @@ pub(crate) async fn watch(conn: Arc<Connection>, shared: Arc<Shared>) {
         // (the kernel holds bytes from the peer): the peer is not silent.
         if received != heard.0 || conn.reader_paused() || starved || conn.unread_bytes() > 0 {
             heard = (received, now);
-        } else if now - heard.1 >= SILENCE_LIMIT {
-            let why = format!(
-                "no frame from the peer for {:.1} s (link cut or host frozen)",
-                (now - heard.1).as_secs_f64()
-            );
-            tracing::info!(peer = %conn.peer.name, reason = %why, "closing connection");
-            conn.close(why);
-            return;
+        } else {
+            let answers = conn.udp_answers.load(Relaxed);
+            if answers != answered.0 {
+                answered = (answers, Some(now));
+            }
+            let quiet = now - heard.1;
+            let answering = answered.1.is_some_and(|t| now - t < SILENCE_LIMIT);
+            if let Some(why) = silence_verdict(quiet, answering) {
+                tracing::info!(peer = %conn.peer.name, reason = %why, "closing connection");
+                conn.close(why);
+                return;
+            }
+            if quiet >= PROBE_AFTER {
+                ask(&conn, &shared);
+            }
         }
         let written = conn.out.written.load(Relaxed);
         // A peer with a lossless subscriber stops reading us on purpose while it catches
@@ -85,5 +142,30 @@ pub(crate) async fn watch(conn: Arc<Connection>, shared: Arc<Shared>) {
             conn.close(why);
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn a_quiet_peer_that_answers_over_udp_is_kept_until_the_stall_limit() {
+        assert_eq!(silence_verdict(secs(1.9), false), None);
+        assert_eq!(silence_verdict(secs(5.0), true), None);
+        assert_eq!(silence_verdict(secs(9.9), true), None);
+        let stuck = silence_verdict(STALL_LIMIT, true).expect("closed at the stall limit");
+        assert!(stuck.contains("answers over UDP"), "{stuck}");
+    }
+
+    #[test]
+    fn a_quiet_peer_that_does_not_answer_is_closed_at_the_silence_limit() {
+        let why = silence_verdict(SILENCE_LIMIT, false).expect("closed");
+        assert!(why.contains("no answer over UDP"), "{why}");
+        assert!(why.contains("link cut or host frozen"), "{why}");
     }
 }

@@ -61,4 +61,5 @@ mod replay;
 mod resolver;
 mod seed;
 mod services;
+mod stall;
 mod zero_config;

@@ -83,9 +83,11 @@ fn a_member_that_could_not_be_dialed_is_dialed_again() {
     figure("redial_connected_after_unblock_ms", t.as_millis());
 
     // The same link fails again while both stay members (gossip still passes): the
-    // connection's heartbeat closes it, and n2 dials again once TCP passes.
+    // connection's heartbeat closes it once its stream has moved nothing for 10 s (the
+    // peer still answers over UDP, so it is taken for a stall until then), and n2 dials
+    // again once TCP passes.
     apply("-A");
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(16), || {
         n3_in_view_of_n2().is_some_and(|m| m.names_in("resources").is_empty())
     });
     std::thread::sleep(Duration::from_secs(2));

@@ -325,3 +325,75 @@ fn membership_can_move_between_threads() {
     fn is_send<T: Send>() {}
     is_send::<Membership>();
 }
+
+/// Joins nodes 1..=n through node 1; returns them, events drained.
+fn joined(n: u64) -> Vec<Membership> {
+    let mut nodes: Vec<Membership> = (1..=n)
+        .map(|i| Membership::new(member(i), lan_config(n as u32), i))
+        .collect();
+    for node in nodes.iter_mut().skip(1) {
+        node.announce(member(1).addr).unwrap();
+    }
+    pump(&mut nodes);
+    for n in nodes.iter_mut() {
+        drain(n);
+    }
+    nodes
+}
+
+/// Hands `n` a suspicion of `m` as gossip would (no timer of foca's runs for it).
+fn hear_suspicion(n: &mut Membership, m: &Member) {
+    let update = foca::Member::new(m.clone(), 0, State::Suspect);
+    n.foca
+        .apply_many(std::iter::once(update), true, &mut n.rt)
+        .unwrap();
+    n.collect();
+}
+
+/// The suspicion watches `n` has scheduled (its other timers are dropped).
+fn watches(n: &mut Membership) -> Vec<(Duration, Timer)> {
+    std::iter::from_fn(|| n.poll_timer())
+        .filter(|(_, t)| matches!(t.0, TimerKind::Suspicion(_)))
+        .collect()
+}
+
+#[test]
+fn a_suspicion_learned_by_gossip_ends_in_down_when_nobody_ends_it() {
+    let mut nodes = joined(3);
+    let a = &mut nodes[0];
+    while a.poll_timer().is_some() {}
+    hear_suspicion(a, &member(2));
+    assert_eq!(a.suspects(), vec![2]);
+    let due = watches(a);
+    let timeout = lan_config(3).suspect_to_down_after;
+    assert_eq!(due.len(), 1, "one watch for the one suspicion");
+    assert_eq!(due[0].0, timeout * 2);
+    // foca alone would hold it suspect for good: it has no timer for a suspicion it heard.
+    a.handle_timer(due[0].1.clone()).unwrap();
+    assert!(a.suspects().is_empty());
+    assert!(!a.is_live(2), "declared down when the watch came due");
+    assert_eq!(a.overdue_suspicions(), 1);
+    assert!(drain(a).contains(&Event::Down(member(2))));
+}
+
+#[test]
+fn a_refuted_suspicion_is_left_alone_when_its_watch_comes_due() {
+    let mut nodes = joined(3);
+    let a = &mut nodes[0];
+    while a.poll_timer().is_some() {}
+    hear_suspicion(a, &member(2));
+    let due = watches(a);
+    // Node 2 refutes: its incarnation grows.
+    let refuted = foca::Member::new(member(2), 1, State::Alive);
+    a.foca
+        .apply_many(std::iter::once(refuted), true, &mut a.rt)
+        .unwrap();
+    a.collect();
+    a.handle_timer(due[0].1.clone()).unwrap();
+    assert!(a.is_live(2));
+    assert_eq!(a.overdue_suspicions(), 0);
+    assert!(
+        watches(a).is_empty(),
+        "no new watch for a member no longer suspect"
+    );
+}
