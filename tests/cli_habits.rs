@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::{free_port, mpreg, Proc};
 
 #[test]
@@ -33,6 +35,33 @@ fn json_elapsed_is_rounded_to_the_microsecond() {
         let decimals = text.split('.').nth(1).map_or(0, str::len);
         assert!(decimals <= 3, "elapsed_ms {text} is not rounded to µs");
     }
+}
+
+/// One seed list for a whole cluster names each node too: a node dials its own address
+/// once, sees it reached itself, and stops (it used to warn twice every 5 s forever).
+#[test]
+fn a_seed_naming_the_node_itself_is_dialed_once_without_a_warning() {
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("mpreg-self-seed-{}.log", std::process::id()));
+    let envs = [
+        ("MPREG_SEEDS", format!("127.0.0.1:{port}")),
+        ("RUST_LOG", "mpreg=debug".to_string()),
+    ];
+    let server =
+        Proc::start_logged_env("mpreg", &["serve", "--name", "selfish"], &envs, port, &log);
+    // The redial backoff (100 ms, doubling) would have dialed 5 times by now.
+    std::thread::sleep(Duration::from_millis(2_500));
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let warned: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("itself"))
+        .collect();
+    assert!(warned.is_empty(), "warnings: {warned:#?}");
+    let refusals = text.matches("refusing our own connection").count();
+    assert_eq!(refusals, 1, "own dials refused:\n{text}");
+    assert!(text.contains("this seed is this node itself"), "{text}");
 }
 
 #[test]

@@ -19,6 +19,14 @@ pub fn prologue(dialer: &Hello, listener: &Hello) -> Vec<u8> {
     out
 }
 
+/// End of the refusal of a connection a node made to itself (a seed list naming the node).
+pub const SELF_CONNECTION: &str = "connected to itself";
+
+/// Whether a refusal's `reason` is that a node connected to itself.
+pub fn is_self_connection(reason: &str) -> bool {
+    reason.ends_with(SELF_CONNECTION)
+}
+
 /// Checks a peer's hello against our own parameters; `Err` is the refusal reason, phrased
 /// for both sides' logs.
 ///
@@ -39,7 +47,7 @@ pub fn check_hello(peer: &Hello, me: &Hello) -> Result<(), String> {
         ));
     }
     if peer.node_id == me.node_id {
-        return Err(format!("node `{m}` connected to itself"));
+        return Err(format!("node `{m}` {SELF_CONNECTION}"));
     }
     match (peer.auth, me.auth) {
         (true, false) => Err(format!(

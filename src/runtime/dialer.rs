@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::proto::handshake::is_self_connection;
 use crate::runtime::Shared;
+use crate::Error;
 
 /// First redial delay; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -34,6 +36,14 @@ pub(crate) async fn maintain(shared: Arc<Shared>, addr: String, first: oneshot::
                     _ = conn.closed.cancelled() => {}
                 }
             }
+            Err(Error::Refused { reason, .. }) if is_self_connection(&reason) => {
+                // Every node of a cluster may share one seed list: ours names us too.
+                tracing::debug!(%addr, "this seed is this node itself: not dialed again");
+                if let Some(f) = first.take() {
+                    let _ = f.send(());
+                }
+                return;
+            }
             Err(e) => {
                 tracing::debug!(%addr, error = %e, "seed unreachable");
                 shared
@@ -44,7 +54,7 @@ pub(crate) async fn maintain(shared: Arc<Shared>, addr: String, first: oneshot::
                     let _ = f.send(());
                 }
                 // A refusal (other cluster, wrong secret) will not heal by retrying fast.
-                if matches!(e, crate::Error::Refused { .. }) {
+                if matches!(e, Error::Refused { .. }) {
                     backoff = MAX_BACKOFF;
                 }
             }

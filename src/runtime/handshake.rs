@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::proto::catalog::Relation;
 use crate::proto::codec::{encode_frame, FrameCodec};
 use crate::proto::crypto::{self, Initiator, Sealer, Session};
-use crate::proto::handshake::{check_hello, prologue, NONCE_LEN};
+use crate::proto::handshake::{check_hello, is_self_connection, prologue, NONCE_LEN};
 use crate::proto::wire::{Auth, CatalogMsg, Frame, Hello, Refused};
 use crate::runtime::connection::frame_name;
 use crate::runtime::{Connection, PeerInfo, Shared};
@@ -344,7 +344,13 @@ pub(crate) async fn accept(
         let bound = prologue(&peer, &mine);
         vet_host(&mut peer, remote, &shared.host_id);
         if let Err(reason) = check_hello(&peer, &mine) {
-            tracing::warn!(%remote, %reason, "refusing peer");
+            // Our own dial reaching us (a seed names this node) is no one's fault: its
+            // dialer stops at this refusal.
+            if is_self_connection(&reason) {
+                tracing::debug!(%remote, %reason, "refusing our own connection");
+            } else {
+                tracing::warn!(%remote, %reason, "refusing peer");
+            }
             return Err(io.refused(reason).await);
         }
         io.send(&Frame::Hello(mine)).await?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::proto::handshake::is_self_connection;
 use crate::runtime::{handshake, Shared};
 
 /// Connections (including those mid-handshake) accepted at once; beyond it the listener
@@ -50,6 +51,7 @@ pub(crate) async fn run(shared: Arc<Shared>, listener: TcpListener) {
                 Err(crate::Error::Io { source, .. }) if hung_up(&source) => {
                     tracing::debug!(%remote, error = %source, "peer hung up during the handshake");
                 }
+                Err(crate::Error::Refused { reason, .. }) if is_self_connection(&reason) => {}
                 Err(e) => tracing::warn!(%remote, error = %e, "handshake failed"),
             }
             drop(permit);
