@@ -38,6 +38,8 @@
 //! - `capture`: a capture on the bridge during calls and pub/sub shows no function name,
 //!   argument, result, topic or payload in clear with a secret, and all of them without
 //!   one (needs `tcpdump`).
+//! - `stall`: a TCP stream stalled between two live hosts (TCP dropped, UDP passing) is
+//!   kept, its peer answering the watchdog over UDP, and loses no lossless publication.
 
 #[path = "../support/services.rs"]
 mod fixtures;
