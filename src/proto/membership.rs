@@ -35,8 +35,10 @@ use rand::SeedableRng;
 
 use crate::proto::member::Member;
 
+mod parked;
 mod suspicion;
 
+use parked::{Parked, Work};
 use suspicion::{Suspicions, Watch};
 
 /// A membership timer; opaque to the shell, which only schedules it.
@@ -109,6 +111,13 @@ pub fn lan_config(expected_members: u32) -> FocaConfig {
     c.max_transmissions =
         NonZeroU8::new(c.max_transmissions.get().saturating_mul(2).max(8)).expect("non-zero");
     c
+}
+
+/// What foca's periodic gossip has to do now.
+fn work(foca: &Foca<Member, PostcardCodec, StdRng, CatalogNotices>) -> Work {
+    Work {
+        to_gossip: foca.updates_backlog() > 0 || foca.custom_broadcast_backlog() > 0,
+    }
 }
 
 /// Key of a catalog-version broadcast: a newer version of the same node supersedes it.
@@ -191,6 +200,8 @@ pub struct Membership {
     own_timers: VecDeque<(Duration, Timer)>,
     /// Members declared down by a watch (see the `suspicion` module).
     overdue: u64,
+    /// Periodic timers held while they have nothing to do (see the `parked` module).
+    parked: Parked,
 }
 
 impl std::fmt::Debug for Membership {
@@ -233,6 +244,7 @@ impl Membership {
             watch_for,
             own_timers: VecDeque::new(),
             overdue: 0,
+            parked: Parked::default(),
         }
     }
 
@@ -251,7 +263,10 @@ impl Membership {
     /// Handles a timer that came due.
     pub fn handle_timer(&mut self, timer: Timer) -> Result<(), Error> {
         let r = match timer.0 {
-            TimerKind::Foca(t) => self.foca.handle_timer(t, &mut self.rt),
+            TimerKind::Foca(t) => match self.parked.park(t, || work(&self.foca)) {
+                Some(t) => self.foca.handle_timer(t, &mut self.rt),
+                None => Ok(()),
+            },
             TimerKind::Suspicion(w) => self.watch_due(w),
         };
         self.collect();
@@ -428,7 +443,11 @@ impl Membership {
         if let Some(t) = self.own_timers.pop_front() {
             return Some(t);
         }
+        if let Some(t) = self.parked.unpark(|| work(&self.foca)) {
+            return Some((Duration::ZERO, Timer(TimerKind::Foca(t))));
+        }
         let (after, t) = self.rt.to_schedule()?;
+        self.parked.asked(&t);
         Some((after, Timer(TimerKind::Foca(t))))
     }
 

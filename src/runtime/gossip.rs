@@ -5,14 +5,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::time::DelayQueue;
 
 use crate::proto::datagram::{self, Kind, Opened, Reject, ReplayWindow, Stamp};
 use crate::proto::member::Member;
 use crate::proto::membership::{Event, Membership, Timer};
+use crate::runtime::grid::Timers;
 use crate::runtime::{now_ms, Shared};
 
 /// Commands queued for the gossip task before senders wait.
@@ -44,7 +43,7 @@ pub(crate) async fn run(
         counter: 0,
         window: ReplayWindow::default(),
     };
-    let mut timers: DelayQueue<Timer> = DelayQueue::new();
+    let mut timers: Timers<Timer> = Timers::default();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         drain(&shared, &socket, &mut wire, &mut m, &mut timers).await;
@@ -59,8 +58,8 @@ pub(crate) async fn run(
                 }
                 Err(e) => tracing::debug!(error = %e, "gossip socket receive failed"),
             },
-            Some(t) = timers.next() => {
-                if let Err(e) = m.handle_timer(t.into_inner()) {
+            t = timers.next() => {
+                if let Err(e) = m.handle_timer(t) {
                     tracing::debug!(error = %e, "membership timer");
                 }
             }
@@ -179,7 +178,7 @@ async fn drain(
     socket: &UdpSocket,
     wire: &mut Wire,
     m: &mut Membership,
-    timers: &mut DelayQueue<Timer>,
+    timers: &mut Timers<Timer>,
 ) {
     while let Some((to, to_id, data)) = m.poll_transmit_to() {
         send(shared, socket, wire, Kind::Gossip, (to, to_id), &data).await;

@@ -26,11 +26,18 @@ use std::time::{Duration, Instant};
 use crate::proto::codec::encode_frame;
 use crate::proto::wire::Frame;
 use crate::runtime::gossip::Command;
+use crate::runtime::grid;
 use crate::runtime::{Connection, Shared};
 
-/// How often the watchdog looks; a connection that wrote nothing during one tick sends a
-/// `Ping`, so a healthy peer always hears from us at least this often.
-pub(crate) const TICK: Duration = Duration::from_millis(250);
+/// How often the watchdog looks. Every watchdog of the process ticks on the process's
+/// timer grid ([`grid`]), so a node with many connections wakes once per tick for all of
+/// them, not once per connection.
+pub(crate) const TICK: Duration = grid::TICK;
+
+/// A connection that wrote nothing for this long sends a `Ping`, so a healthy peer hears
+/// from us at least this often: well within the peer's [`PROBE_AFTER`], and half as many
+/// wakeups on both sides of an idle connection as a ping every tick.
+pub(crate) const PING_EVERY: Duration = Duration::from_millis(500);
 
 /// A peer silent this long (not even a `Ping`) is taken as lost, unless it answered over
 /// UDP within this time.
@@ -79,8 +86,7 @@ fn ask(conn: &Connection, shared: &Shared) {
 /// Watches `conn` until it closes.
 pub(crate) async fn watch(conn: Arc<Connection>, shared: Arc<Shared>) {
     let ping = encode_frame(&Frame::Ping).expect("unit frame encodes");
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = grid::interval();
     let mut heard = (conn.received.load(Relaxed), Instant::now());
     // The peer's UDP answers so far, and when their count last grew.
     let mut answered: (u64, Option<Instant>) = (conn.udp_answers.load(Relaxed), None);
@@ -88,6 +94,8 @@ pub(crate) async fn watch(conn: Arc<Connection>, shared: Arc<Shared>) {
     let mut wrote = (conn.out.written.load(Relaxed), Instant::now());
     // Writes our own ping made since the last tick: they are not traffic.
     let mut pinged = 0;
+    // When we last wrote anything the peer hears from (traffic, or our ping).
+    let mut last_sent = Instant::now();
     loop {
         tokio::select! {
             _ = conn.closed.cancelled() => return,
@@ -125,12 +133,16 @@ pub(crate) async fn watch(conn: Arc<Connection>, shared: Arc<Shared>) {
         // up (DESIGN §9): that is back-pressure, not a stall, as long as it is heard from.
         let holding = shared.pubsub.remote.read().is_lossless(conn.peer.id);
         if written != wrote.0 || conn.out.queued() == 0 || holding {
-            pinged = if written - wrote.0 <= pinged {
-                // Nothing but our ping written this tick: tell the peer we are alive.
-                u64::from(conn.out.try_send(ping.clone()))
-            } else {
-                0
-            };
+            if written - wrote.0 > pinged {
+                last_sent = now;
+            }
+            pinged = 0;
+            // Half a tick of slack: ticks land a little late, by varying amounts.
+            if now - last_sent + TICK / 2 >= PING_EVERY {
+                // Nothing but our pings written for a while: tell the peer we are alive.
+                pinged = u64::from(conn.out.try_send(ping.clone()));
+                last_sent = now;
+            }
             wrote = (written, now);
         } else if now - wrote.1 >= STALL_LIMIT {
             let why = format!(

@@ -14,6 +14,7 @@ pub(crate) mod dialer;
 pub(crate) mod discovery;
 pub(crate) mod dispatch;
 pub(crate) mod gossip;
+pub(crate) mod grid;
 pub(crate) mod handover;
 pub(crate) mod handshake;
 pub(crate) mod listener;

@@ -5,7 +5,8 @@
 //! that port would reach only one of them, so everything a node *sends* goes out of a second,
 //! ephemeral socket whose address is its own: replies to it reach exactly that node.
 //!
-//! - `announce` (broadcast, every `beacon_interval` and at start): "I am this member".
+//! - `announce` (broadcast, at start and every `beacon_interval` while the node hears no
+//!   other, more slowly once it does: see [`announce_every`]): "I am this member".
 //!   A node answers the announce of a member it has not heard from lately with a unicast
 //!   `answer`, so a newcomer learns every existing node at once instead of one interval later.
 //! - `probe` (broadcast by a client, from its own ephemeral socket): every node answers
@@ -26,13 +27,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{bump, now_ms, Counters, DiscoveryConfig, Sink};
 use crate::proto::datagram::{self, Kind, Reject, ReplayWindow, Stamp, ANYONE};
 use crate::proto::keyring::SharedKeyring;
 use crate::proto::member::Member;
+use crate::runtime::grid;
 
 /// Largest datagram we read: the largest UDP payload, so that a member with very long
 /// names is not cut short (beacons are usually a few hundred bytes).
@@ -268,14 +270,18 @@ impl Server {
     /// Runs until `cancel`: announces at once and every interval, and handles what arrives
     /// on either socket.
     pub(crate) async fn run(mut self, cancel: CancellationToken) {
-        let mut tick = tokio::time::interval(self.cfg.beacon_interval);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let next = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(next);
         let mut shared_buf = vec![0u8; MAX_DATAGRAM];
         let mut own_buf = vec![0u8; MAX_DATAGRAM];
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tick.tick() => self.announce().await,
+                _ = &mut next => {
+                    self.announce().await;
+                    let every = announce_every(self.cfg.beacon_interval, self.heard.len());
+                    next.as_mut().reset(grid::snap(Instant::now() + every));
+                }
                 r = self.shared.recv_from(&mut shared_buf) => self.received(r, &shared_buf).await,
                 r = self.own.recv_from(&mut own_buf) => self.received(r, &own_buf).await,
             }
@@ -297,9 +303,10 @@ impl Server {
         self.heard.retain(|_, at| at.elapsed() < stale);
     }
 
-    /// How long without hearing from a member before its next announce is answered again.
+    /// How long without hearing from a member before its next announce is answered again
+    /// (and before it stops counting as heard): three of its announce intervals.
     fn stale_after(&self) -> Duration {
-        self.cfg.beacon_interval * 3
+        announce_every(self.cfg.beacon_interval, self.heard.len()) * 3
     }
 
     /// Handles the outcome of one `recv_from` on either socket.
@@ -350,6 +357,22 @@ impl Server {
         let data = self.env.seal(BeaconKind::Answer, Some(&self.me), id);
         send(&self.own, to, &data, &self.sink.counters).await;
     }
+}
+
+/// How often a node that hears `others` other nodes announces itself.
+///
+/// Every `base` while it hears none: alone, or cut off from the rest, it is found (and
+/// finds them) within one interval. Among others it only restates what they know, since a
+/// newcomer's own announce is answered by every node at once: so every 4 intervals, and
+/// one more interval per 8 nodes heard, so that each node of a LAN of 1,000 receives about
+/// 8 announces a second instead of 1,000 (and an idle node of a small cluster wakes for
+/// them a quarter as often).
+pub(crate) fn announce_every(base: Duration, others: usize) -> Duration {
+    if others == 0 {
+        return base;
+    }
+    let factor = u32::try_from(others / 8).unwrap_or(u32::MAX).clamp(4, 125);
+    base * factor
 }
 
 /// Whether a datagram from `src` came from a selected interface's subnet; counts it if not.
@@ -425,6 +448,19 @@ fn probe_offset(n: usize) -> Duration {
 mod tests {
     use super::*;
     use crate::proto::keyring::Keyring;
+
+    #[test]
+    fn a_node_announces_fast_alone_and_slowly_among_many() {
+        let base = Duration::from_secs(1);
+        assert_eq!(announce_every(base, 0), base, "alone or cut off");
+        assert_eq!(announce_every(base, 2), base * 4);
+        assert_eq!(announce_every(base, 64), base * 8);
+        // A LAN of 1,000: each node hears about 8 announces a second.
+        let every = announce_every(base, 999);
+        assert_eq!(every, base * 124);
+        assert!((999.0 / every.as_secs_f64()) < 10.0);
+        assert_eq!(announce_every(base, 100_000), base * 125, "capped");
+    }
 
     fn cfg(cluster: &str, secret: Option<&[u8]>) -> DiscoveryConfig {
         DiscoveryConfig {
