@@ -2,6 +2,7 @@
 //! clients. RPC is request/reply (the responder publishes each request's payload to its
 //! reply subject); pub/sub is plain publish and subscribe.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +30,16 @@ impl Server {
     /// Starts `nats-server -a 127.0.0.1 -p PORT` and waits until it accepts connections.
     pub fn start() -> Result<Server, String> {
         let port = free_port()?;
-        let child = Command::new("nats-server")
+        let mut cmd = Command::new("nats-server");
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the server
+        // when this process dies, so that it cannot outlive a benchmark killed mid-run.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -59,7 +69,7 @@ impl Server {
             .arg("--version")
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_else(|_| "not installed".into())
+            .unwrap_or_else(|_| "nats-server not installed".into())
     }
 }
 

@@ -29,7 +29,7 @@ impl Figure {
             Figure::RpcP50 => "RPC round trip p50, 64 B, 1 in flight",
             Figure::RpcRate => "RPC calls/s, 256 in flight, one client (one connection)",
             Figure::Small => "pub/sub 8 B, msgs/s delivered (and % dropped)",
-            Figure::Large => "pub/sub 1 KiB, msgs/s delivered (and % dropped)",
+            Figure::Large => "pub/sub 1 KiB, msgs/s delivered",
             Figure::OneWay => "pub/sub one-way p50, 64 B",
         }
     }
