@@ -507,3 +507,40 @@ async fn a_publishing_loop_does_not_starve_other_tasks() {
     }
     node.shutdown().await;
 }
+
+/// A run of publications on one topic is matched once on the subscriber's node (issue #17);
+/// a subscriber added or dropped mid-run must still count at once, even one whose pattern
+/// another subscriber already has (the catalog does not change then).
+#[tokio::test]
+async fn a_subscriber_added_or_dropped_mid_stream_counts_from_the_next_publication() {
+    let (publisher, node) = support::pair(local("run-pub"), local("run-node")).await;
+    let mut first = node.subscribe("run.topic").await.unwrap();
+    for i in 0..50u32 {
+        publisher.publish("run.topic", &i).await.unwrap();
+    }
+    assert_eq!(take(&mut first, 50).await.len(), 50);
+    // Same pattern: nothing changes in what the publisher knows of this node.
+    let mut second = node.subscribe("run.topic").await.unwrap();
+    for i in 50..60u32 {
+        publisher.publish("run.topic", &i).await.unwrap();
+    }
+    let expect: Vec<(String, u32)> = (50..60).map(|i| ("run.topic".to_string(), i)).collect();
+    assert_eq!(take(&mut first, 10).await, expect);
+    assert_eq!(
+        take(&mut second, 10).await,
+        expect,
+        "the newcomer gets the run"
+    );
+    drop(first);
+    let before = node.stats().publications_dropped;
+    for i in 60..70u32 {
+        publisher.publish("run.topic", &i).await.unwrap();
+    }
+    let expect: Vec<(String, u32)> = (60..70).map(|i| ("run.topic".to_string(), i)).collect();
+    assert_eq!(take(&mut second, 10).await, expect);
+    assert_eq!(
+        node.stats().publications_dropped,
+        before,
+        "nothing queued for the dropped subscriber"
+    );
+}

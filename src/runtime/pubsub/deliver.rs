@@ -19,8 +19,38 @@ impl Shared {
     /// the reader to wake, and full lossless ones for it to wait on before the next frame.
     pub(crate) fn on_publish(&self, conn: &Arc<Connection>, p: Publish, wakes: &mut Wakes) {
         self.pubsub.stats.received.fetch_add(1, Relaxed);
-        let targets = self.local_targets(&p);
-        if targets.is_empty() {
+        // Taken out for the call, so that delivering can note wakes meanwhile.
+        let mut matched = std::mem::take(&mut wakes.matched);
+        if p.groups.is_empty() {
+            // Read before matching: a change after it only makes the result look stale.
+            let changes = self.pubsub.local.read().changes();
+            if matched.get(&p.topic, changes).is_none() {
+                let subs = self.local_targets(&p).into_iter().map(|(s, _)| s).collect();
+                matched.set(p.topic.as_str().into(), changes, subs);
+            }
+            let (topic, subs) = matched.get(&p.topic, changes).expect("just matched");
+            let targets = subs.iter().map(|s| (s, false));
+            self.deliver(conn, p, topic, targets, wakes);
+        } else {
+            let targets = self.local_targets(&p);
+            let topic: Arc<str> = p.topic.as_str().into();
+            let targets = targets.iter().map(|(s, answers)| (s, *answers));
+            self.deliver(conn, p, &topic, targets, wakes);
+        }
+        wakes.matched = matched;
+    }
+
+    /// Queues `p` (on `topic`, shared) for each of `targets`, with whether that one
+    /// answers a request.
+    fn deliver<'a>(
+        &self,
+        conn: &Arc<Connection>,
+        p: Publish,
+        topic: &Arc<str>,
+        targets: impl ExactSizeIterator<Item = (&'a Arc<Subscriber>, bool)>,
+        wakes: &mut Wakes,
+    ) {
+        if targets.len() == 0 {
             self.pubsub.stats.unmatched.fetch_add(1, Relaxed);
         }
         let delivered = &self.metrics.events.delivered;
@@ -44,23 +74,30 @@ impl Shared {
                 }
             })
         });
-        let topic: Arc<str> = p.topic.into();
-        let from = conn.peer_name.clone();
-        let payload = Payload::Encoded(p.payload);
+        let from = &conn.peer_name;
         let request = p.answer.is_some();
-        for (s, answers) in targets {
+        let mut payload = Some(Payload::Encoded(p.payload));
+        let last = targets.len().saturating_sub(1);
+        for (i, (s, answers)) in targets.enumerate() {
             // A request-publish waits only for its answerer; the rest is a publication.
             let ack = ledger
                 .as_ref()
                 .filter(|_| !request || answers)
                 .map(|l| l.guard(s.label.clone(), answers));
+            // The last one takes the payload: cloning a small one makes it shared first,
+            // an allocation for the common single subscriber.
+            let payload = if i == last {
+                payload.take()
+            } else {
+                payload.clone()
+            };
             s.offer_quiet(Publication {
                 topic: topic.clone(),
                 from: from.clone(),
-                payload: payload.clone(),
+                payload: payload.expect("taken by the last only"),
                 ack,
             });
-            wakes.add(&s);
+            wakes.add(s);
         }
     }
 

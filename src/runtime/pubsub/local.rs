@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use super::matched::Matched;
 use crate::proto::topic::{Pattern, Trie};
 use crate::proto::wire::SubSpec;
 use crate::pubsub::Publication;
@@ -90,6 +91,8 @@ impl Subscriber {
 pub(crate) struct Wakes {
     subs: Vec<Arc<Subscriber>>,
     full: Vec<Arc<Subscriber>>,
+    /// What the reader's last topic matched (see [`Matched`]).
+    pub(crate) matched: Matched,
 }
 
 impl Wakes {
@@ -131,6 +134,8 @@ pub(crate) struct Local {
     specs: BTreeMap<SubSpec, usize>,
     /// Grows whenever `specs` gains or loses an entry.
     version: u64,
+    /// Grows whenever a subscriber comes or goes (what a topic matches may change).
+    changes: u64,
     /// Drops of subscribers already removed, so totals never go down.
     dropped_gone: u64,
 }
@@ -139,6 +144,7 @@ impl Local {
     /// Adds `sub`; returns whether the advertised catalog changed.
     pub(crate) fn insert(&mut self, sub: Arc<Subscriber>) -> bool {
         self.trie.insert(&sub.pattern, sub.id);
+        self.changes += 1;
         let n = self.specs.entry(sub.spec.clone()).or_insert(0);
         *n += 1;
         let changed = *n == 1;
@@ -153,6 +159,7 @@ impl Local {
     pub(crate) fn remove(&mut self, id: u64) -> Option<(Arc<Subscriber>, bool)> {
         let sub = self.subs.remove(&id)?;
         self.trie.remove(&sub.pattern, &id);
+        self.changes += 1;
         self.dropped_gone += sub.queue.dropped();
         let mut changed = false;
         if let Some(n) = self.specs.get_mut(&sub.spec) {
@@ -178,6 +185,11 @@ impl Local {
     /// What the catalog advertises.
     pub(crate) fn specs(&self) -> Vec<SubSpec> {
         self.specs.keys().cloned().collect()
+    }
+
+    /// A count that grows whenever a subscriber comes or goes.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
     }
 
     pub(crate) fn version(&self) -> u64 {

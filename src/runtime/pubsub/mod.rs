@@ -5,6 +5,7 @@
 pub(crate) mod ack;
 mod deliver;
 mod local;
+mod matched;
 mod publish;
 mod remote;
 mod subscribe;
