@@ -544,3 +544,44 @@ async fn a_subscriber_added_or_dropped_mid_stream_counts_from_the_next_publicati
         "nothing queued for the dropped subscriber"
     );
 }
+
+/// The publisher keeps its last topic's route (issue #17); a peer that subscribes or
+/// unsubscribes mid-run, and a subscriber of its own, change the route from the next
+/// publication.
+#[tokio::test]
+async fn a_publishers_route_follows_subscribers_coming_and_going_mid_run() {
+    let nodes = cluster(vec![local("route-a"), local("route-b"), local("route-pub")]).await;
+    let (a, b, publisher) = (&nodes[0], &nodes[1], &nodes[2]);
+    let mut on_a = a.subscribe("route.feed").await.unwrap();
+    for i in 0..20u32 {
+        publisher.publish("route.feed", &i).await.unwrap();
+    }
+    assert_eq!(take(&mut on_a, 20).await.len(), 20);
+    // Another pattern matching the same topic, on another node.
+    let mut on_b = b.subscribe("route.*").await.unwrap();
+    let mut own = publisher.subscribe("route.feed").await.unwrap();
+    for i in 20..30u32 {
+        publisher.publish("route.feed", &i).await.unwrap();
+    }
+    let expect: Vec<(String, u32)> = (20..30).map(|i| ("route.feed".to_string(), i)).collect();
+    assert_eq!(take(&mut on_a, 10).await, expect);
+    assert_eq!(
+        take(&mut on_b, 10).await,
+        expect,
+        "a new peer joins the run"
+    );
+    assert_eq!(take(&mut own, 10).await, expect, "a new local one too");
+    drop(on_a);
+    knows_sub(publisher, "route-a", "route.feed", false).await;
+    let before = a.stats().publications_received;
+    for i in 30..40u32 {
+        publisher.publish("route.feed", &i).await.unwrap();
+    }
+    let expect: Vec<(String, u32)> = (30..40).map(|i| ("route.feed".to_string(), i)).collect();
+    assert_eq!(take(&mut on_b, 10).await, expect);
+    assert_eq!(
+        a.stats().publications_received,
+        before,
+        "a node that unsubscribed is sent nothing"
+    );
+}

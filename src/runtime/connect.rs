@@ -108,6 +108,7 @@ impl Shared {
         tracing::debug!(peer = %conn.peer.name, addr = %conn.peer.addr, "connected");
         let retired = {
             let mut peers = self.peers.write();
+            self.pubsub.links.fetch_add(1, Relaxed);
             let list = peers.entry(conn.peer.id).or_default();
             let before = list.first().cloned();
             list.push(conn.clone());

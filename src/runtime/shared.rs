@@ -239,6 +239,7 @@ impl Shared {
     /// `conn`'s reader ended: unlists it (if still listed) and retires its traffic.
     pub(crate) fn remove_connection(self: &Arc<Self>, conn: &Arc<Connection>) {
         let mut peers = self.peers.write();
+        self.pubsub.links.fetch_add(1, Ordering::Relaxed);
         self.retire_traffic(&mut peers, conn, true);
         if let Some(list) = peers.get_mut(&conn.peer.id) {
             list.retain(|c| !Arc::ptr_eq(c, conn));

@@ -8,6 +8,7 @@ mod local;
 mod matched;
 mod publish;
 mod remote;
+mod route_cache;
 mod subscribe;
 
 use parking_lot::{Mutex, RwLock};
@@ -35,6 +36,10 @@ pub(crate) struct PubSub {
     /// Round-robin position per queue group, to spread equally loaded members.
     turns: Mutex<HashMap<String, u64>>,
     pub stats: Stats,
+    /// Grows whenever a connection is listed or unlisted (what a route reaches changes).
+    pub links: AtomicU64,
+    /// The last route a publication took (see `route_cache`).
+    routes: route_cache::RouteCache<publish::Plan>,
 }
 
 /// Pub/sub counters, visible in [`NodeStats`](crate::NodeStats) and `mpreg nodes`.

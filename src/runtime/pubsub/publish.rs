@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use super::ack::{Ledger, Tally};
 use super::local::Subscriber;
+use super::route_cache;
 use crate::error::{Error, Result};
 use crate::proto::catalog::Relation;
 use crate::proto::publish_frame::{encode_publish, PublishRef};
@@ -56,12 +57,14 @@ pub(crate) enum Report {
 }
 
 /// How to reach a subscribing peer.
+#[derive(Clone)]
 enum Reach {
     Conn(Arc<Connection>),
     Dial(SocketAddr, String),
 }
 
 /// A peer that gets one frame.
+#[derive(Clone)]
 struct PeerTarget {
     reach: Reach,
     groups: Vec<String>,
@@ -98,14 +101,25 @@ impl Member {
 }
 
 /// Where a publication goes.
-#[derive(Default)]
-struct Plan {
+#[derive(Clone, Default)]
+pub(super) struct Plan {
     local: Vec<(Arc<Subscriber>, bool)>,
     /// Few per publication: a vector beats hashing.
     peers: Vec<(u64, PeerTarget)>,
+    /// Whether a queue group had a say (its choice depends on the queues of the moment).
+    grouped: bool,
 }
 
 impl Plan {
+    /// Whether the next publication on the topic may take this route too: no queue group
+    /// chose, and every peer is reached over a listed connection (not dialed).
+    fn reusable(&self) -> bool {
+        !self.grouped
+            && self
+                .peers
+                .iter()
+                .all(|(_, t)| matches!(t.reach, Reach::Conn(_)))
+    }
     /// The entry of peer `id`, made by `make` if new.
     fn peer(
         &mut self,
@@ -130,17 +144,33 @@ impl Shared {
         // spending tokio's cooperative budget, a publishing loop would starve every other
         // task of its worker thread (see `run_local` for calls).
         tokio::task::consume_budget().await;
-        check_topic(&out.topic).map_err(|e| Error::Topic(e.to_string()))?;
+        // Read before planning: a change after it only makes the route look stale.
+        let stamp = self.route_stamp();
+        let answer_group = match &out.wait {
+            Wait::Answer(g) => Some(g.as_str()),
+            _ => None,
+        };
+        let kept = answer_group
+            .is_none()
+            .then(|| self.pubsub.routes.get(&out.topic, out.scope, stamp))
+            .flatten();
+        // A kept route's topic was checked when it was planned.
+        if kept.is_none() {
+            check_topic(&out.topic).map_err(|e| Error::Topic(e.to_string()))?;
+        }
         self.pubsub.stats.published.fetch_add(1, Relaxed);
         if self.metrics.enabled {
             let m = &self.metrics;
             m.with_prefix(&out.topic, |p| p.published.add(1));
         }
-        let answer_group = match &out.wait {
-            Wait::Answer(g) => Some(g.as_str()),
-            _ => None,
-        };
-        let plan = self.plan(&out.topic, out.scope, answer_group);
+        let plan = kept.unwrap_or_else(|| {
+            let plan = self.plan(&out.topic, out.scope, answer_group);
+            if answer_group.is_none() && plan.reusable() {
+                let routes = &self.pubsub.routes;
+                routes.set(&out.topic, out.scope, stamp, plan.clone());
+            }
+            plan
+        });
         if let Some(g) = answer_group {
             let chosen =
                 plan.local.iter().any(|(_, a)| *a) || plan.peers.iter().any(|(_, p)| p.answers);
@@ -210,6 +240,14 @@ impl Shared {
         }
     }
 
+    /// What a route depends on (see `route_cache`).
+    fn route_stamp(&self) -> route_cache::Stamp {
+        let p = &self.pubsub;
+        let local = p.local.read().changes();
+        let remote = p.remote.read().changes();
+        [local, remote, p.links.load(Relaxed)]
+    }
+
     /// Finds the subscribers of `topic` within `scope` and picks one member per group.
     fn plan(&self, topic: &str, scope: Scope, answer_group: Option<&str>) -> Plan {
         let mut plan = Plan::default();
@@ -256,6 +294,7 @@ impl Shared {
                 }
             }
         }
+        plan.grouped = !groups.is_empty();
         for (group, members) in groups {
             let answers = answer_group == Some(&*group);
             match self.choose_member(&group, members) {

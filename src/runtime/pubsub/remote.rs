@@ -21,6 +21,8 @@ pub(crate) struct Remote {
     by_peer: HashMap<u64, Vec<(Pattern, Target)>>,
     /// Peers with a lossless subscription: they may stop reading us on purpose.
     lossless: HashSet<u64>,
+    /// Grows whenever a peer's subscriptions change.
+    changes: u64,
 }
 
 impl Remote {
@@ -32,6 +34,7 @@ impl Remote {
             return;
         }
         self.remove(peer);
+        self.changes += 1;
         if subs.is_empty() {
             return;
         }
@@ -65,8 +68,14 @@ impl Remote {
             })
     }
 
+    /// A count that grows whenever a peer's subscriptions change.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
+    }
+
     /// Forgets `peer`'s subscriptions.
     pub(crate) fn remove(&mut self, peer: u64) {
+        self.changes += 1;
         self.lossless.remove(&peer);
         for (p, t) in self.by_peer.remove(&peer).unwrap_or_default() {
             self.trie.remove(&p, &t);
