@@ -2,7 +2,8 @@
 //! loopback (the discovery beacon confined to `lo` on a private port, mDNS off), doing
 //! nothing but staying a cluster: connection heartbeats, SWIM probes, beacons. Measured
 //! per node over a window: CPU as a share of one core (the scheduler's run time of every
-//! thread) and resident memory. The reference, in the same run, is a process holding an
+//! thread), thread wakeups per second (context switches: what idle CPU is made of, and a
+//! figure a busy host does not inflate) and resident memory. The reference, in the same run, is a process holding an
 //! idle tokio multi-thread runtime, which is what every node pays before mpreg does
 //! anything.
 //!
@@ -84,6 +85,30 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Context switches of every thread of `pid` so far (voluntary: it slept and was woken;
+/// involuntary: preempted). Wakeups are what an idle node pays for, and unlike CPU time
+/// they do not grow when the host is busy.
+fn switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .map(|t| std::fs::read_to_string(t.path().join("status")).unwrap_or_default())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter_map(|l| {
+                    let v = l
+                        .strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))?;
+                    v.trim().parse::<u64>().ok()
+                })
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 fn free_udp_port() -> u16 {
     let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free UDP port");
     s.local_addr().expect("bound").port()
@@ -122,9 +147,9 @@ fn measure() {
         assert_eq!(line, "ready", "{name} said `{line}`");
     }
     std::thread::sleep(SETTLE);
-    let start: Vec<u64> = procs
+    let start: Vec<(u64, u64)> = procs
         .iter()
-        .map(|(_, p)| cpu_ns(&p.pid().to_string()))
+        .map(|(_, p)| (cpu_ns(&p.pid().to_string()), switches(p.pid())))
         .collect();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
@@ -133,12 +158,17 @@ fn measure() {
         "idle cluster: {NODES} nodes on loopback, beacon on, mDNS off, {}; {secs} s window",
         if secret { "shared secret" } else { "no secret" }
     );
-    println!("| process | CPU, % of one core | RSS MiB |");
-    println!("|---|---|---|");
-    for ((name, p), before) in procs.iter().zip(start) {
-        let used = cpu_ns(&p.pid().to_string()).saturating_sub(before) as f64;
+    println!("| process | CPU, % of one core | thread wakeups/s | RSS MiB |");
+    println!("|---|---|---|---|");
+    for ((name, p), (cpu, woken)) in procs.iter().zip(start) {
+        let used = cpu_ns(&p.pid().to_string()).saturating_sub(cpu) as f64;
+        let wakeups = switches(p.pid()).saturating_sub(woken) as f64;
         let rss = rss_kib(p.pid()) as f64 / 1024.0;
-        println!("| {name} | {:.3} | {rss:.1} |", 100.0 * used / wall);
+        println!(
+            "| {name} | {:.3} | {:.1} | {rss:.1} |",
+            100.0 * used / wall,
+            wakeups * 1e9 / wall
+        );
     }
     drop(procs);
     let _ = std::fs::remove_file(&secret_file);
