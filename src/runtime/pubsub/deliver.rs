@@ -24,11 +24,10 @@ impl Shared {
         if p.groups.is_empty() {
             // Read before matching: a change after it only makes the result look stale.
             let changes = self.pubsub.local.read().changes();
-            if matched.get(&p.topic, changes).is_none() {
-                let subs = self.local_targets(&p).into_iter().map(|(s, _)| s).collect();
-                matched.set(p.topic.as_str().into(), changes, subs);
-            }
-            let (topic, subs) = matched.get(&p.topic, changes).expect("just matched");
+            let (topic, subs) = matched.lookup(&p.topic, changes, || {
+                let targets = self.local_targets(&p);
+                targets.into_iter().map(|(s, _)| s).collect()
+            });
             let targets = subs.iter().map(|s| (s, false));
             self.deliver(conn, p, topic, targets, wakes);
         } else {

@@ -22,17 +22,21 @@ pub(crate) struct Matched {
 }
 
 impl Matched {
-    /// The topic (shared) and the subscribers it matched, if `topic` is the last one and
-    /// the subscriptions are still at `changes`.
-    pub(crate) fn get(&self, topic: &str, changes: u64) -> Option<(&Arc<str>, &[Arc<Subscriber>])> {
-        let last = self.topic.as_ref()?;
-        (self.changes == changes && **last == *topic).then(|| (last, &self.subscribers[..]))
-    }
-
-    /// Remembers what `topic` matched at `changes`.
-    pub(crate) fn set(&mut self, topic: Arc<str>, changes: u64, subscribers: Vec<Arc<Subscriber>>) {
-        self.topic = Some(topic);
-        self.changes = changes;
-        self.subscribers = subscribers;
+    /// The topic (shared) and the subscribers `topic` matches, with the subscriptions at
+    /// `changes`: the kept ones if `topic` is the last one and nothing changed since, else
+    /// those `matching` finds, kept for the next publication.
+    pub(crate) fn lookup(
+        &mut self,
+        topic: &str,
+        changes: u64,
+        matching: impl FnOnce() -> Vec<Arc<Subscriber>>,
+    ) -> (&Arc<str>, &[Arc<Subscriber>]) {
+        if self.changes != changes || self.topic.as_deref() != Some(topic) {
+            self.subscribers = matching();
+            self.changes = changes;
+            self.topic = Some(topic.into());
+        }
+        let topic = self.topic.as_ref().expect("set above if it was not");
+        (topic, &self.subscribers)
     }
 }

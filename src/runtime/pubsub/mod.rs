@@ -39,7 +39,7 @@ pub(crate) struct PubSub {
     /// Grows whenever a connection is listed or unlisted (what a route reaches changes).
     pub links: AtomicU64,
     /// The last route a publication took (see `route_cache`).
-    routes: route_cache::RouteCache<publish::Plan>,
+    routes: route_cache::RouteCache<std::sync::Arc<publish::Plan>>,
 }
 
 /// Pub/sub counters, visible in [`NodeStats`](crate::NodeStats) and `mpreg nodes`.

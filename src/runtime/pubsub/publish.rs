@@ -57,14 +57,12 @@ pub(crate) enum Report {
 }
 
 /// How to reach a subscribing peer.
-#[derive(Clone)]
 enum Reach {
     Conn(Arc<Connection>),
     Dial(SocketAddr, String),
 }
 
 /// A peer that gets one frame.
-#[derive(Clone)]
 struct PeerTarget {
     reach: Reach,
     groups: Vec<String>,
@@ -100,8 +98,8 @@ impl Member {
     }
 }
 
-/// Where a publication goes.
-#[derive(Clone, Default)]
+/// Where a publication goes (shared with the route cache, so a kept route is not copied).
+#[derive(Default)]
 pub(super) struct Plan {
     local: Vec<(Arc<Subscriber>, bool)>,
     /// Few per publication: a vector beats hashing.
@@ -120,6 +118,7 @@ impl Plan {
                 .iter()
                 .all(|(_, t)| matches!(t.reach, Reach::Conn(_)))
     }
+
     /// The entry of peer `id`, made by `make` if new.
     fn peer(
         &mut self,
@@ -164,7 +163,7 @@ impl Shared {
             m.with_prefix(&out.topic, |p| p.published.add(1));
         }
         let plan = kept.unwrap_or_else(|| {
-            let plan = self.plan(&out.topic, out.scope, answer_group);
+            let plan = Arc::new(self.plan(&out.topic, out.scope, answer_group));
             if answer_group.is_none() && plan.reusable() {
                 let routes = &self.pubsub.routes;
                 routes.set(&out.topic, out.scope, stamp, plan.clone());
@@ -198,11 +197,11 @@ impl Shared {
             out.payload.local()
         };
         let mut reached = usize::from(!plan.local.is_empty());
-        let local = self.deliver_local(&out, &payload, plan.local).await;
+        let local = self.deliver_local(&out, &payload, &plan.local).await;
         let mut waits = Vec::new();
         let mut missing = Vec::new();
-        for (id, target) in plan.peers {
-            match self.send_publish(&out, &payload, id, &target).await {
+        for (id, target) in &plan.peers {
+            match self.send_publish(&out, &payload, *id, target).await {
                 Ok(Some(w)) => {
                     reached += 1;
                     waits.push(w)
@@ -358,7 +357,7 @@ impl Shared {
         &self,
         out: &Outgoing<'_>,
         payload: &Payload,
-        local: Vec<(Arc<Subscriber>, bool)>,
+        local: &[(Arc<Subscriber>, bool)],
     ) -> Option<oneshot::Receiver<Tally>> {
         if local.is_empty() {
             return None;
@@ -382,7 +381,7 @@ impl Shared {
         for (s, answers) in local {
             let ack = match (&ledger, &out.wait) {
                 (Some(l), Wait::Confirmed) => Some(l.guard(s.label.clone(), false)),
-                (Some(l), Wait::Answer(_)) if answers => Some(l.guard(s.label.clone(), true)),
+                (Some(l), Wait::Answer(_)) if *answers => Some(l.guard(s.label.clone(), true)),
                 _ => None,
             };
             s.offer(Publication {

@@ -33,8 +33,8 @@ impl Remote {
         if self.unchanged(peer, subs) {
             return;
         }
+        // Counts as a change (`remove` counts it).
         self.remove(peer);
-        self.changes += 1;
         if subs.is_empty() {
             return;
         }
