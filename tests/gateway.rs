@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use support::scratch::Scratch;
 use support::{local, wait_until};
 
 /// Longest any single reply is waited for.
@@ -825,19 +826,9 @@ async fn post(http: SocketAddr, body: &str, bearer: Option<&str>) -> Reply {
     }
 }
 
-/// A fresh directory for files a test needs.
-fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("mpreg-gw-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn rand_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
+/// A fresh directory for files a test needs, removed when it passes.
+fn tempdir() -> Scratch {
+    Scratch::new("gw")
 }
 
 /// Service control through the gateway: a loopback client counts as this host, so it may

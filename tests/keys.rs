@@ -53,8 +53,7 @@ fn names(k: &ClusterKey) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_rotates_from_a_to_b_while_calls_run() {
-    let dir = std::env::temp_dir().join(format!("mpreg-keys-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::scratch::Scratch::new("keys");
     // Each node its own secret file: nodes write their keyring back to it.
     let files: Vec<PathBuf> = (1..=3)
         .map(|i| write(&dir, &format!("n{i}.keys"), A))
@@ -208,8 +207,7 @@ async fn a_cluster_rotates_from_a_to_b_while_calls_run() {
 
 #[tokio::test]
 async fn a_secret_file_may_list_several_keys_the_first_primary() {
-    let dir = std::env::temp_dir().join(format!("mpreg-keyring-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::scratch::Scratch::new("keyring");
     let both = write(&dir, "both", b"primary key\n\nsecond key  \n");
     let second = write(&dir, "second", b"second key\n");
     let server = local("ring").secret_file(&both).start().await.unwrap();
@@ -246,8 +244,7 @@ async fn a_secret_file_may_list_several_keys_the_first_primary() {
 /// `mpreg keys` does the same from the command line, with the caller's own key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_rotates_and_lists_fingerprints_only() {
-    let dir = std::env::temp_dir().join(format!("mpreg-keys-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::scratch::Scratch::new("keys-cli");
     let files: Vec<PathBuf> = (1..=2)
         .map(|i| write(&dir, &format!("n{i}.keys"), A))
         .collect();

@@ -117,8 +117,7 @@ async fn a_killed_process_leaves_the_view_and_a_restart_replaces_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_clusters_and_wrong_secrets_never_mix() {
     let d = lo_discovery();
-    let dir = std::env::temp_dir().join(format!("mpreg-gossip-secret-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::scratch::Scratch::new("gossip-secret");
     std::fs::write(dir.join("s1"), "one").unwrap();
     std::fs::write(dir.join("s2"), "two").unwrap();
     let a = d

@@ -163,8 +163,7 @@ async fn wrong_cluster_is_refused_on_both_sides() {
 
 #[tokio::test]
 async fn secrets_must_match() {
-    let dir = std::env::temp_dir().join(format!("mpreg-secret-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::scratch::Scratch::new("secret");
     let (good, bad) = (dir.join("good"), dir.join("bad"));
     std::fs::write(&good, "correct horse\n").unwrap();
     std::fs::write(&bad, "battery staple\n").unwrap();

@@ -2,17 +2,18 @@
 //! user's services folder (`XDG_CONFIG_HOME` points at a temporary one), checked at once,
 //! with bad manifests refused naming the file and line.
 
+#[path = "support/scratch.rs"]
+mod scratch;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const MPREG: &str = env!("CARGO_BIN_EXE_mpreg");
 
-fn scratch() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mpreg-cli-install-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh empty folder, removed when the test passes.
+fn scratch() -> scratch::Scratch {
+    scratch::Scratch::new("cli-install")
 }
 
 fn mpreg(config: &Path, args: &[&str]) -> Output {

@@ -11,13 +11,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use support::scratch::Scratch;
 use support::{built, free_port, mpreg_env, Proc};
 
-fn scratch(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mpreg-services-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh empty folder for one test, removed when it passes.
+fn scratch(test: &str) -> Scratch {
+    Scratch::new(&format!("services-{test}"))
 }
 
 /// A host's services folder (its `XDG_CONFIG_HOME`) with `hello` (the example service),

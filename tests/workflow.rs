@@ -25,8 +25,7 @@ fn mpreg_readme_examples_through_mpreg_run() {
     let mut env_b = name("wf-b");
     env_b.push(("MPREG_SEEDS", seed.clone()));
     let _b = Proc::start("mpreg", &["serve"], &env_b, pb);
-    let dir = std::env::temp_dir().join(format!("mpreg-wf-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::scratch::Scratch::new("wf");
     let first = cmd("|first", "echo", json!(["hi there!"]));
     let second = cmd("|second", "echo", json!(["|first"]));
     let cases = [

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,11 +53,9 @@ impl Members {
     }
 }
 
-fn scratch(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mpreg-life-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh empty folder for one test, removed when it passes.
+fn scratch(test: &str) -> super::scratch::Scratch {
+    super::scratch::Scratch::new(&format!("life-{test}"))
 }
 
 /// A service folder `name` with `script` as its program and `manifest` lines added.

@@ -20,6 +20,10 @@ mod supervise;
 
 #[cfg(test)]
 mod lifecycle_tests;
+// The integration tests' scratch folder, shared so the unit tests clean up the same way.
+#[cfg(test)]
+#[path = "../../tests/support/scratch.rs"]
+mod scratch;
 #[cfg(test)]
 mod tests;
 

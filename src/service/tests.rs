@@ -5,12 +5,9 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
-/// A fresh empty folder for one test.
-fn scratch(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mpreg-service-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh empty folder for one test, removed when it passes.
+fn scratch(test: &str) -> super::scratch::Scratch {
+    super::scratch::Scratch::new(&format!("service-{test}"))
 }
 
 fn write(path: &Path, text: &str, mode: u32) {

@@ -45,6 +45,8 @@
 mod fixtures;
 mod harness;
 mod netem;
+#[path = "../support/scratch.rs"]
+mod scratch;
 
 mod capture;
 mod chaos;

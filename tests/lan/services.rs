@@ -5,22 +5,20 @@
 //! `--allow-remote-services` the same start from host 3 is refused, while host 2 itself may;
 //! a malformed `service.toml` is reported by `mpreg services`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::harness::{example, figure, wait_until, Lan};
+use crate::scratch::Scratch;
 
 /// How long a node's stop may take to be seen as its node leaving (asserted).
 const LEAVE_LIMIT_MS: u64 = 200;
 
 /// A services folder for one host (its `XDG_CONFIG_HOME`), outside the LAN's own folder.
-fn config_dir(test: &str, host: usize) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mpreg-lan-{test}-{}-h{host}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn config_dir(test: &str, host: usize) -> Scratch {
+    Scratch::new(&format!("lan-{test}-h{host}"))
 }
 
 /// Installs on host `i`: `hello` (the example service, with `mpreg install`), `crashy` (the

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use mpreg::{Node, NodeBuilder};
 
+pub mod scratch;
 pub mod services;
 pub mod tcp;
 
