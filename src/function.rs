@@ -147,6 +147,8 @@ pub struct Function {
     /// The body asks who called it ([`crate::runtime::caller`]): served calls then run
     /// with the caller's host in a task-local (service control decides by it).
     pub(crate) wants_caller: bool,
+    /// Whether its calls have been quick enough to run on a connection's reader.
+    pub(crate) quick: Arc<crate::runtime::quick::Quick>,
 }
 
 impl fmt::Debug for Function {
@@ -172,6 +174,7 @@ impl Function {
             in_flight: Default::default(),
             as_sent: false,
             wants_caller: false,
+            quick: Default::default(),
             served: Default::default(),
             origin: format!("runtime registration of `{name}`"),
         }
@@ -341,6 +344,7 @@ impl Function {
             in_flight: Default::default(),
             as_sent: false,
             wants_caller: false,
+            quick: Default::default(),
             served: Default::default(),
             origin: format!("{} ({}:{})", e.module, e.file, e.line),
         }

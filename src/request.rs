@@ -118,8 +118,8 @@ impl<'a> Request<'a> {
 
     /// Sends the call and decodes the result as `R`.
     pub async fn send<R: DeserializeOwned>(self) -> Result<Response<R>> {
-        let fun = self.fun.clone();
-        let raw = self.send_raw().await?;
+        let (fun, raw) = self.send_named().await;
+        let raw = raw?;
         let value = decode(&fun, &raw.value, &raw.node)?;
         Ok(Response {
             value,
@@ -130,29 +130,43 @@ impl<'a> Request<'a> {
 
     /// Sends the call and returns the still-encoded result.
     pub async fn send_raw(self) -> Result<Response<Bytes>> {
+        self.send_named().await.1
+    }
+
+    /// [`send_raw`](Self::send_raw), handing the function's name back for the decoding's
+    /// errors (rather than copying it for every call).
+    async fn send_named(self) -> (String, Result<Response<Bytes>>) {
         let start = Instant::now();
         let node = self.node;
         let at = self.at.clone();
-        let inv = self.invocation()?;
-        let shared = node.shared();
-        let measure = shared
-            .metrics
-            .enabled
-            .then(|| crate::metrics::caller::Caller::start(&shared.metrics, &inv.fun));
-        let out = match at {
-            Some((addr, relay)) => shared.invoke_at(&addr, &inv, relay).await,
-            None => shared.invoke(&inv).await,
+        let inv = match self.invocation() {
+            Ok(inv) => inv,
+            Err(e) => return (String::new(), Err(e)),
         };
-        if let Some(m) = measure {
-            let answered = out.as_ref().ok().map(|o| o.node.as_str());
-            m.finish(&out, answered, start.elapsed());
-        }
-        let out = out?;
-        Ok(Response {
+        let shared = node.shared();
+        let out = {
+            let measure = shared
+                .metrics
+                .enabled
+                .then(|| crate::metrics::caller::Caller::start(&shared.metrics, &inv.fun));
+            let out = match at {
+                // Boxed: it dials, and a dial's room would otherwise be in every call's
+                // future.
+                Some((addr, relay)) => Box::pin(shared.invoke_at(&addr, &inv, relay)).await,
+                None => shared.invoke(&inv).await,
+            };
+            if let Some(m) = measure {
+                let answered = out.as_ref().ok().map(|o| o.node.as_str());
+                m.finish(&out, answered, start.elapsed());
+            }
+            out
+        };
+        let out = out.map(|out| Response {
             value: out.value,
             node: out.node,
             elapsed: start.elapsed(),
-        })
+        });
+        (inv.fun, out)
     }
 
     /// Sends the call to every qualifying provider at once and returns each one's result,

@@ -2,8 +2,10 @@
 //! bound the work in flight, run it under the caller's deadline, reply.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -67,16 +69,85 @@ pub(crate) fn serve(conn: &Arc<Connection>, shared: &Arc<Shared>, mut call: Call
         call.origin_host = Some(caller_host(conn, shared, &call));
     }
     let span = tracing::debug_span!("serve", id, fun = %call.fun, peer = %conn.peer.name);
+    if func.quick.trusted() {
+        return serve_on_reader(conn, shared, func, fitted, timeout, call, measure, span);
+    }
     let work = async move {
         tracing::debug!("running");
-        let r = run(&func, fitted, timeout, &call, measure).await;
-        match &r {
-            Ok(_) => tracing::debug!("done"),
-            Err(f) => tracing::debug!(kind = ?f.kind, error = %f.message, "failed"),
-        }
-        (r, None)
+        (run(&func, fitted, timeout, &call, measure).await, None)
     };
     spawn_served(conn, shared, id, work.instrument(span));
+}
+
+/// Serves a call of a function learnt to be quick ([`crate::runtime::quick`]) on the
+/// reader: the body's first poll happens here, and a body that answers at once is replied
+/// to without a task, a timer or an entry among the served calls. One that has to wait
+/// becomes a served task like any other, its deadline counted from its start here.
+#[allow(clippy::too_many_arguments)]
+fn serve_on_reader(
+    conn: &Arc<Connection>,
+    shared: &Arc<Shared>,
+    func: Arc<Function>,
+    args: Bytes,
+    timeout: Option<Duration>,
+    call: Call,
+    measure: bool,
+    span: tracing::Span,
+) {
+    let id = call.id;
+    let start = Instant::now();
+    let load = Load::enter(func.in_flight.clone());
+    let first = span.in_scope(|| {
+        tracing::debug!("running");
+        first_poll(&func, args, &call)
+    });
+    func.quick
+        .first_poll(start.elapsed(), !matches!(first, First::Waiting(_)));
+    let outcome = match first {
+        First::Done(r) => Ok(r),
+        First::Panicked(p) => Err(p),
+        First::Waiting(body) => {
+            let work = async move {
+                let _load = load;
+                let body = AssertUnwindSafe(body).catch_unwind();
+                let outcome = match timeout {
+                    Some(t) => match tokio::time::timeout_at((start + t).into(), body).await {
+                        Ok(o) => o,
+                        Err(_) => Ok(Err(late(&call, t))),
+                    },
+                    None => body.await,
+                };
+                let r = finish(outcome, &func, &call, measure.then_some(start));
+                (r, None)
+            };
+            return spawn_served(conn, shared, id, work.instrument(span));
+        }
+    };
+    drop(load);
+    let r = span.in_scope(|| finish(outcome, &func, &call, measure.then_some(start)));
+    reply_now(conn, id, r);
+}
+
+/// What a body's first poll on the reader gave.
+enum First {
+    Done(HandlerResult),
+    Waiting(crate::function::BoxFuture<HandlerResult>),
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+/// Starts `func`'s body and polls it once, with a waker that does nothing: a body that
+/// waits is polled again at once by the task it moves to, which registers that task's
+/// waker (a future must, at every poll).
+fn first_poll(func: &Function, args: Bytes, call: &Call) -> First {
+    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut body = start_body(func, args, call);
+        let mut cx = Context::from_waker(Waker::noop());
+        match body.as_mut().poll(&mut cx) {
+            Poll::Ready(r) => First::Done(r),
+            Poll::Pending => First::Waiting(body),
+        }
+    }));
+    polled.unwrap_or_else(First::Panicked)
 }
 
 /// Answers call `id` "busy" when `conn` already has `max_in_flight` calls served; whether
@@ -250,7 +321,8 @@ fn admit(conn: &Connection, shared: &Shared, call: &Call) -> Result<Arc<Function
 
 /// Runs a function body with panic isolation and an optional deadline, completing
 /// bad-argument failures with the expected signature; with `measure`, counts the call, its
-/// failure and its latency in the function's metrics.
+/// failure and its latency in the function's metrics. Its first poll is timed, for the
+/// function's [`Quick`](crate::runtime::quick::Quick) record.
 pub(crate) async fn run(
     func: &Function,
     args: Bytes,
@@ -258,57 +330,84 @@ pub(crate) async fn run(
     call: &Call,
     measure: bool,
 ) -> HandlerResult {
-    if !measure {
-        return run_body(func, args, timeout, call).await;
-    }
-    let start = std::time::Instant::now();
-    let result = run_body(func, args, timeout, call).await;
-    let m = &func.served;
-    m.latency.record(start.elapsed());
-    if result.is_err() {
-        crate::metrics::bump(&m.errors);
-    }
-    result
-}
-
-async fn run_body(
-    func: &Function,
-    args: Bytes,
-    timeout: Option<Duration>,
-    call: &Call,
-) -> HandlerResult {
-    let handler = func.handler.clone();
-    let _load = Load::enter(&func.in_flight);
-    // The handler is called inside the async block so that a panic in a synchronous body
-    // is caught by catch_unwind too, not just one raised while polling.
-    let caller = func.wants_caller.then(|| call.origin_host.clone());
-    let body = AssertUnwindSafe(async move {
-        match caller {
-            Some(host) => super::caller::scoped(host, handler(args)).await,
-            None => handler(args).await,
+    let start = measure.then(Instant::now);
+    let _load = Load::enter(func.in_flight.clone());
+    // The body is started inside the poll so that a panic in a synchronous body is caught
+    // too, not just one raised while polling.
+    let mut body = None;
+    let mut timed = false;
+    let mut args = Some(args);
+    let body = std::future::poll_fn(|cx| {
+        let t0 = (!timed).then(Instant::now);
+        let b = body.get_or_insert_with(|| start_body(func, args.take().unwrap_or_default(), call));
+        let p = b.as_mut().poll(cx);
+        if let Some(t0) = t0 {
+            timed = true;
+            func.quick.first_poll(t0.elapsed(), p.is_ready());
         }
-    })
-    .catch_unwind();
+        p
+    });
+    let body = AssertUnwindSafe(body).catch_unwind();
     let outcome = match timeout {
         Some(t) => match tokio::time::timeout(t, body).await {
-            Ok(r) => r,
-            Err(_) => {
-                return Err(Failure::timeout(format!(
-                    "`{}` did not finish within {t:?}",
-                    call.fun
-                )))
-            }
+            Ok(o) => o,
+            Err(_) => Ok(Err(late(call, t))),
         },
         None => body.await,
     };
-    match outcome {
+    finish(outcome, func, call, start)
+}
+
+/// The body of one call of `func` (started, not yet polled; a synchronous body may already
+/// have run).
+fn start_body(
+    func: &Function,
+    args: Bytes,
+    call: &Call,
+) -> crate::function::BoxFuture<HandlerResult> {
+    let handler = &func.handler;
+    match func.wants_caller {
+        true => Box::pin(super::caller::scoped(
+            call.origin_host.clone(),
+            handler(args),
+        )),
+        false => handler(args),
+    }
+}
+
+/// The failure of a call whose deadline `t` passed while its body ran.
+fn late(call: &Call, t: Duration) -> Failure {
+    Failure::timeout(format!("`{}` did not finish within {t:?}", call.fun))
+}
+
+/// The reply to a finished body (a panic becomes a failure, a bad-argument failure is
+/// explained), counted in the function's metrics when `measured` since that instant.
+fn finish(
+    outcome: std::thread::Result<HandlerResult>,
+    func: &Function,
+    call: &Call,
+    measured: Option<Instant>,
+) -> HandlerResult {
+    let r = match outcome {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(f)) => Err(explain(f, &func.spec, call)),
         Err(panic) => Err(Failure::remote(format!(
             "function panicked: {}",
             panic_message(&*panic)
         ))),
+    };
+    if let Some(start) = measured {
+        let m = &func.served;
+        m.latency.record(start.elapsed());
+        if r.is_err() {
+            crate::metrics::bump(&m.errors);
+        }
     }
+    match &r {
+        Ok(_) => tracing::debug!("done"),
+        Err(f) => tracing::debug!(kind = ?f.kind, error = %f.message, "failed"),
+    }
+    r
 }
 
 /// Adds the signature to a bad-argument failure and turns "invalid type: nil" for an
@@ -344,18 +443,18 @@ fn explain(mut f: Failure, spec: &FnSpec, call: &Call) -> Failure {
 }
 
 /// Counts a running call for as long as it lives (also when aborted or panicking).
-struct Load<'a>(&'a std::sync::atomic::AtomicUsize);
+struct Load(Arc<AtomicUsize>);
 
-impl<'a> Load<'a> {
-    fn enter(counter: &'a std::sync::atomic::AtomicUsize) -> Self {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+impl Load {
+    fn enter(counter: Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Relaxed);
         Load(counter)
     }
 }
 
-impl Drop for Load<'_> {
+impl Drop for Load {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 

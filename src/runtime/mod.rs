@@ -2,7 +2,8 @@
 //!
 //! One TCP connection per peer pair carries calls in both directions. Each connection has a
 //! reader task (decode, dispatch), a writer task (coalesces queued frames into few
-//! syscalls), and one task per call it serves. Shared node state lives in [`Shared`].
+//! syscalls), and one task per call it serves, except calls of functions learnt to be
+//! quick, which the reader runs itself ([`quick`]). Shared node state lives in [`Shared`].
 
 pub(crate) mod attach;
 pub(crate) mod bootstrap;
@@ -23,6 +24,7 @@ pub(crate) mod mailbox;
 pub(crate) mod outbound;
 pub(crate) mod pubsub;
 pub(crate) mod queue;
+pub(crate) mod quick;
 pub(crate) mod reactor;
 pub(crate) mod route;
 pub(crate) mod shared;

@@ -3,6 +3,7 @@
 //! the choice in this process, over its connection, by dialing it, or through a node that
 //! can reach it (forwarding). Idempotent functions are retried after a lost node.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -60,20 +61,22 @@ enum Reach {
     Relay,
 }
 
-/// A provider with what we need to reach it.
+/// A provider with what we need to reach it. Its name, host and resources are borrowed
+/// from this node or the provider's connection (no copies per call), and owned only for a
+/// member known from the directory.
 #[derive(Clone)]
-struct Known {
+struct Known<'a> {
     id: u64,
-    name: String,
-    host: String,
+    name: Cow<'a, str>,
+    host: Cow<'a, str>,
     tier: Relation,
-    resources: Vec<String>,
+    resources: Cow<'a, [String]>,
     spec: Arc<FnSpec>,
     in_flight: usize,
     reach: Reach,
 }
 
-impl Known {
+impl Known<'_> {
     fn view(&self) -> Provider<'_> {
         Provider {
             name: &self.name,
@@ -106,9 +109,15 @@ impl Tried {
         !self.0.is_empty() && self.0.iter().all(|t| t.3)
     }
 
-    fn note(&mut self, k: &Known, why: &Error) {
+    fn note(&mut self, k: &Known<'_>, why: &Error) {
         let relayed = matches!(k.reach, Reach::Relay);
-        let entry = (k.id, k.name.clone(), why.to_string(), is_busy(why), relayed);
+        let entry = (
+            k.id,
+            k.name.to_string(),
+            why.to_string(),
+            is_busy(why),
+            relayed,
+        );
         self.0.push(entry);
     }
 
@@ -195,7 +204,8 @@ impl Shared {
         // Providers lost in the middle of an idempotent call (it may have run there).
         let mut lost = 0;
         loop {
-            let known = self.providers_of(&inv.fun);
+            let conns = self.connections();
+            let known = self.providers_of(&inv.fun, &conns);
             let Some(chosen) = self.choose(inv, &known, &tried) else {
                 // Every provider we know refused as busy: learning more will not help,
                 // and a burst must not turn into a member-list request per busy call
@@ -207,15 +217,19 @@ impl Shared {
                     waited = true;
                     // A provider registered here meanwhile (a gateway client's function)
                     // ends the wait as a peer does.
-                    let offered = || !self.providers_of(&inv.fun).is_empty();
-                    if self.await_cluster_or(deadline, offered).await {
+                    let offered = || !self.providers_of(&inv.fun, &self.connections()).is_empty();
+                    // Cold paths are boxed here and below: a future is as big as its
+                    // biggest state, and every call would otherwise carry (and move) the
+                    // room a dial and handshake need.
+                    if Box::pin(self.await_cluster_or(deadline, offered)).await {
                         continue;
                     }
                     return Err(self.no_cluster());
                 }
                 if !refreshed {
                     refreshed = true;
-                    match tokio::time::timeout_at(deadline.into(), self.refresh(&inv.fun)).await {
+                    let refresh = Box::pin(self.refresh(&inv.fun));
+                    match tokio::time::timeout_at(deadline.into(), refresh).await {
                         Ok(true) => continue,
                         Ok(false) => {}
                         Err(_) => return Err(deadline_passed(inv, String::new())),
@@ -223,7 +237,7 @@ impl Shared {
                 }
                 if !settled {
                     settled = true;
-                    if self.settle(deadline).await {
+                    if Box::pin(self.settle(deadline)).await {
                         continue;
                     }
                 }
@@ -231,9 +245,8 @@ impl Shared {
                 // are connected to knows more, so let it resolve (one hop).
                 if let Some(via) = self.relay_for_unknown(inv) {
                     let remaining = deadline.saturating_duration_since(Instant::now());
-                    return self
-                        .over(&via, inv, remaining, Some(inv.route.clone()))
-                        .await;
+                    let route = Some(inv.route.clone());
+                    return Box::pin(self.over(&via, inv, remaining, route)).await;
                 }
                 return Err(self.none_left(inv, &known, &tried));
             };
@@ -366,7 +379,7 @@ impl Shared {
     }
 
     /// Runs the call on `k`, telling a miss (the call never ran there) from an outcome.
-    async fn attempt(self: &Arc<Self>, inv: &Invocation, k: &Known, left: Duration) -> Attempt {
+    async fn attempt(self: &Arc<Self>, inv: &Invocation, k: &Known<'_>, left: Duration) -> Attempt {
         match self.reach(inv, k, left).await {
             Err(e) if missed(&e) || relayed_miss(k, &e) => {
                 if matches!(k.reach, Reach::Member(_) | Reach::Relay) && !is_busy(&e) {
@@ -382,14 +395,15 @@ impl Shared {
     /// Whether any node we know of offers `fun` at all (to tell "no such command" from a
     /// failed one after a workflow fails).
     pub(crate) fn knows_function(&self, fun: &str) -> bool {
-        !self.providers_of(fun).is_empty()
+        !self.providers_of(fun, &self.connections()).is_empty()
     }
 
     #[cfg(feature = "http")]
     /// Whether `inv` found no provider only because every one's visibility refuses its
     /// caller (the gateway names visibility in that refusal).
     pub(crate) fn hidden_from(&self, inv: &Invocation) -> bool {
-        let known = self.providers_of(&inv.fun);
+        let conns = self.connections();
+        let known = self.providers_of(&inv.fun, &conns);
         let q = Query {
             fun: &inv.fun,
             route: &inv.route,
@@ -401,54 +415,56 @@ impl Shared {
                 .all(|k| resolve::check(&q, &k.view()) == Err(resolve::Mismatch::Visibility))
     }
 
-    /// Every provider of `fun` we know of: ourselves, connected peers, and members from the
-    /// directory whose catalog (from a member list) includes it.
-    fn providers_of(&self, fun: &str) -> Vec<Known> {
+    /// Every provider of `fun` we know of: ourselves, connected peers (of `conns`, this
+    /// node's connections), and members from the directory whose catalog (from a member
+    /// list) includes it.
+    fn providers_of<'a>(&'a self, fun: &str, conns: &'a [Arc<Connection>]) -> Vec<Known<'a>> {
         let mut out = Vec::new();
         if let Some(f) = self.registry.read().get(fun) {
             out.push(Known {
                 id: self.id,
-                name: self.name.clone(),
-                host: self.host_id.clone(),
+                name: Cow::Borrowed(&self.name),
+                host: Cow::Borrowed(&self.host_id),
                 tier: Relation::SameNode,
-                resources: self.resources.clone(),
+                resources: Cow::Borrowed(&self.resources),
                 spec: f.spec.clone(),
                 in_flight: f.in_flight.load(Relaxed),
                 reach: Reach::Local(f.clone()),
             });
         }
-        let conns = self.connections();
-        for c in &conns {
+        for c in conns {
             let Some(spec) = c.catalog.read().spec(fun) else {
                 continue;
             };
             out.push(Known {
                 id: c.peer.id,
-                name: c.peer.name.clone(),
-                host: c.peer.host_id.clone(),
+                name: Cow::Borrowed(&c.peer.name),
+                host: Cow::Borrowed(&c.peer.host_id),
                 tier: Relation::of_peer(&self.host_id, &c.peer.host_id),
-                resources: c.peer.resources.clone(),
+                resources: Cow::Borrowed(&c.peer.resources),
                 spec,
                 in_flight: c.in_flight.load(Relaxed),
                 reach: Reach::Conn(c.clone()),
             });
         }
         for e in self.directory.read().values() {
-            if conns.iter().any(|c| c.peer.id == e.member.id) {
-                continue;
-            }
+            // Only a client's directory holds catalogs: a member's skips each entry here,
+            // before comparing it with every connection.
             let spec = e
                 .catalog
                 .as_ref()
                 .and_then(|c| c.functions.iter().find(|f| f.name == fun));
             let Some(spec) = spec else { continue };
+            if conns.iter().any(|c| c.peer.id == e.member.id) {
+                continue;
+            }
             let recently_failed = self.recently_unreachable(e.member.id);
             out.push(Known {
                 id: e.member.id,
-                name: e.member.name.clone(),
-                host: e.member.host.clone(),
+                name: Cow::Owned(e.member.name.clone()),
+                host: Cow::Owned(e.member.host.clone()),
                 tier: Relation::of_peer(&self.host_id, &e.member.host),
-                resources: e.resources.clone(),
+                resources: Cow::Owned(e.resources.clone()),
                 spec: Arc::new(spec.clone()),
                 in_flight: 0,
                 reach: if recently_failed {
@@ -608,13 +624,13 @@ impl Shared {
     async fn reach(
         self: &Arc<Self>,
         inv: &Invocation,
-        k: &Known,
+        k: &Known<'_>,
         remaining: Duration,
     ) -> Result<Outcome> {
         match &k.reach {
             Reach::Local(f) => self.run_local(inv, f, remaining).await,
             Reach::Conn(c) => self.over(c, inv, remaining, None).await,
-            Reach::Member(addr) => {
+            Reach::Member(addr) => Box::pin(async move {
                 // The dial counts against the call's deadline (see `invoke`).
                 let until = Instant::now() + remaining;
                 let addr_text = addr.to_string();
@@ -628,15 +644,16 @@ impl Shared {
                         tracing::info!(node = %k.name, %addr, error = %e, "cannot reach the provider");
                         Err(e)
                     }
-                    Err(_) => Err(deadline_passed(inv, k.name.clone())),
+                    Err(_) => Err(deadline_passed(inv, k.name.to_string())),
                 }
-            }
+            })
+            .await,
             Reach::Relay => {
                 let why = Error::Protocol {
-                    peer: k.name.clone(),
+                    peer: k.name.to_string(),
                     detail: "not reachable from here".into(),
                 };
-                self.relay(inv, k, remaining, why).await
+                Box::pin(self.relay(inv, k, remaining, why)).await
             }
         }
     }
@@ -645,7 +662,7 @@ impl Shared {
     async fn relay(
         self: &Arc<Self>,
         inv: &Invocation,
-        k: &Known,
+        k: &Known<'_>,
         remaining: Duration,
         why: Error,
     ) -> Result<Outcome> {
@@ -657,7 +674,7 @@ impl Shared {
             return Err(why);
         };
         let mut route = inv.route.clone();
-        route.perspective = Perspective::Node(k.name.clone());
+        route.perspective = Perspective::Node(k.name.to_string());
         let r = self.over(&via, inv, remaining, Some(route)).await;
         // The forwarder answers for `k`: say who forwarded and what its answer means, so the
         // forwarder is not taken for the culprit.
@@ -881,7 +898,8 @@ impl Shared {
         // Every provider must be known, not just one: dial members not seen yet (and a
         // client refreshes its member list), within the call's deadline.
         let _ = tokio::time::timeout_at(deadline.into(), self.refresh(&inv.fun)).await;
-        let known = self.providers_of(&inv.fun);
+        let conns = self.connections();
+        let known = self.providers_of(&inv.fun, &conns);
         let q = Query {
             fun: &inv.fun,
             route: &inv.route,
@@ -910,9 +928,9 @@ impl Shared {
             // Dials and handshakes count against the deadline too (see `invoke`).
             let r = match tokio::time::timeout_at(deadline.into(), attempt).await {
                 Ok(r) => r,
-                Err(_) => Err(deadline_passed(inv, k.name.clone())),
+                Err(_) => Err(deadline_passed(inv, k.name.to_string())),
             };
-            (k.name.clone(), r)
+            (k.name.to_string(), r)
         });
         Ok(futures_util::future::join_all(calls).await)
     }
@@ -936,7 +954,7 @@ fn is_busy(e: &Error) -> bool {
 
 /// A forwarder that could not place the call on `k` (it does not know it, or it is gone
 /// there too): the call did not run.
-fn relayed_miss(k: &Known, e: &Error) -> bool {
+fn relayed_miss(k: &Known<'_>, e: &Error) -> bool {
     matches!(k.reach, Reach::Relay)
         && matches!(e, Error::NoProvider { .. } | Error::UnknownFunction { .. })
 }
