@@ -498,14 +498,22 @@ impl Shared {
             route: &inv.route,
             origin_host: inv.origin_host.as_deref(),
         };
-        let (idx, cands): (Vec<usize>, Vec<Provider<'_>>) = known
+        let qualified = known
             .iter()
             .enumerate()
             .filter(|(_, k)| !excluded.contains(&k.id))
             .filter(|(_, k)| matches!(k.reach, Reach::Relay) == relays)
             .map(|(i, k)| (i, k.view()))
-            .filter(|(_, p)| resolve::qualifies(&q, p))
-            .unzip();
+            .filter(|(_, p)| resolve::qualifies(&q, p));
+        // One qualified provider is the choice under every policy (`resolve::choose` picks
+        // the only one, loaded or not): found without building the candidate lists.
+        let mut probe = qualified.clone().map(|(i, _)| i);
+        match (probe.next(), probe.next()) {
+            (None, _) => return None,
+            (Some(only), None) => return Some(only),
+            _ => {}
+        }
+        let (idx, cands): (Vec<usize>, Vec<Provider<'_>>) = qualified.unzip();
         let turn = match inv.route.policy {
             Policy::RoundRobin if cands.len() > 1 => self.next_turn(&inv.fun),
             _ => 0,
