@@ -184,7 +184,10 @@ impl Function {
     /// parameters, e.g. `|(a, b): (i64, i64)| a + b`) and whose result is a plain value.
     ///
     /// It runs on the node's runtime: keep it short, or use [`new_async`](Self::new_async)
-    /// and move long blocking work to `tokio::task::spawn_blocking`.
+    /// and move long blocking work to `tokio::task::spawn_blocking`. Once a function's calls
+    /// have been short (under 50 µs) many times in a row, a node serves them on the
+    /// connection's reader, without a task each; one long call ends that until the calls
+    /// are short again.
     pub fn new<A, R, F>(name: &str, f: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,
