@@ -34,6 +34,15 @@ fn functions() -> Vec<Function> {
     ]
 }
 
+/// A node `server` with [`functions`] and a client connected to it.
+async fn served() -> (mpreg::Node, mpreg::Node) {
+    let mut server = local("server");
+    for f in functions() {
+        server = server.function(f);
+    }
+    pair(server, local("client").builtins(false)).await
+}
+
 async fn warm(client: &mpreg::Node, fun: &str, arg: impl serde::Serialize + Copy) {
     for _ in 0..WARM {
         let _ = client.call::<mpreg::Value>(fun, (arg,)).await;
@@ -42,11 +51,7 @@ async fn warm(client: &mpreg::Node, fun: &str, arg: impl serde::Serialize + Copy
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_calls_answer_fail_and_panic_as_before_and_are_counted() {
-    let mut server = local("server");
-    for f in functions() {
-        server = server.function(f);
-    }
-    let (a, b) = pair(server, local("client").builtins(false)).await;
+    let (a, b) = served().await;
     warm(&b, "boom", false).await;
     warm(&b, "fail", 1).await;
     assert_eq!(b.call::<i64>("boom", (false,)).await.unwrap(), 1);
@@ -76,11 +81,7 @@ async fn quick_calls_answer_fail_and_panic_as_before_and_are_counted() {
 /// deadline still counts from its start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quick_function_that_waits_finishes_in_a_task_under_its_deadline() {
-    let mut server = local("server");
-    for f in functions() {
-        server = server.function(f);
-    }
-    let (a, b) = pair(server, local("client").builtins(false)).await;
+    let (a, b) = served().await;
     warm(&b, "nap", 0).await;
     let r = b.request("nap").args((30,)).send::<u64>().await.unwrap();
     assert_eq!(r.value, 30);
@@ -107,11 +108,7 @@ async fn a_quick_function_that_waits_finishes_in_a_task_under_its_deadline() {
 /// instead of waiting behind it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_function_that_turns_slow_stops_blocking_its_connection() {
-    let mut server = local("server");
-    for f in functions() {
-        server = server.function(f);
-    }
-    let (a, b) = pair(server, local("client").builtins(false)).await;
+    let (a, b) = served().await;
     warm(&b, "work", 0).await;
     warm(&b, "nap", 0).await;
     // Runs on the reader (it was trusted) and holds it for 300 ms: the fall.
