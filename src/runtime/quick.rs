@@ -15,9 +15,10 @@
 //! call per fall, fewer and fewer as the run it must show grows.
 //!
 //! The time is wall-clock time, so a quick body that the OS preempted in the middle also
-//! falls. Measured at 256 calls in flight on a busy 2-core machine, about one call in 800
-//! did, nearly all by less than 500 µs, a few by over 10 ms (the host's steal): were every
-//! fall to double the run, no function would stay trusted. A short fall costs only a run
+//! falls. Measured at 256 calls in flight on a busy 2-core machine, one call in 700 to
+//! 2,400 did, most by less than 200 µs, a few by over 10 ms (the host's steal): when every
+//! fall doubled the run, `echo` was asked for 16,384 quick calls in a row and was almost
+//! never trusted. A short fall costs only a run
 //! of calls in tasks, and the run asked for halves again after [`CLEAN_RUNS`] times its
 //! length of trusted calls without a fall, so long preemptions do not add up over hours.
 //! No crate does this; it is a few atomics.
