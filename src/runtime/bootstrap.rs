@@ -231,7 +231,8 @@ pub(crate) async fn start_discovery(shared: &Arc<Shared>) -> Result<()> {
     let me = shared.me.get().cloned().expect("members have an identity");
     let version = shared.catalog_version();
     let (tx, mut rx) = mpsc::channel(FOUND_QUEUE);
-    let d = Discovery::start(cfg, me, version, tx, &shared.tasks, shared.shutdown.clone()).await?;
+    let (tasks, shutdown, ticks) = (&shared.tasks, shared.shutdown.clone(), shared.grid.ticks());
+    let d = Discovery::start(cfg, me, version, tx, tasks, shutdown, ticks).await?;
     let _ = shared.discovery.set(d);
     let s = shared.clone();
     shared.tasks.spawn(async move {

@@ -44,6 +44,7 @@ pub(crate) async fn run(
         window: ReplayWindow::default(),
     };
     let mut timers: Timers<Timer> = Timers::default();
+    let mut ticks = shared.grid.ticks();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         drain(&shared, &socket, &mut wire, &mut m, &mut timers).await;
@@ -58,7 +59,7 @@ pub(crate) async fn run(
                 }
                 Err(e) => tracing::debug!(error = %e, "gossip socket receive failed"),
             },
-            t = timers.next() => {
+            t = timers.next(&mut ticks) => {
                 if let Err(e) = m.handle_timer(t) {
                     tracing::debug!(error = %e, "membership timer");
                 }

@@ -29,7 +29,7 @@ use crate::runtime::gossip::Command;
 use crate::runtime::grid;
 use crate::runtime::{Connection, Shared};
 
-/// How often the watchdog looks. Every watchdog of the process ticks on the process's
+/// How often the watchdog looks. Every watchdog of the node ticks on the node's
 /// timer grid ([`grid`]), so a node with many connections wakes once per tick for all of
 /// them, not once per connection.
 pub(crate) const TICK: Duration = grid::TICK;
@@ -86,7 +86,7 @@ fn ask(conn: &Connection, shared: &Shared) {
 /// Watches `conn` until it closes.
 pub(crate) async fn watch(conn: Arc<Connection>, shared: Arc<Shared>) {
     let ping = encode_frame(&Frame::Ping).expect("unit frame encodes");
-    let mut tick = grid::interval();
+    let mut ticks = shared.grid.ticks();
     let mut heard = (conn.received.load(Relaxed), Instant::now());
     // The peer's UDP answers so far, and when their count last grew.
     let mut answered: (u64, Option<Instant>) = (conn.udp_answers.load(Relaxed), None);
@@ -100,7 +100,7 @@ pub(crate) async fn watch(conn: Arc<Connection>, shared: Arc<Shared>) {
         tokio::select! {
             _ = conn.closed.cancelled() => return,
             _ = shared.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = ticks.next() => {}
         }
         let now = Instant::now();
         // A tick this late means this process was starved of CPU: what looks like

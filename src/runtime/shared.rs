@@ -115,6 +115,8 @@ pub(crate) struct Shared {
     pub metrics: crate::metrics::Metrics,
     /// The service controller, on a listening node with `Config::services`.
     pub services: OnceLock<Arc<crate::service::Controller>>,
+    /// The timer grid's clock: what the node's periodic work waits on.
+    pub grid: crate::runtime::grid::Clock,
 }
 
 impl Shared {
@@ -164,6 +166,7 @@ impl Shared {
             http_addr: OnceLock::new(),
             metrics: crate::metrics::Metrics::new(metrics_on),
             services: OnceLock::new(),
+            grid: Default::default(),
         }
     }
 

@@ -267,21 +267,21 @@ impl Server {
         })
     }
 
-    /// Runs until `cancel`: announces at once and every interval, and handles what arrives
-    /// on either socket.
-    pub(crate) async fn run(mut self, cancel: CancellationToken) {
-        let next = tokio::time::sleep_until(Instant::now());
-        tokio::pin!(next);
+    /// Runs until `cancel`: announces at once and every interval (on the grid's ticks),
+    /// and handles what arrives on either socket.
+    pub(crate) async fn run(mut self, cancel: CancellationToken, mut ticks: grid::Ticks) {
+        let mut next = Instant::now();
         let mut shared_buf = vec![0u8; MAX_DATAGRAM];
         let mut own_buf = vec![0u8; MAX_DATAGRAM];
         loop {
+            if grid::due(next, Instant::now()) {
+                self.announce().await;
+                let every = announce_every(self.cfg.beacon_interval, self.heard.len());
+                next = grid::snap(Instant::now() + every);
+            }
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = &mut next => {
-                    self.announce().await;
-                    let every = announce_every(self.cfg.beacon_interval, self.heard.len());
-                    next.as_mut().reset(grid::snap(Instant::now() + every));
-                }
+                _ = ticks.next() => {}
                 r = self.shared.recv_from(&mut shared_buf) => self.received(r, &shared_buf).await,
                 r = self.own.recv_from(&mut own_buf) => self.received(r, &own_buf).await,
             }

@@ -231,6 +231,7 @@ impl Discovery {
         found: mpsc::Sender<Member>,
         tasks: &TaskTracker,
         shutdown: CancellationToken,
+        ticks: crate::runtime::grid::Ticks,
     ) -> crate::Result<Discovery> {
         let counters = Arc::new(Counters::default());
         let sink = Sink {
@@ -255,7 +256,7 @@ impl Discovery {
             false => None,
         };
         if let Some(server) = beacon {
-            tasks.spawn(mine.track_future(server.run(cancel.clone())));
+            tasks.spawn(mine.track_future(server.run(cancel.clone(), ticks)));
         }
         let responder = mdns.map(|(responder, task)| {
             tasks.spawn(mine.track_future(task.run(cancel.clone())));

@@ -85,6 +85,7 @@ async fn serve(cfg: &DiscoveryConfig, name: &str) -> Running {
         tx,
         &tasks,
         CancellationToken::new(),
+        crate::runtime::grid::Clock::default().ticks(),
     )
     .await
     .expect("discovery starts");
@@ -277,6 +278,7 @@ async fn beacon_port_conflict_names_the_port() {
         tx,
         &TaskTracker::new(),
         CancellationToken::new(),
+        crate::runtime::grid::Clock::default().ticks(),
     )
     .await;
     let err = r.err().expect("port in use").to_string();

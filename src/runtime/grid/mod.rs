@@ -1,43 +1,93 @@
-//! The process's timer grid: the periodic work of an idle node comes due on shared
-//! instants, so the node wakes once for all of it rather than once per timer.
+//! The timer grid: the periodic work of an idle node comes due on shared instants, so the
+//! node wakes once for all of it rather than once per timer.
 //!
 //! Every wakeup of an idle process costs a context switch or two (and a second worker
 //! thread woken to look for work) for a few microseconds of real work, so an idle node's
 //! CPU is the number of distinct instants its timers fire at (issue #17: ≤ 0.1 % of a
-//! core). Connection watchdogs tick on the grid; SWIM's timers and the beacon's announces
-//! are snapped to it. tokio's timer wheel also wakes at the start of the coarser slot a
-//! distant deadline sits in, to cascade it; timers with one deadline share that wakeup too.
+//! core). Connection watchdogs, SWIM's timers and the beacon's announces wait on the
+//! node's [`Clock`], one kernel timer ticking on the grid ([`timerfd`]).
+//!
+//! The grid's instants are those where the wall clock is a whole number of ticks past the
+//! Unix epoch. Every process of a host, and of a LAN whose clocks agree to a few
+//! milliseconds, then ticks at the same instants: a peer's ping or probe arrives while its
+//! receiver is awake for its own tick, not as a wakeup of its own. Where clocks disagree,
+//! nothing is wrong, only less is shared; a clock stepped after the grid was set moves no
+//! timer (the grid stays on the monotonic clock).
+
+mod clock;
+#[cfg(target_os = "linux")]
+mod timerfd;
+
+pub(crate) use clock::{Clock, Ticks};
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::Instant;
 
 /// The grid's spacing: the watchdogs' tick.
 pub(crate) const TICK: Duration = Duration::from_millis(250);
 
-/// The grid's origin: the first instant any timer of the process asked for it.
-fn epoch() -> std::time::Instant {
-    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
-    *EPOCH.get_or_init(std::time::Instant::now)
+/// How early a tick may look, read on this process's clock, against the grid instant it is
+/// for: the kernel timer's instant and [`epoch`] come from two clock reads.
+const SLACK: Duration = Duration::from_millis(1);
+
+/// A grid instant of this process, on both of its clocks.
+#[derive(Debug)]
+struct Epoch {
+    at: std::time::Instant,
+    /// The same instant on `CLOCK_MONOTONIC`, in nanoseconds (what the kernel timer takes).
+    #[cfg(target_os = "linux")]
+    monotonic_ns: u128,
+}
+
+/// The grid's origin: the last instant before the first use at which the wall clock was a
+/// whole number of ticks.
+fn epoch() -> &'static Epoch {
+    static EPOCH: OnceLock<Epoch> = OnceLock::new();
+    EPOCH.get_or_init(|| {
+        #[cfg(target_os = "linux")]
+        let monotonic = timerfd::monotonic_ns();
+        let now = std::time::Instant::now();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let past = Duration::from_nanos((wall.as_nanos() % TICK.as_nanos()) as u64);
+        // A machine up for less than a tick: start the grid now.
+        let past = now.checked_sub(past).map_or(Duration::ZERO, |_| past);
+        Epoch {
+            at: now - past,
+            #[cfg(target_os = "linux")]
+            monotonic_ns: monotonic - past.as_nanos(),
+        }
+    })
 }
 
 /// How far `at` is past the grid point at or before it.
 fn past_grid(at: Instant) -> Duration {
-    let since = at.into_std().saturating_duration_since(epoch());
+    let since = at.into_std().saturating_duration_since(epoch().at);
     Duration::from_nanos((since.as_nanos() % TICK.as_nanos()) as u64)
 }
 
-/// An interval of [`TICK`] whose ticks fall on the grid; a late tick is skipped, not
-/// shifted, so it stays there.
-pub(crate) fn interval() -> Interval {
-    epoch();
-    let now = Instant::now();
-    let mut tick = tokio::time::interval_at(now - past_grid(now) + TICK, TICK);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    tick
+/// The first grid instant after `at`.
+fn first_tick_after(at: Instant) -> Instant {
+    at - past_grid(at) + TICK
+}
+
+/// The next grid instant on `CLOCK_MONOTONIC`, in nanoseconds.
+#[cfg(target_os = "linux")]
+fn first_tick_ns() -> u128 {
+    let e = epoch();
+    let now = timerfd::monotonic_ns();
+    let since = now.saturating_sub(e.monotonic_ns);
+    now - since % TICK.as_nanos() + TICK.as_nanos()
+}
+
+/// Whether a timer for `at` is due at `now` (see [`SLACK`]).
+pub(crate) fn due(at: Instant, now: Instant) -> bool {
+    now + SLACK >= at
 }
 
 /// The grid point a timer due at `at` fires at instead: the one in
@@ -113,14 +163,17 @@ impl<T> Timers<T> {
         self.heap.push(Reverse(Due { at, seq, item }));
     }
 
-    /// The next timer to come due, when it does; never, while there is none. Cancel-safe:
-    /// a timer leaves the queue only when returned.
-    pub(crate) async fn next(&mut self) -> T {
-        let Some(at) = self.heap.peek().map(|d| d.0.at) else {
-            return std::future::pending().await;
-        };
-        tokio::time::sleep_until(at).await;
-        self.heap.pop().expect("peeked").0.item
+    /// The next timer to come due, at the tick it does (at once, if one is due); never,
+    /// while there is none. Cancel-safe: a timer leaves the queue only when returned.
+    pub(crate) async fn next(&mut self, ticks: &mut Ticks) -> T {
+        loop {
+            if let Some(at) = self.heap.peek().map(|d| d.0.at) {
+                if due(at, Instant::now()) {
+                    return self.heap.pop().expect("peeked").0.item;
+                }
+            }
+            ticks.next().await;
+        }
     }
 
     /// Timers waiting.
@@ -159,18 +212,20 @@ mod tests {
     async fn timers_come_out_in_order_on_the_grid_and_survive_cancellation() {
         // tokio's wheel rounds a deadline up to its next millisecond.
         let on_grid = || past_grid(Instant::now()) < Duration::from_millis(2);
+        let clock = Clock::on_tokio_timer();
+        let mut ticks = clock.ticks();
         let mut t = Timers::default();
         t.insert("late", Duration::from_millis(900));
         t.insert("early", Duration::from_millis(300));
         t.insert("now", Duration::ZERO);
-        assert_eq!(t.next().await, "now");
+        assert_eq!(t.next(&mut ticks).await, "now");
         // A `next` dropped before its timer is due loses nothing.
-        let cut = tokio::time::timeout(Duration::from_millis(1), t.next()).await;
+        let cut = tokio::time::timeout(Duration::from_millis(1), t.next(&mut ticks)).await;
         assert!(cut.is_err());
         assert_eq!(t.len(), 2);
-        assert_eq!(t.next().await, "early");
+        assert_eq!(t.next(&mut ticks).await, "early");
         assert!(on_grid());
-        assert_eq!(t.next().await, "late");
+        assert_eq!(t.next(&mut ticks).await, "late");
         assert!(on_grid());
     }
 }
