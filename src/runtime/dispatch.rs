@@ -1,6 +1,7 @@
 //! Serving one incoming call: find the function, enforce visibility, fit the arguments,
 //! bound the work in flight, run it under the caller's deadline, reply.
 
+use std::ops::Deref;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -96,7 +97,7 @@ fn serve_on_reader(
 ) {
     let id = call.id;
     let start = Instant::now();
-    let load = Load::enter(func.in_flight.clone());
+    let load = Load::enter(&*func.in_flight);
     let first = span.in_scope(|| {
         tracing::debug!("running");
         first_poll(&func, args, &call)
@@ -107,16 +108,12 @@ fn serve_on_reader(
         First::Done(r) => Ok(r),
         First::Panicked(p) => Err(p),
         First::Waiting(body) => {
+            // The task owns its count from here (entered before the reader's is left).
+            let owned = Load::enter(func.in_flight.clone());
+            drop(load);
             let work = async move {
-                let _load = load;
-                let body = AssertUnwindSafe(body).catch_unwind();
-                let outcome = match timeout {
-                    Some(t) => match tokio::time::timeout_at((start + t).into(), body).await {
-                        Ok(o) => o,
-                        Err(_) => Ok(Err(late(&call, t))),
-                    },
-                    None => body.await,
-                };
+                let _load = owned;
+                let outcome = bounded(body, timeout.map(|t| (start + t, t)), &call).await;
                 let r = finish(outcome, &func, &call, measure.then_some(start));
                 (r, None)
             };
@@ -331,7 +328,7 @@ pub(crate) async fn run(
     measure: bool,
 ) -> HandlerResult {
     let start = measure.then(Instant::now);
-    let _load = Load::enter(func.in_flight.clone());
+    let _load = Load::enter(&*func.in_flight);
     // The body is started inside the poll so that a panic in a synchronous body is caught
     // too, not just one raised while polling.
     let mut body = None;
@@ -347,15 +344,25 @@ pub(crate) async fn run(
         }
         p
     });
+    let deadline = timeout.map(|t| (Instant::now() + t, t));
+    finish(bounded(body, deadline, call).await, func, call, start)
+}
+
+/// Runs `body` with its panics caught, failing it as late at `deadline` (the instant, and
+/// the timeout it ends) if it has one.
+async fn bounded(
+    body: impl std::future::Future<Output = HandlerResult>,
+    deadline: Option<(Instant, Duration)>,
+    call: &Call,
+) -> std::thread::Result<HandlerResult> {
     let body = AssertUnwindSafe(body).catch_unwind();
-    let outcome = match timeout {
-        Some(t) => match tokio::time::timeout(t, body).await {
+    match deadline {
+        Some((at, t)) => match tokio::time::timeout_at(at.into(), body).await {
             Ok(o) => o,
             Err(_) => Ok(Err(late(call, t))),
         },
         None => body.await,
-    };
-    finish(outcome, func, call, start)
+    }
 }
 
 /// The body of one call of `func` (started, not yet polled; a synchronous body may already
@@ -442,17 +449,18 @@ fn explain(mut f: Failure, spec: &FnSpec, call: &Call) -> Failure {
     f
 }
 
-/// Counts a running call for as long as it lives (also when aborted or panicking).
-struct Load(Arc<AtomicUsize>);
+/// Counts a running call for as long as it lives (also when aborted or panicking), on a
+/// counter it borrows or shares.
+struct Load<C: Deref<Target = AtomicUsize>>(C);
 
-impl Load {
-    fn enter(counter: Arc<AtomicUsize>) -> Self {
+impl<C: Deref<Target = AtomicUsize>> Load<C> {
+    fn enter(counter: C) -> Self {
         counter.fetch_add(1, Relaxed);
         Load(counter)
     }
 }
 
-impl Drop for Load {
+impl<C: Deref<Target = AtomicUsize>> Drop for Load<C> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Relaxed);
     }
