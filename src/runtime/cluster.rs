@@ -77,8 +77,11 @@ impl Shared {
         self.unreachable.lock().remove(&m.id);
         // Back after a false "down": its subscriptions come from the connection it kept.
         if let Some(c) = self.connection_to(m.id) {
-            let subs = c.catalog.read().subscriptions().to_vec();
-            self.pubsub.remote.write().set(m.id, &subs);
+            let (version, subs) = {
+                let cat = c.catalog.read();
+                (cat.version, cat.subscriptions().to_vec())
+            };
+            self.pubsub.remote.write().set(m.id, version, &subs);
         }
         self.mailbox.membership_changed(self);
         self.view_changed();
@@ -313,7 +316,7 @@ impl Shared {
             // A connection's own catalog is fresher than a member list's copy.
             if let (Some(cat), false) = (&info.catalog, connected.contains(&info.member.id)) {
                 let mut remote = self.pubsub.remote.write();
-                remote.set(info.member.id, &cat.subscriptions);
+                remote.set(info.member.id, cat.version, &cat.subscriptions);
             }
             let fresh = d
                 .get(&info.member.id)

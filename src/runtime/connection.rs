@@ -160,7 +160,7 @@ impl Connection {
             .pubsub
             .remote
             .write()
-            .set(peer.id, &catalog.subscriptions);
+            .set(peer.id, catalog.version, &catalog.subscriptions);
         pc.update(catalog);
         let conn = Arc::new(Connection {
             peer_name: peer.name.as_str().into(),
@@ -694,7 +694,7 @@ fn handle(
             let mut cat = conn.catalog.write();
             if c.version >= cat.version {
                 let mut remote = shared.pubsub.remote.write();
-                remote.set(conn.peer.id, &c.subscriptions);
+                remote.set(conn.peer.id, c.version, &c.subscriptions);
             }
             cat.update(c);
             drop(cat);

@@ -23,18 +23,33 @@ pub(crate) struct Remote {
     lossless: HashSet<u64>,
     /// Grows whenever a peer's subscriptions change.
     changes: u64,
+    /// The catalog version each peer's subscriptions were taken from.
+    versions: HashMap<u64, u64>,
 }
 
 impl Remote {
-    /// Replaces what `peer` subscribes to. Patterns a peer sends that do not parse are
-    /// skipped with a warning: they could never match a valid topic anyway.
-    pub(crate) fn set(&mut self, peer: u64, subs: &[SubSpec]) {
+    /// Replaces what `peer` subscribes to with what its catalog of `version` says, unless
+    /// a newer one was applied already. Two connections to one peer (both nodes dialed at
+    /// once) each bring the catalog of its handshake, and the older can be read last: applied,
+    /// it would hide a subscription the newer one brought until the peer's next change.
+    /// Patterns a peer sends that do not parse are skipped with a warning: they could never
+    /// match a valid topic anyway.
+    pub(crate) fn set(&mut self, peer: u64, version: u64, subs: &[SubSpec]) {
+        if self
+            .versions
+            .get(&peer)
+            .is_some_and(|&known| version < known)
+        {
+            return;
+        }
+        self.versions.insert(peer, version);
         // Most catalog updates change functions, not subscriptions: keep the trie as is.
         if self.unchanged(peer, subs) {
             return;
         }
         // Counts as a change (`remove` counts it).
         self.remove(peer);
+        self.versions.insert(peer, version);
         if subs.is_empty() {
             return;
         }
@@ -76,6 +91,7 @@ impl Remote {
     /// Forgets `peer`'s subscriptions.
     pub(crate) fn remove(&mut self, peer: u64) {
         self.changes += 1;
+        self.versions.remove(&peer);
         self.lossless.remove(&peer);
         for (p, t) in self.by_peer.remove(&peer).unwrap_or_default() {
             self.trie.remove(&p, &t);
@@ -117,13 +133,13 @@ mod tests {
         let mut r = Remote::default();
         let mut held = spec("a", None);
         held.lossless = true;
-        r.set(1, &[spec("x", None), held.clone()]);
-        r.set(2, &[spec("a", None)]);
+        r.set(1, 1, &[spec("x", None), held.clone()]);
+        r.set(2, 1, &[spec("a", None)]);
         assert!(r.is_lossless(1));
         assert!(!r.is_lossless(2));
-        r.set(1, &[spec("x", None)]);
+        r.set(1, 2, &[spec("x", None)]);
         assert!(!r.is_lossless(1), "no longer lossless");
-        r.set(2, &[held]);
+        r.set(2, 2, &[held]);
         assert!(r.is_lossless(2));
         r.remove(2);
         assert!(!r.is_lossless(2));
@@ -132,13 +148,13 @@ mod tests {
     #[test]
     fn set_replaces_and_remove_forgets() {
         let mut r = Remote::default();
-        r.set(1, &[spec("a.*", None), spec("a.b", Some("g"))]);
-        r.set(2, &[spec("**", None)]);
+        r.set(1, 1, &[spec("a.*", None), spec("a.b", Some("g"))]);
+        r.set(2, 1, &[spec("**", None)]);
         let mut hits = Vec::new();
         r.for_each_match("a.b", |t| hits.push((t.peer, t.group.clone())));
         hits.sort();
         assert_eq!(hits.len(), 3);
-        r.set(1, &[spec("x", None)]);
+        r.set(1, 2, &[spec("x", None)]);
         let mut n = 0;
         r.for_each_match("a.b", |_| n += 1);
         assert_eq!(n, 1, "only peer 2's `**` is left");
@@ -148,9 +164,26 @@ mod tests {
     }
 
     #[test]
+    fn an_older_catalog_read_last_does_not_hide_a_newer_subscription() {
+        // Both nodes dialed at once: the duplicate's handshake catalog (version 1, from
+        // before the peer subscribed) is read after the survivor's update (version 2).
+        let mut r = Remote::default();
+        r.set(1, 2, &[spec("a.*", None)]);
+        r.set(1, 1, &[]);
+        let mut n = 0;
+        r.for_each_match("a.b", |_| n += 1);
+        assert_eq!(n, 1, "the stale copy is ignored");
+        r.set(1, 2, &[]);
+        r.for_each_match("a.b", |_| panic!("the same version applies"));
+        r.remove(1);
+        r.set(1, 1, &[spec("a.*", None)]);
+        assert!(r.has_peer(1), "a peer forgotten starts over");
+    }
+
+    #[test]
     fn bad_patterns_from_peers_are_skipped() {
         let mut r = Remote::default();
-        r.set(1, &[spec("a..b", None), spec("ok", None)]);
+        r.set(1, 1, &[spec("a..b", None), spec("ok", None)]);
         let mut n = 0;
         r.for_each_match("ok", |_| n += 1);
         assert_eq!(n, 1);
