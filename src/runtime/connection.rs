@@ -200,9 +200,7 @@ impl Connection {
         shared
             .tasks
             .spawn(read_loop(conn.clone(), frames, shared.clone()));
-        shared
-            .tasks
-            .spawn(liveness::watch(conn.clone(), shared.clone()));
+        liveness::watch(conn.clone(), shared);
         conn
     }
 

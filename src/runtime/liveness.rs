@@ -20,8 +20,10 @@
 //! nothing and is closed at [`SILENCE_LIMIT`] as before.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use crate::proto::codec::encode_frame;
 use crate::proto::wire::Frame;
@@ -83,78 +85,115 @@ fn ask(conn: &Connection, shared: &Shared) {
     }
 }
 
-/// Watches `conn` until it closes.
-pub(crate) async fn watch(conn: Arc<Connection>, shared: Arc<Shared>) {
-    let ping = encode_frame(&Frame::Ping).expect("unit frame encodes");
-    let mut ticks = shared.grid.ticks();
-    let mut heard = (conn.received.load(Relaxed), Instant::now());
-    // The peer's UDP answers so far, and when their count last grew.
-    let mut answered: (u64, Option<Instant>) = (conn.udp_answers.load(Relaxed), None);
-    let mut last_tick = Instant::now();
-    let mut wrote = (conn.out.written.load(Relaxed), Instant::now());
-    // Writes our own ping made since the last tick: they are not traffic.
-    let mut pinged = 0;
-    // When we last wrote anything the peer hears from (traffic, or our ping).
-    let mut last_sent = Instant::now();
-    loop {
-        tokio::select! {
-            _ = conn.closed.cancelled() => return,
-            _ = shared.shutdown.cancelled() => return,
-            _ = ticks.next() => {}
+/// Watches `conn` until it closes: a chore of the node's grid clock, run on the clock's
+/// own task at every tick, so that a tick wakes one task for every connection of the node
+/// rather than one task per connection (which also woke a second worker thread).
+pub(crate) fn watch(conn: Arc<Connection>, shared: &Arc<Shared>) {
+    let mut w = Watch::new(conn);
+    let node = Arc::downgrade(shared);
+    shared.grid.every_tick(Box::new(move || {
+        let Some(shared) = node.upgrade() else {
+            return false;
+        };
+        !w.conn.closed.is_cancelled() && !shared.shutdown.is_cancelled() && w.tick(&shared)
+    }));
+}
+
+/// What the watchdog of one connection has seen so far.
+struct Watch {
+    conn: Arc<Connection>,
+    /// Frames received, and when their count last grew.
+    heard: (u64, Instant),
+    /// The peer's UDP answers so far, and when their count last grew.
+    answered: (u64, Option<Instant>),
+    last_tick: Instant,
+    /// Bytes written, and when their count last grew (or the queue was empty).
+    wrote: (u64, Instant),
+    /// Writes our own ping made since the last tick: they are not traffic.
+    pinged: u64,
+    /// When we last wrote anything the peer hears from (traffic, or our ping).
+    last_sent: Instant,
+}
+
+impl Watch {
+    fn new(conn: Arc<Connection>) -> Watch {
+        let now = Instant::now();
+        Watch {
+            heard: (conn.received.load(Relaxed), now),
+            answered: (conn.udp_answers.load(Relaxed), None),
+            last_tick: now,
+            wrote: (conn.out.written.load(Relaxed), now),
+            pinged: 0,
+            last_sent: now,
+            conn,
         }
+    }
+
+    /// One tick: pings a quiet connection, closes a silent or stalled one. `false` once it
+    /// closed the connection.
+    fn tick(&mut self, shared: &Shared) -> bool {
+        let conn = &self.conn;
         let now = Instant::now();
         // A tick this late means this process was starved of CPU: what looks like
         // silence may be our own reader not having run. Judge from here on.
-        let starved = now - last_tick > 2 * TICK;
-        last_tick = now;
+        let starved = now - self.last_tick > 2 * TICK;
+        self.last_tick = now;
         let received = conn.received.load(Relaxed);
         // Frames came, or the reader holds back (back-pressure), or it is merely behind
         // (the kernel holds bytes from the peer): the peer is not silent.
-        if received != heard.0 || conn.reader_paused() || starved || conn.unread_bytes() > 0 {
-            heard = (received, now);
+        if received != self.heard.0 || conn.reader_paused() || starved || conn.unread_bytes() > 0 {
+            self.heard = (received, now);
         } else {
             let answers = conn.udp_answers.load(Relaxed);
-            if answers != answered.0 {
-                answered = (answers, Some(now));
+            if answers != self.answered.0 {
+                self.answered = (answers, Some(now));
             }
-            let quiet = now - heard.1;
-            let answering = answered.1.is_some_and(|t| now - t < SILENCE_LIMIT);
+            let quiet = now - self.heard.1;
+            let answering = self.answered.1.is_some_and(|t| now - t < SILENCE_LIMIT);
             if let Some(why) = silence_verdict(quiet, answering) {
                 tracing::info!(peer = %conn.peer.name, reason = %why, "closing connection");
                 conn.close(why);
-                return;
+                return false;
             }
             if quiet >= PROBE_AFTER {
-                ask(&conn, &shared);
+                ask(conn, shared);
             }
         }
         let written = conn.out.written.load(Relaxed);
         // A peer with a lossless subscriber stops reading us on purpose while it catches
         // up (DESIGN §9): that is back-pressure, not a stall, as long as it is heard from.
         let holding = shared.pubsub.remote.read().is_lossless(conn.peer.id);
-        if written != wrote.0 || conn.out.queued() == 0 || holding {
-            if written - wrote.0 > pinged {
-                last_sent = now;
+        if written != self.wrote.0 || conn.out.queued() == 0 || holding {
+            if written - self.wrote.0 > self.pinged {
+                self.last_sent = now;
             }
-            pinged = 0;
+            self.pinged = 0;
             // Half a tick of slack: ticks land a little late, by varying amounts.
-            if now - last_sent + TICK / 2 >= PING_EVERY {
+            if now - self.last_sent + TICK / 2 >= PING_EVERY {
                 // Nothing but our pings written for a while: tell the peer we are alive.
-                pinged = u64::from(conn.out.try_send(ping.clone()));
-                last_sent = now;
+                self.pinged = u64::from(conn.out.try_send(ping()));
+                self.last_sent = now;
             }
-            wrote = (written, now);
-        } else if now - wrote.1 >= STALL_LIMIT {
+            self.wrote = (written, now);
+        } else if now - self.wrote.1 >= STALL_LIMIT {
             let why = format!(
                 "peer stopped reading: {} frames waiting for {:.0} s",
                 conn.out.queued(),
-                (now - wrote.1).as_secs_f64()
+                (now - self.wrote.1).as_secs_f64()
             );
             tracing::warn!(peer = %conn.peer.name, reason = %why, "closing connection");
             conn.close(why);
-            return;
+            return false;
         }
+        true
     }
+}
+
+/// The `Ping` frame, encoded once.
+fn ping() -> Bytes {
+    static PING: OnceLock<Bytes> = OnceLock::new();
+    PING.get_or_init(|| encode_frame(&Frame::Ping).expect("unit frame encodes"))
+        .clone()
 }
 
 #[cfg(test)]

@@ -1,20 +1,28 @@
-//! A node's grid clock: one timer that ticks on every grid instant, and the handles its
-//! periodic tasks (connection watchdogs, SWIM's timers, the beacon) wait on instead of
-//! each arming its own.
+//! A node's grid clock: one timer that ticks on every grid instant; the chores it runs at
+//! each tick (connection watchdogs), and the handles other periodic tasks (SWIM's timers,
+//! the beacon) wait on instead of each arming its own.
 
-use std::sync::OnceLock;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 
 use tokio::sync::watch;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::{first_tick_after, TICK};
 
-/// The clock of one node. Its ticking task starts with the first [`Clock::ticks`] (inside
-/// the node's runtime) and ends at the first tick after the clock and every [`Ticks`] are
-/// dropped.
-#[derive(Debug, Default)]
+/// Work done on the clock's task at every tick, for as long as it returns `true`. It must
+/// not wait: every chore of the node shares the one task.
+pub(crate) type Chore = Box<dyn FnMut() -> bool + Send>;
+
+/// The clock of one node. Its ticking task starts with the first [`Clock::ticks`] or
+/// [`Clock::every_tick`] (inside the node's runtime) and ends at the first tick after the
+/// clock and every [`Ticks`] are dropped.
+#[derive(Default)]
 pub(crate) struct Clock {
     ticks: OnceLock<watch::Receiver<()>>,
+    chores: Arc<Mutex<Vec<Chore>>>,
     /// Tick from tokio's timer even where a kernel timer exists (tests on paused time).
     #[cfg(test)]
     tokio_timer: bool,
@@ -34,13 +42,28 @@ impl Clock {
         Clock {
             ticks: OnceLock::new(),
             tokio_timer: true,
+            chores: Default::default(),
         }
+    }
+
+    /// Runs `chore` at every tick from the next on, until it returns `false`. Must be
+    /// called within the runtime the clock is to tick in.
+    pub(crate) fn every_tick(&self, chore: Chore) {
+        self.chores.lock().push(chore);
+        self.start();
     }
 
     /// A handle on this clock's ticks, from the next one on. Must be called within the
     /// runtime the clock is to tick in.
     pub(crate) fn ticks(&self) -> Ticks {
-        let rx = self.ticks.get_or_init(|| {
+        let mut rx = self.start().clone();
+        rx.mark_unchanged();
+        Ticks { rx }
+    }
+
+    /// Starts the ticking task, once.
+    fn start(&self) -> &watch::Receiver<()> {
+        self.ticks.get_or_init(|| {
             let (tx, rx) = watch::channel(());
             #[cfg(test)]
             let source = if self.tokio_timer {
@@ -50,12 +73,9 @@ impl Clock {
             };
             #[cfg(not(test))]
             let source = Source::start();
-            tokio::spawn(tick(source, tx));
+            tokio::spawn(tick(source, tx, self.chores.clone()));
             rx
-        });
-        let mut rx = rx.clone();
-        rx.mark_unchanged();
-        Ticks { rx }
+        })
     }
 }
 
@@ -69,14 +89,31 @@ impl Ticks {
     }
 }
 
-/// Tells every handle of each tick, until none is left.
-async fn tick(mut source: Source, tx: watch::Sender<()>) {
+/// Runs the chores and tells every handle of each tick, until no handle is left.
+async fn tick(mut source: Source, tx: watch::Sender<()>, chores: Arc<Mutex<Vec<Chore>>>) {
     loop {
         source.wait().await;
+        run(&chores);
         if tx.send(()).is_err() {
             return;
         }
     }
+}
+
+/// Runs every chore once, keeping those that want to go on. A chore that panics is dropped
+/// (and logged) rather than ending the clock of every other.
+fn run(chores: &Mutex<Vec<Chore>>) {
+    // Out of the lock while they run: a chore may add another.
+    let mut due = std::mem::take(&mut *chores.lock());
+    due.retain_mut(|c| {
+        std::panic::catch_unwind(AssertUnwindSafe(c)).unwrap_or_else(|_| {
+            tracing::error!("a chore of the timer grid panicked; it is dropped");
+            false
+        })
+    });
+    let mut list = chores.lock();
+    due.append(&mut list);
+    *list = due;
 }
 
 /// What the clock ticks from.
@@ -146,6 +183,25 @@ mod tests {
                 .await
                 .expect("b sees the same tick");
         }
+    }
+
+    #[tokio::test]
+    async fn chores_run_at_each_tick_until_they_are_done() {
+        use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+        let clock = Clock::default();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        clock.every_tick(Box::new(move || r.fetch_add(1, Relaxed) < 1));
+        clock.every_tick(Box::new(|| panic!("a broken chore")));
+        let mut t = clock.ticks();
+        for _ in 0..3 {
+            t.next().await;
+        }
+        assert_eq!(runs.load(Relaxed), 2, "ran until it said it was done");
+        assert!(
+            clock.chores.lock().is_empty(),
+            "the done and the panicking are gone"
+        );
     }
 
     #[tokio::test]
