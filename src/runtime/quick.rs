@@ -98,16 +98,21 @@ mod tests {
         }
     }
 
+    /// Exactly `n` more quick calls make `q` trusted.
+    fn trusted_after(q: &Quick, n: u32) {
+        quick_calls(q, n - 1);
+        assert!(!q.trusted(), "not before {n} quick calls");
+        quick_calls(q, 1);
+        assert!(q.trusted(), "after {n} quick calls");
+    }
+
     #[test]
     fn trusted_after_a_run_of_quick_calls_only() {
         let q = Quick::default();
         quick_calls(&q, TRUST_FIRST - 1);
         assert!(!q.trusted());
         q.first_poll(FAST, false); // had to wait: the run starts over
-        quick_calls(&q, TRUST_FIRST - 1);
-        assert!(!q.trusted());
-        quick_calls(&q, 1);
-        assert!(q.trusted());
+        trusted_after(&q, TRUST_FIRST);
     }
 
     #[test]
@@ -116,15 +121,9 @@ mod tests {
         quick_calls(&q, TRUST_FIRST);
         q.first_poll(SLOW, true);
         assert!(!q.trusted(), "one long call is enough to lose trust");
-        quick_calls(&q, 2 * TRUST_FIRST - 1);
-        assert!(!q.trusted());
-        quick_calls(&q, 1);
-        assert!(q.trusted());
+        trusted_after(&q, 2 * TRUST_FIRST);
         q.first_poll(FAST, false);
-        quick_calls(&q, 4 * TRUST_FIRST - 1);
-        assert!(!q.trusted());
-        quick_calls(&q, 1);
-        assert!(q.trusted());
+        trusted_after(&q, 4 * TRUST_FIRST);
     }
 
     #[test]

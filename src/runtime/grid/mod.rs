@@ -30,31 +30,18 @@ use tokio::time::Instant;
 pub(crate) const TICK: Duration = Duration::from_millis(250);
 
 /// How early a tick may look, read on this process's clock, against the grid instant it is
-/// for: the kernel timer's instant and [`epoch`] come from two clock reads.
+/// for: the kernel timer's first instant comes from two clock reads.
 const SLACK: Duration = Duration::from_millis(1);
 
-/// A grid instant of this process, on both of its clocks.
-#[derive(Debug)]
-struct Epoch {
-    at: std::time::Instant,
-    /// The same instant on `CLOCK_MONOTONIC`, in nanoseconds (what the kernel timer takes).
-    #[cfg(target_os = "linux")]
-    monotonic_ns: u128,
-}
-
 /// The grid's origin: the first instant any timer of the process asked for it.
-fn epoch() -> &'static Epoch {
-    static EPOCH: OnceLock<Epoch> = OnceLock::new();
-    EPOCH.get_or_init(|| Epoch {
-        #[cfg(target_os = "linux")]
-        monotonic_ns: timerfd::monotonic_ns(),
-        at: std::time::Instant::now(),
-    })
+fn epoch() -> std::time::Instant {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
 }
 
 /// How far `at` is past the grid point at or before it.
 fn past_grid(at: Instant) -> Duration {
-    let since = at.into_std().saturating_duration_since(epoch().at);
+    let since = at.into_std().saturating_duration_since(epoch());
     Duration::from_nanos((since.as_nanos() % TICK.as_nanos()) as u64)
 }
 
@@ -63,13 +50,12 @@ fn first_tick_after(at: Instant) -> Instant {
     at - past_grid(at) + TICK
 }
 
-/// The next grid instant on `CLOCK_MONOTONIC`, in nanoseconds.
+/// The next grid instant on `CLOCK_MONOTONIC` (the clock `Instant` reads on Linux), in
+/// nanoseconds.
 #[cfg(target_os = "linux")]
 fn first_tick_ns() -> u128 {
-    let e = epoch();
-    let now = timerfd::monotonic_ns();
-    let since = now.saturating_sub(e.monotonic_ns);
-    now - since % TICK.as_nanos() + TICK.as_nanos()
+    let now = Instant::now();
+    timerfd::monotonic_ns() + (first_tick_after(now) - now).as_nanos()
 }
 
 /// Whether a timer for `at` is due at `now` (see [`SLACK`]).
