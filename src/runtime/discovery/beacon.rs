@@ -281,7 +281,7 @@ impl Server {
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = ticks.next() => {}
+                _ = ticks.until(next) => {}
                 r = self.shared.recv_from(&mut shared_buf) => self.received(r, &shared_buf).await,
                 r = self.own.recv_from(&mut own_buf) => self.received(r, &own_buf).await,
             }

@@ -137,16 +137,15 @@ impl<T> Timers<T> {
     }
 
     /// The next timer to come due, at the tick it does (at once, if one is due); never,
-    /// while there is none. Cancel-safe: a timer leaves the queue only when returned.
+    /// while there is none (a timer inserted meanwhile needs a new call). Cancel-safe: a
+    /// timer leaves the queue only when returned.
     pub(crate) async fn next(&mut self, ticks: &mut Ticks) -> T {
-        loop {
-            if let Some(at) = self.heap.peek().map(|d| d.0.at) {
-                if due(at, Instant::now()) {
-                    return self.heap.pop().expect("peeked").0.item;
-                }
-            }
-            ticks.next().await;
-        }
+        let Some(at) = self.heap.peek().map(|d| d.0.at) else {
+            return std::future::pending().await;
+        };
+        // Asleep through the ticks before it: the clock wakes this task only then.
+        ticks.until(at).await;
+        self.heap.pop().expect("peeked").0.item
     }
 
     /// Timers waiting.
