@@ -7,6 +7,11 @@
 //! idle tokio multi-thread runtime, which is what every node pays before mpreg does
 //! anything.
 //!
+//! Each node's periodic work ticks on a grid whose origin is the node's start, so nodes
+//! started together tick nearly together and wake each other less than nodes of a real
+//! cluster, started at unrelated times. The nodes here start a third of a tick apart, so
+//! that their ticks are spread as far as three can be.
+//!
 //! `cargo bench --bench idle`. Environment: `MPREG_BENCH_SECS` sets the window (default
 //! 30 s), `MPREG_BENCH_SECRET=1` gives the nodes a shared secret (everything encrypted).
 
@@ -21,6 +26,8 @@ use support::{cpu_ns, wait_for_parent, ChildProc, ROLE_VAR};
 
 /// Nodes in the cluster.
 const NODES: usize = 3;
+/// How far apart the nodes start, in ms: a third of the timer grid's 250 ms tick.
+const PHASE_MS: u64 = 83;
 /// Time to settle after every node sees the others, before measuring.
 const SETTLE: Duration = Duration::from_secs(3);
 
@@ -45,6 +52,8 @@ fn runtime() -> tokio::runtime::Runtime {
 fn node() {
     let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
     let beacon_port: u16 = env("MPREG_BENCH_BEACON").parse().expect("a port");
+    let phase: u64 = env("MPREG_BENCH_PHASE_MS").parse().expect("milliseconds");
+    std::thread::sleep(Duration::from_millis(phase));
     runtime().block_on(async {
         let mut b = Node::builder()
             .name(env("MPREG_BENCH_NAME"))
@@ -130,6 +139,10 @@ fn measure() {
             let mut env = vec![
                 ("MPREG_BENCH_NAME", format!("idle{i}")),
                 ("MPREG_BENCH_BEACON", beacon.clone()),
+                (
+                    "MPREG_BENCH_PHASE_MS",
+                    (PHASE_MS * (i as u64 - 1)).to_string(),
+                ),
             ];
             if secret {
                 let f = secret_file.to_string_lossy().into_owned();
@@ -155,7 +168,7 @@ fn measure() {
     std::thread::sleep(Duration::from_secs(secs));
     let wall = t0.elapsed().as_nanos() as f64;
     println!(
-        "idle cluster: {NODES} nodes on loopback, beacon on, mDNS off, {}; {secs} s window",
+        "idle cluster: {NODES} nodes on loopback started {PHASE_MS} ms apart, beacon on, mDNS off, {}; {secs} s window",
         if secret { "shared secret" } else { "no secret" }
     );
     println!("| process | CPU, % of one core | thread wakeups/s | RSS MiB |");

@@ -105,6 +105,8 @@ pub(crate) struct Connection {
     /// Answers the peer gave over UDP to our liveness questions (asked by the watchdog
     /// while this stream is quiet): a peer that answers is alive, its stream is stalled.
     pub(crate) udp_answers: AtomicU64,
+    /// Our pings, shared by the watchdog and the reader.
+    pub(crate) pings: liveness::Pings,
     /// Set while the reader holds back because our answers cannot be queued or a lossless
     /// subscriber's queue is full.
     paused: AtomicBool,
@@ -173,6 +175,7 @@ impl Connection {
             received: AtomicU64::new(0),
             traffic: AtomicU64::new(0),
             udp_answers: AtomicU64::new(0),
+            pings: Default::default(),
             paused: AtomicBool::new(false),
             #[cfg(unix)]
             fd,
@@ -730,7 +733,7 @@ fn handle(
             }
         }
         Frame::Message(envelope) => shared.mailbox.arrived(shared, conn, envelope),
-        Frame::Ping => {}
+        Frame::Ping => liveness::answer_ping(conn),
         Frame::Watch => shared.watch_members(conn),
         Frame::Fence => conn.fenced.cancel(),
         other => {

@@ -18,8 +18,16 @@
 //! is alive and its connection is kept up to [`STALL_LIMIT`] of silence, the limit for a
 //! stream that moves nothing whatever the cause. A cut link or a frozen host answers
 //! nothing and is closed at [`SILENCE_LIMIT`] as before.
+//!
+//! The two ends of an idle connection each ping on their own tick, and ticks of different
+//! processes fall at unrelated instants: each ping woke its receiver for nothing else.
+//! So a node whose own ping is nearly due sends it as soon as the peer's arrives
+//! ([`answer_ping`]), while the peer, which has just pinged, is usually still awake:
+//! the two pings of a round then cost one wakeup instead of two, and which end leads
+//! settles by itself. The rule only ever sends a ping earlier, never later, so the peer
+//! hears from us at least as often as before.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -44,6 +52,10 @@ pub(crate) const PING_EVERY: Duration = Duration::from_millis(500);
 /// A peer silent this long (not even a `Ping`) is taken as lost, unless it answered over
 /// UDP within this time.
 pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(2);
+
+/// A ping of the peer's arriving when ours is due within this long is answered with ours
+/// at once (see the module's comment).
+const ANSWER_WITHIN: Duration = TICK;
 
 /// A stream quiet this long makes the watchdog ask the peer over UDP, every tick.
 pub(crate) const PROBE_AFTER: Duration = Duration::from_secs(1);
@@ -85,6 +97,47 @@ fn ask(conn: &Connection, shared: &Shared) {
     }
 }
 
+/// What the reader and the watchdog of one connection share about our pings, in
+/// milliseconds on the timer grid's clock ([`grid::ms`]).
+#[derive(Debug, Default)]
+pub(crate) struct Pings {
+    /// When our next ping is due if we write nothing else.
+    due: AtomicU64,
+    /// Pings the reader sent in answer to the peer's, so far.
+    answers: AtomicU64,
+    /// When the last of those went out.
+    answered: AtomicU64,
+}
+
+/// The peer pinged us (the reader calls this): when our own ping is due soon and nothing
+/// else is on its way, send it now (see the module's comment). Not more than once per
+/// tick: two ends a long round trip apart (over 125 ms) would otherwise answer each
+/// other's answers, a ping per round trip.
+pub(crate) fn answer_ping(conn: &Connection) {
+    let p = &conn.pings;
+    let now = grid::ms(Instant::now());
+    let last = (p.answers.load(Relaxed) > 0).then(|| p.answered.load(Relaxed));
+    if !to_answer(now, p.due.load(Relaxed), last) || conn.out.queued() > 0 {
+        return;
+    }
+    if conn.out.try_send(ping()) {
+        p.answered.store(now, Relaxed);
+        p.due.store(now + millis(PING_EVERY - TICK / 2), Relaxed);
+        p.answers.fetch_add(1, Relaxed);
+    }
+}
+
+/// Whether a peer's ping arriving at `now` is answered with ours, due at `due`, when we
+/// last answered at `last` (all in ms).
+fn to_answer(now: u64, due: u64, last: Option<u64>) -> bool {
+    let soon = now + millis(ANSWER_WITHIN) >= due;
+    soon && last.is_none_or(|at| now.saturating_sub(at) >= millis(TICK))
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
 /// Watches `conn` until it closes: a chore of the node's grid clock, run on the clock's
 /// own task at every tick, so that a tick wakes one task for every connection of the node
 /// rather than one task per connection (which also woke a second worker thread).
@@ -111,6 +164,8 @@ struct Watch {
     wrote: (u64, Instant),
     /// Writes our own ping made since the last tick: they are not traffic.
     pinged: u64,
+    /// The reader's answers to the peer's pings counted so far ([`answer_ping`]).
+    answers: u64,
     /// When we last wrote anything the peer hears from (traffic, or our ping).
     last_sent: Instant,
 }
@@ -124,6 +179,7 @@ impl Watch {
             last_tick: now,
             wrote: (conn.out.written.load(Relaxed), now),
             pinged: 0,
+            answers: 0,
             last_sent: now,
             conn,
         }
@@ -164,8 +220,14 @@ impl Watch {
         // up (DESIGN §9): that is back-pressure, not a stall, as long as it is heard from.
         let holding = shared.pubsub.remote.read().is_lossless(conn.peer.id);
         if written != self.wrote.0 || conn.out.queued() == 0 || holding {
-            if written - self.wrote.0 > self.pinged {
+            let answers = conn.pings.answers.load(Relaxed);
+            let answered = answers - self.answers;
+            self.answers = answers;
+            if written - self.wrote.0 > self.pinged + answered {
                 self.last_sent = now;
+            } else if answered > 0 {
+                let at = grid::at_ms(conn.pings.answered.load(Relaxed));
+                self.last_sent = self.last_sent.max(at);
             }
             self.pinged = 0;
             // Half a tick of slack: ticks land a little late, by varying amounts.
@@ -174,6 +236,8 @@ impl Watch {
                 self.pinged = u64::from(conn.out.try_send(ping()));
                 self.last_sent = now;
             }
+            let due = grid::ms(self.last_sent + PING_EVERY - TICK / 2);
+            conn.pings.due.store(due, Relaxed);
             self.wrote = (written, now);
         } else if now - self.wrote.1 >= STALL_LIMIT {
             let why = format!(
@@ -211,6 +275,19 @@ mod tests {
         assert_eq!(silence_verdict(secs(9.9), true), None);
         let stuck = silence_verdict(STALL_LIMIT, true).expect("closed at the stall limit");
         assert!(stuck.contains("answers over UDP"), "{stuck}");
+    }
+
+    #[test]
+    fn a_ping_is_answered_when_ours_is_nearly_due_and_not_twice_in_a_tick() {
+        let due = 10_000;
+        assert!(to_answer(due - 250, due, None), "due within a tick");
+        assert!(to_answer(due + 600, due, None), "overdue");
+        assert!(!to_answer(due - 251, due, None), "ours is not due yet");
+        assert!(to_answer(due, due, Some(due - 250)));
+        assert!(
+            !to_answer(due, due, Some(due - 100)),
+            "answered 100 ms ago: a peer a long round trip away answering our answers"
+        );
     }
 
     #[test]

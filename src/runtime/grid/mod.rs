@@ -39,6 +39,17 @@ fn epoch() -> std::time::Instant {
     *EPOCH.get_or_init(std::time::Instant::now)
 }
 
+/// `at` in milliseconds since the grid's origin (0 before it): an instant that fits an
+/// atomic.
+pub(crate) fn ms(at: std::time::Instant) -> u64 {
+    at.saturating_duration_since(epoch()).as_millis() as u64
+}
+
+/// The instant `ms` milliseconds after the grid's origin (see [`ms`]).
+pub(crate) fn at_ms(ms: u64) -> std::time::Instant {
+    epoch() + Duration::from_millis(ms)
+}
+
 /// How far `at` is past the grid point at or before it.
 fn past_grid(at: Instant) -> Duration {
     let since = at.into_std().saturating_duration_since(epoch());
