@@ -185,6 +185,15 @@ impl Watch {
         }
     }
 
+    /// Whether the tick at `now` is this connection's turn to ping: connections take
+    /// alternate ticks (by their token), so a ping falls a tick early rather than on the
+    /// same tick as every other connection's. Pings queued on two connections at one tick
+    /// wake two writer tasks, and tokio then wakes a second worker thread to share them.
+    fn turn(&self, now: Instant) -> bool {
+        let tick = (grid::ms(now) + millis(TICK) / 2) / millis(TICK);
+        tick.wrapping_add(self.conn.token).is_multiple_of(2)
+    }
+
     /// One tick: pings a quiet connection, closes a silent or stalled one. `false` once it
     /// closed the connection.
     fn tick(&mut self, shared: &Shared) -> bool {
@@ -231,7 +240,8 @@ impl Watch {
             }
             self.pinged = 0;
             // Half a tick of slack: ticks land a little late, by varying amounts.
-            if now - self.last_sent + TICK / 2 >= PING_EVERY {
+            let since = now - self.last_sent + TICK / 2;
+            if since >= PING_EVERY || (self.turn(now) && since + TICK >= PING_EVERY) {
                 // Nothing but our pings written for a while: tell the peer we are alive.
                 self.pinged = u64::from(conn.out.try_send(ping()));
                 self.last_sent = now;
