@@ -127,6 +127,18 @@ pub(crate) fn answer_ping(conn: &Connection) {
     }
 }
 
+/// Whether the watchdog pings at a tick `since` our last write, on its `turn` or not
+/// (see [`Watch::turn`]), `following` the peer (our last write answered its ping).
+///
+/// Half a tick of slack: ticks land a little late, by varying amounts. On its turn a
+/// connection pings a tick early rather than a tick after, unless it follows: its next
+/// answer comes with the peer's next ping, and a ping of its own before that would wake
+/// the peer out of its round.
+fn to_ping(since: Duration, turn: bool, following: bool) -> bool {
+    let since = since + TICK / 2;
+    since >= PING_EVERY || (turn && !following && since + TICK >= PING_EVERY)
+}
+
 /// Whether a peer's ping arriving at `now` is answered with ours, due at `due`, when we
 /// last answered at `last` (all in ms).
 fn to_answer(now: u64, due: u64, last: Option<u64>) -> bool {
@@ -168,6 +180,8 @@ struct Watch {
     answers: u64,
     /// When we last wrote anything the peer hears from (traffic, or our ping).
     last_sent: Instant,
+    /// Whether that was an answer to the peer's ping: the peer leads the round.
+    following: bool,
 }
 
 impl Watch {
@@ -181,6 +195,7 @@ impl Watch {
             pinged: 0,
             answers: 0,
             last_sent: now,
+            following: false,
             conn,
         }
     }
@@ -233,18 +248,16 @@ impl Watch {
             let answered = answers - self.answers;
             self.answers = answers;
             if written - self.wrote.0 > self.pinged + answered {
-                self.last_sent = now;
+                (self.last_sent, self.following) = (now, false);
             } else if answered > 0 {
                 let at = grid::at_ms(conn.pings.answered.load(Relaxed));
-                self.last_sent = self.last_sent.max(at);
+                (self.last_sent, self.following) = (self.last_sent.max(at), true);
             }
             self.pinged = 0;
-            // Half a tick of slack: ticks land a little late, by varying amounts.
-            let since = now - self.last_sent + TICK / 2;
-            if since >= PING_EVERY || (self.turn(now) && since + TICK >= PING_EVERY) {
+            if to_ping(now - self.last_sent, self.turn(now), self.following) {
                 // Nothing but our pings written for a while: tell the peer we are alive.
                 self.pinged = u64::from(conn.out.try_send(ping()));
-                self.last_sent = now;
+                (self.last_sent, self.following) = (now, false);
             }
             let due = grid::ms(self.last_sent + PING_EVERY - TICK / 2);
             conn.pings.due.store(due, Relaxed);
@@ -298,6 +311,20 @@ mod tests {
             !to_answer(due, due, Some(due - 100)),
             "answered 100 ms ago: a peer a long round trip away answering our answers"
         );
+    }
+
+    #[test]
+    fn a_ping_goes_out_when_due_or_a_tick_early_on_its_turn_unless_following() {
+        let ms = Duration::from_millis;
+        assert!(to_ping(ms(375), false, false), "due");
+        assert!(to_ping(ms(375), false, true), "due, following too");
+        assert!(!to_ping(ms(374), false, false), "not due");
+        assert!(to_ping(ms(250), true, false), "a tick early, on its turn");
+        assert!(
+            !to_ping(ms(250), true, true),
+            "following: the peer's next ping comes first"
+        );
+        assert!(!to_ping(ms(124), true, false), "more than a tick early");
     }
 
     #[test]
