@@ -122,9 +122,15 @@ pub(crate) fn answer_ping(conn: &Connection) {
     }
     if conn.out.try_send(ping()) {
         p.answered.store(now, Relaxed);
-        p.due.store(now + millis(PING_EVERY - TICK / 2), Relaxed);
+        p.due.store(due_after(now), Relaxed);
         p.answers.fetch_add(1, Relaxed);
     }
+}
+
+/// When our next ping is due after we last wrote at `sent` (in ms, see [`Pings`]): the
+/// instant [`to_ping`] fires at, off its turn.
+fn due_after(sent: u64) -> u64 {
+    sent + millis(PING_EVERY - TICK / 2)
 }
 
 /// Whether the watchdog pings at a tick `since` our last write, on its `turn` or not
@@ -259,8 +265,9 @@ impl Watch {
                 self.pinged = u64::from(conn.out.try_send(ping()));
                 (self.last_sent, self.following) = (now, false);
             }
-            let due = grid::ms(self.last_sent + PING_EVERY - TICK / 2);
-            conn.pings.due.store(due, Relaxed);
+            conn.pings
+                .due
+                .store(due_after(grid::ms(self.last_sent)), Relaxed);
             self.wrote = (written, now);
         } else if now - self.wrote.1 >= STALL_LIMIT {
             let why = format!(
