@@ -60,7 +60,7 @@ const SECS_VAR: &str = "MPREG_BENCH_SECS";
 const CLIENT_RT_VAR: &str = "MPREG_BENCH_CLIENT_RT";
 /// `0` starts the mpreg server (or client) with metrics off.
 const METRICS_VAR: &str = "MPREG_BENCH_METRICS";
-/// `metrics` or `encryption` runs only that comparison.
+/// `metrics`, `encryption` or `pipelined` runs only that comparison.
 const ONLY_VAR: &str = "MPREG_BENCH_ONLY";
 /// A secret file: the mpreg server starts with it (encrypted connections).
 const SECRET_VAR: &str = "MPREG_BENCH_SECRET";
@@ -566,6 +566,26 @@ fn scenario_pipelined(rt: &Runtime, s: Settings, tcp_port: u16, mpreg_port: u16)
     })
 }
 
+/// Just raw TCP pipelined against mpreg at 256 in flight, on the first client runtime
+/// listed (for profiling the hot path: `MPREG_BENCH_ONLY=pipelined`).
+fn pipelined_only(s: Settings) {
+    let mut tcp = ChildProc::spawn("tcp-server", &[]);
+    let mut mpreg = ChildProc::spawn("mpreg-server", &[]);
+    let client = s.clients[0];
+    let rt = runtime(client);
+    eprintln!(
+        "running raw TCP pipelined vs mpreg echo, 256 in flight ({} client runtime) ...",
+        client.name()
+    );
+    let (raw, mp) = scenario_pipelined(&rt, s, tcp.port(), mpreg.port());
+    drop((tcp, mpreg));
+    let rows = [
+        Row::raw("raw TCP pipelined", client, PIPELINE, raw),
+        Row::mpreg(client, PIPELINE, mp, raw),
+    ];
+    print_table(s, &rows);
+}
+
 /// Starts every client process, lets them all warm up, then starts their measured runs
 /// together so that the runs overlap.
 fn scenario_mpreg_processes(
@@ -645,6 +665,7 @@ fn run_benchmarks() {
     match std::env::var(ONLY_VAR).as_deref() {
         Ok("metrics") => return print_metrics_cost(&metrics_cost(s)),
         Ok("encryption") => return print_encryption_cost(&encryption_cost(s)),
+        Ok("pipelined") => return pipelined_only(s),
         _ => {}
     }
     let mut tcp = ChildProc::spawn("tcp-server", &[]);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::proto::codec::DEFAULT_MAX_FRAME;
+use crate::proto::codec::{DEFAULT_MAX_FRAME, MIN_MAX_FRAME};
 
 /// Port `mpreg serve` listens on when none is given, and the port a CLI client tries on
 /// 127.0.0.1 when it is given no seed.
@@ -323,10 +323,10 @@ impl Config {
         if self.role.is_empty() {
             return Err(Error::Config("role must not be empty".into()));
         }
-        if self.max_in_flight == 0 || self.max_frame < 1024 {
-            return Err(Error::Config(
-                "max_in_flight must be at least 1 and max_frame at least 1024".into(),
-            ));
+        if self.max_in_flight == 0 || self.max_frame < MIN_MAX_FRAME {
+            return Err(Error::Config(format!(
+                "max_in_flight must be at least 1 and max_frame at least {MIN_MAX_FRAME}"
+            )));
         }
         if self.sub_queue == 0 {
             return Err(Error::Config(

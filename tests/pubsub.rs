@@ -585,3 +585,91 @@ async fn a_publishers_route_follows_subscribers_coming_and_going_mid_run() {
         "a node that unsubscribed is sent nothing"
     );
 }
+
+/// Takes `n` payloads from `sub` (within `LIMIT` each).
+async fn take_values(mut sub: Subscription, n: usize) -> Vec<u32> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let p = tokio::time::timeout(LIMIT, sub.next())
+            .await
+            .expect("publication in time")
+            .expect("stream open");
+        out.push(p.payload::<u32>().unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_flood_of_small_publications_keeps_its_order_across_batches_topics_and_confirmed_ones() {
+    // Small plain publications on one topic share frames (`Publications`); a change of
+    // topic or a confirmed publication ends a frame. Whatever the cut, each subscriber gets
+    // every publication of its topic once, in order.
+    let (publisher, node) = support::pair(local("batch-pub"), local("batch-sub")).await;
+    let a = node.subscribe("batch.a").lossless().await.unwrap();
+    let b = node.subscribe("batch.b").lossless().await.unwrap();
+    let topic = |i: u32| {
+        if (i / 7) % 3 == 2 {
+            "batch.b"
+        } else {
+            "batch.a"
+        }
+    };
+    let n = 5_000u32;
+    let on_a = (0..n).filter(|i| topic(*i) == "batch.a").count();
+    let (a, b) = (
+        tokio::spawn(take_values(a, on_a)),
+        tokio::spawn(take_values(b, n as usize - on_a)),
+    );
+    for i in 0..n {
+        if i % 250 == 249 {
+            let c = publisher.publish_confirmed(topic(i), &i).await.unwrap();
+            assert_eq!(c.subscribers, 1, "publication {i}");
+        } else {
+            publisher.publish(topic(i), &i).await.unwrap();
+        }
+    }
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    let want = |t: &str| (0..n).filter(|i| topic(*i) == t).collect::<Vec<u32>>();
+    assert_eq!(a, want("batch.a"));
+    assert_eq!(b, want("batch.b"));
+    assert_eq!(node.stats().publications_dropped, 0);
+}
+
+#[tokio::test]
+async fn a_subscriber_that_never_reads_under_a_flood_stops_neither_its_reader_nor_calls() {
+    // A full drop-oldest queue makes the reader let its consumer run before it reads on
+    // (one trip through the scheduler): that must never become a wait. The node keeps
+    // reading and dropping the oldest, and a call on the same connection is answered.
+    let (publisher, node) =
+        support::pair(local("stuck-pub"), local("stuck-node").sub_queue(64)).await;
+    let stuck = node.subscribe("flood").await.unwrap();
+    let n = 40_000u32;
+    let p = publisher.clone();
+    let flood = tokio::spawn(async move {
+        for i in 0..n {
+            p.publish("flood", &i).await.unwrap();
+        }
+    });
+    let there = publisher.node("stuck-node");
+    for i in 0..20u32 {
+        let call = there.call::<u32>("echo", (i,));
+        let back = tokio::time::timeout(LIMIT, call)
+            .await
+            .expect("answered during the flood");
+        assert_eq!(back.unwrap(), i);
+    }
+    tokio::time::timeout(LIMIT, flood)
+        .await
+        .expect("the flood is read")
+        .unwrap();
+    wait_until(LIMIT, || node.stats().publications_received == u64::from(n)).await;
+    assert_eq!(stuck.dropped(), u64::from(n) - 64);
+    let mut stuck = stuck;
+    let kept = take(&mut stuck, 64).await;
+    let newest: Vec<u32> = (n - 64..n).collect();
+    assert_eq!(
+        kept.iter().map(|k| k.1).collect::<Vec<_>>(),
+        newest,
+        "the newest survive"
+    );
+}

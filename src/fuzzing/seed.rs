@@ -8,7 +8,7 @@ use crate::proto::codec::encode_frame;
 use crate::proto::crypto::Initiator;
 use crate::proto::datagram::{cluster_tag, seal, Kind, Stamp};
 use crate::proto::handshake::{prologue, NONCE_LEN};
-use crate::proto::publish_frame::{encode_publish, PublishRef};
+use crate::proto::publish_frame::{encode_publish, Batch, PublishRef};
 use crate::proto::wire::{Auth, Call, Cancel, Frame, Hello, Refused, PROTOCOL_VERSION};
 
 /// Seed inputs of every target: `(target, input)` pairs, a few per target.
@@ -65,6 +65,9 @@ fn frames() -> Vec<Vec<u8>> {
     .map(|f| encode_frame(f).expect("encodes").to_vec())
     .collect();
     list.push(publish.to_vec());
+    let mut batch = bytes::BytesMut::new();
+    Batch::begin(&mut batch, "sensors.kitchen.temp", &[0x01]).add(&mut batch, &[0xa2, b'h', b'i']);
+    list.push(batch.to_vec());
     let stream: Vec<u8> = list.concat();
     // The first byte also picks where the target splits the stream: any is fine.
     list.push(stream);

@@ -15,7 +15,7 @@ use crate::proto::handshake::{check_hello, prologue, NONCE_LEN};
 use crate::proto::keyring::Keyring;
 use crate::proto::member::Member;
 use crate::proto::membership::{lan_config, Membership, MAX_PACKET};
-use crate::proto::publish_frame::{encode_publish, PublishRef};
+use crate::proto::publish_frame::{encode_publish, Batch, PublishRef};
 use crate::proto::replay::ReplayWindow;
 use crate::proto::wire::{Frame, Hello, PROTOCOL_VERSION};
 
@@ -97,6 +97,18 @@ pub fn frames(data: &[u8]) {
             });
             let again = read_stream(&[&fast]).encoded();
             assert_eq!(again, (vec![bytes.clone()], None), "publish of {p:?}");
+        }
+        if let Frame::Publications(b) = f {
+            // A publisher's batch, filled in place, decodes to the same frame.
+            if let Some((first, rest)) = b.payloads.split_first() {
+                let mut buf = BytesMut::new();
+                let batch = Batch::begin(&mut buf, &b.topic, first);
+                for p in rest {
+                    batch.add(&mut buf, p);
+                }
+                let again = read_stream(&[&buf]).encoded();
+                assert_eq!(again, (vec![bytes.clone()], None), "publications of {b:?}");
+            }
         }
     }
 }

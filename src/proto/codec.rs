@@ -16,6 +16,10 @@ use super::wire::Frame;
 /// Bytes of the length prefix.
 pub const HEADER_LEN: usize = 4;
 
+/// Smallest upper bound for one frame body a node may be configured with: every peer takes
+/// frames this large (senders that combine small frames stay within it).
+pub const MIN_MAX_FRAME: usize = 1024;
+
 /// Default upper bound for one frame body (16 MiB); configurable per node.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
@@ -40,13 +44,24 @@ pub enum FrameError {
 
 /// Encodes `frame` with its length prefix, ready to be written to a socket.
 pub fn encode_frame(frame: &Frame) -> Result<Bytes, FrameError> {
-    let mut buf = Vec::with_capacity(64 + payload_len(frame));
-    buf.extend_from_slice(&[0; HEADER_LEN]);
-    rmp_serde::encode::write_named(&mut buf, frame)
-        .map_err(|e| FrameError::Malformed(format!("cannot encode: {e}")))?;
-    let len = (buf.len() - HEADER_LEN) as u32;
-    buf[..HEADER_LEN].copy_from_slice(&len.to_be_bytes());
-    Ok(Bytes::from(buf))
+    let mut buf = BytesMut::new();
+    encode_frame_into(frame, &mut buf)?;
+    Ok(buf.freeze())
+}
+
+/// Appends `frame` with its length prefix to `buf` (a connection's outgoing buffer);
+/// on failure `buf` is left as it was.
+pub fn encode_frame_into(frame: &Frame, buf: &mut BytesMut) -> Result<(), FrameError> {
+    let start = buf.len();
+    buf.reserve(HEADER_LEN + 64 + payload_len(frame));
+    buf.put_bytes(0, HEADER_LEN);
+    if let Err(e) = rmp_serde::encode::write_named(&mut (&mut *buf).writer(), frame) {
+        buf.truncate(start);
+        return Err(FrameError::Malformed(format!("cannot encode: {e}")));
+    }
+    let len = (buf.len() - start - HEADER_LEN) as u32;
+    buf[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+    Ok(())
 }
 
 /// Bytes of nested payload in `frame`, so the encode buffer is allocated once.
@@ -55,6 +70,9 @@ fn payload_len(frame: &Frame) -> usize {
         Frame::Call(c) => c.fun.len() + c.args.len() + c.kwargs.as_ref().map_or(0, Bytes::len),
         Frame::Reply(r) => r.result.as_ref().map_or(64, |b| b.len()),
         Frame::Publish(p) => p.topic.len() + p.payload.len(),
+        Frame::Publications(p) => {
+            p.topic.len() + p.payloads.iter().map(|b| b.len() + 5).sum::<usize>()
+        }
         _ => 192,
     }
 }

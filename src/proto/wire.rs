@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::function::FnSpec;
 
 /// Version of this wire protocol; a peer speaking another version is refused.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// One frame on a connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +65,11 @@ pub enum Frame {
     /// from this connection until that one's `Fence` has been read (or it closed), so that
     /// what the sender sent keeps its order.
     Handover(u64),
+    /// Publications on one topic, without groups, acknowledgement or answer, sent one
+    /// after the other: a publisher whose previous one still waits for the writer adds the
+    /// next to it (`proto::publish_frame`), so that a fast stream is decoded, matched and
+    /// counted once per batch.
+    Publications(Publications),
 }
 
 /// One subscription as a catalog lists it: a pattern, and the queue group if any.
@@ -100,6 +105,15 @@ pub struct Publish {
     /// For a request-publish: the group (one of `groups`) whose chosen member answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
+}
+
+/// Plain publications on one topic, in the order they were published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Publications {
+    /// Literal topic.
+    pub topic: String,
+    /// Each publication's MessagePack-encoded payload.
+    pub payloads: Vec<Bytes>,
 }
 
 fn is_zero(n: &u64) -> bool {

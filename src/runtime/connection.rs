@@ -20,12 +20,12 @@ use tracing::Instrument;
 use crate::error::{Error, Result};
 use crate::metrics::Traffic;
 use crate::proto::catalog::PeerCatalog;
-use crate::proto::codec::{encode_frame, FrameCodec};
+use crate::proto::codec::{encode_frame, encode_frame_into, FrameCodec, FrameError};
 use crate::proto::crypto::Sealer;
 use crate::proto::wire::{
     Call, Cancel, CatalogMsg, Failure, FailureKind, Frame, MembersMsg, Refused,
 };
-use crate::runtime::outbound::Outbound;
+use crate::runtime::outbound::{Outbound, Overflow};
 use crate::runtime::pubsub::Wakes;
 use crate::runtime::{dispatch, liveness, Shared};
 
@@ -151,7 +151,7 @@ impl Connection {
             write,
             sealer,
         } = socket;
-        let (out, rx) = Outbound::new();
+        let out = Outbound::new();
         #[cfg(unix)]
         let fd = {
             use std::os::fd::AsRawFd;
@@ -196,7 +196,7 @@ impl Connection {
         shared.counters.connections.fetch_add(1, Ordering::Relaxed);
         let c = conn.clone();
         shared.tasks.spawn(async move {
-            if let Some(why) = c.out.write_loop(rx, write, &c.closed, sealer).await {
+            if let Some(why) = c.out.write_loop(write, &c.closed, sealer).await {
                 c.close(why);
             }
         });
@@ -271,13 +271,35 @@ impl Connection {
     /// reading the peer until it drains. A peer that lets the backlog overflow is closed.
     pub(crate) fn send_soon(&self, frame: Bytes) {
         if let Err(o) = self.out.park(frame) {
-            let why = format!(
-                "peer stopped reading: {} answers waiting behind a full queue",
-                o.0
-            );
-            tracing::warn!(peer = %self.peer.name, reason = %why, "closing connection");
-            self.close(why);
+            self.overflowed(o);
         }
+    }
+
+    /// Encodes `frame` straight into the queue, waiting while it is full: `Ok(false)` once
+    /// the writer is gone, `Err` if it cannot be encoded (nothing was queued).
+    pub(crate) async fn send_frame(&self, frame: &Frame) -> std::result::Result<bool, FrameError> {
+        self.out
+            .send_with(|buf| encode_frame_into(frame, buf))
+            .await
+    }
+
+    /// [`send_soon`](Self::send_soon) for a frame encoded straight into the queue; `Err`
+    /// if it cannot be encoded (nothing was queued).
+    pub(crate) fn send_frame_soon(&self, frame: &Frame) -> std::result::Result<(), FrameError> {
+        if let Err(o) = self.out.park_with(|buf| encode_frame_into(frame, buf))? {
+            self.overflowed(o);
+        }
+        Ok(())
+    }
+
+    /// Closes a connection whose peer let our answers pile up past the backlog's limit.
+    fn overflowed(&self, o: Overflow) {
+        let why = format!(
+            "peer stopped reading: {} answers waiting behind a full queue",
+            o.0
+        );
+        tracing::warn!(peer = %self.peer.name, reason = %why, "closing connection");
+        self.close(why);
     }
 
     /// Whether the reader is holding back (our answers cannot be queued, or a lossless
@@ -390,12 +412,12 @@ impl Connection {
             route: relay.route,
             origin_host: relay.origin_host,
         });
-        let bytes = encode_frame(&frame).map_err(|e| Error::Codec {
+        let sent = self.send_frame(&frame).await.map_err(|e| Error::Codec {
             what: "encode the call",
             fun: fun.into(),
             detail: e.to_string(),
         })?;
-        if !self.send(bytes).await {
+        if !sent {
             guard.armed = false;
             let reason = self.close_reason().unwrap_or_default();
             return Err(self.lost(fun, format!("{NOT_SENT}{reason}")));
@@ -595,6 +617,12 @@ async fn read_loop(
                 }
             },
         }
+        if wakes.is_crowded() {
+            wakes.flush();
+            tokio::task::yield_now().await;
+        } else if wakes.due() {
+            wakes.flush();
+        }
         if conn.out.parked() > 0 && !hold_back(&conn, &shared, &mut wakes).await {
             break None;
         }
@@ -702,6 +730,7 @@ fn handle(
             shared.view_changed();
         }
         Frame::Publish(p) => shared.on_publish(conn, p, wakes),
+        Frame::Publications(b) => shared.on_publications(conn, b, wakes),
         Frame::PubAck(a) => shared.pubsub.acked(conn.peer.id, a),
         Frame::Sync(id) => {
             if let Ok(f) = encode_frame(&Frame::Synced(id)) {
@@ -761,6 +790,7 @@ pub(crate) fn frame_name(f: &Frame) -> &'static str {
         Frame::MembersRequest => "members request",
         Frame::Members(_) => "members",
         Frame::Publish(_) => "publish",
+        Frame::Publications(_) => "publications",
         Frame::PubAck(_) => "publication acknowledgement",
         Frame::Sync(_) => "sync",
         Frame::Synced(_) => "synced",

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::function::{FnSpec, Function, HandlerResult};
 use crate::proto::args;
 use crate::proto::catalog::{admits, close_names, Relation};
-use crate::proto::codec::encode_frame;
+use crate::proto::codec::FrameError;
 use crate::proto::resolve::Route;
 use crate::proto::wire::{Call, Failure, FailureKind, Frame, Reply};
 use crate::proto::workflow::Workflow;
@@ -175,9 +175,7 @@ where
                 // Still counted against `max_in_flight` while its reply waits for room:
                 // a peer that does not read meets "busy" (and the reader's back-pressure)
                 // instead of an ever-growing number of finished calls holding replies.
-                if let Some(f) = reply_frame(id, result, node) {
-                    c.send(f).await;
-                }
+                reply_later(&c, id, result, node).await;
                 c.untrack_served(id);
             })
             .abort_handle()
@@ -477,26 +475,26 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// A reply frame; `node` names the node that ran the call when it was not this one.
-fn reply_frame(id: u64, result: HandlerResult, node: Option<String>) -> Option<Bytes> {
-    match encode_frame(&Frame::Reply(Reply {
-        id,
-        result,
-        node: node.clone(),
-    })) {
-        Ok(f) => Some(f),
-        Err(e) => encode_frame(&Frame::Reply(Reply {
-            id,
-            result: Err(Failure::internal(e.to_string())),
-            node,
-        }))
-        .ok(),
+fn reply(id: u64, result: HandlerResult, node: Option<String>) -> Frame {
+    Frame::Reply(Reply { id, result, node })
+}
+
+/// What answers call `id` when its reply cannot be encoded.
+fn unencodable(id: u64, e: FrameError, node: Option<String>) -> Frame {
+    reply(id, Err(Failure::internal(e.to_string())), node)
+}
+
+/// Replies from a served call's task, waiting for room in the queue; `node` as in [`reply`].
+async fn reply_later(conn: &Connection, id: u64, result: HandlerResult, node: Option<String>) {
+    if let Err(e) = conn.send_frame(&reply(id, result, node.clone())).await {
+        let _ = conn.send_frame(&unencodable(id, e, node)).await;
     }
 }
 
 /// Replies from the reader task without waiting (see [`Connection::send_soon`]).
 fn reply_now(conn: &Arc<Connection>, id: u64, result: HandlerResult) {
-    if let Some(f) = reply_frame(id, result, None) {
-        conn.send_soon(f);
+    if let Err(e) = conn.send_frame_soon(&reply(id, result, None)) {
+        let _ = conn.send_frame_soon(&unencodable(id, e, None));
     }
 }
 

@@ -1,30 +1,42 @@
-//! What a connection sends: a bounded queue drained by one writer task that coalesces
-//! frames into few writes, plus a bounded backlog for frames produced by tasks that must
-//! not wait (the reader's own answers, publication acknowledgements).
+//! What a connection sends: one bounded buffer of encoded frames, filled by the tasks that
+//! send and drained by one writer task that writes all it holds at once, plus room beyond
+//! the bound for frames produced by tasks that must not wait (the reader's own answers,
+//! publication acknowledgements).
 //!
-//! Bounds, per connection (DESIGN §5): [`OUTBOUND_QUEUE`] frames in the queue, where
-//! ordinary senders wait for room; [`BACKLOG_LIMIT`] frames in the backlog. The reader
-//! stops reading the peer while the backlog holds anything, so a peer that sends requests
-//! and never reads the replies is throttled by TCP instead of growing our memory; a
-//! backlog pushed past its limit (by acknowledgements, which have no reader to stop)
-//! closes the connection with a reason. No frame ever costs a task of its own.
+//! Hot frames (calls, replies, publications) are encoded straight into the buffer: a frame
+//! costs no allocation of its own and no hand-over through a channel, and the buffer the
+//! writer takes is written as it is (or encrypted as a whole). Written by hand because a
+//! channel of frames (tokio's `mpsc`, as before) costs an allocation and a free per frame,
+//! mostly on two different threads, which made glibc's allocator lock its arenas on every
+//! call at high rates (seen in perf as futex wakes under `malloc` and `free`).
+//!
+//! Bounds, per connection (DESIGN §5): [`OUTBOUND_QUEUE`] frames or [`OUTBOUND_BYTES`] in
+//! the buffer, where ordinary senders wait for room (a frame always fits in an empty
+//! buffer); [`BACKLOG_LIMIT`] frames beyond that bound, parked by tasks that must not
+//! wait. The reader stops reading the peer while anything is parked, so a peer that sends
+//! requests and never reads the replies is throttled by TCP instead of growing our memory;
+//! parking past the limit (acknowledgements have no reader to stop) closes the connection
+//! with a reason. Frames go out in the order they were queued. No frame ever costs a task.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::proto::crypto::Sealer;
+use crate::proto::publish_frame::Batch;
 
 /// Frames queued for the writer before senders wait.
 pub(crate) const OUTBOUND_QUEUE: usize = 1024;
 
-/// Frames that tasks which must not wait may park behind a full queue before the
-/// connection is closed as not reading.
+/// Bytes queued for the writer before senders wait (whichever bound comes first).
+pub(crate) const OUTBOUND_BYTES: usize = 1024 * 1024;
+
+/// Frames that tasks which must not wait may park beyond the bound before the connection
+/// is closed as not reading.
 pub(crate) const BACKLOG_LIMIT: usize = 4096;
 
 /// Longest the writer flushes what was queued once the connection closes.
@@ -33,20 +45,23 @@ const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// During that flush, longest the writer waits for the peer to take any byte.
 const FLUSH_STALL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Bytes the writer gathers before issuing one write.
-const COALESCE_BYTES: usize = 256 * 1024;
+/// Capacity the writer's buffers start with, and keep after a write.
+const BUFFER: usize = 64 * 1024;
 
 /// The sending side of one connection.
 pub(crate) struct Outbound {
-    tx: mpsc::Sender<Bytes>,
-    /// Frames that found the queue full, sent before anything queued later.
-    backlog: Mutex<VecDeque<Bytes>>,
-    /// Length of `backlog`, readable without its lock: the reader and the writer look at
-    /// it for every frame, and it is almost always 0.
+    queue: Mutex<Queue>,
+    /// Frames in the queue, readable without its lock (the watchdog and queue groups look).
+    queued: AtomicUsize,
+    /// Frames parked beyond the bound, readable without the lock: the reader looks after
+    /// every frame, and it is almost always 0.
     parked: AtomicUsize,
-    /// Wakes the writer for the backlog (a stored permit: no wake-up is lost).
+    /// Wakes the writer when the queue gets its first frame (a stored permit: no wake-up is
+    /// lost).
     wake_writer: Notify,
-    /// Wakes the reader waiting for the backlog to drain.
+    /// Wakes senders waiting for room once the writer took the queue (or it closed).
+    room: Notify,
+    /// Wakes the reader waiting for the parked frames to be taken.
     drained: Notify,
     /// Writes completed: the watchdog's sign that the peer reads.
     pub(crate) written: AtomicU64,
@@ -54,158 +69,268 @@ pub(crate) struct Outbound {
     pub(crate) bytes: AtomicU64,
 }
 
+/// The frames waiting for the writer, encoded one after the other.
+struct Queue {
+    buf: BytesMut,
+    frames: usize,
+    parked: usize,
+    /// The last frame in `buf`, when it is a batch of publications that can take more.
+    batch: Option<Batch>,
+    /// The writer is gone: nothing more is taken.
+    closed: bool,
+}
+
+impl Queue {
+    fn is_full(&self) -> bool {
+        self.frames >= OUTBOUND_QUEUE || (self.frames > 0 && self.buf.len() >= OUTBOUND_BYTES)
+    }
+}
+
 /// Why a frame could not be parked.
 pub(crate) struct Overflow(pub usize);
 
 impl Outbound {
-    /// A sender and the receiver its writer drains.
-    pub(crate) fn new() -> (Self, mpsc::Receiver<Bytes>) {
-        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        let out = Outbound {
-            tx,
-            backlog: Mutex::new(VecDeque::new()),
+    /// An empty queue; [`write_loop`](Self::write_loop) drains it.
+    pub(crate) fn new() -> Self {
+        Outbound {
+            queue: Mutex::new(Queue {
+                buf: BytesMut::with_capacity(BUFFER),
+                frames: 0,
+                parked: 0,
+                batch: None,
+                closed: false,
+            }),
+            queued: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
             wake_writer: Notify::new(),
+            room: Notify::new(),
             drained: Notify::new(),
             written: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-        };
-        (out, rx)
+        }
     }
 
     /// Queues a frame, waiting while the queue is full; `false` once the writer is gone.
     pub(crate) async fn send(&self, frame: Bytes) -> bool {
-        self.tx.send(frame).await.is_ok()
+        let r = self.send_with(|buf| {
+            buf.extend_from_slice(&frame);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        matches!(r.await, Ok(true))
+    }
+
+    /// Queues the frame `encode` appends to the buffer, waiting while the queue is full:
+    /// `Ok(false)` once the writer is gone, `Err` (nothing queued) if `encode` failed. An
+    /// `encode` that fails must leave the buffer as it found it.
+    pub(crate) async fn send_with<E>(
+        &self,
+        encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        loop {
+            // Created before the check: a take between the check and the wait still wakes it.
+            let room = self.room.notified();
+            {
+                let mut q = self.queue.lock();
+                if q.closed {
+                    return Ok(false);
+                }
+                if !q.is_full() {
+                    encode(&mut q.buf)?;
+                    self.added(&mut q, false);
+                    return Ok(true);
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// Queues a plain publication (no groups, acknowledgement or answer) of a small
+    /// `payload` on `topic`, waiting while the queue is full; `false` once the writer is
+    /// gone. It joins the batch of publications the queue ends with when that one is on
+    /// the same topic and has room (see [`Batch`]), else starts one.
+    pub(crate) async fn send_publication(&self, topic: &str, payload: &[u8]) -> bool {
+        loop {
+            let room = self.room.notified();
+            {
+                let mut q = self.queue.lock();
+                if q.closed {
+                    return false;
+                }
+                let q = &mut *q;
+                let joins = q.batch.filter(|b| b.takes(&q.buf, topic, payload));
+                if let Some(b) = joins.filter(|_| q.buf.len() < OUTBOUND_BYTES) {
+                    b.add(&mut q.buf, payload);
+                    return true;
+                }
+                if !q.is_full() {
+                    let b = Batch::begin(&mut q.buf, topic, payload);
+                    self.added(q, false);
+                    q.batch = Some(b);
+                    return true;
+                }
+            }
+            room.await;
+        }
     }
 
     /// Queues a frame without waiting; `false` if the queue is full or closed.
     pub(crate) fn try_send(&self, frame: Bytes) -> bool {
-        self.tx.try_send(frame).is_ok()
-    }
-
-    /// Queues a frame from a task that must not wait: into the queue if it has room, else
-    /// into the backlog. `Err` when the backlog is full (the peer is not reading).
-    pub(crate) fn park(&self, frame: Bytes) -> Result<(), Overflow> {
-        let frame = match self.tx.try_send(frame) {
-            Ok(()) => return Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
-            Err(mpsc::error::TrySendError::Full(f)) => f,
-        };
-        let mut b = self.backlog.lock();
-        if b.len() >= BACKLOG_LIMIT {
-            return Err(Overflow(b.len()));
+        let mut q = self.queue.lock();
+        if q.closed || q.is_full() {
+            return false;
         }
-        b.push_back(frame);
-        self.parked.store(b.len(), Relaxed);
-        drop(b);
-        self.wake_writer.notify_one();
-        Ok(())
+        q.buf.extend_from_slice(&frame);
+        self.added(&mut q, false);
+        true
     }
 
-    /// Frames parked in the backlog.
+    /// Queues a frame from a task that must not wait, parking it beyond the bound when the
+    /// queue is full. `Err` when too many are parked already (the peer is not reading).
+    pub(crate) fn park(&self, frame: Bytes) -> Result<(), Overflow> {
+        match self.park_with(|buf| {
+            buf.extend_from_slice(&frame);
+            Ok::<(), std::convert::Infallible>(())
+        }) {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`park`](Self::park) for the frame `encode` appends (see [`send_with`](Self::send_with)).
+    pub(crate) fn park_with<E>(
+        &self,
+        encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+    ) -> Result<Result<(), Overflow>, E> {
+        let mut q = self.queue.lock();
+        if q.closed {
+            return Ok(Ok(()));
+        }
+        let full = q.is_full();
+        if full && q.parked >= BACKLOG_LIMIT {
+            return Ok(Err(Overflow(q.parked)));
+        }
+        encode(&mut q.buf)?;
+        self.added(&mut q, full);
+        Ok(Ok(()))
+    }
+
+    /// Counts the frame just appended to `q` (`parked` beyond the bound) and wakes the
+    /// writer for a first one.
+    fn added(&self, q: &mut Queue, parked: bool) {
+        q.batch = None;
+        q.frames += 1;
+        self.queued.store(q.frames, Relaxed);
+        if parked {
+            q.parked += 1;
+            self.parked.store(q.parked, Relaxed);
+        }
+        if q.frames == 1 {
+            self.wake_writer.notify_one();
+        }
+    }
+
+    /// Frames parked beyond the bound, not yet taken by the writer.
     pub(crate) fn parked(&self) -> usize {
         self.parked.load(Relaxed)
     }
 
-    /// Waits until the backlog is empty (the reader's back-pressure on the peer).
+    /// Waits until no frame is parked (the reader's back-pressure on the peer).
     pub(crate) async fn drained(&self) {
         loop {
             let notified = self.drained.notified();
-            if self.backlog.lock().is_empty() {
+            if self.parked() == 0 {
                 return;
             }
             notified.await;
         }
     }
 
-    /// Frames queued for the writer, backlog included.
+    /// Frames queued for the writer, parked ones included.
     pub(crate) fn queued(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity() + self.parked()
+        self.queued.load(Relaxed)
     }
 
-    fn pop_parked(&self) -> Option<Bytes> {
-        if self.parked.load(Relaxed) == 0 {
-            return None;
+    /// Swaps the queue's frames into `into` (empty) and makes room for more; the number of
+    /// frames taken.
+    fn take(&self, into: &mut BytesMut) -> usize {
+        let mut q = self.queue.lock();
+        let frames = q.frames;
+        if frames == 0 {
+            return 0;
         }
-        let mut b = self.backlog.lock();
-        let f = b.pop_front();
-        self.parked.store(b.len(), Relaxed);
-        if b.is_empty() {
+        std::mem::swap(&mut q.buf, into);
+        q.batch = None;
+        let parked = q.parked;
+        q.frames = 0;
+        q.parked = 0;
+        drop(q);
+        self.queued.store(0, Relaxed);
+        if parked > 0 {
+            self.parked.store(0, Relaxed);
             self.drained.notify_waiters();
         }
-        f
+        self.room.notify_waiters();
+        frames
     }
 
-    /// Drains the queue and the backlog into the socket, gathering what is at hand into
-    /// one write, until `closed`; then flushes what was queued and shuts the socket down.
-    /// A write blocked on a peer that does not read gives way to `closed` at once. With
-    /// `sealer` (a shared secret) each write is encrypted as a whole: one batch of frames,
-    /// one to a few records.
+    /// Frames queued, read under the lock (the writer's own check).
+    fn frames(&self) -> usize {
+        self.queue.lock().frames
+    }
+
+    /// Refuses further frames and wakes whoever waits for room (they fail).
+    fn close_queue(&self) {
+        self.queue.lock().closed = true;
+        self.room.notify_waiters();
+        self.drained.notify_waiters();
+    }
+
+    /// Writes what the queue holds to the socket, all at once, until `closed`; then
+    /// flushes what was queued and shuts the socket down. A write blocked on a peer that
+    /// does not read gives way to `closed` at once. With `sealer` (a shared secret) each
+    /// write is encrypted as a whole: one batch of frames, one to a few records.
     pub(crate) async fn write_loop(
         &self,
-        mut rx: mpsc::Receiver<Bytes>,
         mut w: OwnedWriteHalf,
         closed: &tokio_util::sync::CancellationToken,
         mut sealer: Option<Sealer>,
     ) -> Option<String> {
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut buf = BytesMut::with_capacity(BUFFER);
         // The encrypted bytes of the batch in `buf` (with a secret only).
         let mut wire = BytesMut::new();
         let failure = loop {
-            let first = match self.pop_parked() {
-                Some(f) => Some(f),
-                None => tokio::select! {
+            let notified = self.wake_writer.notified();
+            if self.frames() == 0 {
+                tokio::select! {
                     biased;
-                    f = rx.recv() => f,
-                    _ = self.wake_writer.notified() => continue,
-                    _ = closed.cancelled() => None,
-                },
-            };
-            let Some(first) = first else { break None };
-            let mut next = self.next_at_hand(&mut rx);
-            if next.is_none() {
+                    _ = notified => continue,
+                    _ = closed.cancelled() => break None,
+                }
+            }
+            drop(notified);
+            if self.frames() == 1 {
                 // Let the tasks woken together with us queue their frames first: on a busy
                 // connection this turns one write per reply into one write per batch, and
                 // on an idle one it costs a single trip through the scheduler.
                 tokio::task::yield_now().await;
-                next = self.next_at_hand(&mut rx);
             }
-            let (written, len) = match (next, sealer.as_mut()) {
-                (None, None) => {
-                    let mut one = first;
-                    let len = one.len();
-                    let r = write_until(&mut w, &mut one, closed).await;
-                    buf.extend_from_slice(&one);
-                    (r, len)
-                }
-                (next, sealer) => {
-                    buf.extend_from_slice(&first);
-                    if let Some(second) = next {
-                        buf.extend_from_slice(&second);
-                        while buf.len() < COALESCE_BYTES {
-                            match self.next_at_hand(&mut rx) {
-                                Some(f) => buf.extend_from_slice(&f),
-                                None => break,
-                            }
-                        }
+            self.take(&mut buf);
+            let len = buf.len();
+            let written = match sealer.as_mut() {
+                None => write_until(&mut w, &mut buf, closed).await,
+                Some(s) => {
+                    if let Err(e) = s.seal(&buf, &mut wire) {
+                        break Some(format!("cannot encrypt: {e}"));
                     }
-                    let len = buf.len();
-                    match sealer {
-                        None => (write_until(&mut w, &mut buf, closed).await, len),
-                        Some(s) => {
-                            if let Err(e) = s.seal(&buf, &mut wire) {
-                                break Some(format!("cannot encrypt: {e}"));
-                            }
-                            buf.clear();
-                            (write_until(&mut w, &mut wire, closed).await, len)
-                        }
-                    }
+                    buf.clear();
+                    write_until(&mut w, &mut wire, closed).await
                 }
             };
             match written {
                 Ok(true) => {
                     self.written.fetch_add(1, Relaxed);
                     self.bytes.fetch_add(len as u64, Relaxed);
+                    reuse(&mut buf);
                 }
                 Ok(false) => break None,
                 Err(e) => break Some(format!("write failed: {e}")),
@@ -217,14 +342,10 @@ impl Outbound {
             } else {
                 &mut buf
             };
-            self.flush(&mut rx, &mut w, rest, sealer.as_mut()).await;
+            self.flush(&mut w, rest, sealer.as_mut()).await;
         }
+        self.close_queue();
         failure
-    }
-
-    /// The next frame already waiting: the backlog first, then the queue.
-    fn next_at_hand(&self, rx: &mut mpsc::Receiver<Bytes>) -> Option<Bytes> {
-        self.pop_parked().or_else(|| rx.try_recv().ok())
     }
 
     /// After a close: writes what was queued before it (a refusal, last replies, a
@@ -233,12 +354,12 @@ impl Outbound {
     /// `rest` holds bytes ready for the socket (already encrypted with a `sealer`).
     async fn flush(
         &self,
-        rx: &mut mpsc::Receiver<Bytes>,
         w: &mut OwnedWriteHalf,
         rest: &mut BytesMut,
         mut sealer: Option<&mut Sealer>,
     ) {
         let flush = async {
+            let mut next = BytesMut::new();
             loop {
                 while !rest.is_empty() {
                     match tokio::time::timeout(FLUSH_STALL, w.write_buf(rest)).await {
@@ -246,19 +367,34 @@ impl Outbound {
                         _ => return,
                     }
                 }
-                match (self.next_at_hand(rx), sealer.as_deref_mut()) {
-                    (Some(f), None) => rest.extend_from_slice(&f),
-                    (Some(f), Some(s)) => {
-                        if s.seal(&f, rest).is_err() {
+                next.clear();
+                if self.take(&mut next) == 0 {
+                    break;
+                }
+                match sealer.as_deref_mut() {
+                    None => rest.extend_from_slice(&next),
+                    Some(s) => {
+                        if s.seal(&next, rest).is_err() {
                             return;
                         }
                     }
-                    (None, _) => break,
                 }
             }
             let _ = w.shutdown().await;
         };
         let _ = tokio::time::timeout(FLUSH_LIMIT, flush).await;
+    }
+}
+
+/// Readies a written buffer for the next batch: empty, its room reclaimed, and back to
+/// [`BUFFER`] if one large batch grew it (a connection that once sent 16 MiB does not keep
+/// them).
+fn reuse(buf: &mut BytesMut) {
+    buf.clear();
+    if buf.capacity() > 16 * BUFFER {
+        *buf = BytesMut::with_capacity(BUFFER);
+    } else {
+        buf.reserve(BUFFER);
     }
 }
 
@@ -295,7 +431,7 @@ mod tests {
 
     #[tokio::test]
     async fn full_queue_parks_then_overflows_without_waiting() {
-        let (out, _rx) = Outbound::new();
+        let out = Outbound::new();
         for i in 0..OUTBOUND_QUEUE as u32 {
             assert!(out.try_send(frame(i)));
         }
@@ -318,7 +454,7 @@ mod tests {
         let client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
         let (_r, w) = client.into_split();
-        let (out, rx) = Outbound::new();
+        let out = Outbound::new();
         let out = std::sync::Arc::new(out);
         for i in 0..OUTBOUND_QUEUE as u32 {
             assert!(out.try_send(frame(i)));
@@ -328,7 +464,7 @@ mod tests {
         }
         let closed = CancellationToken::new();
         let (o, c) = (out.clone(), closed.clone());
-        let writer = tokio::spawn(async move { o.write_loop(rx, w, &c, None).await });
+        let writer = tokio::spawn(async move { o.write_loop(w, &c, None).await });
         tokio::time::timeout(std::time::Duration::from_secs(5), out.drained())
             .await
             .expect("the backlog drains once the peer reads");
@@ -355,7 +491,7 @@ mod tests {
         let client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
         let (_r, w) = client.into_split();
-        let (out, rx) = Outbound::new();
+        let out = Outbound::new();
         // Enough to make batches of several records (300 KiB).
         let frames: Vec<Bytes> = (0..300u32)
             .map(|i| Bytes::from(vec![(i % 251) as u8; 1024]))
@@ -369,7 +505,7 @@ mod tests {
         let out = std::sync::Arc::new(out);
         let o = out.clone();
         let writer =
-            tokio::spawn(async move { o.write_loop(rx, w, &c, Some(Sealer::new(&key))).await });
+            tokio::spawn(async move { o.write_loop(w, &c, Some(Sealer::new(&key))).await });
         let want: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
         let (mut wire, mut plain) = (bytes::BytesMut::new(), bytes::BytesMut::new());
         let mut opener = Opener::new(&key);

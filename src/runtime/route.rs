@@ -198,7 +198,17 @@ impl Shared {
     /// [`Error::Timeout`] at its deadline whatever it was doing. Only the steps that dial
     /// are bounded here; the rest wait with the deadline already.
     pub(crate) async fn invoke(self: &Arc<Self>, inv: &Invocation) -> Result<Outcome> {
-        let deadline = Instant::now() + inv.timeout;
+        self.invoke_since(inv, Instant::now()).await
+    }
+
+    /// [`invoke`](Self::invoke) for a call made at `start` (its deadline counts from then):
+    /// a caller that read the clock already spares a read.
+    pub(crate) async fn invoke_since(
+        self: &Arc<Self>,
+        inv: &Invocation,
+        start: Instant,
+    ) -> Result<Outcome> {
+        let deadline = start + inv.timeout;
         let mut tried = Tried(Vec::new());
         let (mut refreshed, mut settled, mut waited) = (false, false, false);
         // Providers lost in the middle of an idempotent call (it may have run there).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::ack::Ledger;
 use super::local::{Subscriber, Wakes};
 use crate::proto::codec::encode_frame;
-use crate::proto::wire::{Frame, PubAck, Publish};
+use crate::proto::wire::{Frame, PubAck, Publications, Publish};
 use crate::pubsub::payload::Payload;
 use crate::pubsub::Publication;
 use crate::runtime::{Connection, Shared};
@@ -36,6 +36,56 @@ impl Shared {
             let targets = targets.iter().map(|(s, answers)| (s, *answers));
             self.deliver(conn, p, &topic, targets, wakes);
         }
+        wakes.matched = matched;
+    }
+
+    /// Handles a `Publications` frame from `conn`'s peer as [`on_publish`](Self::on_publish)
+    /// does each of its publications, matching and counting once for them all.
+    pub(crate) fn on_publications(
+        &self,
+        conn: &Arc<Connection>,
+        b: Publications,
+        wakes: &mut Wakes,
+    ) {
+        let n = b.payloads.len() as u64;
+        self.pubsub.stats.received.fetch_add(n, Relaxed);
+        let mut matched = std::mem::take(&mut wakes.matched);
+        let changes = self.pubsub.local.read().changes();
+        let (topic, subs) = matched.lookup(&b.topic, changes, || {
+            let mut out = Vec::new();
+            self.pubsub.local.read().for_each_match(&b.topic, |s| {
+                if s.spec.group.is_none() {
+                    out.push(s.clone());
+                }
+            });
+            out
+        });
+        if subs.is_empty() {
+            self.pubsub.stats.unmatched.fetch_add(n, Relaxed);
+        }
+        let delivered = &self.metrics.events.delivered;
+        delivered.fetch_add(n * subs.len() as u64, Relaxed);
+        if self.metrics.enabled {
+            self.metrics.with_prefix(topic, |x| x.received.add(n));
+        }
+        let from = &conn.peer_name;
+        for payload in b.payloads {
+            for s in subs {
+                let p = Publication {
+                    topic: topic.clone(),
+                    from: from.clone(),
+                    payload: Payload::Encoded(payload.clone()),
+                    ack: None,
+                };
+                if s.offer_quiet(p) {
+                    wakes.crowded();
+                }
+            }
+        }
+        for s in subs {
+            wakes.add(s);
+        }
+        wakes.queued(n as usize * subs.len());
         wakes.matched = matched;
     }
 
@@ -90,13 +140,17 @@ impl Shared {
             } else {
                 payload.clone()
             };
-            s.offer_quiet(Publication {
+            let p = Publication {
                 topic: topic.clone(),
                 from: from.clone(),
                 payload: payload.expect("taken by the last only"),
                 ack,
-            });
+            };
+            if s.offer_quiet(p) {
+                wakes.crowded();
+            }
             wakes.add(s);
+            wakes.queued(1);
         }
     }
 

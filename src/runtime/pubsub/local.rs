@@ -71,26 +71,40 @@ impl Subscriber {
         self.queue.wake();
     }
 
-    /// Like [`offer`](Self::offer), leaving the wake to the caller's [`Wakes`].
-    pub(crate) fn offer_quiet(&self, p: Publication) {
+    /// Like [`offer`](Self::offer), leaving the wake to the caller's [`Wakes`]; whether
+    /// the full queue dropped its oldest publication for it.
+    pub(crate) fn offer_quiet(&self, p: Publication) -> bool {
         self.received.fetch_add(1, Relaxed);
-        if let Some(mut old) = self.queue.push_quiet(p) {
-            if let Some(a) = old.ack.take() {
-                a.fail("dropped from its full queue (oldest first)");
-            }
+        let Some(mut old) = self.queue.push_quiet(p) else {
+            return false;
+        };
+        if let Some(a) = old.ack.take() {
+            a.fail("dropped from its full queue (oldest first)");
         }
+        true
     }
 }
 
+/// Publications a reader queues before it wakes their subscribers without waiting to be
+/// idle: well under a subscriber queue's default capacity (4096), so that a consumer that
+/// keeps up is never found asleep behind a full queue.
+pub(crate) const WAKE_AFTER: usize = 256;
+
 /// Subscribers given publications without a wake: a connection reader collects them over
 /// the frames it has at hand and wakes each once ([`Wakes::flush`]) before it waits for
-/// more, so a fast stream costs the consumer one wake-up per batch, not per publication.
-/// It also notes the lossless subscribers it filled, to wait for their room
-/// ([`Wakes::take_full`]) before it reads the next frame.
+/// more, or once it queued [`WAKE_AFTER`] publications, so a fast stream costs the consumer
+/// one wake-up per batch, not per publication, and a consumer is not left asleep while its
+/// queue fills (a frame can carry a hundred publications). It also notes the lossless
+/// subscribers it filled, to wait for their room ([`Wakes::take_full`]) before it reads
+/// the next frame.
 #[derive(Default)]
 pub(crate) struct Wakes {
     subs: Vec<Arc<Subscriber>>,
     full: Vec<Arc<Subscriber>>,
+    /// Publications queued since the last flush.
+    queued: usize,
+    /// A drop-oldest subscriber fed since the last flush dropped for lack of room.
+    crowded: bool,
     /// What the reader's last topic matched (see [`Matched`]).
     pub(crate) matched: Matched,
 }
@@ -117,8 +131,35 @@ impl Wakes {
         std::mem::take(&mut self.full)
     }
 
+    /// Counts `n` publications queued for the noted subscribers.
+    pub(crate) fn queued(&mut self, n: usize) {
+        self.queued += n;
+    }
+
+    /// Notes that a subscriber's full queue dropped a publication.
+    pub(crate) fn crowded(&mut self) {
+        self.crowded = true;
+    }
+
+    /// Whether a subscriber dropped since the last flush: the reader then wakes them and
+    /// lets them run before it reads on (one trip through the scheduler, not a wait).
+    /// Dropping stays the answer to a subscriber that cannot keep up, but one that could
+    /// is not starved by the reader filling its queue: on a busy machine the pause also
+    /// slows a flooding publisher through TCP, as a subscriber that reads inline would.
+    pub(crate) fn is_crowded(&self) -> bool {
+        self.crowded
+    }
+
+    /// Whether enough was queued since the last flush that the subscribers should be woken
+    /// now rather than when the reader next waits.
+    pub(crate) fn due(&self) -> bool {
+        self.queued >= WAKE_AFTER
+    }
+
     /// Wakes every noted subscriber.
     pub(crate) fn flush(&mut self) {
+        self.queued = 0;
+        self.crowded = false;
         for s in self.subs.drain(..) {
             s.queue.wake();
         }

@@ -16,7 +16,7 @@ use super::local::Subscriber;
 use super::route_cache;
 use crate::error::{Error, Result};
 use crate::proto::catalog::Relation;
-use crate::proto::publish_frame::{encode_publish, PublishRef};
+use crate::proto::publish_frame::{batches, encode_publish_into, PublishRef};
 use crate::proto::resolve::Scope;
 use crate::proto::topic::check_topic;
 use crate::proto::wire::PubAck;
@@ -412,7 +412,7 @@ impl Shared {
             Wait::Answer(_) => t.answers,
         };
         let ack = if waited { self.pubsub.next_id() } else { 0 };
-        let bytes = encode_publish(&PublishRef {
+        let frame = PublishRef {
             topic: &out.topic,
             payload: &payload,
             groups: &t.groups,
@@ -421,7 +421,7 @@ impl Shared {
                 Wait::Answer(g) if t.answers => Some(g),
                 _ => None,
             },
-        });
+        };
         let conn = match &t.reach {
             // Planned a moment ago: it may have been fenced since (a duplicate won).
             Reach::Conn(c) => self.current(c.clone()),
@@ -447,7 +447,19 @@ impl Shared {
             self.pubsub.acks.lock().insert(ack, (id, tx));
             rx
         });
-        if !conn.send(bytes).await {
+        // Encoded straight into the connection's queue (no frame of its own); a small plain
+        // publication joins the batch the queue ends with.
+        let plain = frame.ack == 0 && frame.groups.is_empty() && frame.answer.is_none();
+        let sent = if plain && batches(frame.payload) {
+            conn.out.send_publication(frame.topic, frame.payload).await
+        } else {
+            let encode = |buf: &mut bytes::BytesMut| {
+                encode_publish_into(&frame, buf);
+                Ok::<(), std::convert::Infallible>(())
+            };
+            matches!(conn.out.send_with(encode).await, Ok(true))
+        };
+        if !sent {
             self.pubsub.acks.lock().remove(&ack);
             return Err(format!(
                 "connection lost: {}",
