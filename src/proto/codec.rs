@@ -10,7 +10,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
 use super::crypto::{CryptoError, Opener};
-use super::publish_frame::decode_publish;
+use super::publish_frame::decode_fast;
 use super::wire::Frame;
 
 /// Bytes of the length prefix.
@@ -52,8 +52,19 @@ pub fn encode_frame(frame: &Frame) -> Result<Bytes, FrameError> {
 /// Appends `frame` with its length prefix to `buf` (a connection's outgoing buffer);
 /// on failure `buf` is left as it was.
 pub fn encode_frame_into(frame: &Frame, buf: &mut BytesMut) -> Result<(), FrameError> {
+    encode_into(frame, payload_len(frame), buf)
+}
+
+/// Appends what serialises as a frame (a [`Frame`], or a borrowed form of one such as
+/// `call_frame::CallFrame`) with its length prefix to `buf`, reserving room for `nested`
+/// bytes of payload; on failure `buf` is left as it was.
+pub fn encode_into(
+    frame: &impl serde::Serialize,
+    nested: usize,
+    buf: &mut BytesMut,
+) -> Result<(), FrameError> {
     let start = buf.len();
-    buf.reserve(HEADER_LEN + 64 + payload_len(frame));
+    buf.reserve(HEADER_LEN + 64 + nested);
     buf.put_bytes(0, HEADER_LEN);
     if let Err(e) = rmp_serde::encode::write_named(&mut (&mut *buf).writer(), frame) {
         buf.truncate(start);
@@ -176,7 +187,7 @@ impl FrameCodec {
                 self.consumed += (HEADER_LEN + len) as u64;
                 src.advance(HEADER_LEN);
                 let body = src.split_to(len).freeze();
-                if let Some(f) = decode_publish(&body) {
+                if let Some(f) = decode_fast(&body) {
                     return Ok(Some(f));
                 }
                 Ok(Some(decode_body(&body)?))

@@ -21,7 +21,7 @@ use super::wire::{Frame, Publications, Publish};
 
 /// A payload at least this large is handed on as a slice of the received buffer; a
 /// smaller one is copied, so that it does not keep a whole read buffer alive.
-const SHARE_FROM: usize = 512;
+pub(super) const SHARE_FROM: usize = 512;
 
 /// Whether a publication of `payload` goes in a [`Batch`]: only small ones (a large one
 /// gains nothing from sharing a frame, and travels as a `Publish` whose payload the
@@ -159,9 +159,10 @@ impl Batch {
     }
 }
 
-/// Decodes a frame body that is a `Publish` frame; `None` for any other frame, or for
-/// anything unexpected (serde then decodes it or says what is wrong).
-pub fn decode_publish(body: &Bytes) -> Option<Frame> {
+/// Decodes a frame body that is one of the frames decoded by hand — `Publish`,
+/// `Publications`, or a successful `Reply` (see `proto::call_frame`); `None` for any other
+/// frame, or for anything unexpected (serde then decodes it or says what is wrong).
+pub fn decode_fast(body: &Bytes) -> Option<Frame> {
     let mut c = Cursor::new(body);
     if rd::read_map_len(&mut c).ok()? != 1 {
         return None;
@@ -169,6 +170,7 @@ pub fn decode_publish(body: &Bytes) -> Option<Frame> {
     match read_str(&mut c)? {
         "Publish" => decode_one(body, c),
         "Publications" => decode_batch(body, c),
+        "Reply" => super::call_frame::decode_reply(body, c),
         _ => None,
     }
 }
@@ -250,7 +252,7 @@ fn decode_batch(body: &Bytes, mut c: Cursor<'_>) -> Option<Frame> {
 }
 
 /// A MessagePack string, borrowed from the buffer.
-fn read_str<'a>(c: &mut Cursor<'a>) -> Option<&'a str> {
+pub(super) fn read_str<'a>(c: &mut Cursor<'a>) -> Option<&'a str> {
     let len = rd::read_str_len(c).ok()? as usize;
     let rest: &'a [u8] = c.remaining_slice();
     let s = std::str::from_utf8(rest.get(..len)?).ok()?;
@@ -278,7 +280,7 @@ mod tests {
         let serde = encode_frame(&owned(&p)).unwrap();
         assert_eq!(ours, serde, "same bytes as serde for {p:?}");
         let body = ours.slice(HEADER_LEN..);
-        assert_eq!(decode_publish(&body), Some(owned(&p)));
+        assert_eq!(decode_fast(&body), Some(owned(&p)));
         assert_eq!(decode_body(&body).unwrap(), owned(&p));
     }
 
@@ -320,7 +322,7 @@ mod tests {
             answer: None,
         };
         let body = encode_publish(&p).slice(HEADER_LEN..);
-        let Some(Frame::Publish(d)) = decode_publish(&body) else {
+        let Some(Frame::Publish(d)) = decode_fast(&body) else {
             panic!("not decoded")
         };
         let inside = body.as_ptr_range().contains(&d.payload.as_ptr());
@@ -330,7 +332,7 @@ mod tests {
     #[test]
     fn other_or_broken_frames_are_left_to_serde() {
         let other = encode_frame(&Frame::Sync(7)).unwrap().slice(HEADER_LEN..);
-        assert_eq!(decode_publish(&other), None);
+        assert_eq!(decode_fast(&other), None);
         let p = PublishRef {
             topic: "a.b",
             payload: &[1, 2, 3],
@@ -340,11 +342,11 @@ mod tests {
         };
         let whole = encode_publish(&p).slice(HEADER_LEN..);
         for cut in 0..whole.len() {
-            assert_eq!(decode_publish(&whole.slice(..cut)), None, "cut at {cut}");
+            assert_eq!(decode_fast(&whole.slice(..cut)), None, "cut at {cut}");
         }
         let mut extra = whole.to_vec();
         extra.push(0xc0);
-        assert_eq!(decode_publish(&Bytes::from(extra)), None);
+        assert_eq!(decode_fast(&Bytes::from(extra)), None);
     }
 
     fn batch_of(topic: &str, payloads: &[&[u8]]) -> BytesMut {
@@ -372,14 +374,14 @@ mod tests {
             topic: "sensors.kitchen.temp".into(),
             payloads: payloads.iter().map(|p| Bytes::copy_from_slice(p)).collect(),
         });
-        assert_eq!(decode_publish(&body), Some(want.clone()));
+        assert_eq!(decode_fast(&body), Some(want.clone()));
         assert_eq!(
             decode_body(&body).unwrap(),
             want,
             "serde reads the batch too"
         );
         let serde = encode_frame(&want).unwrap().slice(HEADER_LEN..);
-        assert_eq!(decode_publish(&serde), Some(want), "and we read serde's");
+        assert_eq!(decode_fast(&serde), Some(want), "and we read serde's");
     }
 
     #[test]
@@ -400,7 +402,7 @@ mod tests {
             "about a hundred 8-byte publications per frame: {added}"
         );
         let body = buf.freeze().slice(HEADER_LEN..);
-        let Some(Frame::Publications(d)) = decode_publish(&body) else {
+        let Some(Frame::Publications(d)) = decode_fast(&body) else {
             panic!("not decoded")
         };
         assert_eq!(d.payloads.len(), added);
@@ -419,13 +421,13 @@ mod tests {
     fn a_broken_batch_is_left_to_serde() {
         let whole = batch_of("t", &[&[1], &[2, 3]]).freeze().slice(HEADER_LEN..);
         for cut in 0..whole.len() {
-            assert_eq!(decode_publish(&whole.slice(..cut)), None, "cut at {cut}");
+            assert_eq!(decode_fast(&whole.slice(..cut)), None, "cut at {cut}");
         }
         // A count larger than the bytes that follow could hold.
         let mut lying = whole.to_vec();
         let at = lying.iter().position(|b| *b == ARRAY32).unwrap();
         lying[at + 1..at + 5].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert_eq!(decode_publish(&Bytes::from(lying.clone())), None);
+        assert_eq!(decode_fast(&Bytes::from(lying.clone())), None);
         assert!(decode_body(&lying).is_err());
     }
 }

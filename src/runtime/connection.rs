@@ -19,12 +19,11 @@ use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::metrics::Traffic;
+use crate::proto::call_frame::{CallFrame, CallRef};
 use crate::proto::catalog::PeerCatalog;
-use crate::proto::codec::{encode_frame, encode_frame_into, FrameCodec, FrameError};
+use crate::proto::codec::{encode_frame, encode_frame_into, encode_into, FrameCodec, FrameError};
 use crate::proto::crypto::Sealer;
-use crate::proto::wire::{
-    Call, Cancel, CatalogMsg, Failure, FailureKind, Frame, MembersMsg, Refused,
-};
+use crate::proto::wire::{Cancel, CatalogMsg, Failure, FailureKind, Frame, MembersMsg, Refused};
 use crate::runtime::outbound::{Outbound, Overflow};
 use crate::runtime::pubsub::Wakes;
 use crate::runtime::{dispatch, liveness, Shared};
@@ -403,16 +402,18 @@ impl Connection {
             armed: true,
         };
         self.calls_sent.fetch_add(1, Ordering::Relaxed);
-        let frame = Frame::Call(Call {
+        let frame = CallFrame::Call(CallRef {
             id,
-            fun: fun.to_string(),
-            args: args.clone(),
-            kwargs,
+            fun,
+            args: &args,
+            kwargs: kwargs.as_ref(),
             timeout_ms: timeout.as_millis().min(u64::MAX as u128) as u64,
-            route: relay.route,
-            origin_host: relay.origin_host,
+            route: relay.route.as_ref(),
+            origin_host: relay.origin_host.as_deref(),
         });
-        let sent = self.send_frame(&frame).await.map_err(|e| Error::Codec {
+        let nested = fun.len() + args.len() + kwargs.as_ref().map_or(0, Bytes::len);
+        let encode = |buf: &mut bytes::BytesMut| encode_into(&frame, nested, buf);
+        let sent = self.out.send_with(encode).await.map_err(|e| Error::Codec {
             what: "encode the call",
             fun: fun.into(),
             detail: e.to_string(),
