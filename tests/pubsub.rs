@@ -586,17 +586,13 @@ async fn a_publishers_route_follows_subscribers_coming_and_going_mid_run() {
     );
 }
 
-/// Takes `n` payloads from `sub` (within `LIMIT` each).
+/// Takes `n` payloads from `sub` (within `LIMIT` each), owning it (for a task).
 async fn take_values(mut sub: Subscription, n: usize) -> Vec<u32> {
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let p = tokio::time::timeout(LIMIT, sub.next())
-            .await
-            .expect("publication in time")
-            .expect("stream open");
-        out.push(p.payload::<u32>().unwrap());
-    }
-    out
+    take(&mut sub, n)
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
 }
 
 #[tokio::test]
