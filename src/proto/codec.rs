@@ -63,16 +63,28 @@ pub fn encode_into(
     nested: usize,
     buf: &mut BytesMut,
 ) -> Result<(), FrameError> {
-    let start = buf.len();
-    buf.reserve(HEADER_LEN + 64 + nested);
-    buf.put_bytes(0, HEADER_LEN);
+    let start = begin_frame(buf, 64 + nested);
     if let Err(e) = rmp_serde::encode::write_named(&mut (&mut *buf).writer(), frame) {
         buf.truncate(start);
         return Err(FrameError::Malformed(format!("cannot encode: {e}")));
     }
+    end_frame(buf, start);
+    Ok(())
+}
+
+/// Starts a frame at the end of `buf` with room for a `body` of about that many bytes:
+/// writes a length prefix for [`end_frame`] to set, and returns where the frame starts.
+pub fn begin_frame(buf: &mut BytesMut, body: usize) -> usize {
+    let start = buf.len();
+    buf.reserve(HEADER_LEN + body);
+    buf.put_bytes(0, HEADER_LEN);
+    start
+}
+
+/// Sets the length prefix of the frame that starts at `start` and ends `buf`.
+pub fn end_frame(buf: &mut BytesMut, start: usize) {
     let len = (buf.len() - start - HEADER_LEN) as u32;
     buf[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
-    Ok(())
 }
 
 /// Bytes of nested payload in `frame`, so the encode buffer is allocated once.

@@ -16,7 +16,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use rmp::decode::{self as rd, Bytes as Cursor};
 use rmp::encode as re;
 
-use super::codec::{HEADER_LEN, MIN_MAX_FRAME};
+use super::codec::{begin_frame, end_frame, MIN_MAX_FRAME};
 use super::wire::{Frame, Publications, Publish};
 
 /// A payload at least this large is handed on as a slice of the received buffer; a
@@ -55,12 +55,9 @@ pub fn encode_publish(p: &PublishRef) -> Bytes {
 /// Appends `p` as a whole frame with its length prefix to `buf` (a connection's outgoing
 /// buffer).
 pub fn encode_publish_into(p: &PublishRef, buf: &mut BytesMut) {
-    let start = buf.len();
-    buf.reserve(HEADER_LEN + 48 + p.topic.len() + p.payload.len());
-    buf.put_bytes(0, HEADER_LEN);
+    let start = begin_frame(buf, 48 + p.topic.len() + p.payload.len());
     write_publish(&mut (&mut *buf).writer(), p);
-    let len = (buf.len() - start - HEADER_LEN) as u32;
-    buf[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+    end_frame(buf, start);
 }
 
 fn write_publish(buf: &mut impl std::io::Write, p: &PublishRef) {
@@ -114,9 +111,7 @@ pub struct Batch {
 impl Batch {
     /// Appends a `Publications` frame on `topic` holding `payload` to `buf`.
     pub fn begin(buf: &mut BytesMut, topic: &str, payload: &[u8]) -> Batch {
-        let start = buf.len();
-        buf.reserve(HEADER_LEN + 40 + topic.len() + payload.len());
-        buf.put_bytes(0, HEADER_LEN);
+        let start = begin_frame(buf, 40 + topic.len() + payload.len());
         // Writing into memory cannot fail.
         let mut w = (&mut *buf).writer();
         let _ = re::write_map_len(&mut w, 1);
@@ -154,8 +149,7 @@ impl Batch {
         let at = self.count_at;
         let count = u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) + 1;
         buf[at..at + 4].copy_from_slice(&count.to_be_bytes());
-        let len = (buf.len() - self.start - HEADER_LEN) as u32;
-        buf[self.start..self.start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+        end_frame(buf, self.start);
     }
 }
 
@@ -263,7 +257,7 @@ pub(super) fn read_str<'a>(c: &mut Cursor<'a>) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::codec::{decode_body, encode_frame};
+    use crate::proto::codec::{decode_body, encode_frame, HEADER_LEN};
 
     fn owned(p: &PublishRef) -> Frame {
         Frame::Publish(Publish {

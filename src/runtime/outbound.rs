@@ -126,21 +126,17 @@ impl Outbound {
         &self,
         encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
     ) -> Result<bool, E> {
-        loop {
-            // Created before the check: a take between the check and the wait still wakes it.
-            let room = self.room.notified();
-            {
-                let mut q = self.queue.lock();
-                if q.closed {
-                    return Ok(false);
-                }
-                if !q.is_full() {
-                    encode(&mut q.buf)?;
-                    self.added(&mut q, false);
-                    return Ok(true);
-                }
+        let mut encode = Some(encode);
+        let queued = self.when_room(|q| {
+            if q.is_full() {
+                return None;
             }
-            room.await;
+            let encode = encode.take().expect("called once it fits");
+            Some(encode(&mut q.buf).map(|()| self.added(q, false)))
+        });
+        match queued.await {
+            Some(r) => r.map(|()| true),
+            None => Ok(false),
         }
     }
 
@@ -149,24 +145,35 @@ impl Outbound {
     /// gone. It joins the batch of publications the queue ends with when that one is on
     /// the same topic and has room (see [`Batch`]), else starts one.
     pub(crate) async fn send_publication(&self, topic: &str, payload: &[u8]) -> bool {
+        let queued = self.when_room(|q| {
+            let joins = q.batch.filter(|b| b.takes(&q.buf, topic, payload));
+            if let Some(b) = joins.filter(|_| q.buf.len() < OUTBOUND_BYTES) {
+                b.add(&mut q.buf, payload);
+            } else if q.is_full() {
+                return None;
+            } else {
+                let b = Batch::begin(&mut q.buf, topic, payload);
+                self.added(q, false);
+                q.batch = Some(b);
+            }
+            Some(())
+        });
+        queued.await.is_some()
+    }
+
+    /// Runs `put` on the queue, waiting for room while it finds none (returns `None`);
+    /// `None` once the writer is gone.
+    async fn when_room<R>(&self, mut put: impl FnMut(&mut Queue) -> Option<R>) -> Option<R> {
         loop {
+            // Created before the check: a take between the check and the wait still wakes it.
             let room = self.room.notified();
             {
                 let mut q = self.queue.lock();
                 if q.closed {
-                    return false;
+                    return None;
                 }
-                let q = &mut *q;
-                let joins = q.batch.filter(|b| b.takes(&q.buf, topic, payload));
-                if let Some(b) = joins.filter(|_| q.buf.len() < OUTBOUND_BYTES) {
-                    b.add(&mut q.buf, payload);
-                    return true;
-                }
-                if !q.is_full() {
-                    let b = Batch::begin(&mut q.buf, topic, payload);
-                    self.added(q, false);
-                    q.batch = Some(b);
-                    return true;
+                if let Some(r) = put(&mut q) {
+                    return Some(r);
                 }
             }
             room.await;

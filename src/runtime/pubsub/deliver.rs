@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::ack::Ledger;
 use super::local::{Subscriber, Wakes};
+use super::matched::Matched;
 use crate::proto::codec::encode_frame;
 use crate::proto::wire::{Frame, PubAck, Publications, Publish};
 use crate::pubsub::payload::Payload;
@@ -18,16 +19,10 @@ impl Shared {
     /// drop, lossless ones take it even when full. The subscribers are noted in `wakes` for
     /// the reader to wake, and full lossless ones for it to wait on before the next frame.
     pub(crate) fn on_publish(&self, conn: &Arc<Connection>, p: Publish, wakes: &mut Wakes) {
-        self.pubsub.stats.received.fetch_add(1, Relaxed);
         // Taken out for the call, so that delivering can note wakes meanwhile.
         let mut matched = std::mem::take(&mut wakes.matched);
         if p.groups.is_empty() {
-            // Read before matching: a change after it only makes the result look stale.
-            let changes = self.pubsub.local.read().changes();
-            let (topic, subs) = matched.lookup(&p.topic, changes, || {
-                let targets = self.local_targets(&p);
-                targets.into_iter().map(|(s, _)| s).collect()
-            });
+            let (topic, subs) = self.plain_subscribers(&mut matched, &p.topic);
             let targets = subs.iter().map(|s| (s, false));
             self.deliver(conn, p, topic, targets, wakes);
         } else {
@@ -47,34 +42,23 @@ impl Shared {
         b: Publications,
         wakes: &mut Wakes,
     ) {
-        let n = b.payloads.len() as u64;
-        self.pubsub.stats.received.fetch_add(n, Relaxed);
+        let n = b.payloads.len();
         let mut matched = std::mem::take(&mut wakes.matched);
-        let changes = self.pubsub.local.read().changes();
-        let (topic, subs) = matched.lookup(&b.topic, changes, || {
-            let mut out = Vec::new();
-            self.pubsub.local.read().for_each_match(&b.topic, |s| {
-                if s.spec.group.is_none() {
-                    out.push(s.clone());
-                }
-            });
-            out
-        });
-        if subs.is_empty() {
-            self.pubsub.stats.unmatched.fetch_add(n, Relaxed);
-        }
-        let delivered = &self.metrics.events.delivered;
-        delivered.fetch_add(n * subs.len() as u64, Relaxed);
-        if self.metrics.enabled {
-            self.metrics.with_prefix(topic, |x| x.received.add(n));
-        }
+        let (topic, subs) = self.plain_subscribers(&mut matched, &b.topic);
+        self.count_received(&b.topic, n, subs.len());
         let from = &conn.peer_name;
         for payload in b.payloads {
-            for s in subs {
+            // The last subscriber takes the payload itself.
+            let mut payload = Some(payload);
+            for (i, s) in subs.iter().enumerate() {
+                let payload = match i + 1 == subs.len() {
+                    true => payload.take(),
+                    false => payload.clone(),
+                };
                 let p = Publication {
                     topic: topic.clone(),
                     from: from.clone(),
-                    payload: Payload::Encoded(payload.clone()),
+                    payload: Payload::Encoded(payload.expect("taken by the last only")),
                     ack: None,
                 };
                 if s.offer_quiet(p) {
@@ -85,8 +69,44 @@ impl Shared {
         for s in subs {
             wakes.add(s);
         }
-        wakes.queued(n as usize * subs.len());
+        wakes.queued(n * subs.len());
         wakes.matched = matched;
+    }
+
+    /// The subscribers here outside queue groups that `topic` matches, and the topic
+    /// shared: those the reader's last topic matched when it is the same one and nothing
+    /// changed since, else matched now (and kept in `matched`).
+    fn plain_subscribers<'m>(
+        &self,
+        matched: &'m mut Matched,
+        topic: &str,
+    ) -> (&'m Arc<str>, &'m [Arc<Subscriber>]) {
+        // Read before matching: a change after it only makes the result look stale.
+        let changes = self.pubsub.local.read().changes();
+        matched.lookup(topic, changes, || {
+            let mut out = Vec::new();
+            self.pubsub.local.read().for_each_match(topic, |s| {
+                if s.spec.group.is_none() {
+                    out.push(s.clone());
+                }
+            });
+            out
+        })
+    }
+
+    /// Counts `n` publications on `topic` received from a peer, each for `targets`
+    /// subscribers here.
+    fn count_received(&self, topic: &str, n: usize, targets: usize) {
+        let n = n as u64;
+        self.pubsub.stats.received.fetch_add(n, Relaxed);
+        if targets == 0 {
+            self.pubsub.stats.unmatched.fetch_add(n, Relaxed);
+        }
+        let delivered = &self.metrics.events.delivered;
+        delivered.fetch_add(n * targets as u64, Relaxed);
+        if self.metrics.enabled {
+            self.metrics.with_prefix(topic, |x| x.received.add(n));
+        }
     }
 
     /// Queues `p` (on `topic`, shared) for each of `targets`, with whether that one
@@ -99,15 +119,7 @@ impl Shared {
         targets: impl ExactSizeIterator<Item = (&'a Arc<Subscriber>, bool)>,
         wakes: &mut Wakes,
     ) {
-        if targets.len() == 0 {
-            self.pubsub.stats.unmatched.fetch_add(1, Relaxed);
-        }
-        let delivered = &self.metrics.events.delivered;
-        delivered.fetch_add(targets.len() as u64, Relaxed);
-        if self.metrics.enabled {
-            let m = &self.metrics;
-            m.with_prefix(&p.topic, |x| x.received.add(1));
-        }
+        self.count_received(&p.topic, 1, targets.len());
         let ledger = (p.ack != 0).then(|| {
             let c = conn.clone();
             let id = p.ack;
