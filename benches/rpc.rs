@@ -60,7 +60,7 @@ const SECS_VAR: &str = "MPREG_BENCH_SECS";
 const CLIENT_RT_VAR: &str = "MPREG_BENCH_CLIENT_RT";
 /// `0` starts the mpreg server (or client) with metrics off.
 const METRICS_VAR: &str = "MPREG_BENCH_METRICS";
-/// `metrics`, `encryption` or `pipelined` runs only that comparison.
+/// `metrics`, `encryption`, `pipelined` or `single` runs only that comparison.
 const ONLY_VAR: &str = "MPREG_BENCH_ONLY";
 /// A secret file: the mpreg server starts with it (encrypted connections).
 const SECRET_VAR: &str = "MPREG_BENCH_SECRET";
@@ -566,22 +566,32 @@ fn scenario_pipelined(rt: &Runtime, s: Settings, tcp_port: u16, mpreg_port: u16)
     })
 }
 
-/// Just raw TCP pipelined against mpreg at 256 in flight, on the first client runtime
-/// listed (for profiling the hot path: `MPREG_BENCH_ONLY=pipelined`).
-fn pipelined_only(s: Settings) {
+/// Just one pair, raw TCP against mpreg, on the first client runtime listed (for profiling
+/// or A/B-ing a hot path): 256 in flight (`MPREG_BENCH_ONLY=pipelined`) or 1 in flight
+/// (`MPREG_BENCH_ONLY=single`).
+fn pair_only(s: Settings, in_flight: usize) {
     let mut tcp = ChildProc::spawn("tcp-server", &[]);
     let mut mpreg = ChildProc::spawn("mpreg-server", &[]);
     let client = s.clients[0];
     let rt = runtime(client);
     eprintln!(
-        "running raw TCP pipelined vs mpreg echo, 256 in flight ({} client runtime) ...",
+        "running raw TCP vs mpreg echo, {in_flight} in flight ({} client runtime) ...",
         client.name()
     );
-    let (raw, mp) = scenario_pipelined(&rt, s, tcp.port(), mpreg.port());
+    let (raw, mp) = if in_flight == 1 {
+        scenario_one_in_flight(&rt, s, tcp.port(), mpreg.port())
+    } else {
+        scenario_pipelined(&rt, s, tcp.port(), mpreg.port())
+    };
     drop((tcp, mpreg));
+    let reference = if in_flight == 1 {
+        "raw TCP ping-pong"
+    } else {
+        "raw TCP pipelined"
+    };
     let rows = [
-        Row::raw("raw TCP pipelined", client, PIPELINE, raw),
-        Row::mpreg(client, PIPELINE, mp, raw),
+        Row::raw(reference, client, in_flight, raw),
+        Row::mpreg(client, in_flight, mp, raw),
     ];
     print_table(s, &rows);
 }
@@ -665,7 +675,8 @@ fn run_benchmarks() {
     match std::env::var(ONLY_VAR).as_deref() {
         Ok("metrics") => return print_metrics_cost(&metrics_cost(s)),
         Ok("encryption") => return print_encryption_cost(&encryption_cost(s)),
-        Ok("pipelined") => return pipelined_only(s),
+        Ok("pipelined") => return pair_only(s, PIPELINE),
+        Ok("single") => return pair_only(s, 1),
         _ => {}
     }
     let mut tcp = ChildProc::spawn("tcp-server", &[]);

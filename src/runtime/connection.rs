@@ -24,7 +24,7 @@ use crate::proto::catalog::PeerCatalog;
 use crate::proto::codec::{encode_frame, encode_frame_into, encode_into, FrameCodec, FrameError};
 use crate::proto::crypto::Sealer;
 use crate::proto::wire::{Cancel, CatalogMsg, Failure, FailureKind, Frame, MembersMsg, Refused};
-use crate::runtime::outbound::{Outbound, Overflow};
+use crate::runtime::outbound::{Outbound, Overflow, Wake};
 use crate::runtime::pubsub::Wakes;
 use crate::runtime::{dispatch, liveness, Shared};
 
@@ -282,10 +282,12 @@ impl Connection {
             .await
     }
 
-    /// [`send_soon`](Self::send_soon) for a frame encoded straight into the queue; `Err`
-    /// if it cannot be encoded (nothing was queued).
+    /// [`send_soon`](Self::send_soon) for a frame the reader encodes straight into the
+    /// queue; `Err` if it cannot be encoded (nothing was queued). It leaves when the reader
+    /// next waits, with every other answer to the same read (see [`Wake::Later`]).
     pub(crate) fn send_frame_soon(&self, frame: &Frame) -> std::result::Result<(), FrameError> {
-        if let Err(o) = self.out.park_with(|buf| encode_frame_into(frame, buf))? {
+        let encode = |buf: &mut bytes::BytesMut| encode_frame_into(frame, buf);
+        if let Err(o) = self.out.park_with(encode, Wake::Later)? {
             self.overflowed(o);
         }
         Ok(())
@@ -389,13 +391,14 @@ impl Connection {
         relay: Relay,
     ) -> Result<(Bytes, String)> {
         let (tx, rx) = oneshot::channel();
-        {
+        let alone = {
             let mut st = self.state.lock();
             if let Some(reason) = &st.closed {
                 return Err(self.lost(fun, format!("{NOT_SENT}{reason}")));
             }
             st.pending.insert(id, tx);
-        }
+            st.pending.len() == 1
+        };
         let mut guard = PendingGuard {
             conn: self,
             id,
@@ -413,11 +416,17 @@ impl Connection {
         });
         let nested = fun.len() + args.len() + kwargs.as_ref().map_or(0, Bytes::len);
         let encode = |buf: &mut bytes::BytesMut| encode_into(&frame, nested, buf);
-        let sent = self.out.send_with(encode).await.map_err(|e| Error::Codec {
-            what: "encode the call",
-            fun: fun.into(),
-            detail: e.to_string(),
-        })?;
+        // The only call in flight writes itself out; among many, the writer batches them.
+        let wake = if alone { Wake::Through } else { Wake::Writer };
+        let sent = self
+            .out
+            .send_waking(encode, wake)
+            .await
+            .map_err(|e| Error::Codec {
+                what: "encode the call",
+                fun: fun.into(),
+                detail: e.to_string(),
+            })?;
         if !sent {
             guard.armed = false;
             let reason = self.close_reason().unwrap_or_default();
@@ -572,7 +581,7 @@ async fn read_loop(
             }
             None => {
                 burst = 0;
-                wakes.flush();
+                before_waiting(&conn, &mut wakes);
                 tokio::select! {
                     biased;
                     _ = conn.closed.cancelled() => break None,
@@ -619,7 +628,7 @@ async fn read_loop(
             },
         }
         if wakes.is_crowded() {
-            wakes.flush();
+            before_waiting(&conn, &mut wakes);
             tokio::task::yield_now().await;
         } else if wakes.due() {
             wakes.flush();
@@ -633,7 +642,7 @@ async fn read_loop(
             }
         }
     };
-    wakes.flush();
+    before_waiting(&conn, &mut wakes);
     if let Some(reason) = reason {
         conn.close(reason);
     }
@@ -643,11 +652,18 @@ async fn read_loop(
     shared.mailbox.connection_closed(&conn);
 }
 
+/// What the reader does before it waits for anything (input, room, another task): wakes
+/// the subscribers it fed and sends the answers it queued (see [`Wake::Later`]).
+fn before_waiting(conn: &Connection, wakes: &mut Wakes) {
+    wakes.flush();
+    conn.out.flush();
+}
+
 /// The peer moved here from its connection `token`: waits until that one is fenced or
 /// closed before reading on (see [`crate::runtime::handover`]). `false` if this
 /// connection closed meanwhile.
 async fn handed_over(conn: &Connection, shared: &Shared, token: u64, wakes: &mut Wakes) -> bool {
-    wakes.flush();
+    before_waiting(conn, wakes);
     tokio::select! {
         done = shared.handovers.wait(token, conn.peer.id) => {
             if !done {
@@ -664,7 +680,7 @@ async fn handed_over(conn: &Connection, shared: &Shared, token: u64, wakes: &mut
 /// until they drain (the watchdog closes a peer that never reads). `false` if the
 /// connection closed meanwhile.
 async fn hold_back(conn: &Connection, shared: &Shared, wakes: &mut Wakes) -> bool {
-    wakes.flush();
+    before_waiting(conn, wakes);
     conn.paused.store(true, Ordering::Relaxed);
     let open = tokio::select! {
         _ = conn.out.drained() => true,
@@ -685,7 +701,7 @@ async fn hold_for_subscribers(
     wakes: &mut Wakes,
 ) -> std::result::Result<(), Option<String>> {
     // The consumers must run to make room.
-    wakes.flush();
+    before_waiting(conn, wakes);
     let full = wakes.take_full();
     shared.pubsub.stats.held.fetch_add(1, Ordering::Relaxed);
     conn.paused.store(true, Ordering::Relaxed);
