@@ -1,6 +1,9 @@
 //! Calls with every option ([`Request`]) and calls seen from one host or node ([`Target`]).
 
 use std::collections::BTreeMap;
+use std::future::Future;
+
+use futures_util::future::{ready, Either, FutureExt};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -117,59 +120,67 @@ impl<'a> Request<'a> {
     }
 
     /// Sends the call and decodes the result as `R`.
-    pub async fn send<R: DeserializeOwned>(self) -> Result<Response<R>> {
-        let (fun, raw) = self.send_named().await;
-        let raw = raw?;
-        let value = decode(&fun, &raw.value, &raw.node)?;
-        Ok(Response {
-            value,
-            node: raw.node,
-            elapsed: raw.elapsed,
+    pub fn send<R: DeserializeOwned>(self) -> impl Future<Output = Result<Response<R>>> + 'a {
+        self.send_named().map(|(fun, raw)| {
+            let raw = raw?;
+            let value = decode(&fun, &raw.value, &raw.node)?;
+            Ok(Response {
+                value,
+                node: raw.node,
+                elapsed: raw.elapsed,
+            })
         })
     }
 
     /// Sends the call and returns the still-encoded result.
-    pub async fn send_raw(self) -> Result<Response<Bytes>> {
-        self.send_named().await.1
+    pub fn send_raw(self) -> impl Future<Output = Result<Response<Bytes>>> + 'a {
+        self.send_named().map(|(_, raw)| raw)
     }
 
     /// [`send_raw`](Self::send_raw), handing the function's name back for the decoding's
     /// errors (rather than copying it for every call).
-    async fn send_named(self) -> (String, Result<Response<Bytes>>) {
+    ///
+    /// These three are plain functions returning futures, not `async fn`s: a call's future
+    /// is moved whole at every layer it passes, and an `async fn` (or an `async` block
+    /// awaiting a future it holds) keeps two copies of what it is given. Here every part
+    /// of the call is held once.
+    fn send_named(mut self) -> impl Future<Output = (String, Result<Response<Bytes>>)> + 'a {
         let start = Instant::now();
         let node = self.node;
-        let at = self.at.clone();
+        let at = self.at.take();
         let inv = match self.invocation() {
             Ok(inv) => inv,
-            Err(e) => return (String::new(), Err(e)),
+            Err(e) => return Either::Left(ready((String::new(), Err(e)))),
         };
-        let shared = node.shared();
-        // The measure borrows the function's name, given back below: its own block.
-        let (out, elapsed) = {
-            let measure = shared
-                .metrics
-                .enabled
-                .then(|| crate::metrics::caller::Caller::start(&shared.metrics, &inv.fun));
-            let out = match at {
-                // Boxed: it dials, and a dial's room would otherwise be in every call's
-                // future.
-                Some((addr, relay)) => Box::pin(shared.invoke_at(&addr, &inv, relay)).await,
-                None => shared.invoke_since(&inv, start).await,
+        Either::Right(async move {
+            let shared = node.shared();
+            // The measure borrows the function's name, given back below: its own block.
+            let (out, elapsed) = {
+                let measure = shared
+                    .metrics
+                    .enabled
+                    .then(|| crate::metrics::caller::Caller::start(&shared.metrics, &inv.fun));
+                let out = match &at {
+                    // Boxed: it dials, and a dial's room would otherwise be in every call's
+                    // future.
+                    Some((addr, relay)) => Box::pin(shared.invoke_at(addr, &inv, *relay)).await,
+                    None => shared.invoke_since(&inv, start).await,
+                };
+                // One clock read for the metrics and the response.
+                let elapsed = start.elapsed();
+                if let Some(m) = measure {
+                    let answered = out.as_ref().ok().map(|o| o.node.as_str());
+                    m.finish(&out, answered, elapsed);
+                }
+                (out, elapsed)
             };
-            // One clock read for the metrics and the response.
-            let elapsed = start.elapsed();
-            if let Some(m) = measure {
-                let answered = out.as_ref().ok().map(|o| o.node.as_str());
-                m.finish(&out, answered, elapsed);
-            }
-            (out, elapsed)
-        };
-        let out = out.map(|out| Response {
-            value: out.value,
-            node: out.node,
-            elapsed,
-        });
-        (inv.fun, out)
+            let out = out.map(|out| Response {
+                value: out.value,
+                node: out.node,
+                elapsed,
+            });
+            (inv.fun, out)
+        })
     }
 
     /// Sends the call to every qualifying provider at once and returns each one's result,

@@ -53,13 +53,14 @@ pub(crate) struct PeerInfo {
 type Answer = (std::result::Result<Bytes, Failure>, Option<String>);
 type Pending = oneshot::Sender<Answer>;
 
-/// What a call carries besides the function and its arguments (see [`Call`]).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Relay {
+/// What a call carries besides the function and its arguments (see [`Call`]), borrowed
+/// from the invocation: a call's future holds no copy of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Relay<'a> {
     /// Ask the peer to resolve with these rules and relay.
-    pub route: Option<crate::proto::resolve::Route>,
+    pub route: Option<&'a crate::proto::resolve::Route>,
     /// Host of the original caller, when we relay for someone.
-    pub origin_host: Option<String>,
+    pub origin_host: Option<&'a str>,
 }
 
 /// The socket a finished handshake hands over: the frame reader (decrypting once a key
@@ -355,108 +356,115 @@ impl Connection {
 
     /// Calls `fun` on the peer (or, with `relay.route`, through it) and returns the result
     /// with the name of the node that ran it.
-    pub(crate) async fn call_via(
-        self: &Arc<Self>,
-        fun: &str,
-        args: Bytes,
-        kwargs: Option<Bytes>,
+    ///
+    /// Not an `async fn`: the call's future is [`call_as`](Self::call_as)'s own, in its
+    /// span, rather than one more layer around it. A call's future is moved whole at every
+    /// layer it passes, and each layer of an `async fn` keeps its own copy of the
+    /// arguments.
+    pub(crate) fn call_via<'a>(
+        self: &'a Arc<Self>,
+        fun: &'a str,
+        args: &'a Bytes,
+        kwargs: Option<&'a Bytes>,
         timeout: Duration,
-        relay: Relay,
-    ) -> Result<(Bytes, String)> {
+        relay: Relay<'a>,
+    ) -> impl std::future::Future<Output = Result<(Bytes, String)>> + 'a {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // `id` is the call's number on this connection: the serving node logs the same
         // `id` with this node as its `peer`, so `RUST_LOG=mpreg=debug` follows a call across.
         let span = tracing::debug_span!("call", id, fun, peer = %self.peer.name);
-        async move {
-            tracing::debug!("sending");
-            let r = self.call_as(id, fun, args, kwargs, timeout, relay).await;
-            match &r {
-                Ok((_, node)) => tracing::debug!(%node, "answered"),
-                Err(e) => tracing::debug!(error = %e, "failed"),
-            }
-            r
-        }
-        .instrument(span)
-        .await
+        self.call_as(id, fun, args, kwargs, timeout, relay)
+            .instrument(span)
     }
 
-    /// [`call_via`](Self::call_via) with the call's id chosen.
+    /// [`call_via`](Self::call_via) with the call's id chosen, logging in its span.
     async fn call_as(
         self: &Arc<Self>,
         id: u64,
         fun: &str,
-        args: Bytes,
-        kwargs: Option<Bytes>,
+        args: &Bytes,
+        kwargs: Option<&Bytes>,
         timeout: Duration,
-        relay: Relay,
+        relay: Relay<'_>,
     ) -> Result<(Bytes, String)> {
-        let (tx, rx) = oneshot::channel();
-        let alone = {
-            let mut st = self.state.lock();
-            if let Some(reason) = &st.closed {
-                return Err(self.lost(fun, format!("{NOT_SENT}{reason}")));
-            }
-            st.pending.insert(id, tx);
-            st.pending.len() == 1
-        };
-        let mut guard = PendingGuard {
-            conn: self,
-            id,
-            armed: true,
-        };
-        self.calls_sent.fetch_add(1, Ordering::Relaxed);
-        let frame = CallFrame::Call(CallRef {
-            id,
-            fun,
-            args: &args,
-            kwargs: kwargs.as_ref(),
-            timeout_ms: timeout.as_millis().min(u64::MAX as u128) as u64,
-            route: relay.route.as_ref(),
-            origin_host: relay.origin_host.as_deref(),
-        });
-        let nested = fun.len() + args.len() + kwargs.as_ref().map_or(0, Bytes::len);
-        let encode = |buf: &mut bytes::BytesMut| encode_into(&frame, nested, buf);
-        // The only call in flight writes itself out; among many, the writer batches them.
-        let wake = if alone { Wake::Through } else { Wake::Writer };
-        let sent = self
-            .out
-            .send_waking(encode, wake)
-            .await
-            .map_err(|e| Error::Codec {
-                what: "encode the call",
-                fun: fun.into(),
-                detail: e.to_string(),
-            })?;
-        if !sent {
-            guard.armed = false;
-            let reason = self.close_reason().unwrap_or_default();
-            return Err(self.lost(fun, format!("{NOT_SENT}{reason}")));
-        }
-        let outcome = tokio::time::timeout(timeout, rx).await;
-        match outcome {
-            Ok(reply) => {
-                guard.armed = false;
-                let Ok((result, ran_on)) = reply else {
-                    return Err(self.lost(fun, self.close_reason().unwrap_or_default()));
-                };
-                let node = ran_on.unwrap_or_else(|| self.peer.name.clone());
-                match result {
-                    Ok(bytes) => Ok((bytes, node)),
-                    Err(failure) if failure.kind == FailureKind::Timeout => Err(Error::Timeout {
-                        fun: fun.into(),
-                        node,
-                        after: timeout,
-                    }),
-                    Err(failure) => Err(Error::from_failure(failure, fun, &node)),
+        tracing::debug!("sending");
+        let r = 'call: {
+            let (tx, rx) = oneshot::channel();
+            let alone = {
+                let mut st = self.state.lock();
+                if let Some(reason) = &st.closed {
+                    break 'call Err(self.lost(fun, format!("{NOT_SENT}{reason}")));
                 }
+                st.pending.insert(id, tx);
+                st.pending.len() == 1
+            };
+            let mut guard = PendingGuard {
+                conn: self,
+                id,
+                armed: true,
+            };
+            self.calls_sent.fetch_add(1, Ordering::Relaxed);
+            let frame = CallFrame::Call(CallRef {
+                id,
+                fun,
+                args,
+                kwargs,
+                timeout_ms: timeout.as_millis().min(u64::MAX as u128) as u64,
+                route: relay.route,
+                origin_host: relay.origin_host,
+            });
+            let nested = fun.len() + args.len() + kwargs.map_or(0, Bytes::len);
+            let encode = |buf: &mut bytes::BytesMut| encode_into(&frame, nested, buf);
+            // The only call in flight writes itself out; among many, the writer batches them.
+            let wake = if alone { Wake::Through } else { Wake::Writer };
+            let sent = match self.out.send_waking(encode, wake).await {
+                Ok(sent) => sent,
+                Err(e) => {
+                    break 'call Err(Error::Codec {
+                        what: "encode the call",
+                        fun: fun.into(),
+                        detail: e.to_string(),
+                    })
+                }
+            };
+            if !sent {
+                guard.armed = false;
+                let reason = self.close_reason().unwrap_or_default();
+                break 'call Err(self.lost(fun, format!("{NOT_SENT}{reason}")));
             }
-            // The guard's drop removes the pending entry and tells the peer to stop.
-            Err(_) => Err(Error::Timeout {
-                fun: fun.into(),
-                node: self.peer.name.clone(),
-                after: timeout,
-            }),
+            let outcome = tokio::time::timeout(timeout, rx).await;
+            match outcome {
+                Ok(reply) => {
+                    guard.armed = false;
+                    let Ok((result, ran_on)) = reply else {
+                        break 'call Err(self.lost(fun, self.close_reason().unwrap_or_default()));
+                    };
+                    let node = ran_on.unwrap_or_else(|| self.peer.name.clone());
+                    match result {
+                        Ok(bytes) => Ok((bytes, node)),
+                        Err(failure) if failure.kind == FailureKind::Timeout => {
+                            Err(Error::Timeout {
+                                fun: fun.into(),
+                                node,
+                                after: timeout,
+                            })
+                        }
+                        Err(failure) => Err(Error::from_failure(failure, fun, &node)),
+                    }
+                }
+                // The guard's drop removes the pending entry and tells the peer to stop.
+                Err(_) => Err(Error::Timeout {
+                    fun: fun.into(),
+                    node: self.peer.name.clone(),
+                    after: timeout,
+                }),
+            }
+        };
+        match &r {
+            Ok((_, node)) => tracing::debug!(%node, "answered"),
+            Err(e) => tracing::debug!(error = %e, "failed"),
         }
+        r
     }
 
     fn lost(&self, fun: &str, reason: String) -> Error {

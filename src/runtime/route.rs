@@ -255,7 +255,7 @@ impl Shared {
                 // are connected to knows more, so let it resolve (one hop).
                 if let Some(via) = self.relay_for_unknown(inv) {
                     let remaining = deadline.saturating_duration_since(Instant::now());
-                    let route = Some(inv.route.clone());
+                    let route = Some(&inv.route);
                     return Box::pin(self.over(&via, inv, remaining, route)).await;
                 }
                 return Err(self.none_left(inv, &known, &tried));
@@ -693,7 +693,7 @@ impl Shared {
         };
         let mut route = inv.route.clone();
         route.perspective = Perspective::Node(k.name.to_string());
-        let r = self.over(&via, inv, remaining, Some(route)).await;
+        let r = self.over(&via, inv, remaining, Some(&route)).await;
         // The forwarder answers for `k`: say who forwarded and what its answer means, so the
         // forwarder is not taken for the culprit.
         r.map_err(|mut e| {
@@ -719,22 +719,16 @@ impl Shared {
         c: &Arc<Connection>,
         inv: &Invocation,
         remaining: Duration,
-        route: Option<Route>,
+        route: Option<&Route>,
     ) -> Result<Outcome> {
         let relay = Relay {
             route,
-            origin_host: inv.origin_host.clone(),
+            origin_host: inv.origin_host.as_deref(),
         };
         c.in_flight.fetch_add(1, Relaxed);
         self.counters.requests_sent.fetch_add(1, Relaxed);
         let r = c
-            .call_via(
-                &inv.fun,
-                inv.args.clone(),
-                inv.kwargs.clone(),
-                remaining,
-                relay,
-            )
+            .call_via(&inv.fun, &inv.args, inv.kwargs.as_ref(), remaining, relay)
             .await;
         c.in_flight.fetch_sub(1, Relaxed);
         r.map(|(value, node)| Outcome { value, node })
@@ -903,7 +897,7 @@ impl Shared {
                 Err(_) => return Err(deadline_passed(inv, addr.to_string())),
             },
         };
-        let route = relay.then(|| inv.route.clone());
+        let route = relay.then_some(&inv.route);
         self.over(&conn, inv, inv.timeout, route).await
     }
 
