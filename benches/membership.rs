@@ -13,7 +13,9 @@
 //! `MPREG_BENCH_SIZES=1000` picks the sizes (each 1,000-node run takes minutes of CPU,
 //! nearly all inside foca, whose work per datagram grows with the cluster),
 //! `MPREG_BENCH_LOSS=0,5` the loss rates in percent, `MPREG_BENCH_SEEDS=1,2,3` the seeds,
-//! and `MPREG_BENCH_DISCOVERY=seeds` or `=beacon` runs only that setup (both by default).
+//! and `MPREG_BENCH_DISCOVERY=seeds` or `=beacon` runs only that setup (both by default;
+//! `=fixed` runs the beacon at a fixed 1 s interval on every node, the rule before its pace
+//! adapted to the cluster size).
 //! `MPREG_BENCH_TUNING=candidate` runs the nodes with [`candidate`] instead of
 //! `lan_config` (a tuning for large clusters under evaluation, not in production).
 
@@ -138,7 +140,7 @@ fn kbit(bytes_per_s: f64) -> f64 {
 
 fn print_header() {
     println!(
-        "{:>5} {:>6} {:>4} {:>6} | {:>6} {:>6} {:>7} | {:>6} {:>6} {:>6} | {:>7} {:>6} {:>6} | {:>13} {:>13} | {:>6} {:>6} | {:>6}",
+        "{:>5} {:>6} {:>4} {:>6} | {:>6} {:>6} {:>7} {:>6} | {:>6} {:>6} {:>6} | {:>7} {:>6} {:>6} {:>6} | {:>13} {:>13} | {:>6} {:>6} | {:>6}",
         "nodes",
         "disc",
         "loss",
@@ -146,12 +148,14 @@ fn print_header() {
         "f99 s",
         "f100 s",
         "f kbps",
+        "f bcn",
         "j99 s",
         "j100 s",
         "jsee s",
         "wire B/s",
         "kbit/s",
         "dgr/s",
+        "bcn",
         "crash med/max",
         "leave med/max",
         "split",
@@ -165,7 +169,7 @@ fn print_row(n: usize, disc: &str, loss: f64, seed: &str, r: &Row) {
         .partition
         .map_or(("-".into(), "-".into()), |p| (secs(p.split), secs(p.heal)));
     println!(
-        "{:>5} {:>6} {:>3}% {:>6} | {:>6} {:>6} {:>7.1} | {:>6} {:>6} {:>6} | {:>7.0} {:>6.1} {:>6.2} | {:>13} {:>13} | {:>6} {:>6} | {:>6.1}",
+        "{:>5} {:>6} {:>3}% {:>6} | {:>6} {:>6} {:>7.1} {:>6.1} | {:>6} {:>6} {:>6} | {:>7.0} {:>6.1} {:>6.2} {:>6.1} | {:>13} {:>13} | {:>6} {:>6} | {:>6.1}",
         n,
         disc,
         (loss * 100.0).round(),
@@ -173,12 +177,14 @@ fn print_row(n: usize, disc: &str, loss: f64, seed: &str, r: &Row) {
         secs(r.form.p99),
         secs(r.form.full),
         kbit(r.form.rates.wire),
+        kbit(r.form.rates.beacons),
         secs(r.join.seen99),
         secs(r.join.seen_all),
         secs(r.join.sees_all),
         r.rates.wire,
         kbit(r.rates.wire),
         r.rates.datagrams,
+        kbit(r.rates.beacons),
         removal(r.crash),
         removal(r.leave),
         split,
@@ -218,6 +224,7 @@ fn median_row(rows: &[Row]) -> Row {
                 datagrams: rate(&|r| r.form.rates.datagrams),
                 payload: rate(&|r| r.form.rates.payload),
                 wire: rate(&|r| r.form.rates.wire),
+                beacons: rate(&|r| r.form.rates.beacons),
             },
         },
         join: Join {
@@ -229,6 +236,7 @@ fn median_row(rows: &[Row]) -> Row {
             datagrams: rate(&|r| r.rates.datagrams),
             payload: rate(&|r| r.rates.payload),
             wire: rate(&|r| r.rates.wire),
+            beacons: rate(&|r| r.rates.beacons),
         },
         crash: removal(&|r| r.crash),
         leave: removal(&|r| r.leave),
@@ -255,16 +263,17 @@ fn list_env(var: &str, default: &[f64]) -> Vec<f64> {
     }
 }
 
-/// The discovery setups to run: both, or the one named by `MPREG_BENCH_DISCOVERY`
-/// (`seeds` or `beacon`).
+/// The discovery setups to run: seeds and beacon, or the one named by
+/// `MPREG_BENCH_DISCOVERY` (`seeds`, `beacon` or `fixed`).
 fn discoveries() -> Vec<(&'static str, Discovery)> {
     let all = [
         ("seeds", Discovery::Seeds),
         ("beacon", Discovery::Beacon(BEACON)),
+        ("fixed", Discovery::FixedBeacon(BEACON)),
     ];
     match std::env::var("MPREG_BENCH_DISCOVERY") {
         Ok(only) => all.into_iter().filter(|(name, _)| *name == only).collect(),
-        Err(_) => all.to_vec(),
+        Err(_) => all[..2].to_vec(),
     }
 }
 
@@ -282,9 +291,9 @@ fn main() {
         .map(|p| p / 100.0)
         .collect();
     println!("mpreg membership simulation: real-node config (lan_config(16), retuned to the view size), one-way latency 0.2-2 ms");
-    println!("f99 / f100: from the last start (nodes start every 10 ms) until 99 % of the pairs / every view; f kbps: wire kbit/s per node meanwhile");
+    println!("f99 / f100: from the last start (nodes start every 10 ms) until 99 % of the pairs / every view; f kbps: gossip wire kbit/s sent per node meanwhile, f bcn: beacon kbit/s received per node");
     println!("j99 / j100: one more node, until 99 % / all of the others see it; jsee: until it sees all of them");
-    println!("wire B/s, kbit/s, dgr/s: per node, steady state over {} s; wire = payload + 22 B envelope + 28 B IP/UDP", STEADY.as_secs());
+    println!("wire B/s, kbit/s, dgr/s: gossip sent per node, steady state over {} s; wire = payload + {} B envelope + 28 B IP/UDP; bcn: beacon kbit/s received per node", STEADY.as_secs(), mpreg::proto::datagram::HEADER_LEN);
     println!("crash/leave: seconds until dropped from a view, median / max over observers (max: out of every view)");
     println!("split: until each half of a 50/50 partition sees only itself; heal: until full views after healing (lossless, up to {PARTITION_MAX} nodes)");
     println!(

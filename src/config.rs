@@ -139,7 +139,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             name: None,
-            role: "node".into(),
+            role: crate::proto::member::DEFAULT_ROLE.into(),
             host: None,
             resources: Vec::new(),
             seeds: Vec::new(),

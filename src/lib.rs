@@ -29,7 +29,8 @@
 //!   visibility (`catalog`), the hello checks (`handshake`), encryption with a shared
 //!   secret — Noise key exchange, encrypted records, sealed datagrams (`crypto`) — JSON
 //!   mapping (`json`), a
-//!   member's identity (`member`), membership over SWIM (`membership`), who answers a call
+//!   member's identity (`member`), membership over SWIM and its compact gossip encoding
+//!   (`membership`), what the discovery beacon says and how often (`beacon`), who answers a call
 //!   (`resolve`), MPREG multi-call planning and run state (`workflow`), MARO conditional
 //!   events and their queues (`condition`), message envelopes (`envelope`), the pub/sub
 //!   topic trie (`topic`).

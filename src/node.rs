@@ -231,7 +231,7 @@ impl Node {
         let name = config
             .name
             .clone()
-            .unwrap_or_else(|| format!("{}-{:06x}", config.role, id & 0xff_ffff));
+            .unwrap_or_else(|| crate::proto::member::Member::default_name(&config.role, id));
         let host = host_id(config.host.as_deref());
         let secret = secret.map(crate::proto::keyring::SharedKeyring::new);
         let shared = Arc::new(Shared::new(id, name, host, config, secret, registry));

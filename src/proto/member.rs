@@ -42,7 +42,16 @@ impl fmt::Debug for Member {
     }
 }
 
+/// The role of a node that names none (MARO's component type).
+pub const DEFAULT_ROLE: &str = "node";
+
 impl Member {
+    /// The name of a node with role `role` and id `id` that sets no name: `{role}-` and
+    /// the last 6 hex digits of the id.
+    pub fn default_name(role: &str, id: u64) -> String {
+        format!("{role}-{:06x}", id & 0xff_ffff)
+    }
+
     /// Whether `self` is a newer incarnation than `other` (later start, then more renewals,
     /// then the larger id so that the order is total).
     pub fn newer_than(&self, other: &Member) -> bool {

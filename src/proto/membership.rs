@@ -28,15 +28,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use foca::{
     AccumulatingRuntime, BroadcastHandler, Codec, Config as FocaConfig, Foca, Invalidates, Message,
-    OwnedNotification, PeriodicParams, PostcardCodec, State,
+    OwnedNotification, PeriodicParams, State,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::proto::member::Member;
 
+mod codec;
 mod parked;
 mod suspicion;
+
+use codec::MemberCodec;
 
 use parked::{Parked, Work};
 use suspicion::{Suspicions, Watch};
@@ -114,7 +117,7 @@ pub fn lan_config(expected_members: u32) -> FocaConfig {
 }
 
 /// What foca's periodic gossip has to do now.
-fn work(foca: &Foca<Member, PostcardCodec, StdRng, CatalogNotices>) -> Work {
+fn work(foca: &Foca<Member, MemberCodec, StdRng, CatalogNotices>) -> Work {
     Work {
         to_gossip: foca.updates_backlog() > 0 || foca.custom_broadcast_backlog() > 0,
     }
@@ -181,7 +184,7 @@ impl BroadcastHandler<Member> for CatalogNotices {
 
 /// One node's membership state machine.
 pub struct Membership {
-    foca: Foca<Member, PostcardCodec, StdRng, CatalogNotices>,
+    foca: Foca<Member, MemberCodec, StdRng, CatalogNotices>,
     rt: AccumulatingRuntime<Member>,
     events: Arc<Mutex<VecDeque<Event>>>,
     /// Every identity SWIM holds alive (foca's active set), by name; hidden namesakes stay
@@ -229,7 +232,7 @@ impl Membership {
             me,
             config,
             StdRng::seed_from_u64(rng_seed),
-            PostcardCodec,
+            MemberCodec,
             handler,
         );
         Membership {
@@ -420,7 +423,7 @@ impl Membership {
     /// legitimate `TurnUndead` (to a member we really consider down, e.g. after a
     /// partition) still goes out.
     fn spurious_turn_undead(&self, data: &[u8]) -> bool {
-        let Ok(header) = Codec::<Member>::decode_header(&mut PostcardCodec, data) else {
+        let Ok(header) = MemberCodec.decode_header(data) else {
             return false;
         };
         if header.message != Message::TurnUndead {

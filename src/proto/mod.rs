@@ -2,6 +2,7 @@
 //! unit-tested in place; the runtime shell (`crate::runtime`) feeds it bytes and events.
 
 pub mod args;
+pub mod beacon;
 pub mod call_frame;
 pub mod catalog;
 pub mod codec;

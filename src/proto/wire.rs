@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::function::FnSpec;
 
-/// Version of this wire protocol; a peer speaking another version is refused.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// Version of this wire protocol; a peer speaking another version is refused. 5: gossip
+/// carries member identities in a compact form (`proto::membership`), which version 4
+/// cannot read, so nodes of the two versions could not form one cluster anyway.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// One frame on a connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

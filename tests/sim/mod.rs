@@ -18,8 +18,9 @@ use std::ops::Sub;
 use std::time::Duration;
 
 use bytes::Bytes;
+use mpreg::proto::beacon::{announce_every, stale_after, BeaconKind, Payload};
 use mpreg::proto::datagram::HEADER_LEN;
-use mpreg::proto::member::Member;
+use mpreg::proto::member::{Member, DEFAULT_ROLE};
 use mpreg::proto::membership::{lan_config, Event, Membership, Timer};
 
 pub use rng::SplitMix64;
@@ -67,11 +68,28 @@ pub enum Discovery {
     /// Only the announce to a seed at start, retried every [`REDISCOVER_EVERY`] while the
     /// node is alone: SWIM on its own.
     Seeds,
-    /// Also the UDP broadcast beacon: every interval each node's beacon reaches every node
-    /// of its partition group (each copy lost at the network's loss rate), and a node that
-    /// hears a member absent from its view announces to it, as the runtime's discovery
-    /// task does. Beacon datagrams are not counted in [`Traffic`].
+    /// Also the UDP broadcast beacon, as the runtime runs it (`runtime::discovery::beacon`):
+    /// a node announces at start, then at the pace of [`announce_every`] for the number of
+    /// members it has heard (the interval given while it hears none); every node of its
+    /// partition group hears each announce (each copy lost at the network's loss rate) and
+    /// answers, unicast, the announce of a member it has not heard from within
+    /// [`stale_after`]. Whoever hears of a member absent from its view announces to it, as
+    /// the runtime's discovery task does. Beacon datagrams are counted apart from gossip
+    /// ([`Node::beacons_sent`], [`Node::beacons_heard`]) and delivered without latency.
     Beacon(Duration),
+    /// [`Discovery::Beacon`] with every node announcing at this fixed interval whatever it
+    /// hears (the runtime's rule before the pace adapted to the cluster size).
+    FixedBeacon(Duration),
+}
+
+impl Discovery {
+    /// The beacon's base interval, if it runs.
+    fn beacon(self) -> Option<Duration> {
+        match self {
+            Discovery::Seeds => None,
+            Discovery::Beacon(d) | Discovery::FixedBeacon(d) => Some(d),
+        }
+    }
 }
 
 /// Datagrams and gossip payload bytes a node sent (whether or not they arrived).
@@ -145,6 +163,14 @@ pub struct Node {
     pub sent: Traffic,
     /// Errors its inputs returned, by message; foca reports some benign ones.
     pub errors: BTreeMap<String, u64>,
+    /// Beacon datagrams it sent (a broadcast counts once), with their wire size.
+    pub beacons_sent: Traffic,
+    /// Beacon datagrams it received, with their wire size.
+    pub beacons_heard: Traffic,
+    /// Members whose beacon it heard, by id, and when last.
+    heard: HashMap<u64, Duration>,
+    /// Payload size of its beacon announce or answer (what [`Payload::encode`] writes).
+    beacon_len: usize,
 }
 
 /// Something scheduled on the virtual clock.
@@ -232,13 +258,19 @@ pub fn addr(i: usize) -> SocketAddr {
 /// started later by [`Sim::spawn`] starts this plus the virtual time.
 const EPOCH_MS: u64 = 1_760_000_000_000;
 
-/// The identity of node `i`, with fields of realistic size (the host is a machine id).
-fn member(i: usize, id: u64) -> Member {
+/// The identity of node `i`, as a node started without a name has it: named
+/// `node-` and 6 hex digits of its id (`node-{i:03}` if another node already took that
+/// name, which `taken` records), with a machine id as host.
+fn member(i: usize, id: u64, taken: &mut HashSet<String>) -> Member {
+    let mut name = Member::default_name(DEFAULT_ROLE, id);
+    if !taken.insert(name.clone()) {
+        name = format!("node-{i:03}");
+    }
     Member {
         addr: addr(i),
         id,
-        name: format!("node-{i:03}"),
-        role: "node".into(),
+        name,
+        role: DEFAULT_ROLE.into(),
         host: format!("{:032x}", u128::from(id) * 0x9E37_79B9_7F4A_7C15),
         started_ms: EPOCH_MS + i as u64,
         bump: 0,
@@ -262,7 +294,10 @@ impl Sim {
     /// `n` nodes, none started, each configured with `config` (to compare tunings).
     pub fn with_config(n: usize, seed: u64, net: Net, config: &foca::Config) -> Self {
         let mut rng = SplitMix64::new(seed);
-        let nodes = (0..n).map(|i| Self::node(i, config, &mut rng)).collect();
+        let mut taken = HashSet::new();
+        let nodes = (0..n)
+            .map(|i| Self::node(i, config, &mut rng, &mut taken))
+            .collect();
         Sim {
             now: Duration::ZERO,
             seq: 0,
@@ -282,21 +317,36 @@ impl Sim {
         }
     }
 
-    fn node(i: usize, config: &foca::Config, rng: &mut SplitMix64) -> Node {
+    fn node(
+        i: usize,
+        config: &foca::Config,
+        rng: &mut SplitMix64,
+        taken: &mut HashSet<String>,
+    ) -> Node {
         let id = rng.next_u64() | 1; // never 0, the id of announce placeholders
-        Self::node_as(member(i, id), config, rng)
+        Self::node_as(member(i, id, taken), config, rng)
     }
 
     fn node_as(me: Member, config: &foca::Config, rng: &mut SplitMix64) -> Node {
         let id = me.id;
         Node {
-            membership: Membership::new(me, config.clone(), rng.next_u64()),
+            membership: Membership::new(me.clone(), config.clone(), rng.next_u64()),
             id,
             status: Status::NotStarted,
             view: HashSet::new(),
             events: Vec::new(),
             sent: Traffic::default(),
             errors: BTreeMap::new(),
+            beacons_sent: Traffic::default(),
+            beacons_heard: Traffic::default(),
+            heard: HashMap::new(),
+            beacon_len: Payload {
+                kind: BeaconKind::Announce,
+                member: Some(me.clone()),
+                http: None,
+            }
+            .encode()
+            .len(),
         }
     }
 
@@ -533,10 +583,8 @@ impl Sim {
             self.record(i, r);
         }
         self.schedule(self.now + REDISCOVER_EVERY, Action::Rediscover { node: i });
-        if let Discovery::Beacon(every) = self.discovery {
-            // A random phase, as real nodes' beacon timers are not aligned.
-            let first = self.rng.between(Duration::ZERO, every);
-            self.schedule(self.now + first, Action::Beacon { node: i });
+        if self.discovery.beacon().is_some() {
+            self.schedule(self.now, Action::Beacon { node: i }); // at once, as the runtime
         }
         self.drive(i)
     }
@@ -561,32 +609,80 @@ impl Sim {
         self.drive(i)
     }
 
-    /// Node `i`'s beacon: every node of its group that hears it and does not have `i` in
-    /// its view announces to `i`.
+    /// Node `i`'s beacon announce, heard by every node of its group; schedules the next.
     fn beacon(&mut self, i: usize) -> bool {
-        let Discovery::Beacon(every) = self.discovery else {
+        let Some(base) = self.discovery.beacon() else {
             return false;
         };
         if self.nodes[i].status != Status::Running {
             return false;
         }
+        let stale = self.stale_after(i, base);
+        let now = self.now;
+        self.nodes[i].heard.retain(|_, at| now - *at < stale);
+        let every = match self.discovery {
+            Discovery::Beacon(_) => announce_every(base, self.nodes[i].heard.len()),
+            _ => base,
+        };
         self.schedule(self.now + every, Action::Beacon { node: i });
-        let id = self.nodes[i].id;
+        let size = self.nodes[i].beacon_len;
+        self.nodes[i].beacons_sent.add(size);
         let hearers: Vec<usize> = self
             .running()
             .filter(|&j| j != i && self.groups[j] == self.groups[i])
             .collect();
         let mut any = false;
         for j in hearers {
-            if self.rng.chance(self.net.loss) || self.nodes[j].view.contains(&id) {
-                continue;
+            if !self.rng.chance(self.net.loss) {
+                any |= self.hear_announce(j, i, base);
             }
-            let to = self.addr_of(i);
-            let r = self.nodes[j].membership.announce(to);
-            self.record(j, r);
-            any |= self.drive(j);
         }
         any
+    }
+
+    /// How long node `i` counts a member as heard (see [`stale_after`]).
+    fn stale_after(&self, i: usize, base: Duration) -> Duration {
+        match self.discovery {
+            Discovery::Beacon(_) => stale_after(base, self.nodes[i].heard.len()),
+            _ => base * 3,
+        }
+    }
+
+    /// Node `j` hears `i`'s announce: answers it if `i` is new to it, and announces to `i`
+    /// if its view lacks it.
+    fn hear_announce(&mut self, j: usize, i: usize, base: Duration) -> bool {
+        let stale = self.stale_after(j, base);
+        let newcomer = self.hear(j, i);
+        let newcomer = newcomer.is_none_or(|at| self.now - at >= stale);
+        let mut any = self.found(j, i);
+        if newcomer {
+            let size = self.nodes[j].beacon_len;
+            self.nodes[j].beacons_sent.add(size);
+            if !self.rng.chance(self.net.loss) {
+                self.hear(i, j);
+                any |= self.found(i, j);
+            }
+        }
+        any
+    }
+
+    /// Node `j` receives a beacon datagram of `i`; returns when it last heard `i` before.
+    fn hear(&mut self, j: usize, i: usize) -> Option<Duration> {
+        let (id, size) = (self.nodes[i].id, self.nodes[i].beacon_len);
+        let node = &mut self.nodes[j];
+        node.beacons_heard.add(size);
+        node.heard.insert(id, self.now)
+    }
+
+    /// Node `j` learned of `i` by discovery: it announces to `i` unless its view has it.
+    fn found(&mut self, j: usize, i: usize) -> bool {
+        if self.nodes[j].view.contains(&self.nodes[i].id) {
+            return false;
+        }
+        let to = self.addr_of(i);
+        let r = self.nodes[j].membership.announce(to);
+        self.record(j, r);
+        self.drive(j)
     }
 
     fn record(&mut self, i: usize, result: Result<(), mpreg::proto::membership::Error>) {
@@ -714,6 +810,11 @@ impl Sim {
     /// Total traffic sent by all nodes.
     pub fn traffic(&self) -> Traffic {
         self.nodes.iter().map(|n| n.sent).sum()
+    }
+
+    /// Beacon datagrams received by all nodes.
+    pub fn beacons_heard(&self) -> Traffic {
+        self.nodes.iter().map(|n| n.beacons_heard).sum()
     }
 
     /// The node index with node id `id`.

@@ -222,19 +222,31 @@ pub struct Rates {
     pub payload: f64,
     /// Wire bytes per second: payload, mpreg envelope and IP/UDP headers.
     pub wire: f64,
+    /// Discovery beacon wire bytes received per second (broadcasts reach every node).
+    pub beacons: f64,
+}
+
+impl Rates {
+    /// Rates per node per second of what `sent` gossip and `heard` beacons add up to, for
+    /// `nodes` nodes over `span`.
+    fn of(sent: Traffic, heard: Traffic, nodes: usize, span: Duration) -> Self {
+        let per = nodes as f64 * span.as_secs_f64();
+        Rates {
+            datagrams: sent.datagrams as f64 / per,
+            payload: sent.payload as f64 / per,
+            wire: sent.wire() as f64 / per,
+            beacons: heard.wire() as f64 / per,
+        }
+    }
 }
 
 /// Traffic per running node per second over the next `window` of simulated time.
 pub fn steady_traffic(sim: &mut Sim, window: Duration) -> Rates {
-    let before = sim.traffic();
+    let (sent, heard) = (sim.traffic(), sim.beacons_heard());
     sim.run_for(window);
-    let t: Traffic = sim.traffic() - before;
-    let per = sim.running().count() as f64 * window.as_secs_f64();
-    Rates {
-        datagrams: t.datagrams as f64 / per,
-        payload: t.payload as f64 / per,
-        wire: t.wire() as f64 / per,
-    }
+    let sent = sim.traffic() - sent;
+    let heard = sim.beacons_heard() - heard;
+    Rates::of(sent, heard, sim.running().count(), window)
 }
 
 /// When each running observer first had a running `member` in its view, at or after
@@ -294,16 +306,10 @@ pub fn form_measured(sim: Sim, limit: Duration) -> (Sim, Formation) {
     let last_start = JOIN_EVERY * (n as u32 - 1);
     let (sim, took) = form(sim, last_start + limit);
     let span = sim.now().max(Duration::from_millis(1));
-    let t = sim.traffic();
-    let per = n as f64 * span.as_secs_f64();
     let formation = Formation {
         p99: pairs_joined(&sim, 0.99, last_start),
         full: took.map(|t| t.saturating_sub(last_start)),
-        rates: Rates {
-            datagrams: t.datagrams as f64 / per,
-            payload: t.payload as f64 / per,
-            wire: t.wire() as f64 / per,
-        },
+        rates: Rates::of(sim.traffic(), sim.beacons_heard(), n, span),
     };
     (sim, formation)
 }

@@ -24,13 +24,13 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{bump, now_ms, Counters, DiscoveryConfig, Sink};
+use crate::proto::beacon::{announce_every, stale_after, BeaconKind, Payload};
 use crate::proto::datagram::{self, Kind, Reject, ReplayWindow, Stamp, ANYONE};
 use crate::proto::keyring::SharedKeyring;
 use crate::proto::member::Member;
@@ -43,32 +43,6 @@ const MAX_DATAGRAM: usize = 65_536;
 /// When a client sends its probes, as offsets from the start: the first immediately, the
 /// retries cover a lost datagram or a node still binding. After the last, every second.
 const PROBE_SCHEDULE_MS: [u64; 4] = [0, 50, 200, 500];
-
-/// What a beacon says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum BeaconKind {
-    /// A serving node advertises itself (broadcast).
-    Announce,
-    /// A client asks who is there (broadcast).
-    Probe,
-    /// A serving node answers a probe or a new node's announce (unicast).
-    Answer,
-}
-
-/// The payload of a beacon datagram (MessagePack, named fields).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Payload {
-    /// What the datagram says.
-    pub kind: BeaconKind,
-    /// The sender, for `announce` and `answer`.
-    pub member: Option<Member>,
-    /// The sender's HTTP gateway (`ip:port`; `0.0.0.0` = the datagram's source address),
-    /// for `announce` and `answer` of a node that has one: how clients in other languages
-    /// find a gateway without an address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<String>,
-}
 
 /// Seals and opens the beacon datagrams of one cluster, counting what it rejects.
 struct Envelope {
@@ -107,7 +81,7 @@ impl Envelope {
             member: member.cloned(),
             http: self.http.clone().filter(|_| kind != BeaconKind::Probe),
         };
-        let body = rmp_serde::to_vec_named(&payload).expect("a beacon payload always encodes");
+        let body = payload.encode();
         let stamp = Stamp {
             sender: self.me,
             counter: self.next,
@@ -149,7 +123,7 @@ impl Envelope {
                 return count(&c.beacons_replayed);
             }
         };
-        match rmp_serde::from_slice::<Payload>(&body) {
+        match Payload::decode(&body) {
             Ok(p) if p.kind == BeaconKind::Probe || p.member.is_some() => Some((p, sender)),
             _ => count(&c.beacons_malformed),
         }
@@ -304,9 +278,9 @@ impl Server {
     }
 
     /// How long without hearing from a member before its next announce is answered again
-    /// (and before it stops counting as heard): three of its announce intervals.
+    /// (and before it stops counting as heard): see [`stale_after`].
     fn stale_after(&self) -> Duration {
-        announce_every(self.cfg.beacon_interval, self.heard.len()) * 3
+        stale_after(self.cfg.beacon_interval, self.heard.len())
     }
 
     /// Handles the outcome of one `recv_from` on either socket.
@@ -357,22 +331,6 @@ impl Server {
         let data = self.env.seal(BeaconKind::Answer, Some(&self.me), id);
         send(&self.own, to, &data, &self.sink.counters).await;
     }
-}
-
-/// How often a node that hears `others` other nodes announces itself.
-///
-/// Every `base` while it hears none: alone, or cut off from the rest, it is found (and
-/// finds them) within one interval. Among others it only restates what they know, since a
-/// newcomer's own announce is answered by every node at once: so every 4 intervals, and
-/// one more interval per 8 nodes heard, so that each node of a LAN of 1,000 receives about
-/// 8 announces a second instead of 1,000 (and an idle node of a small cluster wakes for
-/// them a quarter as often).
-pub(crate) fn announce_every(base: Duration, others: usize) -> Duration {
-    if others == 0 {
-        return base;
-    }
-    let factor = u32::try_from(others / 8).unwrap_or(u32::MAX).clamp(4, 125);
-    base * factor
 }
 
 /// Whether a datagram from `src` came from a selected interface's subnet; counts it if not.
@@ -448,19 +406,6 @@ fn probe_offset(n: usize) -> Duration {
 mod tests {
     use super::*;
     use crate::proto::keyring::Keyring;
-
-    #[test]
-    fn a_node_announces_fast_alone_and_slowly_among_many() {
-        let base = Duration::from_secs(1);
-        assert_eq!(announce_every(base, 0), base, "alone or cut off");
-        assert_eq!(announce_every(base, 2), base * 4);
-        assert_eq!(announce_every(base, 64), base * 8);
-        // A LAN of 1,000: each node hears about 8 announces a second.
-        let every = announce_every(base, 999);
-        assert_eq!(every, base * 124);
-        assert!((999.0 / every.as_secs_f64()) < 10.0);
-        assert_eq!(announce_every(base, 100_000), base * 125, "capped");
-    }
 
     fn cfg(cluster: &str, secret: Option<&[u8]>) -> DiscoveryConfig {
         DiscoveryConfig {
