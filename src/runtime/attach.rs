@@ -109,11 +109,14 @@ pub(crate) async fn maintain(shared: Arc<Shared>) {
 /// members we know of (`lost`, the member we just lost, last), then seeds and discovery.
 /// Returns whether it attached.
 async fn reattach(shared: &Arc<Shared>, lost: Option<u64>) -> bool {
-    let connected: Vec<Arc<Connection>> = shared
+    // The connection just lost may still be listed until its reader has finished: skip
+    // closed ones, and try the lost member last here too.
+    let mut connected: Vec<Arc<Connection>> = shared
         .connections()
         .into_iter()
-        .filter(|c| c.peer.listen_port != 0)
+        .filter(|c| c.peer.listen_port != 0 && !c.closed.is_cancelled())
         .collect();
+    connected.sort_by_key(|c| Some(c.peer.id) == lost);
     for c in connected {
         if attach(shared, &c).await.is_ok() {
             return true;

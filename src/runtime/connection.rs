@@ -252,8 +252,10 @@ impl Connection {
                 std::mem::take(&mut st.served),
             )
         };
-        // Dropping the senders wakes every waiting caller with "node lost".
+        // Dropping the senders wakes every waiting caller with "node lost", and whoever
+        // waits for a member list.
         drop(pending);
+        drop(self.members_waiter.lock().take());
         for (_, h) in served {
             h.abort();
         }
@@ -329,7 +331,7 @@ impl Connection {
 
     /// Queues a frame without waiting; `false` if the queue is full or closed.
     pub(crate) fn try_send(&self, frame: Bytes) -> bool {
-        self.out.try_send(frame)
+        self.out.try_send(&frame, Wake::Writer)
     }
 
     /// Bytes the peer sent that our reader has not read yet. The watchdog asks only while
@@ -493,7 +495,10 @@ impl Connection {
             peer: self.peer.name.clone(),
             detail: "connection closed before the member list arrived".into(),
         };
-        if !self.send(frame).await {
+        // A connection closed already (its writer may still be draining, so the send below
+        // would be taken) never answers: fail now rather than after `timeout`. One closed
+        // after this check drops the waiter.
+        if self.state.lock().closed.is_some() || !self.send(frame).await {
             return Err(lost());
         }
         match tokio::time::timeout(timeout, rx).await {

@@ -37,6 +37,7 @@ use crate::proto::codec::encode_frame;
 use crate::proto::wire::Frame;
 use crate::runtime::gossip::Command;
 use crate::runtime::grid;
+use crate::runtime::outbound::Wake;
 use crate::runtime::{Connection, Shared};
 
 /// How often the watchdog looks. Every watchdog of the node ticks on the node's
@@ -120,7 +121,9 @@ pub(crate) fn answer_ping(conn: &Connection) {
     if !to_answer(now, p.due.load(Relaxed), last) || conn.out.queued() > 0 {
         return;
     }
-    if conn.out.try_send(ping()) {
+    // Sent with the reader's other answers when it next waits: no hand-over to the
+    // writer task, which on an idle node is a thread woken for nothing else.
+    if conn.out.try_send(&ping(), Wake::Later) {
         p.answered.store(now, Relaxed);
         p.due.store(due_after(now), Relaxed);
         p.answers.fetch_add(1, Relaxed);
@@ -262,7 +265,8 @@ impl Watch {
             self.pinged = 0;
             if to_ping(now - self.last_sent, self.turn(now), self.following) {
                 // Nothing but our pings written for a while: tell the peer we are alive.
-                self.pinged = u64::from(conn.out.try_send(ping()));
+                // Written by this task if the writer is idle: one thread woken, not two.
+                self.pinged = u64::from(conn.out.try_send(&ping(), Wake::Through));
                 (self.last_sent, self.following) = (now, false);
             }
             conn.pings

@@ -215,14 +215,15 @@ impl Outbound {
         }
     }
 
-    /// Queues a frame without waiting; `false` if the queue is full or closed.
-    pub(crate) fn try_send(&self, frame: Bytes) -> bool {
+    /// Queues a frame without waiting, then `wake` for the writer if the queue was empty;
+    /// `false` if the queue is full or closed.
+    pub(crate) fn try_send(&self, frame: &[u8], wake: Wake) -> bool {
         let mut q = self.queue.lock();
         if q.closed || q.is_full() {
             return false;
         }
-        q.buf.extend_from_slice(&frame);
-        self.added(&mut q, false, Wake::Writer);
+        q.buf.extend_from_slice(frame);
+        self.added(&mut q, false, wake);
         true
     }
 
@@ -551,9 +552,12 @@ mod tests {
     async fn full_queue_parks_then_overflows_without_waiting() {
         let out = Outbound::new();
         for i in 0..OUTBOUND_QUEUE as u32 {
-            assert!(out.try_send(frame(i)));
+            assert!(out.try_send(&frame(i), Wake::Writer));
         }
-        assert!(!out.try_send(frame(0)), "the queue is bounded");
+        assert!(
+            !out.try_send(&frame(0), Wake::Writer),
+            "the queue is bounded"
+        );
         for i in 0..BACKLOG_LIMIT as u32 {
             assert!(out.park(frame(i)).is_ok());
         }
@@ -575,7 +579,7 @@ mod tests {
         let out = Outbound::new();
         let out = std::sync::Arc::new(out);
         for i in 0..OUTBOUND_QUEUE as u32 {
-            assert!(out.try_send(frame(i)));
+            assert!(out.try_send(&frame(i), Wake::Writer));
         }
         for i in 0..10 {
             out.park(frame(OUTBOUND_QUEUE as u32 + i)).ok().unwrap();
@@ -708,7 +712,7 @@ mod tests {
             .map(|i| Bytes::from(vec![(i % 251) as u8; 1024]))
             .collect();
         for f in &frames {
-            assert!(out.try_send(f.clone()));
+            assert!(out.try_send(f, Wake::Writer));
         }
         let key = [3u8; 32];
         let closed = CancellationToken::new();
