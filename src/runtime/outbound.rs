@@ -108,6 +108,26 @@ impl Queue {
     fn is_full(&self) -> bool {
         self.frames >= OUTBOUND_QUEUE || (self.frames > 0 && self.buf.len() >= OUTBOUND_BYTES)
     }
+
+    /// Resets the counts as the queue's bytes leave it (taken by the writer or written by a
+    /// sender; called before the buffer empties, which `was_full` reads); what
+    /// [`Outbound::made_room`] must publish.
+    fn emptied(&mut self) -> Emptied {
+        let e = Emptied {
+            parked: self.parked,
+            was_full: self.is_full(),
+        };
+        self.batch = None;
+        self.frames = 0;
+        self.parked = 0;
+        e
+    }
+}
+
+/// What emptying a queue freed (see [`Queue::emptied`]).
+struct Emptied {
+    parked: usize,
+    was_full: bool,
 }
 
 /// Why a frame could not be parked.
@@ -312,18 +332,20 @@ impl Outbound {
         }
         self.written.fetch_add(1, Relaxed);
         self.bytes.fetch_add(n as u64, Relaxed);
-        let was_full = q.is_full();
+        let emptied = q.emptied();
         q.buf.clear();
-        q.batch = None;
-        let parked = q.parked;
-        q.frames = 0;
-        q.parked = 0;
+        self.made_room(emptied);
+    }
+
+    /// Publishes an emptied queue's counts and wakes whoever waits on them: the reader
+    /// for parked frames, senders for room.
+    fn made_room(&self, e: Emptied) {
         self.queued.store(0, Relaxed);
-        if parked > 0 {
+        if e.parked > 0 {
             self.parked.store(0, Relaxed);
             self.drained.notify_waiters();
         }
-        if was_full {
+        if e.was_full {
             self.room.notify_waiters();
         }
     }
@@ -349,27 +371,20 @@ impl Outbound {
         self.queued.load(Relaxed)
     }
 
-    /// Swaps the queue's frames into `into` (empty) and makes room for more; the number of
-    /// frames taken.
-    fn take(&self, into: &mut BytesMut) -> usize {
+    /// The writer begins a write: swaps the queue's frames into `into` (empty) and makes
+    /// room for more; the number of frames taken. Until [`end_write`](Self::end_write),
+    /// senders leave the socket to the writer.
+    fn begin_write(&self, into: &mut BytesMut) -> usize {
         let mut q = self.queue.lock();
         let frames = q.frames;
         if frames == 0 {
             return 0;
         }
+        let emptied = q.emptied();
         std::mem::swap(&mut q.buf, into);
-        q.batch = None;
         q.writing = true;
-        let parked = q.parked;
-        q.frames = 0;
-        q.parked = 0;
         drop(q);
-        self.queued.store(0, Relaxed);
-        if parked > 0 {
-            self.parked.store(0, Relaxed);
-            self.drained.notify_waiters();
-        }
-        self.room.notify_waiters();
+        self.made_room(emptied);
         frames
     }
 
@@ -378,8 +393,9 @@ impl Outbound {
         self.queue.lock().frames
     }
 
-    /// The writer finished writing what it took: senders may write through again.
-    fn wrote(&self) {
+    /// The writer finished writing what [`begin_write`](Self::begin_write) took: senders
+    /// may write through again.
+    fn end_write(&self) {
         self.queue.lock().writing = false;
     }
 
@@ -424,7 +440,7 @@ impl Outbound {
                 // on an idle one it costs a single trip through the scheduler.
                 tokio::task::yield_now().await;
             }
-            self.take(&mut buf);
+            self.begin_write(&mut buf);
             let len = buf.len();
             let written = match sealer.as_mut() {
                 None => write_until(&w, &mut buf, closed).await,
@@ -436,7 +452,7 @@ impl Outbound {
                     write_until(&w, &mut wire, closed).await
                 }
             };
-            self.wrote();
+            self.end_write();
             match written {
                 Ok(true) => {
                     self.written.fetch_add(1, Relaxed);
@@ -482,7 +498,7 @@ impl Outbound {
                     }
                 }
                 next.clear();
-                if self.take(&mut next) == 0 {
+                if self.begin_write(&mut next) == 0 {
                     break;
                 }
                 match sealer.as_deref_mut() {
