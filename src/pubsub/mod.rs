@@ -59,16 +59,16 @@ pub struct Confirmation {
 #[derive(Debug, Clone)]
 pub struct Publisher<'a> {
     node: &'a Node,
-    topic: String,
+    topic: &'a str,
     scope: Scope,
     timeout: Option<Duration>,
 }
 
 impl<'a> Publisher<'a> {
-    pub(crate) fn new(node: &'a Node, topic: &str) -> Self {
+    pub(crate) fn new(node: &'a Node, topic: &'a str) -> Self {
         Publisher {
             node,
-            topic: topic.to_string(),
+            topic,
             scope: Scope::Network,
             timeout: None,
         }
@@ -143,12 +143,12 @@ impl<'a> Publisher<'a> {
         T: Serialize + Clone + Send + Sync + 'static,
         R: DeserializeOwned,
     {
-        let topic = self.topic.clone();
+        let topic = self.topic;
         match self.send(payload, Wait::Answer(group.to_string())).await? {
             Report::Answer(bytes, node) => {
                 let v = rmp_serde::from_slice(&bytes).map_err(|e| Error::Codec {
                     what: "decode the answer",
-                    fun: topic,
+                    fun: topic.to_string(),
                     detail: e.to_string(),
                 })?;
                 Ok((v, node))
@@ -160,7 +160,7 @@ impl<'a> Publisher<'a> {
 
 impl Node {
     /// A publication to `topic` with options (scope, timeout).
-    pub fn topic(&self, topic: &str) -> Publisher<'_> {
+    pub fn topic<'a>(&'a self, topic: &'a str) -> Publisher<'a> {
         Publisher::new(self, topic)
     }
 

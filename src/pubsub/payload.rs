@@ -41,24 +41,26 @@ fn encode_as<T: Serialize + 'static>(v: &AnyValue) -> Result<Bytes, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A small payload's encoding, kept inline (on the publishing task's stack) up to this
+/// many bytes and on the heap past them.
+pub(crate) type Inline = smallvec::SmallVec<[u8; 64]>;
+
 /// A value about to be published: copied for local subscribers, or encoded for peers only,
 /// whichever the publication needs (decided after finding its subscribers).
 pub(crate) trait Source: Send + Sync {
     /// A payload holding a copy of the value (local subscribers, and bytes on demand).
     fn local(&self) -> Payload;
-    /// The MessagePack encoding alone (no local subscriber: no copy of the value).
-    fn encode(&self) -> Result<Bytes, String>;
+    /// The MessagePack encoding alone (no local subscriber: no copy of the value),
+    /// appended to `out`.
+    fn encode_into(&self, out: &mut Inline) -> Result<(), String>;
 }
 
 impl<T: Serialize + Clone + Send + Sync + 'static> Source for T {
     fn local(&self) -> Payload {
         Payload::local(self)
     }
-    fn encode(&self) -> Result<Bytes, String> {
-        // Small payloads are the common case: one allocation instead of several regrowths.
-        let mut buf = Vec::with_capacity(64);
-        rmp_serde::encode::write_named(&mut buf, self).map_err(|e| e.to_string())?;
-        Ok(Bytes::from(buf))
+    fn encode_into(&self, out: &mut Inline) -> Result<(), String> {
+        rmp_serde::encode::write_named(out, self).map_err(|e| e.to_string())
     }
 }
 

@@ -20,7 +20,7 @@ use crate::proto::publish_frame::{batches, encode_publish_into, PublishRef};
 use crate::proto::resolve::Scope;
 use crate::proto::topic::check_topic;
 use crate::proto::wire::PubAck;
-use crate::pubsub::payload::{Payload, Source};
+use crate::pubsub::payload::{Inline, Payload, Source};
 use crate::pubsub::{Confirmation, Publication};
 use crate::runtime::{Connection, Shared};
 
@@ -37,7 +37,7 @@ pub(crate) enum Wait {
 
 /// One publication to send.
 pub(crate) struct Outgoing<'a> {
-    pub topic: String,
+    pub topic: &'a str,
     pub payload: &'a dyn Source,
     pub scope: Scope,
     pub wait: Wait,
@@ -151,22 +151,22 @@ impl Shared {
         };
         let kept = answer_group
             .is_none()
-            .then(|| self.pubsub.routes.get(&out.topic, out.scope, stamp))
+            .then(|| self.pubsub.routes.get(out.topic, out.scope, stamp))
             .flatten();
         // A kept route's topic was checked when it was planned.
         if kept.is_none() {
-            check_topic(&out.topic).map_err(|e| Error::Topic(e.to_string()))?;
+            check_topic(out.topic).map_err(|e| Error::Topic(e.to_string()))?;
         }
         self.pubsub.stats.published.fetch_add(1, Relaxed);
         if self.metrics.enabled {
             let m = &self.metrics;
-            m.with_prefix(&out.topic, |p| p.published.add(1));
+            m.with_prefix(out.topic, |p| p.published.add(1));
         }
         let plan = kept.unwrap_or_else(|| {
-            let plan = Arc::new(self.plan(&out.topic, out.scope, answer_group));
+            let plan = Arc::new(self.plan(out.topic, out.scope, answer_group));
             if answer_group.is_none() && plan.reusable() {
                 let routes = &self.pubsub.routes;
-                routes.set(&out.topic, out.scope, stamp, plan.clone());
+                routes.set(out.topic, out.scope, stamp, plan.clone());
             }
             plan
         });
@@ -175,7 +175,7 @@ impl Shared {
                 plan.local.iter().any(|(_, a)| *a) || plan.peers.iter().any(|(_, p)| p.answers);
             if !chosen {
                 return Err(Error::NoSubscriber {
-                    topic: out.topic,
+                    topic: out.topic.to_string(),
                     detail: format!(
                         "no member of queue group `{g}` subscribes to it within {} scope",
                         out.scope
@@ -185,23 +185,41 @@ impl Shared {
         }
         // Read the clock only when something is waited for.
         let deadline = (out.wait != Wait::Nothing).then(|| Instant::now() + out.timeout);
-        // The value is copied only for local subscribers; peers alone need just the bytes.
-        let payload = if plan.local.is_empty() {
-            let bytes = out.payload.encode().map_err(|detail| Error::Codec {
-                what: "encode the payload",
-                fun: out.topic.clone(),
-                detail,
-            })?;
-            Payload::Encoded(bytes)
-        } else {
-            out.payload.local()
-        };
+        // The value is copied only for local subscribers; peers alone need just the bytes,
+        // encoded on this task's stack when small (no allocation per publication).
+        let local_payload = (!plan.local.is_empty()).then(|| out.payload.local());
+        let mut inline = Inline::new();
+        if local_payload.is_none() {
+            out.payload
+                .encode_into(&mut inline)
+                .map_err(|detail| Error::Codec {
+                    what: "encode the payload",
+                    fun: out.topic.to_string(),
+                    detail,
+                })?;
+        }
         let mut reached = usize::from(!plan.local.is_empty());
-        let local = self.deliver_local(&out, &payload, &plan.local).await;
+        let local = match &local_payload {
+            Some(p) => self.deliver_local(&out, p, &plan.local).await,
+            None => None,
+        };
+        let from_local;
+        let encoded: std::result::Result<&[u8], String> = match &local_payload {
+            None => Ok(&inline),
+            Some(_) if plan.peers.is_empty() => Ok(&[]),
+            Some(p) => match p.bytes() {
+                Ok(b) => {
+                    from_local = b;
+                    Ok(&from_local)
+                }
+                Err(e) => Err(e),
+            },
+        };
         let mut waits = Vec::new();
         let mut missing = Vec::new();
         for (id, target) in &plan.peers {
-            match self.send_publish(&out, &payload, *id, target).await {
+            let payload = encoded.as_deref().map_err(String::as_str);
+            match self.send_publish(&out, payload, *id, target).await {
                 Ok(Some(w)) => {
                     reached += 1;
                     waits.push(w)
@@ -226,7 +244,7 @@ impl Shared {
             Wait::Confirmed => {
                 let deadline = deadline.unwrap_or_else(Instant::now);
                 let conf =
-                    collect_acks(&out.topic, local, waits, missing, deadline, &self.name).await;
+                    collect_acks(out.topic, local, waits, missing, deadline, &self.name).await;
                 if conf.is_err() {
                     crate::metrics::bump(&self.metrics.events.confirm_failures);
                 }
@@ -234,7 +252,7 @@ impl Shared {
             }
             Wait::Answer(_) => {
                 let deadline = deadline.unwrap_or_else(Instant::now);
-                answer_of(&out.topic, local, waits, missing, deadline, &self.name).await
+                answer_of(out.topic, local, waits, missing, deadline, &self.name).await
             }
         }
     }
@@ -364,7 +382,7 @@ impl Shared {
         }
         let delivered = &self.metrics.events.delivered;
         delivered.fetch_add(local.len() as u64, Relaxed);
-        let topic: Arc<str> = out.topic.as_str().into();
+        let topic: Arc<str> = out.topic.into();
         let from: Arc<str> = self.name.as_str().into();
         let (ledger, rx) = match out.wait {
             Wait::Nothing => (None, None),
@@ -399,13 +417,11 @@ impl Shared {
     async fn send_publish(
         self: &Arc<Self>,
         out: &Outgoing<'_>,
-        payload: &Payload,
+        payload: std::result::Result<&[u8], &str>,
         id: u64,
         t: &PeerTarget,
     ) -> std::result::Result<Option<PeerWait>, String> {
-        let payload = payload
-            .bytes()
-            .map_err(|e| format!("cannot encode the payload: {e}"))?;
+        let payload = payload.map_err(|e| format!("cannot encode the payload: {e}"))?;
         let waited = match out.wait {
             Wait::Nothing => false,
             Wait::Confirmed => true,
@@ -413,8 +429,8 @@ impl Shared {
         };
         let ack = if waited { self.pubsub.next_id() } else { 0 };
         let frame = PublishRef {
-            topic: &out.topic,
-            payload: &payload,
+            topic: out.topic,
+            payload,
             groups: &t.groups,
             ack,
             answer: match &out.wait {
