@@ -90,7 +90,9 @@ impl<'a> Publisher<'a> {
     where
         T: Serialize + Clone + Send + Sync + 'static,
     {
-        let shared = self.node.shared().clone();
+        // Borrowed, not cloned: a publishing loop would bump the node's reference count
+        // twice per publication.
+        let shared = self.node.shared();
         let out = Outgoing {
             topic: self.topic,
             payload,

@@ -110,12 +110,10 @@ impl Queue {
     }
 
     /// Resets the counts as the queue's bytes leave it (taken by the writer or written by a
-    /// sender; called before the buffer empties, which `was_full` reads); what
-    /// [`Outbound::made_room`] must publish.
+    /// sender); what [`Outbound::made_room`] must publish.
     fn emptied(&mut self) -> Emptied {
         let e = Emptied {
             parked: self.parked,
-            was_full: self.is_full(),
         };
         self.batch = None;
         self.frames = 0;
@@ -127,7 +125,6 @@ impl Queue {
 /// What emptying a queue freed (see [`Queue::emptied`]).
 struct Emptied {
     parked: usize,
-    was_full: bool,
 }
 
 /// Why a frame could not be parked.
@@ -345,9 +342,9 @@ impl Outbound {
             self.parked.store(0, Relaxed);
             self.drained.notify_waiters();
         }
-        if e.was_full {
-            self.room.notify_waiters();
-        }
+        // Always: a sender may have found the queue full before a partial write-through
+        // shrank it, so "full now" does not tell whether anyone waits.
+        self.room.notify_waiters();
     }
 
     /// Frames parked beyond the bound, not yet taken by the writer.

@@ -82,7 +82,7 @@ impl Shared {
         topic: &str,
     ) -> (&'m Arc<str>, &'m [Arc<Subscriber>]) {
         // Read before matching: a change after it only makes the result look stale.
-        let changes = self.pubsub.local.read().changes();
+        let changes = self.pubsub.local_changes.get();
         matched.lookup(topic, changes, || {
             let mut out = Vec::new();
             self.pubsub.local.read().for_each_match(topic, |s| {

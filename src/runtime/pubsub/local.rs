@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use super::changes::Changes;
 use super::matched::Matched;
 use crate::proto::topic::{Pattern, Trie};
 use crate::proto::wire::SubSpec;
@@ -176,7 +177,7 @@ pub(crate) struct Local {
     /// Grows whenever `specs` gains or loses an entry.
     version: u64,
     /// Grows whenever a subscriber comes or goes (what a topic matches may change).
-    changes: u64,
+    changes: Changes,
     /// Drops of subscribers already removed, so totals never go down.
     dropped_gone: u64,
 }
@@ -185,7 +186,7 @@ impl Local {
     /// Adds `sub`; returns whether the advertised catalog changed.
     pub(crate) fn insert(&mut self, sub: Arc<Subscriber>) -> bool {
         self.trie.insert(&sub.pattern, sub.id);
-        self.changes += 1;
+        self.changes.bump();
         let n = self.specs.entry(sub.spec.clone()).or_insert(0);
         *n += 1;
         let changed = *n == 1;
@@ -200,7 +201,7 @@ impl Local {
     pub(crate) fn remove(&mut self, id: u64) -> Option<(Arc<Subscriber>, bool)> {
         let sub = self.subs.remove(&id)?;
         self.trie.remove(&sub.pattern, &id);
-        self.changes += 1;
+        self.changes.bump();
         self.dropped_gone += sub.queue.dropped();
         let mut changed = false;
         if let Some(n) = self.specs.get_mut(&sub.spec) {
@@ -229,8 +230,8 @@ impl Local {
     }
 
     /// A count that grows whenever a subscriber comes or goes.
-    pub(crate) fn changes(&self) -> u64 {
-        self.changes
+    pub(crate) fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     pub(crate) fn version(&self) -> u64 {

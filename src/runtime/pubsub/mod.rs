@@ -3,6 +3,7 @@
 //! and delivering what peers publish to the subscribers here (`deliver`).
 
 pub(crate) mod ack;
+mod changes;
 mod deliver;
 mod local;
 mod matched;
@@ -24,7 +25,6 @@ pub(crate) use publish::{Outgoing, Report, Wait};
 pub(crate) use subscribe::SubHandler;
 
 /// Pub/sub state of one node.
-#[derive(Default)]
 pub(crate) struct PubSub {
     pub local: RwLock<local::Local>,
     pub remote: RwLock<remote::Remote>,
@@ -40,6 +40,29 @@ pub(crate) struct PubSub {
     pub links: AtomicU64,
     /// The last route a publication took (see `route_cache`).
     routes: route_cache::RouteCache<std::sync::Arc<publish::Plan>>,
+    /// `local`'s and `remote`'s counts of changes, readable without their locks.
+    local_changes: changes::Changes,
+    remote_changes: changes::Changes,
+}
+
+impl Default for PubSub {
+    fn default() -> Self {
+        let local = local::Local::default();
+        let remote = remote::Remote::default();
+        PubSub {
+            local_changes: local.changes().clone(),
+            remote_changes: remote.changes().clone(),
+            local: RwLock::new(local),
+            remote: RwLock::new(remote),
+            acks: Mutex::default(),
+            syncs: Mutex::default(),
+            next_id: AtomicU64::default(),
+            turns: Mutex::default(),
+            stats: Stats::default(),
+            links: AtomicU64::default(),
+            routes: route_cache::RouteCache::default(),
+        }
+    }
 }
 
 /// Pub/sub counters, visible in [`NodeStats`](crate::NodeStats) and `mpreg nodes`.

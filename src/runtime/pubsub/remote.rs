@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::changes::Changes;
 use crate::proto::topic::{Pattern, Trie};
 use crate::proto::wire::SubSpec;
 
@@ -22,7 +23,7 @@ pub(crate) struct Remote {
     /// Peers with a lossless subscription: they may stop reading us on purpose.
     lossless: HashSet<u64>,
     /// Grows whenever a peer's subscriptions change.
-    changes: u64,
+    changes: Changes,
     /// The catalog version each peer's subscriptions were taken from.
     versions: HashMap<u64, u64>,
 }
@@ -84,13 +85,13 @@ impl Remote {
     }
 
     /// A count that grows whenever a peer's subscriptions change.
-    pub(crate) fn changes(&self) -> u64 {
-        self.changes
+    pub(crate) fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     /// Forgets `peer`'s subscriptions.
     pub(crate) fn remove(&mut self, peer: u64) {
-        self.changes += 1;
+        self.changes.bump();
         self.versions.remove(&peer);
         self.lossless.remove(&peer);
         for (p, t) in self.by_peer.remove(&peer).unwrap_or_default() {
