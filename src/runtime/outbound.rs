@@ -618,6 +618,31 @@ mod tests {
         );
     }
 
+    /// A sender waiting for room is woken by the writer's next take even when a partial
+    /// write-through has meanwhile shrunk the queue below its bound (so it no longer looks
+    /// full): a take always announces room.
+    #[tokio::test]
+    async fn a_take_wakes_senders_even_when_a_partial_write_unfilled_the_queue() {
+        let out = std::sync::Arc::new(Outbound::new());
+        assert!(out.try_send(&vec![7u8; OUTBOUND_BYTES], Wake::Later));
+        let o = out.clone();
+        let waiting = tokio::spawn(async move { o.send(Bytes::from_static(b"next")).await });
+        // Time for the sender to find the queue full and wait.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the queue is full: the sender waits"
+        );
+        // What a write-through that the socket took most of leaves behind.
+        out.queue.lock().buf.advance(OUTBOUND_BYTES - 10);
+        let mut taken = BytesMut::new();
+        assert_eq!(out.begin_write(&mut taken), 1);
+        let sent = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("the take woke the waiting sender");
+        assert!(sent.unwrap(), "queued once woken");
+    }
+
     /// A connected pair: the queue's writer running on one end, the other end to read.
     async fn writing_pair() -> (
         std::sync::Arc<Outbound>,
