@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::proto::membership::{lan_config, Membership};
+use crate::runtime::datagrams::Datagrams;
 use crate::runtime::discovery::{probe, Discovery, DiscoveryConfig};
 use crate::runtime::gossip::{self, Command, COMMAND_QUEUE};
 use crate::runtime::{listener, Connection, Shared};
@@ -68,7 +69,7 @@ pub(crate) fn advertise_ip(shared: &Shared) -> IpAddr {
 
 /// The sockets of a member that listens but has not joined the membership yet.
 pub(crate) struct Listening {
-    udp: UdpSocket,
+    udp: Datagrams,
 }
 
 /// Binds TCP and UDP and starts accepting connections; the membership starts later, with
@@ -83,6 +84,7 @@ pub(crate) async fn listen(shared: &Arc<Shared>) -> Result<Listening> {
     let me = gossip::identity(shared, SocketAddr::new(advertise_ip(shared), port));
     tracing::info!(node = %shared.name, addr = %me.addr, cluster = %shared.cluster, "listening");
     let _ = shared.me.set(me);
+    let udp = Datagrams::new(udp).map_err(|e| Error::io("cannot watch the gossip socket", e))?;
     shared.tasks.spawn(listener::run(shared.clone(), tcp));
     Ok(Listening { udp })
 }

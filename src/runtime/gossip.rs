@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::proto::datagram::{self, Kind, Opened, Reject, ReplayWindow, Stamp};
 use crate::proto::member::Member;
 use crate::proto::membership::{Event, Membership, Timer};
+use crate::runtime::datagrams::Datagrams;
 use crate::runtime::grid::Timers;
 use crate::runtime::{now_ms, Shared};
 
@@ -34,7 +34,7 @@ pub(crate) enum Command {
 /// Runs until shutdown (or until a `Leave` has been flushed).
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    socket: UdpSocket,
+    socket: Datagrams,
     mut m: Membership,
     mut commands: mpsc::Receiver<Command>,
 ) {
@@ -176,7 +176,7 @@ struct Wire {
 /// Sends what membership wants sent, schedules its timers, applies its events.
 async fn drain(
     shared: &Arc<Shared>,
-    socket: &UdpSocket,
+    socket: &Datagrams,
     wire: &mut Wire,
     m: &mut Membership,
     timers: &mut Timers<Timer>,
@@ -203,7 +203,7 @@ async fn drain(
 /// Seals `payload` for the member `to` (address, node id) and sends it.
 async fn send(
     shared: &Shared,
-    socket: &UdpSocket,
+    socket: &Datagrams,
     wire: &mut Wire,
     kind: Kind,
     to: (SocketAddr, u64),

@@ -11,6 +11,7 @@ pub(crate) mod caller;
 pub(crate) mod cluster;
 pub(crate) mod connect;
 pub(crate) mod connection;
+pub(crate) mod datagrams;
 pub(crate) mod dialer;
 pub(crate) mod discovery;
 pub(crate) mod dispatch;

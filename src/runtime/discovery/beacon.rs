@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +33,7 @@ use crate::proto::beacon::{announce_every, stale_after, BeaconKind, Payload};
 use crate::proto::datagram::{self, Kind, Reject, ReplayWindow, Stamp, ANYONE};
 use crate::proto::keyring::SharedKeyring;
 use crate::proto::member::Member;
+use crate::runtime::datagrams::Datagrams;
 use crate::runtime::grid;
 
 /// Largest datagram we read: the largest UDP payload, so that a member with very long
@@ -147,7 +147,7 @@ fn contact(mut m: Member, src: SocketAddr) -> Member {
 
 /// A non-blocking UDP socket on `0.0.0.0:port` that may send broadcasts; `shared` lets
 /// every node of the host bind the same port.
-fn udp_socket(port: u16, shared: bool) -> std::io::Result<UdpSocket> {
+fn udp_socket(port: u16, shared: bool) -> std::io::Result<Datagrams> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     if shared {
         s.set_reuse_address(true)?;
@@ -167,14 +167,14 @@ fn udp_socket(port: u16, shared: bool) -> std::io::Result<UdpSocket> {
     s.set_broadcast(true)?;
     s.set_nonblocking(true)?;
     s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())?;
-    UdpSocket::from_std(s.into())
+    Datagrams::from_std(s.into())
 }
 
 /// Broadcasts a beacon of `kind` on every selected broadcast address, counting. Each copy
 /// is sealed on its own: a receiver reached by two of them (a node of this host hears the
 /// copies sent to `lo` and to its LAN) must not take the second one for a replay.
 async fn broadcast(
-    sock: &UdpSocket,
+    sock: &Datagrams,
     cfg: &DiscoveryConfig,
     env: &mut Envelope,
     kind: BeaconKind,
@@ -189,7 +189,7 @@ async fn broadcast(
 
 /// Sends one datagram, counting success or failure (failures are normal on an interface
 /// that just went down, so they are only logged at debug).
-async fn send(sock: &UdpSocket, to: SocketAddr, data: &[u8], counters: &Counters) {
+async fn send(sock: &Datagrams, to: SocketAddr, data: &[u8], counters: &Counters) {
     match sock.send_to(data, to).await {
         Ok(_) => bump(&counters.beacons_sent),
         Err(e) => {
@@ -206,9 +206,9 @@ pub(crate) struct Server {
     sink: Sink,
     env: Envelope,
     /// The host-wide beacon port: receives announces and probes.
-    shared: UdpSocket,
+    shared: Datagrams,
     /// This node's own address: sends everything, receives answers.
-    own: UdpSocket,
+    own: Datagrams,
     /// When each other member was last heard, to answer only the announces of newcomers.
     heard: HashMap<u64, Instant>,
 }
@@ -347,7 +347,7 @@ fn accept_source(cfg: &DiscoveryConfig, src: SocketAddr, counters: &Counters) ->
 
 /// A client's probe: who answers on the beacon port right now?
 pub(crate) struct Prober {
-    sock: UdpSocket,
+    sock: Datagrams,
 }
 
 impl Prober {
