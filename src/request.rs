@@ -145,7 +145,6 @@ impl<'a> Request<'a> {
     /// awaiting a future it holds) keeps two copies of what it is given. Here every part
     /// of the call is held once.
     fn send_named(mut self) -> impl Future<Output = (String, Result<Response<Bytes>>)> + 'a {
-        let start = Instant::now();
         let node = self.node;
         let at = self.at.take();
         let inv = match self.invocation() {
@@ -153,6 +152,9 @@ impl<'a> Request<'a> {
             Err(e) => return Either::Left(ready((String::new(), Err(e)))),
         };
         Either::Right(async move {
+            // Read when the call is first polled, not when it was built: the deadline
+            // counts from here, and `invoke_since` relies on `start` being a moment ago.
+            let start = Instant::now();
             let shared = node.shared();
             // The measure borrows the function's name, given back below: its own block.
             let (out, elapsed) = {

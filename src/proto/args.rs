@@ -74,9 +74,15 @@ pub fn array_len(bytes: &[u8]) -> Option<usize> {
 
 /// Encodes a result value (structs as maps with named fields).
 pub fn encode_value<T: Serialize + ?Sized>(v: &T) -> Result<Bytes, Failure> {
-    rmp_serde::to_vec_named(v)
-        .map(Bytes::from)
-        .map_err(|e| Failure::remote(format!("cannot encode the result: {e}")))
+    // Into the thread's scratch, then one exact allocation: a fresh `Vec` would grow by
+    // doubling from nothing.
+    crate::proto::scratch::with_scratch(|buf| {
+        rmp_serde::encode::write_named(&mut bytes::BufMut::writer(&mut *buf), v)?;
+        Ok(Bytes::copy_from_slice(buf))
+    })
+    .map_err(|e: rmp_serde::encode::Error| {
+        Failure::remote(format!("cannot encode the result: {e}"))
+    })
 }
 
 /// Decodes a positional argument array into the handler's argument tuple `A`.

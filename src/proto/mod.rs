@@ -18,6 +18,7 @@ pub mod membership;
 pub mod publish_frame;
 pub mod replay;
 pub mod resolve;
+pub(crate) mod scratch;
 pub mod topic;
 pub mod wire;
 pub mod workflow;

@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 
 use crate::proto::crypto::Sealer;
 use crate::proto::publish_frame::Batch;
+use crate::proto::scratch::with_scratch;
 
 /// Frames queued for the writer before senders wait.
 pub(crate) const OUTBOUND_QUEUE: usize = 1024;
@@ -130,6 +131,14 @@ struct Emptied {
 /// Why a frame could not be parked.
 pub(crate) struct Overflow(pub usize);
 
+/// Where a sender's first try left its frame.
+enum Put {
+    Queued,
+    Closed,
+    /// The queue is full: the frame waits for room.
+    Full(Bytes),
+}
+
 impl Outbound {
     /// An empty queue; [`write_loop`](Self::write_loop) drains it.
     pub(crate) fn new() -> Self {
@@ -173,23 +182,43 @@ impl Outbound {
     }
 
     /// [`send_with`](Self::send_with), then `wake` for the writer if the queue was empty.
+    ///
+    /// The frame is encoded before the queue's lock is taken (into the thread's scratch,
+    /// see [`with_scratch`]) and copied in under it: encoding under the lock made callers
+    /// on two threads and the writer wait on each other.
     pub(crate) async fn send_waking<E>(
         &self,
         encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
         wake: Wake,
     ) -> Result<bool, E> {
-        let mut encode = Some(encode);
+        let first = with_scratch(|frame| {
+            encode(frame)?;
+            let mut q = self.queue.lock();
+            Ok(if q.closed {
+                Put::Closed
+            } else if q.is_full() {
+                // Kept past the wait for room, which the scratch cannot be.
+                Put::Full(Bytes::copy_from_slice(frame))
+            } else {
+                q.buf.extend_from_slice(frame);
+                self.added(&mut q, false, wake);
+                Put::Queued
+            })
+        })?;
+        let frame = match first {
+            Put::Queued => return Ok(true),
+            Put::Closed => return Ok(false),
+            Put::Full(frame) => frame,
+        };
         let queued = self.when_room(|q| {
             if q.is_full() {
                 return None;
             }
-            let encode = encode.take().expect("called once it fits");
-            Some(encode(&mut q.buf).map(|()| self.added(q, false, wake)))
+            q.buf.extend_from_slice(&frame);
+            self.added(q, false, wake);
+            Some(())
         });
-        match queued.await {
-            Some(r) => r.map(|()| true),
-            None => Ok(false),
-        }
+        Ok(queued.await.is_some())
     }
 
     /// Queues a plain publication (no groups, acknowledgement or answer) of a small
@@ -264,17 +293,21 @@ impl Outbound {
         encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
         wake: Wake,
     ) -> Result<Result<(), Overflow>, E> {
-        let mut q = self.queue.lock();
-        if q.closed {
-            return Ok(Ok(()));
-        }
-        let full = q.is_full();
-        if full && q.parked >= BACKLOG_LIMIT {
-            return Ok(Err(Overflow(q.parked)));
-        }
-        encode(&mut q.buf)?;
-        self.added(&mut q, full, wake);
-        Ok(Ok(()))
+        // Encoded out of the lock, as in `send_waking`.
+        with_scratch(|frame| {
+            encode(frame)?;
+            let mut q = self.queue.lock();
+            if q.closed {
+                return Ok(Ok(()));
+            }
+            let full = q.is_full();
+            if full && q.parked >= BACKLOG_LIMIT {
+                return Ok(Err(Overflow(q.parked)));
+            }
+            q.buf.extend_from_slice(frame);
+            self.added(&mut q, full, wake);
+            Ok(Ok(()))
+        })
     }
 
     /// Counts the frame just appended to `q` (`parked` beyond the bound) and, for a first

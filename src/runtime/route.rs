@@ -201,8 +201,8 @@ impl Shared {
         self.invoke_since(inv, Instant::now()).await
     }
 
-    /// [`invoke`](Self::invoke) for a call made at `start` (its deadline counts from then):
-    /// a caller that read the clock already spares a read.
+    /// [`invoke`](Self::invoke) for a call made at `start` (its deadline counts from then),
+    /// which must be a moment ago: a caller that read the clock already spares a read.
     pub(crate) async fn invoke_since(
         self: &Arc<Self>,
         inv: &Invocation,
@@ -260,7 +260,13 @@ impl Shared {
                 }
                 return Err(self.none_left(inv, &known, &tried));
             };
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            // A first attempt made without waiting for anything has its whole timeout
+            // left (`start` was read just before): a clock read spared per call.
+            let first = tried.0.is_empty() && !(refreshed || settled || waited);
+            let remaining = match first {
+                true => inv.timeout,
+                false => deadline.saturating_duration_since(Instant::now()),
+            };
             let chosen = &known[chosen];
             let attempt = self.attempt(inv, chosen, remaining).await;
             let e = match judge(inv, chosen, attempt) {
