@@ -135,8 +135,8 @@ pub(crate) struct Overflow(pub usize);
 enum Put {
     Queued,
     Closed,
-    /// The queue is full: the frame waits for room.
-    Full(Bytes),
+    /// The queue is full: nothing was queued.
+    Full,
 }
 
 impl Outbound {
@@ -164,16 +164,15 @@ impl Outbound {
 
     /// Queues a frame, waiting while the queue is full; `false` once the writer is gone.
     pub(crate) async fn send(&self, frame: Bytes) -> bool {
-        let r = self.send_with(|buf| {
-            buf.extend_from_slice(&frame);
-            Ok::<(), std::convert::Infallible>(())
-        });
-        matches!(r.await, Ok(true))
+        match self.put(&frame, Wake::Writer) {
+            Put::Queued => true,
+            Put::Closed => false,
+            Put::Full => self.put_when_room(&frame, Wake::Writer).await,
+        }
     }
 
     /// Queues the frame `encode` appends to the buffer, waiting while the queue is full:
-    /// `Ok(false)` once the writer is gone, `Err` (nothing queued) if `encode` failed. An
-    /// `encode` that fails must leave the buffer as it found it.
+    /// `Ok(false)` once the writer is gone, `Err` (nothing queued) if `encode` failed.
     pub(crate) async fn send_with<E>(
         &self,
         encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
@@ -193,32 +192,47 @@ impl Outbound {
     ) -> Result<bool, E> {
         let first = with_scratch(|frame| {
             encode(frame)?;
-            let mut q = self.queue.lock();
-            Ok(if q.closed {
-                Put::Closed
-            } else if q.is_full() {
+            Ok(match self.put(frame, wake) {
+                Put::Queued => Ok(true),
+                Put::Closed => Ok(false),
                 // Kept past the wait for room, which the scratch cannot be.
-                Put::Full(Bytes::copy_from_slice(frame))
-            } else {
-                q.buf.extend_from_slice(frame);
-                self.added(&mut q, false, wake);
-                Put::Queued
+                Put::Full => Err(Bytes::copy_from_slice(frame)),
             })
         })?;
-        let frame = match first {
-            Put::Queued => return Ok(true),
-            Put::Closed => return Ok(false),
-            Put::Full(frame) => frame,
-        };
-        let queued = self.when_room(|q| {
-            if q.is_full() {
-                return None;
-            }
-            q.buf.extend_from_slice(&frame);
-            self.added(q, false, wake);
-            Some(())
-        });
-        Ok(queued.await.is_some())
+        Ok(match first {
+            Ok(sent) => sent,
+            Err(frame) => self.put_when_room(&frame, wake).await,
+        })
+    }
+
+    /// Appends the encoded `frame` if the queue has room, then `wake` for the writer if the
+    /// queue was empty.
+    fn put(&self, frame: &[u8], wake: Wake) -> Put {
+        let mut q = self.queue.lock();
+        if q.closed {
+            return Put::Closed;
+        }
+        match self.append(&mut q, frame, wake) {
+            Some(()) => Put::Queued,
+            None => Put::Full,
+        }
+    }
+
+    /// [`put`](Self::put), waiting while the queue is full; `false` once the writer is gone.
+    async fn put_when_room(&self, frame: &[u8], wake: Wake) -> bool {
+        self.when_room(|q| self.append(q, frame, wake))
+            .await
+            .is_some()
+    }
+
+    /// Appends `frame` to `q` unless it is full.
+    fn append(&self, q: &mut Queue, frame: &[u8], wake: Wake) -> Option<()> {
+        if q.is_full() {
+            return None;
+        }
+        q.buf.extend_from_slice(frame);
+        self.added(q, false, wake);
+        Some(())
     }
 
     /// Queues a plain publication (no groups, acknowledgement or answer) of a small
@@ -264,26 +278,13 @@ impl Outbound {
     /// Queues a frame without waiting, then `wake` for the writer if the queue was empty;
     /// `false` if the queue is full or closed.
     pub(crate) fn try_send(&self, frame: &[u8], wake: Wake) -> bool {
-        let mut q = self.queue.lock();
-        if q.closed || q.is_full() {
-            return false;
-        }
-        q.buf.extend_from_slice(frame);
-        self.added(&mut q, false, wake);
-        true
+        matches!(self.put(frame, wake), Put::Queued)
     }
 
     /// Queues a frame from a task that must not wait, parking it beyond the bound when the
     /// queue is full. `Err` when too many are parked already (the peer is not reading).
     pub(crate) fn park(&self, frame: Bytes) -> Result<(), Overflow> {
-        let put = |buf: &mut BytesMut| {
-            buf.extend_from_slice(&frame);
-            Ok::<(), std::convert::Infallible>(())
-        };
-        match self.park_with(put, Wake::Writer) {
-            Ok(r) => r,
-            Err(never) => match never {},
-        }
+        self.park_encoded(&frame, Wake::Writer)
     }
 
     /// [`park`](Self::park) for the frame `encode` appends (see [`send_with`](Self::send_with)),
@@ -296,18 +297,24 @@ impl Outbound {
         // Encoded out of the lock, as in `send_waking`.
         with_scratch(|frame| {
             encode(frame)?;
-            let mut q = self.queue.lock();
-            if q.closed {
-                return Ok(Ok(()));
-            }
-            let full = q.is_full();
-            if full && q.parked >= BACKLOG_LIMIT {
-                return Ok(Err(Overflow(q.parked)));
-            }
-            q.buf.extend_from_slice(frame);
-            self.added(&mut q, full, wake);
-            Ok(Ok(()))
+            Ok(self.park_encoded(frame, wake))
         })
+    }
+
+    /// [`park`](Self::park) for an encoded frame, then `wake` for the writer if the queue
+    /// was empty.
+    fn park_encoded(&self, frame: &[u8], wake: Wake) -> Result<(), Overflow> {
+        let mut q = self.queue.lock();
+        if q.closed {
+            return Ok(());
+        }
+        let full = q.is_full();
+        if full && q.parked >= BACKLOG_LIMIT {
+            return Err(Overflow(q.parked));
+        }
+        q.buf.extend_from_slice(frame);
+        self.added(&mut q, full, wake);
+        Ok(())
     }
 
     /// Counts the frame just appended to `q` (`parked` beyond the bound) and, for a first
